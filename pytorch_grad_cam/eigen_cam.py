@@ -1,0 +1,29 @@
+from pytorch_grad_cam.base_cam import BaseCAM
+from pytorch_grad_cam.utils.svd_on_activations import get_2d_projection
+
+
+class EigenCAM(BaseCAM):
+    """Eigen-CAM: the activations projected on their first principal component.
+
+    With O the N x C matrix of the activations (one row per position),
+    O = U S V^T (singular value decomposition);  map = O V_1
+
+    Gradient-free and class-agnostic: the map shows what the layer
+    responds to most, whatever the target (``targets`` is ignored). The
+    sign of V_1 (arbitrary in an SVD) is chosen so that the map sums to
+    >= 0, i.e. V_1 points along the mean activation vector.
+
+    Muhammad & Yeasin, "Eigen-CAM: Class Activation Map using Principal
+    Components", IJCNN 2020, https://arxiv.org/abs/2008.00299
+
+    As in the paper, O is factorised as it is. grad-cam 1.5.7 subtracts the
+    mean over the positions first (a principal component analysis of the
+    centred activations), which is what ``eigen_smooth=True`` of the other
+    methods does.
+    """
+
+    uses_gradients = False
+
+    def get_cam_image(self, input_tensor, target_layer, targets, activations, grads,
+                      eigen_smooth=False):
+        return get_2d_projection(activations, center=False)

@@ -1,0 +1,258 @@
+"""Deep Feature Factorization (DFF).
+
+Collins, Achanta, Susstrunk, "Deep Feature Factorization For Concept
+Discovery", ECCV 2018, https://arxiv.org/abs/1806.10206
+
+The activations of a layer, A (channels x positions of all images), are
+factorised by non-negative matrix factorization, A ~ W H: the k columns of
+W (channels x k) are concept embeddings, the k rows of H their heat maps
+over the positions. A classifier head applied to an embedding tells what a
+concept is.
+"""
+import numbers
+from typing import Callable, NamedTuple, Optional, Tuple
+
+import numpy as np
+import torch
+
+from pytorch_grad_cam.activations_and_gradients import ActivationsAndGradients
+from pytorch_grad_cam.base_cam import model_device, model_state_guard
+from pytorch_grad_cam.utils.image import (
+    create_labels_legend, scale_tensor, show_factorization_on_image)
+
+
+class NMFResult(NamedTuple):
+    """W (m x k), H (k x n) and the Frobenius error ||V - W H|| after every
+    iteration."""
+    W: torch.Tensor
+    H: torch.Tensor
+    errors: torch.Tensor
+
+
+def _positive_int(name, value):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be a positive int, got {value!r}")
+    if value < 1:
+        raise ValueError(f"{name} must be >= 1, got {value}")
+    return int(value)
+
+
+def non_negative_matrix_factorization(matrix: torch.Tensor, n_components: int,
+                                      max_iter: int = 200, tol: float = 1e-4,
+                                      seed: int = 0) -> NMFResult:
+    """Factorise a non-negative m x n matrix V ~ W H (W: m x k, H: k x n,
+    both non-negative) minimising the Frobenius error with the
+    multiplicative updates of Lee & Seung (2001):
+
+        H <- H * (W^T V) / (W^T W H),   W <- W * (V H^T) / (W H H^T)
+
+    which never increase the error. Deterministic: W and H start as
+    sqrt(mean(V) / k) * |N(0, 1)| drawn from
+    ``torch.Generator().manual_seed(seed)`` (sklearn's "random" start).
+    Stops after ``max_iter`` iterations or when 10 iterations improve the
+    error by less than ``tol`` times the first error. Runs on V's device,
+    in float32 (float64 for float64 input).
+    """
+    if not isinstance(matrix, torch.Tensor) or matrix.dim() != 2:
+        raise ValueError("matrix must be a 2-D torch tensor")
+    n_components = _positive_int("n_components", n_components)
+    max_iter = _positive_int("max_iter", max_iter)
+    if bool((matrix < 0).any()):
+        raise ValueError("matrix has negative entries; NMF needs a non-negative matrix")
+    dtype = torch.float64 if matrix.dtype == torch.float64 else torch.float32
+    v = matrix.to(dtype)
+    rows, cols = v.shape
+    generator = torch.Generator().manual_seed(int(seed))
+    scale = float(v.mean().clamp_min(0)) / n_components
+    scale = scale ** 0.5 if scale > 0 else 1.0
+    w = (torch.randn(rows, n_components, generator=generator, dtype=dtype).abs() * scale)
+    h = (torch.randn(n_components, cols, generator=generator, dtype=dtype).abs() * scale)
+    w, h = w.to(v.device), h.to(v.device)
+    tiny = torch.finfo(dtype).tiny
+    errors = []
+    for iteration in range(max_iter):
+        h = h * (w.T @ v) / ((w.T @ w) @ h).clamp_min(tiny)
+        w = w * (v @ h.T) / (w @ (h @ h.T)).clamp_min(tiny)
+        errors.append(torch.linalg.norm(v - w @ h))
+        if (iteration + 1) % 10 == 0 and iteration >= 10:
+            if float(errors[-11] - errors[-1]) < tol * float(errors[0]):
+                break
+    return NMFResult(w, h, torch.stack(errors))
+
+
+def dff(activations, n_components: int = 5, max_iter: int = 200, tol: float = 1e-4,
+        seed: int = 0) -> Tuple[np.ndarray, np.ndarray]:
+    """Deep Feature Factorization of B x C x h x w activations (numpy or
+    torch).
+
+    Returns the concepts, a C x n_components array of embeddings, and the
+    explanations, B x n_components x h x w heat maps. Every component is
+    scaled so that its heat maps peak at 1 (the embedding takes the
+    scale), so an embedding is the activation vector where its concept is
+    at full strength.
+
+    The paper factorises activations after a ReLU, which are non-negative.
+    Channels with negative values (for example a transformer's tokens) are
+    shifted by their minimum first and the shift is added back to the
+    embeddings, as grad-cam 1.5.7 does; 1.5.7 shifts every channel by its
+    minimum, also non-negative ones, and leaves the scale between
+    embeddings and heat maps to sklearn's solver.
+    """
+    tensor = activations if isinstance(activations, torch.Tensor) else \
+        torch.as_tensor(np.asarray(activations))
+    if tensor.dim() < 3:
+        raise ValueError(f"activations must be B x C x spatial, got shape {tuple(tensor.shape)}")
+    tensor = torch.nan_to_num(tensor.detach().float())
+    batch, channels = tensor.shape[:2]
+    spatial = tuple(tensor.shape[2:])
+    matrix = tensor.transpose(0, 1).reshape(channels, -1)  # C x (B * positions)
+    offset = matrix.amin(dim=1).clamp_max(0)
+    result = non_negative_matrix_factorization(matrix - offset[:, None], n_components,
+                                               max_iter, tol, seed)
+    peak = result.H.amax(dim=1).clamp_min(1e-12)
+    concepts = result.W * peak[None] + offset[:, None]
+    explanations = (result.H / peak[:, None]).reshape((n_components, batch) + spatial)
+    return (concepts.cpu().numpy().astype(np.float32),
+            explanations.transpose(0, 1).cpu().numpy().astype(np.float32))
+
+
+class DeepFeatureFactorization:
+    """Concepts of a layer's activations and where they are in the images.
+
+    ``dff(input_tensor, n_components)`` returns ``(concepts,
+    explanations)``: the C x n_components concept embeddings and a
+    B x n_components x H x W float32 array of heat maps, each scaled to
+    [0, 1] and resized to the input. With ``computation_on_concepts`` (for
+    example the classifier head, a module mapping C features to class
+    scores) it returns a third item, its n_components x n_outputs output on
+    the embeddings.
+
+    Args:
+        model: the network (used on its own device, state restored).
+        target_layer: the module whose output is factorised.
+        reshape_transform: maps that output to B x C x h x w.
+        computation_on_concepts: applied to the n_components x C
+            embeddings.
+        max_iter, tol, seed: of the NMF (non_negative_matrix_factorization).
+    """
+
+    def __init__(self, model: torch.nn.Module, target_layer: torch.nn.Module,
+                 reshape_transform: Optional[Callable] = None,
+                 computation_on_concepts: Optional[Callable] = None,
+                 max_iter: int = 200, tol: float = 1e-4, seed: int = 0):
+        if not isinstance(model, torch.nn.Module):
+            raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+        if not isinstance(target_layer, torch.nn.Module) or \
+                not any(m is target_layer for m in model.modules()):
+            raise ValueError("target_layer must be a module of the model, for example "
+                             "model.layer4[-1]")
+        if computation_on_concepts is not None and not callable(computation_on_concepts):
+            raise TypeError("computation_on_concepts must be callable or None")
+        self.model = model
+        self.target_layer = target_layer
+        self.reshape_transform = reshape_transform
+        self.computation_on_concepts = computation_on_concepts
+        self.max_iter = _positive_int("max_iter", max_iter)
+        self.tol = tol
+        self.seed = seed
+        self.activations_and_grads = ActivationsAndGradients(model, [target_layer],
+                                                             reshape_transform)
+
+    def activations(self, input_tensor: torch.Tensor) -> torch.Tensor:
+        """The target layer's output for the batch, B x C x h x w."""
+        recorder = self.activations_and_grads
+        recorder.track_gradients = False
+        try:
+            with model_state_guard(self.model), torch.inference_mode(), recorder.record():
+                self.model(input_tensor)
+            activations = recorder.activations[0]
+        finally:
+            recorder.release()
+        if activations is None:
+            raise ValueError("target_layer was not called in the model's forward pass")
+        if self.reshape_transform is not None:
+            activations = self.reshape_transform(activations)
+        if activations.dim() < 3 or activations.shape[0] != input_tensor.shape[0]:
+            raise ValueError(f"the target layer's output has shape {tuple(activations.shape)}, "
+                             "expected B x C x h x w; pass a reshape_transform")
+        return activations
+
+    def __call__(self, input_tensor: torch.Tensor, n_components: int = 16):
+        if not isinstance(input_tensor, torch.Tensor) or input_tensor.dim() != 4:
+            raise ValueError("input_tensor must be a B x C x H x W tensor")
+        n_components = _positive_int("n_components", n_components)
+        device = model_device(self.model, fallback=input_tensor.device)
+        input_tensor = input_tensor.detach().to(device)
+        activations = self.activations(input_tensor)
+        concepts, explanations = dff(activations, n_components, self.max_iter, self.tol,
+                                     self.seed)
+        size = tuple(input_tensor.shape[2:])
+        maps = torch.from_numpy(explanations)
+        maps = scale_tensor(maps.reshape((-1,) + tuple(maps.shape[2:])), size)
+        explanations = maps.reshape((input_tensor.shape[0], n_components) + size).numpy()
+        if self.computation_on_concepts is None:
+            return concepts, explanations
+        with model_state_guard(self.model), torch.inference_mode():
+            embeddings = torch.from_numpy(concepts.T.copy()).to(device)
+            outputs = self.computation_on_concepts(embeddings)
+        return concepts, explanations, outputs.float().cpu().numpy()
+
+    def release(self):
+        self.activations_and_grads.release()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc_value, exc_tb):
+        self.release()
+        return False
+
+
+def _labels_of(model, labels, count: int):
+    if labels is not None:
+        return labels
+    config = getattr(model, "config", None)
+    id2label = getattr(config, "id2label", None)
+    if id2label:
+        return id2label
+    return [f"class {index}" for index in range(count)]
+
+
+def run_dff_on_image(model: torch.nn.Module, target_layer: torch.nn.Module,
+                     classifier: Callable, img_pil, img_tensor: torch.Tensor,
+                     reshape_transform: Optional[Callable] = None, n_components: int = 5,
+                     top_k: int = 2, *, labels=None) -> np.ndarray:
+    """The DFF picture of one image: the image, the concepts coloured on
+    it and a legend naming each concept by the ``top_k`` classes that
+    ``classifier`` gives its embedding (softmax scores).
+
+    Args:
+        model, target_layer, reshape_transform: as for
+            DeepFeatureFactorization.
+        classifier: the head that maps a C-dimensional embedding to class
+            scores (for example ``model.fc``).
+        img_pil: the image as shown, a PIL image or an H x W x 3 array
+            (uint8, or float in [0, 1]), the size of ``img_tensor``.
+        img_tensor: the model's input for it, C x H x W (or 1 x C x H x W).
+        labels: class names (a dict or list); default the model's
+            ``config.id2label`` (HuggingFace models) or "class i".
+
+    Returns:
+        uint8 H x 3W x 3 RGB array: image | concepts | legend.
+    """
+    image = np.asarray(img_pil)
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"img_pil must be an RGB image (H x W x 3), got shape {image.shape}")
+    rgb = image.astype(np.float32) / 255 if image.dtype == np.uint8 else \
+        image.astype(np.float32)
+    tensor = img_tensor if img_tensor.dim() == 4 else img_tensor[None]
+    if tensor.shape[0] != 1 or tuple(tensor.shape[2:]) != rgb.shape[:2]:
+        raise ValueError(f"img_tensor has shape {tuple(img_tensor.shape)}; expected one image "
+                         f"of the picture's size {rgb.shape[:2]}")
+    with DeepFeatureFactorization(model, target_layer, reshape_transform, classifier) as method:
+        _, explanations, outputs = method(tensor, n_components)
+    scores = torch.softmax(torch.from_numpy(outputs), dim=-1).numpy()
+    legend = create_labels_legend(scores, _labels_of(model, labels, scores.shape[1]), top_k)
+    visualization = show_factorization_on_image(rgb, explanations[0], image_weight=0.3,
+                                                concept_labels=legend)
+    return np.hstack((np.uint8(np.clip(rgb, 0, 1) * 255), visualization))

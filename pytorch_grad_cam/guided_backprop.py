@@ -1,0 +1,131 @@
+"""Guided backpropagation (Springenberg et al., "Striving for Simplicity:
+The All Convolutional Net", ICLR 2015 workshop, https://arxiv.org/abs/1412.6806).
+
+At every ReLU the backward pass keeps only positive gradients at positive
+inputs: R_in = (x > 0) * ReLU(R_out). The model's own ReLU modules are
+wrapped for the duration of a call and put back afterwards (the same
+objects, with their own ``inplace`` flags), also when an exception is
+raised.
+"""
+import warnings
+from contextlib import contextmanager
+from typing import Optional
+
+import numpy as np
+import torch
+
+from pytorch_grad_cam.base_cam import (BaseCAM, _model_float_dtype, check_input_tensor,
+                                       check_targets_against_outputs, model_device,
+                                       model_state_guard, select_output)
+from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+GUIDED_ACTIVATIONS = (torch.nn.ReLU, torch.nn.ReLU6)
+
+
+class _PositiveGradient(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        return grad_output.clamp(min=0)
+
+
+class GuidedBackpropReLU(torch.nn.Module):
+    """Wraps an activation module: forward unchanged, backward passes only
+    positive gradients (the activation's own backward adds the x > 0 gate)."""
+
+    def __init__(self, activation: torch.nn.Module):
+        super().__init__()
+        self.activation = activation
+
+    def forward(self, x):
+        return _PositiveGradient.apply(self.activation(x))
+
+
+# the established name
+GuidedBackpropReLUasModule = GuidedBackpropReLU
+
+
+@contextmanager
+def guided_relus(model: torch.nn.Module):
+    """Replace every ReLU/ReLU6 module by its guided wrapper inside the block."""
+    replaced = []
+    try:
+        for parent in list(model.modules()):
+            for name, child in list(parent._modules.items()):
+                if isinstance(child, GUIDED_ACTIVATIONS):
+                    parent._modules[name] = GuidedBackpropReLU(child)
+                    replaced.append((parent, name, child))
+        yield
+    finally:
+        for parent, name, child in reversed(replaced):
+            parent._modules[name] = child
+
+
+class GuidedBackpropReLUModel:
+    """Guided backpropagation of the target score to the input pixels.
+
+    Args:
+        model: the network.
+        device: where to run (the model is moved there, as in the
+            established API); default the model's own device. The seed's
+            boolean ``use_cuda`` (in this position or as ``use_cuda=``)
+            still works, with a DeprecationWarning.
+        output_selector: picks the score tensor from a model output that is
+            not a tensor (default: ``.logits`` of dicts and ModelOutputs,
+            the first element of tuples), as for the CAM methods.
+
+    Calling it with a batch returns the guided gradients as float32 numpy,
+    B x H x W x C; for a batch of one image H x W x C (the established
+    return value, so ``deprocess_image(cam_mask * gb)`` keeps working).
+    """
+
+    def __init__(self, model: torch.nn.Module, device=None, output_selector=None, *,
+                 use_cuda=None):
+        if output_selector is not None and not callable(output_selector):
+            raise TypeError(f"output_selector must be callable or None, "
+                            f"got {type(output_selector).__name__}")
+        self.output_selector = output_selector
+        if use_cuda is not None:
+            if device is not None:
+                raise ValueError("pass either device= or the deprecated use_cuda=, not both "
+                                 f"(got device={device!r}, use_cuda={use_cuda!r})")
+            device = bool(use_cuda)
+        if isinstance(device, bool):
+            warnings.warn("GuidedBackpropReLUModel(model, use_cuda) is deprecated; pass a "
+                          "device ('cpu', 'cuda') or nothing", DeprecationWarning, stacklevel=2)
+            if device and not torch.cuda.is_available():
+                warnings.warn("use_cuda=True but CUDA is not available; running on the CPU",
+                              RuntimeWarning, stacklevel=2)
+            device = "cuda" if device and torch.cuda.is_available() else None
+        self.model = model
+        if device is not None:
+            self.model = model.to(device)
+        self.device = model_device(self.model)
+
+    def forward(self, input_img):
+        return self.model(input_img)
+
+    def __call__(self, input_img: torch.Tensor, target_category: Optional[int] = None,
+                 targets=None) -> np.ndarray:
+        check_input_tensor(input_img, "input_img", volumes=False)
+        batch = input_img.shape[0]
+        if targets is None and target_category is not None:
+            categories = (list(target_category) if isinstance(target_category, (list, tuple))
+                          else [target_category] * batch)
+            targets = [ClassifierOutputTarget(int(c)) for c in categories]
+        targets = BaseCAM._check_targets(targets, batch)
+        with torch.inference_mode(False):
+            dtype = _model_float_dtype(self.model) or input_img.dtype
+            x = input_img.detach().clone().to(device=self.device, dtype=dtype).requires_grad_(True)
+            with model_state_guard(self.model), guided_relus(self.model), torch.enable_grad():
+                output = select_output(self.model(x), self.output_selector)
+                if targets is None:
+                    targets = [ClassifierOutputTarget(c) for c in output.argmax(dim=-1).tolist()]
+                check_targets_against_outputs(targets, output)
+                scores = BaseCAM.target_scores(targets, output)
+                (grad,) = torch.autograd.grad(scores.sum(), x)
+        result = grad.detach().float().permute(0, 2, 3, 1).cpu().numpy()
+        return result[0] if batch == 1 else result

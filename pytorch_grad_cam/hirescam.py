@@ -1,0 +1,28 @@
+from pytorch_grad_cam.base_cam import BaseCAM, warn_at_caller
+from pytorch_grad_cam.utils.svd_on_activations import get_2d_projection
+
+
+class HiResCAM(BaseCAM):
+    """HiResCAM: the gradients multiply the activations element by element.
+
+    map(i, j) = ReLU(sum_k dY/dA_k(i, j) * A_k(i, j))
+
+    Unlike Grad-CAM, which averages the gradients over the positions first,
+    this map is exactly the contribution of each position to the score
+    when the rest of the network after the target layer is linear (for
+    example global average pooling followed by a linear classifier).
+
+    Draelos & Carin, "Use HiResCAM instead of Grad-CAM for faithful
+    explanations of convolutional neural networks", 2020,
+    https://arxiv.org/abs/2011.08891
+    """
+
+    def get_cam_image(self, input_tensor, target_layer, targets, activations, grads,
+                      eigen_smooth=False):
+        elementwise = grads * activations
+        if eigen_smooth:
+            warn_at_caller("HiResCAM with eigen_smooth=True: the map is the principal component "
+                           "of the gradient x activation products, for which HiResCAM's "
+                           "faithfulness guarantee no longer holds", UserWarning)
+            return get_2d_projection(elementwise)
+        return elementwise.sum(dim=1)

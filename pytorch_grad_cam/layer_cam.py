@@ -1,0 +1,28 @@
+import torch
+
+from pytorch_grad_cam.base_cam import BaseCAM
+from pytorch_grad_cam.utils.svd_on_activations import get_2d_projection
+
+
+class LayerCAM(BaseCAM):
+    """LayerCAM: every activation is weighted by its own positive gradient.
+
+    map(i, j) = ReLU(sum_k ReLU(dY/dA_k(i, j)) * A_k(i, j))
+
+    The per-position weights keep the fine detail of shallow layers, so
+    LayerCAM also gives usable maps for early target layers.
+
+    Jiang et al., "LayerCAM: Exploring Hierarchical Class Activation Maps
+    for Localization", IEEE TIP 2021, https://ieeexplore.ieee.org/document/9462463
+
+    Several target layers are combined like every method's (each map
+    normalised, then averaged); the paper's optional tanh rescaling of
+    shallow-layer maps before fusing them is not applied.
+    """
+
+    def get_cam_image(self, input_tensor, target_layer, targets, activations, grads,
+                      eigen_smooth=False):
+        weighted = torch.relu(grads) * activations
+        if eigen_smooth:
+            return get_2d_projection(weighted)
+        return weighted.sum(dim=1)

@@ -1,0 +1,25 @@
+"""Metrics that score explanations.
+
+Faithfulness (the model's score when the input is changed according to
+the map): ``cam_mult_image`` (Average Drop / Increase in Confidence),
+``road`` (ROAD), ``deletion_insertion`` (RISE deletion and insertion);
+map quality: ``arcc`` (Complexity, Coherency, ARCC); localisation:
+``pointing_game``. ``evaluate`` runs them all for several methods.
+"""
+from pytorch_grad_cam.metrics.arcc import ARCC, Coherency, Complexity
+from pytorch_grad_cam.metrics.cam_mult_image import (
+    CamMultImageConfidenceChange, DropInConfidence, IncreaseInConfidence)
+from pytorch_grad_cam.metrics.deletion_insertion import DeletionAUC, InsertionAUC
+from pytorch_grad_cam.metrics.evaluate import METRICS, evaluate_cam_methods, format_table
+from pytorch_grad_cam.metrics.pointing_game import EnergyPointingGame, PointingGame
+from pytorch_grad_cam.metrics.road import (
+    NoisyLinearImputer, ROADCombined, ROADLeastRelevantFirst, ROADLeastRelevantFirstAverage,
+    ROADMostRelevantFirst, ROADMostRelevantFirstAverage)
+
+__all__ = [
+    "ARCC", "CamMultImageConfidenceChange", "Coherency", "Complexity", "DeletionAUC",
+    "DropInConfidence", "EnergyPointingGame", "IncreaseInConfidence", "InsertionAUC", "METRICS",
+    "NoisyLinearImputer", "PointingGame", "ROADCombined", "ROADLeastRelevantFirst",
+    "ROADLeastRelevantFirstAverage", "ROADMostRelevantFirst", "ROADMostRelevantFirstAverage",
+    "evaluate_cam_methods", "format_table",
+]

@@ -1,0 +1,89 @@
+"""Confidence change when the input is multiplied by the map.
+
+Chattopadhyay et al., "Grad-CAM++: Generalized Gradient-based Visual
+Explanations for Deep Convolutional Networks", WACV 2018,
+https://arxiv.org/abs/1710.11063 (Average Drop %, % Increase in
+Confidence), used again by Wang et al., "Score-CAM", CVPR Workshops 2020,
+https://arxiv.org/abs/1910.01279.
+
+With Y the target score of the input and O that of the input multiplied by
+the map (the "explanation map" E = L * I), over N images:
+
+    Average Drop = (1 / N) sum_i max(0, Y_i - O_i) / Y_i      (lower is better)
+    Increase in Confidence = (1 / N) sum_i 1[Y_i < O_i]       (higher is better)
+
+The metrics here return the per-image terms; average them (x 100 for the
+papers' percentages). The papers' Y and O are class probabilities: use
+``ClassifierOutputSoftmaxTarget`` targets. The map multiplies the model's
+input as given (for ImageNet-normalised inputs, removed pixels become the
+mean colour), as grad-cam 1.5.7 does.
+"""
+from typing import Callable, List, Optional
+
+import numpy as np
+import torch
+
+from pytorch_grad_cam.metrics.perturbation_confidence import PerturbationConfidenceMetric
+
+
+def multiply_tensor_with_cam(input_tensor: torch.Tensor, cam: torch.Tensor) -> torch.Tensor:
+    """The input (C x H x W, or a batch n x C x H x W) times the map
+    (H x W, or n x H x W)."""
+    cam = torch.as_tensor(cam, device=input_tensor.device, dtype=input_tensor.dtype)
+    return input_tensor * cam.unsqueeze(-3)
+
+
+multiply_tensor_with_cam.batched = True
+
+
+class CamMultImageConfidenceChange(PerturbationConfidenceMetric):
+    """Per image: O - Y, the target score of the input multiplied by the
+    map minus that of the input (``return_diff=False``: O)."""
+
+    def __init__(self, batch_size: Optional[int] = None):
+        super().__init__(multiply_tensor_with_cam, batch_size)
+
+
+class DropInConfidence(CamMultImageConfidenceChange):
+    """Per image: the drop of the paper's Average Drop, max(0, Y - O) / Y
+    (lower is better).
+
+    ``relative=False`` gives the absolute drop max(0, Y - O), which is what
+    grad-cam 1.5.7 returns under this name (it does not divide by Y). The
+    relative drop needs positive scores Y; use probabilities
+    (``ClassifierOutputSoftmaxTarget``) as the paper does.
+    """
+
+    def __init__(self, batch_size: Optional[int] = None, relative: bool = True):
+        super().__init__(batch_size)
+        self.relative = bool(relative)
+
+    def __call__(self, input_tensor: torch.Tensor, cams, targets: Optional[List[Callable]],
+                 model: torch.nn.Module, return_visualization: bool = False,
+                 return_diff: bool = True):
+        before, after, visualization = self.scores(input_tensor, cams, targets, model,
+                                                   return_visualization)
+        drop = (before - after).clamp_min(0)
+        if self.relative:
+            if bool((before <= 0).any()):
+                bad = (before <= 0).nonzero().flatten().tolist()
+                raise ValueError(f"the relative drop max(0, Y - O) / Y needs positive target "
+                                 f"scores Y, but image(s) {bad} have Y <= 0; use probabilities "
+                                 "(ClassifierOutputSoftmaxTarget) as the paper does, or "
+                                 "DropInConfidence(relative=False) for the absolute drop")
+            drop = drop / before
+        result = drop.cpu().numpy().astype(np.float32)
+        return (result, visualization) if return_visualization else result
+
+
+class IncreaseInConfidence(CamMultImageConfidenceChange):
+    """Per image: 1 if the input multiplied by the map scores higher than
+    the input (O > Y), else 0 (higher is better)."""
+
+    def __call__(self, input_tensor: torch.Tensor, cams, targets: Optional[List[Callable]],
+                 model: torch.nn.Module, return_visualization: bool = False,
+                 return_diff: bool = True):
+        before, after, visualization = self.scores(input_tensor, cams, targets, model,
+                                                   return_visualization)
+        result = (after > before).cpu().numpy().astype(np.float32)
+        return (result, visualization) if return_visualization else result

@@ -1,0 +1,261 @@
+"""Compare CAM methods on a batch with every metric of the library.
+
+    from pytorch_grad_cam import GradCAM, ScoreCAM
+    from pytorch_grad_cam.metrics.evaluate import evaluate_cam_methods, format_table
+
+    rows = evaluate_cam_methods(model, [model.layer4[-1]], input_tensor,
+                                methods=[GradCAM, ScoreCAM])
+    print(format_table(rows))
+"""
+import numbers
+from typing import Callable, Dict, List, Optional, Sequence, Union
+
+import numpy as np
+import torch
+
+from pytorch_grad_cam.base_cam import BaseCAM, model_state_guard
+from pytorch_grad_cam.metrics._common import (
+    batch_size_for, check_batch_size, check_model, check_targets, prepare_input)
+from pytorch_grad_cam.metrics.arcc import Coherency, Complexity, arcc_from_parts
+from pytorch_grad_cam.metrics.cam_mult_image import multiply_tensor_with_cam
+from pytorch_grad_cam.metrics.deletion_insertion import DeletionAUC, InsertionAUC
+from pytorch_grad_cam.metrics.perturbation_confidence import (
+    original_scores, run_perturbations)
+from pytorch_grad_cam.metrics.pointing_game import EnergyPointingGame, PointingGame
+from pytorch_grad_cam.metrics.road import ROADLeastRelevantFirst, ROADMostRelevantFirst
+from pytorch_grad_cam.utils.model_targets import (
+    ClassifierOutputSoftmaxTarget, ClassifierOutputTarget)
+
+#: every metric of the table and whether a higher or a lower value is better
+METRICS = {
+    "DropInConfidence": "lower",
+    "IncreaseInConfidence": "higher",
+    "ROADMoRF": "lower",
+    "ROADLeRF": "higher",
+    "ROADCombined": "higher",
+    "Deletion": "lower",
+    "Insertion": "higher",
+    "Complexity": "lower",
+    "Coherency": "higher",
+    "ARCC": "higher",
+    "PointingGame": "higher",
+    "EnergyPointingGame": "higher",
+}
+_NEED_REGIONS = ("PointingGame", "EnergyPointingGame")
+
+
+def _method_entries(methods) -> List[tuple]:
+    from pytorch_grad_cam import METHODS  # late: pytorch_grad_cam imports this package
+
+    if methods is None:
+        methods = list(METHODS)
+    if isinstance(methods, (str, type)) or not isinstance(methods, (list, tuple)):
+        raise TypeError(f"methods must be a list of CAM classes or names of "
+                        f"pytorch_grad_cam.METHODS, got {methods!r}")
+    if not methods:
+        raise ValueError("methods is empty; give at least one CAM class, e.g. [GradCAM]")
+    entries = []
+    for index, method in enumerate(methods):
+        if isinstance(method, str):
+            if method not in METHODS:
+                raise ValueError(f"methods[{index}] is {method!r}, which is not one of "
+                                 f"{sorted(METHODS)}")
+            entries.append((method, METHODS[method]))
+        elif isinstance(method, type) and issubclass(method, BaseCAM):
+            entries.append((method.__name__, method))
+        else:
+            raise TypeError(f"methods[{index}] must be a BaseCAM subclass or a name of "
+                            f"pytorch_grad_cam.METHODS, got {method!r}")
+    return entries
+
+
+def _metric_names(metrics, regions) -> List[str]:
+    if metrics is None:
+        return [m for m in METRICS if regions is not None or m not in _NEED_REGIONS]
+    if isinstance(metrics, str) or not isinstance(metrics, (list, tuple)):
+        raise TypeError(f"metrics must be a list of names from {list(METRICS)}, got {metrics!r}")
+    for name in metrics:
+        if name not in METRICS:
+            raise ValueError(f"unknown metric {name!r}; choose from {list(METRICS)}")
+        if name in _NEED_REGIONS and regions is None:
+            raise ValueError(f"the metric {name!r} needs regions= (one box or mask per image)")
+    return list(metrics)
+
+
+def _probability_targets(targets):
+    """ClassifierOutputTarget(c) -> ClassifierOutputSoftmaxTarget(c); other
+    targets stay as they are."""
+    return [ClassifierOutputSoftmaxTarget(t.category) if type(t) is ClassifierOutputTarget else t
+            for t in targets]
+
+
+def evaluate_cam_methods(model: torch.nn.Module,
+                         target_layers: List[torch.nn.Module],
+                         input_tensor: torch.Tensor,
+                         targets: Optional[List[Callable]] = None,
+                         methods: Optional[Sequence[Union[type, str]]] = None,
+                         *,
+                         metrics: Optional[Sequence[str]] = None,
+                         regions=None,
+                         reshape_transform: Optional[Callable] = None,
+                         batch_size: Optional[int] = None,
+                         probability_targets: bool = True,
+                         road_percentiles: Sequence = (20, 40, 60, 80),
+                         n_steps: int = 50,
+                         method_kwargs: Optional[Dict] = None,
+                         progress: bool = False,
+                         per_image: bool = False) -> Dict[str, Dict[str, object]]:
+    """Compute each method's maps for a batch and score them with the metrics.
+
+    Args:
+        model: the classifier (used on its own device; its state is
+            restored afterwards).
+        target_layers: the layers every method explains.
+        input_tensor: B x C x H x W, as the model takes it.
+        targets: one target per image (default: each image's top class,
+            found with one forward pass); the maps explain these targets.
+        methods: CAM classes (BaseCAM subclasses) or names of
+            ``pytorch_grad_cam.METHODS``, e.g. ``[GradCAM, "scorecam"]``
+            (default: every method of METHODS; the perturbation methods
+            cost hundreds of forward passes per image, SSCAM and ISCAM
+            that times their ``n_samples``). A row is named by the class
+            name, or by the name given.
+        metrics: names from ``METRICS`` (default: all; the pointing games
+            only when ``regions`` is given):
+
+            - DropInConfidence / IncreaseInConfidence: the input multiplied
+              by the map (cam_mult_image; relative drop, as the papers);
+            - ROADMoRF / ROADLeRF: ROAD score change averaged over
+              ``road_percentiles``; ROADCombined = (LeRF - MoRF) / 2 (one
+              batched pass gives all three);
+            - Deletion / Insertion: RISE areas under the curve with
+              ``n_steps`` steps;
+            - Complexity, Coherency and ARCC (the harmonic mean of
+              Coherency, 1 - Complexity and ROADCombined, as
+              ``arcc.ARCC(road_percentiles=road_percentiles)``);
+            - PointingGame / EnergyPointingGame against ``regions``.
+        regions: for the pointing games, one region per image (see
+            ``pointing_game``: boxes (x1, y1, x2, y2) or masks).
+        reshape_transform: passed to every method.
+        batch_size: images per forward pass for the methods and metrics.
+        probability_targets: score the metrics on class probabilities, as
+            the papers do: ``ClassifierOutputTarget(c)`` becomes
+            ``ClassifierOutputSoftmaxTarget(c)`` for the metrics (the maps
+            still explain the given targets). Other targets are used as
+            they are.
+        road_percentiles: percentiles of the ROAD metrics (percent of
+            pixels kept).
+        n_steps: steps of the deletion and insertion curves.
+        method_kwargs: extra constructor arguments per row name, e.g.
+            ``{"SSCAM": {"n_samples": 8}}``.
+        progress: show the methods' progress bars.
+        per_image: return per-image numpy arrays instead of means.
+
+    Returns:
+        ``{method name: {metric name: value}}`` in the order given; a value
+        is the mean over the batch (a float), or with ``per_image`` a
+        float32 array of B values. ``format_table`` prints it; ``METRICS``
+        says for each metric whether higher or lower is better.
+    """
+    check_model(model)
+    entries = _method_entries(methods)
+    names = _metric_names(metrics, regions)
+    batch_size = check_batch_size(batch_size)
+    if isinstance(n_steps, bool) or not isinstance(n_steps, numbers.Integral) or n_steps < 1:
+        raise ValueError(f"n_steps must be a positive int, got {n_steps!r}")
+    method_kwargs = dict(method_kwargs or {})
+    unknown = set(method_kwargs) - {name for name, _ in entries}
+    if unknown:
+        raise ValueError(f"method_kwargs has entries for {sorted(unknown)}, which are not "
+                         f"rows of this evaluation ({[name for name, _ in entries]})")
+    inputs = prepare_input(input_tensor, model)
+    targets = check_targets(targets, inputs.shape[0])
+    if targets is None:
+        with model_state_guard(model), torch.inference_mode():
+            _, targets = original_scores(model, inputs, None,
+                                         batch_size_for(batch_size, inputs.device))
+    metric_targets = _probability_targets(targets) if probability_targets else targets
+    if regions is not None:  # check them before any heavy work
+        from pytorch_grad_cam.metrics.pointing_game import region_masks
+
+        region_masks(regions, torch.zeros((inputs.shape[0],) + tuple(inputs.shape[2:])))
+
+    rows: Dict[str, Dict[str, object]] = {}
+    for name, method in entries:
+        kwargs = dict(method_kwargs.get(name, {}))
+        if batch_size is not None:
+            kwargs.setdefault("batch_size", batch_size)
+        with method(model=model, target_layers=target_layers,
+                    reshape_transform=reshape_transform, progress=progress, **kwargs) as cam:
+            maps = cam(input_tensor=inputs, targets=targets)
+            values = _score(names, cam, model, inputs, maps, targets, metric_targets, regions,
+                            batch_size, road_percentiles, n_steps)
+        rows[name] = {metric: (values[metric] if per_image else float(np.mean(values[metric])))
+                      for metric in names}
+    return rows
+
+
+def _score(names, cam, model, inputs, maps, cam_targets, targets, regions, batch_size,
+           percentiles, n_steps) -> Dict[str, np.ndarray]:
+    """Per-image values of the metrics ``names`` for one method's maps;
+    ``cam_targets`` are what the maps explain (Coherency recomputes a map
+    for them), ``targets`` what the other metrics score."""
+    values: Dict[str, np.ndarray] = {}
+    wanted = set(names)
+    if wanted & {"DropInConfidence", "IncreaseInConfidence"}:
+        before, after = run_perturbations(inputs, maps, targets, model,
+                                          [multiply_tensor_with_cam], batch_size)
+        after = after[0]
+        if "DropInConfidence" in wanted:
+            if bool((before <= 0).any()):
+                raise ValueError("DropInConfidence (relative drop) needs positive target scores; "
+                                 "use probability targets or leave this metric out")
+            values["DropInConfidence"] = ((before - after).clamp_min(0) / before).cpu().numpy()
+        values["IncreaseInConfidence"] = (after > before).float().cpu().numpy()
+    if wanted & {"ROADMoRF", "ROADLeRF", "ROADCombined", "ARCC"}:
+        morf = [ROADMostRelevantFirst(p).perturbation for p in percentiles]
+        lerf = [ROADLeastRelevantFirst(p).perturbation for p in percentiles]
+        before, after = run_perturbations(inputs, maps, targets, model, morf + lerf, batch_size)
+        morf_mean, lerf_mean = after[:len(morf)].mean(dim=0), after[len(morf):].mean(dim=0)
+        values["ROADMoRF"] = (morf_mean - before).cpu().numpy()
+        values["ROADLeRF"] = (lerf_mean - before).cpu().numpy()
+        values["ROADCombined"] = ((lerf_mean - morf_mean) / 2).cpu().numpy()
+    if "Deletion" in wanted:
+        values["Deletion"] = DeletionAUC(n_steps, batch_size=batch_size)(inputs, maps, targets,
+                                                                           model)
+    if "Insertion" in wanted:
+        values["Insertion"] = InsertionAUC(n_steps, batch_size=batch_size)(inputs, maps, targets,
+                                                                             model)
+    if wanted & {"Complexity", "ARCC"}:
+        values["Complexity"] = Complexity()(maps)
+    if wanted & {"Coherency", "ARCC"}:
+        values["Coherency"] = Coherency()(inputs, maps, cam_targets, model, cam)
+    if "ARCC" in wanted:
+        values["ARCC"] = arcc_from_parts(values["Coherency"], values["Complexity"],
+                                         values["ROADCombined"])
+    if "PointingGame" in wanted:
+        values["PointingGame"] = PointingGame()(maps, regions)
+    if "EnergyPointingGame" in wanted:
+        values["EnergyPointingGame"] = EnergyPointingGame()(maps, regions)
+    return {name: np.asarray(values[name], dtype=np.float32) for name in names}
+
+
+def format_table(rows: Dict[str, Dict[str, object]], precision: int = 4) -> str:
+    """``evaluate_cam_methods``' result as a plain-text table: one line per
+    method, one column per metric, and under the header whether higher or
+    lower is better. Per-image results are shown as their means."""
+    if not rows:
+        raise ValueError("rows is empty: nothing to format")
+    metrics = list(next(iter(rows.values())))
+    header = ["method"] + metrics
+    better = [""] + [f"({METRICS.get(m, '?')})" for m in metrics]
+    lines = [[name] + [f"{float(np.mean(values[m])):.{precision}f}" for m in metrics]
+             for name, values in rows.items()]
+    widths = [max(len(row[i]) for row in [header, better] + lines) for i in range(len(header))]
+
+    def render(row):
+        return "  ".join([row[0].ljust(widths[0])] +
+                         [cell.rjust(width) for cell, width in zip(row[1:], widths[1:])]).rstrip()
+
+    rule = "  ".join("-" * width for width in widths)
+    return "\n".join([render(header), render(better), rule] + [render(r) for r in lines])

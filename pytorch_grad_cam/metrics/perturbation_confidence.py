@@ -1,0 +1,270 @@
+"""Metrics that perturb the input according to the map and compare the
+target score before and after.
+
+Every metric takes ``(input_tensor, cams, targets, model)``: the model's
+inputs (B x C x H x W, as the model wants them, normalised), the maps
+(numpy or torch, B x H x W, values in [0, 1]), one target callable per
+image (``None``: each image's top class) and the model. The perturbed
+inputs are built ``batch_size`` at a time on the model's device and run
+under ``torch.inference_mode`` with the model in eval mode; the model's
+state is put back afterwards. Scores come back as float32 numpy arrays, one
+value per image.
+"""
+import numbers
+from typing import Callable, List, Optional, Sequence
+
+import numpy as np
+import torch
+
+from pytorch_grad_cam.base_cam import BaseCAM, model_state_guard
+from pytorch_grad_cam.metrics._common import (
+    batch_size_for, check_batch_size, check_model, check_seed, check_targets, chunked_scores,
+    prepare_cams, prepare_input, relevance_rank, resolve_targets, select_output)
+
+DEFAULT_PERCENTILES = (10, 20, 30, 40, 50, 60, 70, 80, 90)
+
+
+def apply_perturbation(perturbation: Callable, inputs: torch.Tensor,
+                       cams: torch.Tensor) -> torch.Tensor:
+    """Run a perturbation on a chunk of images. Perturbations of this
+    library (``batched = True``) take the whole chunk; any other callable
+    is called per image with (C x H x W input, H x W map), as grad-cam
+    1.5.7 does."""
+    if getattr(perturbation, "batched", False):
+        return perturbation(inputs, cams)
+    return torch.stack([torch.as_tensor(perturbation(x, cam)).to(inputs)
+                        for x, cam in zip(inputs, cams)])
+
+
+def original_scores(model, inputs, targets, batch_size, output_selector=None):
+    """The target scores of the unperturbed inputs, chunked; targets=None
+    resolves to each image's top class. Returns (scores, targets)."""
+    scores, resolved = [], []
+    for start in range(0, inputs.shape[0], batch_size):
+        stop = min(inputs.shape[0], start + batch_size)
+        outputs = select_output(model(inputs[start:stop]), output_selector)
+        rows = resolve_targets(None if targets is None else targets[start:stop], outputs)
+        resolved.extend(rows)
+        scores.append(BaseCAM.target_scores(rows, outputs).float())
+    return torch.cat(scores), resolved
+
+
+def perturbed_scores(model, inputs: torch.Tensor, cams: torch.Tensor,
+                     perturbations: Sequence[Callable], targets, batch_size: int,
+                     keep_inputs: bool = False, output_selector=None):
+    """Scores of every image under every perturbation: P x B.
+
+    The work list is perturbation-major; each chunk of ``batch_size`` rows
+    is built when it is needed. With ``keep_inputs`` the perturbed inputs
+    are returned too (P * B x C x H x W), else None."""
+    batch, count = inputs.shape[0], inputs.shape[0] * len(perturbations)
+    owners = torch.arange(batch, device=inputs.device).repeat(len(perturbations))
+    kept: List[torch.Tensor] = []
+
+    def make_inputs(start: int, stop: int) -> torch.Tensor:
+        parts, index = [], start
+        while index < stop:
+            which, first = divmod(index, batch)
+            last = min(batch, first + stop - index)
+            parts.append(apply_perturbation(perturbations[which], inputs[first:last],
+                                            cams[first:last]))
+            index += last - first
+        chunk = torch.cat(parts).to(inputs.dtype)
+        if keep_inputs:
+            kept.append(chunk)
+        return chunk
+
+    scores = chunked_scores(model, count, make_inputs, owners, targets, batch_size,
+                            output_selector)
+    return scores.reshape(len(perturbations), batch), (torch.cat(kept) if keep_inputs else None)
+
+
+class PerturbationConfidenceMetric:
+    """Target score of the perturbed input minus that of the input.
+
+    Args:
+        perturbation: ``perturbation(inputs, cams) -> perturbed inputs``;
+            with attribute ``batched = True`` it gets n x C x H x W inputs
+            and n x H x W maps, otherwise one image at a time (C x H x W,
+            H x W) as in grad-cam 1.5.7.
+        batch_size: images per forward pass (default 64 on a GPU, 16 on a
+            CPU).
+    """
+
+    def __init__(self, perturbation: Callable, batch_size: Optional[int] = None):
+        if not callable(perturbation):
+            raise TypeError(f"perturbation must be callable, got {perturbation!r}")
+        self.perturbation = perturbation
+        self.batch_size = check_batch_size(batch_size)
+
+    def scores(self, input_tensor, cams, targets, model, return_visualization=False,
+               need_original=True):
+        """(original scores or None, perturbed scores, perturbed inputs or
+        None) as torch tensors."""
+        check_model(model)
+        with model_state_guard(model), torch.inference_mode():
+            inputs = prepare_input(input_tensor, model)
+            cams = prepare_cams(cams, inputs)
+            targets = check_targets(targets, inputs.shape[0])
+            batch_size = batch_size_for(self.batch_size, inputs.device)
+            before = None
+            if need_original or targets is None:
+                before, targets = original_scores(model, inputs, targets, batch_size)
+            after, visualization = perturbed_scores(model, inputs, cams, [self.perturbation],
+                                                    targets, batch_size, return_visualization)
+        return before, after[0], visualization
+
+    def __call__(self, input_tensor: torch.Tensor, cams, targets: Optional[List[Callable]],
+                 model: torch.nn.Module, return_visualization: bool = False,
+                 return_diff: bool = True):
+        """Per image: score(perturbed) - score(input) (``return_diff=True``)
+        or score(perturbed). With ``return_visualization`` also the
+        perturbed inputs (a tensor on the model's device)."""
+        before, after, visualization = self.scores(input_tensor, cams, targets, model,
+                                                   return_visualization, return_diff)
+        result = after - before if return_diff else after
+        result = result.cpu().numpy().astype(np.float32)
+        return (result, visualization) if return_visualization else result
+
+
+def _check_percentile(percentile):
+    if isinstance(percentile, str):
+        if percentile != "auto":
+            raise ValueError(f"percentile must be a number in [0, 100] or 'auto', "
+                             f"got {percentile!r}")
+        return percentile
+    if isinstance(percentile, bool) or not isinstance(percentile, numbers.Real):
+        raise TypeError(f"percentile must be a number in [0, 100] or 'auto', got {percentile!r}")
+    if not 0 <= percentile <= 100:
+        raise ValueError(f"percentile must be in [0, 100], got {percentile}")
+    return float(percentile)
+
+
+def otsu_threshold(cams: torch.Tensor) -> torch.Tensor:
+    """Otsu's threshold of every map (B x ...), on the maps quantised to
+    256 levels as OpenCV's THRESH_OTSU sees ``uint8(255 * map)``: the
+    returned level t (0..255) splits the pixels into <= t and > t."""
+    levels = (cams.flatten(1).clamp(0, 1) * 255).to(torch.int64)
+    counts = torch.zeros(levels.shape[0], 256, dtype=torch.float64, device=cams.device)
+    counts.scatter_add_(1, levels, torch.ones_like(levels, dtype=torch.float64))
+    values = torch.arange(256, dtype=torch.float64, device=cams.device)
+    weight0 = counts.cumsum(dim=1)
+    total = weight0[:, -1:]
+    weight1 = total - weight0
+    sum0 = (counts * values).cumsum(dim=1)
+    mean0 = sum0 / weight0.clamp_min(1)
+    mean1 = (sum0[:, -1:] - sum0) / weight1.clamp_min(1)
+    between = weight0 * weight1 * (mean0 - mean1) ** 2
+    return between.argmax(dim=1)
+
+
+class RemoveMostRelevantFirst:
+    """Replace the most relevant pixels of the input by the imputer's values.
+
+    ``percentile`` is the share of pixels that are kept, in percent: the
+    ``100 - percentile`` % pixels of highest map value are removed
+    (``percentile=80`` removes the top 20 %), as in grad-cam 1.5.7.
+    ``"auto"`` removes the pixels above the map's Otsu threshold.
+
+    grad-cam 1.5.7 removes the pixels whose value is not below
+    ``np.percentile(map, percentile)``; on maps with ties (the flat zero
+    areas of a map after its ReLU) that removes many more pixels than the
+    percentile says. Here exactly ``round((100 - percentile) / 100 *
+    pixels)`` pixels are removed, by rank, ties broken by a fixed
+    pseudo-random order (``seed``), as the ROAD paper's ranking does.
+    With ``"auto"`` 1.5.7 keeps the pixels above the threshold instead of
+    removing them; here they are removed.
+
+    Called with a batch (n x C x H x W inputs, n x H x W maps) or, as in
+    1.5.7, with one image (C x H x W, H x W).
+    """
+
+    batched = True
+    most_relevant = True
+
+    def __init__(self, percentile, imputer: Callable, seed: int = 0):
+        self.percentile = _check_percentile(percentile)
+        if not callable(imputer):
+            raise TypeError(f"imputer must be callable, got {imputer!r}")
+        self.imputer = imputer
+        self.seed = check_seed(seed)
+
+    def keep_mask(self, cams: torch.Tensor) -> torch.Tensor:
+        """n x H x W boolean mask of the pixels kept."""
+        if self.percentile == "auto":
+            level = otsu_threshold(cams).reshape((-1,) + (1,) * (cams.dim() - 1))
+            above = (cams.clamp(0, 1) * 255).to(torch.int64) > level
+            return ~above if self.most_relevant else above
+        pixels = cams[0].numel()
+        kept = int(round(self.percentile / 100 * pixels))
+        rank = relevance_rank(cams, self.seed).reshape(cams.shape)
+        if self.most_relevant:
+            return rank >= pixels - kept  # the `kept` least relevant stay
+        return rank < kept  # the `kept` most relevant stay
+
+    def __call__(self, input_tensor: torch.Tensor, mask) -> torch.Tensor:
+        single = input_tensor.dim() == 3
+        inputs = input_tensor[None] if single else input_tensor
+        cams = torch.as_tensor(mask, device=inputs.device, dtype=torch.float32)
+        cams = cams[None] if single else cams
+        result = self.imputer(inputs, self.keep_mask(cams).to(inputs.dtype))
+        return result[0] if single else result
+
+
+class RemoveLeastRelevantFirst(RemoveMostRelevantFirst):
+    """Replace the least relevant pixels of the input by the imputer's
+    values: the ``100 - percentile`` % pixels of lowest map value are
+    removed (``percentile=20`` removes the bottom 80 %), as in grad-cam
+    1.5.7 (see RemoveMostRelevantFirst for ties and ``"auto"``)."""
+
+    most_relevant = False
+
+
+class AveragerAcrossThresholds:
+    """The mean of a metric over several percentiles.
+
+    ``imputer(percentile)`` makes the metric for one percentile (for
+    example ``ROADMostRelevantFirst``). When it is a
+    PerturbationConfidenceMetric all percentiles run in one batched pass
+    that shares the unperturbed forward pass.
+    """
+
+    def __init__(self, imputer: Callable, percentiles: Sequence = DEFAULT_PERCENTILES,
+                 batch_size: Optional[int] = None):
+        if not callable(imputer):
+            raise TypeError(f"imputer must be callable, got {imputer!r}")
+        percentiles = list(percentiles)
+        if not percentiles:
+            raise ValueError("percentiles is empty; give at least one, e.g. [20, 40, 60, 80]")
+        for percentile in percentiles:
+            _check_percentile(percentile)
+        self.imputer = imputer
+        self.percentiles = percentiles
+        self.batch_size = check_batch_size(batch_size)
+
+    def __call__(self, input_tensor: torch.Tensor, cams, targets, model: torch.nn.Module):
+        metrics = [self.imputer(percentile) for percentile in self.percentiles]
+        if not all(isinstance(m, PerturbationConfidenceMetric) for m in metrics):
+            return np.mean(np.float32([m(input_tensor, cams, targets, model) for m in metrics]),
+                           axis=0)
+        batch_size = self.batch_size or metrics[0].batch_size
+        before, after = run_perturbations(input_tensor, cams, targets, model,
+                                          [m.perturbation for m in metrics], batch_size)
+        return (after - before).mean(dim=0).cpu().numpy().astype(np.float32)
+
+
+def run_perturbations(input_tensor, cams, targets, model, perturbations, batch_size,
+                      need_original=True):
+    """(original scores B or None, perturbed scores P x B) of several
+    perturbations in one batched pass."""
+    check_model(model)
+    with model_state_guard(model), torch.inference_mode():
+        inputs = prepare_input(input_tensor, model)
+        cams = prepare_cams(cams, inputs)
+        targets = check_targets(targets, inputs.shape[0])
+        batch_size = batch_size_for(batch_size, inputs.device)
+        before = None
+        if need_original or targets is None:
+            before, targets = original_scores(model, inputs, targets, batch_size)
+        after, _ = perturbed_scores(model, inputs, cams, perturbations, targets, batch_size)
+    return before, after

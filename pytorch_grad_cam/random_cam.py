@@ -1,0 +1,47 @@
+from typing import Optional
+
+import torch
+
+from pytorch_grad_cam.base_cam import BaseCAM
+
+
+class RandomCAM(BaseCAM):
+    """Random-CAM: channels weighted by random numbers, a baseline for metrics.
+
+    weights_k ~ Uniform(-1, 1) independently per channel;
+    map = ReLU(sum_k weights_k * A_k)
+
+    A sanity check for evaluation metrics: a faithful metric should score
+    every real method above it. Not an explanation; no gradients.
+
+    The weights of a call are the same for every image of the batch, so an
+    image's map does not depend on the images next to it, and the
+    augmented copies of ``aug_smooth`` are weighted alike.
+
+    Args (besides BaseCAM's):
+        seed: every call draws the weights from its own generator seeded
+            with it (default 0), so the same inputs give the same map and
+            torch's global random state is left alone; None draws from
+            torch's global random generator (every call differs).
+
+    From the pytorch-grad-cam library (https://github.com/jacobgil/pytorch-grad-cam);
+    randomised baselines for saliency maps follow Adebayo et al., "Sanity
+    Checks for Saliency Maps", NeurIPS 2018, https://arxiv.org/abs/1810.03292
+    """
+
+    uses_gradients = False
+
+    def __init__(self, model, target_layers=None, reshape_transform=None,
+                 seed: Optional[int] = 0, **kwargs):
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+            raise TypeError(f"seed must be an int or None, got {seed!r}")
+        super().__init__(model, target_layers, reshape_transform, **kwargs)
+        self.seed = seed
+
+    def get_cam_weights(self, input_tensor, target_layer, targets, activations, grads):
+        generator = None
+        if self.seed is not None:
+            generator = torch.Generator(device=activations.device).manual_seed(self.seed)
+        batch, channels = activations.shape[:2]
+        draws = torch.rand(channels, generator=generator, device=activations.device)
+        return (draws * 2 - 1).expand(batch, channels)

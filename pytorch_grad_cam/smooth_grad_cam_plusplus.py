@@ -1,0 +1,103 @@
+from typing import Optional
+
+import torch
+
+from pytorch_grad_cam.base_cam import BaseCAM
+
+
+class SmoothGradCAMPlusPlus(BaseCAM):
+    """Smooth Grad-CAM++: Grad-CAM++ with gradients averaged over noisy copies of the input.
+
+    For n copies x_s = x + N(0, sigma^2), with g_s = dY/dA at x_s:
+    D1 = mean_s g_s,  D2 = mean_s g_s^2,  D3 = mean_s g_s^3;
+    alpha_k(i, j) = D2 / (2 D2 + sum_ab A_k(a, b) * D3)  (0 where D2 = 0);
+    weights_k = sum_ij alpha_k(i, j) * ReLU(D1(i, j));
+    map = ReLU(sum_k weights_k * A_k), with A the activations of the clean input.
+
+    The averaging (SmoothGrad) removes much of the gradients' noise.
+
+    Args (besides BaseCAM's):
+        num_samples: the number n of noisy copies per image (default 16).
+        noise_level: sigma as a fraction of each image's value range
+            (max - min), as in SmoothGrad (default 0.15).
+        seed: the noise of every image is drawn from a generator seeded
+            with it, so maps are reproducible and an image gets the same
+            noise alone or in a batch; None draws from torch's global
+            random generator.
+    The noisy copies run ``batch_size`` at a time, with a progress bar.
+
+    Omeiza, Speakman, Cintas & Weldemariam, "Smooth Grad-CAM++: An Enhanced
+    Inference Level Visualization Technique for Deep Convolutional Neural
+    Network Models", 2019, https://arxiv.org/abs/1908.01224; noise as in
+    Smilkov et al., "SmoothGrad: removing noise by adding noise", 2017,
+    https://arxiv.org/abs/1706.03825
+    """
+
+    def __init__(self, model, target_layers=None, reshape_transform=None, num_samples: int = 16,
+                 noise_level: float = 0.15, seed: Optional[int] = 0, **kwargs):
+        if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
+            raise ValueError(f"num_samples must be a positive int, got {num_samples!r}")
+        if isinstance(noise_level, bool) or not isinstance(noise_level, (int, float)) \
+                or noise_level < 0:
+            raise ValueError(f"noise_level must be a number >= 0, got {noise_level!r}")
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+            raise TypeError(f"seed must be an int or None, got {seed!r}")
+        super().__init__(model, target_layers, reshape_transform, **kwargs)
+        self.num_samples = num_samples
+        self.noise_level = float(noise_level)
+        self.seed = seed
+        self._moments = None
+
+    def compute_cam_per_layer(self, input_tensor, targets, activations, grads, eigen_smooth):
+        self._moments = self._noisy_moments(input_tensor, targets)
+        try:
+            return super().compute_cam_per_layer(input_tensor, targets, activations, grads,
+                                                 eigen_smooth)
+        finally:
+            self._moments = None
+
+    def _noisy_moments(self, input_tensor, targets):
+        """Per target layer, the means of g, g^2 and g^3 over the noisy
+        copies (raw layout of the layer's output, one row per image)."""
+        batch, n = input_tensor.shape[0], self.num_samples
+        device, dtype = input_tensor.device, input_tensor.dtype
+        flat = input_tensor.flatten(1)
+        sigma = self.noise_level * (flat.amax(dim=1) - flat.amin(dim=1))
+        generators = [None] * batch
+        if self.seed is not None:
+            generators = [torch.Generator(device=device).manual_seed(self.seed)
+                          for _ in range(batch)]
+        sums = None
+        for start, stop in self.chunks(batch * n, "SmoothGradCAM++"):
+            images = [k // n for k in range(start, stop)]
+            with torch.inference_mode(False):  # the copies must be able to enter autograd
+                noise = torch.stack([torch.randn(input_tensor.shape[1:], generator=generators[b],
+                                                 device=device, dtype=dtype) for b in images])
+                index = torch.tensor(images, device=device)
+                scale = sigma[index].reshape((-1,) + (1,) * (input_tensor.dim() - 1))
+                noisy = input_tensor[index] + noise * scale
+            _, raw = self._run_model(noisy)
+            outputs = self.select_output(raw)
+            with torch.inference_mode(False), torch.enable_grad():
+                scores = self.target_scores([targets[b] for b in images], outputs)
+                layer_grads = self.compute_gradients(scores, self.activations_and_grads.activations)
+            self.activations_and_grads.release()
+            if sums is None:
+                sums = [[torch.zeros((batch,) + tuple(g.shape[1:]), dtype=torch.float32,
+                                     device=g.device) for _ in range(3)] for g in layer_grads]
+            for layer_sums, g in zip(sums, layer_grads):
+                g = g.detach().float()
+                for power, total in enumerate(layer_sums, start=1):
+                    total.index_add_(0, index.to(g.device), g.pow(power))
+        return [[total / n for total in layer_sums] for layer_sums in sums]
+
+    def get_cam_weights(self, input_tensor, target_layer, targets, activations, grads):
+        index = next(i for i, layer in enumerate(self.target_layers) if layer is target_layer)
+        batch, spatial = activations.shape[0], activations.dim() - 2
+        d1, d2, d3 = (self._to_bchw(m, index, "gradients", batch, spatial)
+                      for m in self._moments[index])
+        sum_activations = activations.flatten(2).sum(dim=2)
+        sum_activations = sum_activations.reshape(sum_activations.shape + (1,) * spatial)
+        alpha = d2 / (2 * d2 + sum_activations * d3 + 1e-6)
+        alpha = torch.where(d2 > 0, alpha, torch.zeros_like(alpha))
+        return (alpha * torch.relu(d1)).flatten(2).sum(dim=2)

@@ -1,0 +1,231 @@
+"""What a "target" is: a callable that maps one image's model output to the
+scalar score that the map explains.
+
+Each target is called with the output of one image (for a classifier a
+1-D tensor of scores); most also accept a batch (2-D) and then return one
+score per image.
+"""
+import numpy as np
+import torch
+import torchvision
+
+
+def _select_class(model_output: torch.Tensor, category: int) -> torch.Tensor:
+    if model_output.dim() == 1:
+        return model_output[category]
+    return model_output[..., category]
+
+
+class ClassifierOutputTarget:
+    """The raw score (logit) of class ``category``."""
+
+    def __init__(self, category: int):
+        if isinstance(category, bool) or not isinstance(category, (int, np.integer)):
+            raise TypeError(f"category must be an int class index, got {category!r}")
+        self.category = int(category)
+
+    def check_output(self, model_output):
+        if isinstance(model_output, torch.Tensor) and model_output.dim() >= 1:
+            classes = model_output.shape[-1]
+            if not -classes <= self.category < classes:
+                raise ValueError(f"class index {self.category} is out of range for a model "
+                                 f"output with {classes} classes (allowed 0..{classes - 1})")
+
+    def __call__(self, model_output):
+        return _select_class(model_output, self.category)
+
+    def __repr__(self):
+        return f"ClassifierOutputTarget({self.category})"
+
+
+class ClassifierOutputSoftmaxTarget(ClassifierOutputTarget):
+    """The softmax probability of class ``category``."""
+
+    def __call__(self, model_output):
+        return _select_class(torch.softmax(model_output, dim=-1), self.category)
+
+    def __repr__(self):
+        return f"ClassifierOutputSoftmaxTarget({self.category})"
+
+
+class BinaryClassifierOutputTarget:
+    """For a model with one output logit: the logit for category 1, its
+    negation for category 0."""
+
+    def __init__(self, category: int):
+        if category not in (0, 1):
+            raise ValueError(f"category of a binary classifier must be 0 or 1, got {category!r}")
+        self.category = int(category)
+
+    def __call__(self, model_output):
+        sign = 1 if self.category == 1 else -1
+        return model_output * sign
+
+    def __repr__(self):
+        return f"BinaryClassifierOutputTarget({self.category})"
+
+
+class RawScoresOutputTarget:
+    """The model's output as it is (for models with one output per image,
+    such as regressors)."""
+
+    def __call__(self, model_output):
+        return model_output
+
+
+class SemanticSegmentationTarget:
+    """Sum of the class-``category`` scores of a segmentation output
+    (C x H x W) inside ``mask`` (H x W, numpy or tensor)."""
+
+    def __init__(self, category: int, mask):
+        self.category = int(category)
+        self.mask = torch.as_tensor(np.asarray(mask) if not isinstance(mask, torch.Tensor) else mask)
+
+    def __call__(self, model_output):
+        mask = self.mask.to(device=model_output.device, dtype=model_output.dtype)
+        return (model_output[self.category, :, :] * mask).sum()
+
+
+class FasterRCNNBoxScoreTarget:
+    """For detection outputs (a dict with ``boxes``, ``labels``, ``scores``):
+    for each reference box, the detection that overlaps it most counts if
+    the IoU is above ``iou_threshold`` and the labels agree; the target is
+    the sum of IoU + score over the counted detections.
+
+    Args:
+        labels: the label of each reference box.
+        bounding_boxes: N x 4 reference boxes (x1, y1, x2, y2).
+        iou_threshold: minimum IoU for a detection to count.
+    """
+
+    def __init__(self, labels, bounding_boxes, iou_threshold: float = 0.5):
+        self.labels = labels
+        self.bounding_boxes = bounding_boxes
+        self.iou_threshold = iou_threshold
+
+    def __call__(self, model_outputs):
+        boxes = model_outputs["boxes"]
+        scores = model_outputs["scores"]
+        output = scores.sum() * 0  # keeps dtype, device and the graph
+        if boxes.numel() == 0:
+            return output
+        references = torch.as_tensor(np.asarray(self.bounding_boxes), dtype=boxes.dtype,
+                                     device=boxes.device).reshape(-1, 4)
+        labels = torch.as_tensor(np.asarray(self.labels), device=boxes.device).reshape(-1)
+        ious = torchvision.ops.box_iou(references, boxes)  # refs x detections
+        best_iou, best = ious.max(dim=1)
+        keep = (best_iou > self.iou_threshold) & (model_outputs["labels"][best] == labels)
+        # IoU plus score of each matched detection; no Python branch on values
+        return output + torch.where(keep, best_iou + scores[best], torch.zeros_like(best_iou)).sum()
+
+
+class ClassifierOutputReST:
+    """ReST (Regularized Score Transformation) of class ``category``: its
+    logit minus the cross-entropy loss of the class, y_c - CE(y, c) =
+    y_c + log softmax(y)_c, which uses the scores before and after the
+    softmax (Cai, "CAMs as Shapley Value-based Explainers", 2025,
+    https://arxiv.org/abs/2501.06261; the target of ShapleyCAM)."""
+
+    def __init__(self, category: int):
+        if isinstance(category, bool) or not isinstance(category, (int, np.integer)):
+            raise TypeError(f"category must be an int class index, got {category!r}")
+        self.category = int(category)
+
+    check_output = ClassifierOutputTarget.check_output
+
+    def __call__(self, model_output):
+        log_probabilities = torch.log_softmax(model_output, dim=-1)
+        return (_select_class(model_output, self.category)
+                + _select_class(log_probabilities, self.category))
+
+    def __repr__(self):
+        return f"ClassifierOutputReST({self.category})"
+
+
+class SoftmaxOutputTarget:
+    """The softmax of the whole output (a probability vector per image).
+
+    A vector, not one score: useful where a target may return the scores
+    of all classes (for example to compare score vectors), or with a
+    model that has one output per image. The map of one class's
+    probability is ClassifierOutputSoftmaxTarget(category).
+    """
+
+    def __call__(self, model_output):
+        return torch.softmax(model_output, dim=-1)
+
+    def __repr__(self):
+        return "SoftmaxOutputTarget()"
+
+
+class FinerWeightedTarget:
+    """Finer-CAM's target: the score of ``main_category`` compared with the
+    ``comparison_categories``,
+
+    sum_d p_d * (y_main - alpha * y_d) / (sum_d p_d + 1e-9),  p = softmax(y)
+
+    a probability-weighted mean of the differences, so that the features
+    the main class shares with similar classes cancel (Zhang et al.,
+    "Finer-CAM", CVPR 2025, https://arxiv.org/abs/2501.11309). The weights
+    p_d are part of the differentiated expression, as in the authors' code.
+    """
+
+    def __init__(self, main_category: int, comparison_categories, alpha: float = 1.0):
+        if isinstance(main_category, bool) or not isinstance(main_category, (int, np.integer)):
+            raise TypeError(f"main_category must be an int class index, got {main_category!r}")
+        categories = [comparison_categories] if isinstance(comparison_categories, (int, np.integer)) \
+            else list(comparison_categories)
+        if not categories or not all(isinstance(c, (int, np.integer)) and not isinstance(c, bool)
+                                     for c in categories):
+            raise ValueError("comparison_categories must be a non-empty list of class indices, "
+                             f"got {comparison_categories!r}")
+        self.main_category = int(main_category)
+        self.comparison_categories = [int(c) for c in categories]
+        self.alpha = float(alpha)
+
+    def check_output(self, model_output):
+        for category in [self.main_category] + self.comparison_categories:
+            ClassifierOutputTarget(category).check_output(model_output)
+
+    def __call__(self, model_output):
+        probabilities = torch.softmax(model_output, dim=-1)
+        main = _select_class(model_output, self.main_category)
+        numerator = 0
+        denominator = 0
+        for category in self.comparison_categories:
+            weight = _select_class(probabilities, category)
+            numerator = numerator + weight * (main - self.alpha * _select_class(model_output, category))
+            denominator = denominator + weight
+        return numerator / (denominator + 1e-9)
+
+    def __repr__(self):
+        return (f"FinerWeightedTarget({self.main_category}, {self.comparison_categories}, "
+                f"alpha={self.alpha})")
+
+
+class SimilarityToConceptTarget:
+    """Cosine similarity between the model's output embedding and a concept
+    embedding ``features`` (a 1-D tensor or array of the same size), for
+    embedding models: the map shows where the image looks like the concept
+    (for example the embedding of another image, or of a text prompt)."""
+
+    def __init__(self, features):
+        features = torch.as_tensor(np.asarray(features) if not isinstance(features, torch.Tensor)
+                                   else features)
+        if features.dim() != 1 or features.numel() == 0:
+            raise ValueError(f"features must be a 1-D embedding vector, got shape "
+                             f"{tuple(features.shape)}")
+        self.features = features
+
+    def check_output(self, model_output):
+        if isinstance(model_output, torch.Tensor) and model_output.shape[-1:] != self.features.shape:
+            raise ValueError(f"the model's embedding has shape {tuple(model_output.shape)} but the "
+                             f"concept features have {self.features.numel()} entries")
+
+    def __call__(self, model_output):
+        features = self.features.to(device=model_output.device, dtype=model_output.dtype)
+        return torch.nn.functional.cosine_similarity(model_output, features.expand_as(model_output),
+                                                     dim=-1)
+
+    def __repr__(self):
+        return f"SimilarityToConceptTarget(<{self.features.numel()}-dim features>)"

@@ -1,0 +1,15 @@
+from pytorch_grad_cam.base_cam import BaseCAM
+
+
+class XGradCAM(BaseCAM):
+    """XGrad-CAM: gradients weighted by the normalised activations.
+
+    weights_k = sum_ij (A_k(i, j) / (sum_ab A_k(a, b) + eps)) * dY/dA_k(i, j)
+
+    Fu et al., "Axiom-based Grad-CAM: Towards Accurate Visualization and
+    Explanation of CNNs", BMVC 2020, https://arxiv.org/abs/2008.02312
+    """
+
+    def get_cam_weights(self, input_tensor, target_layer, targets, activations, grads):
+        sum_activations = activations.flatten(2).sum(dim=2)
+        return (grads * activations).flatten(2).sum(dim=2) / (sum_activations + 1e-7)

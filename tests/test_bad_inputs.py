@@ -1,0 +1,299 @@
+"""Every bad argument gets a ValueError/TypeError that names the argument,
+the value given and what is allowed, raised before any heavy work.
+
+"Before heavy work" is counted: the model's forward calls (a forward
+pre-hook on the model, removed afterwards) and the backward passes
+(torch.autograd.grad). A check that needs the model's output (class index
+out of range, a target returning a non-scalar, a layer that is never
+called, ...) may run the one recording forward pass, but no backward pass
+and no perturbation pass.
+"""
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from pytorch_grad_cam import METHODS, GuidedBackpropReLUModel
+from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+ROOT = Path(__file__).resolve().parents[1]
+ALL = sorted(METHODS)
+
+
+class Pair(nn.Module):
+    """A layer whose output is a tuple, not a tensor."""
+
+    def forward(self, x):
+        return x, x
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv = nn.Conv2d(3, 8, 3, padding=1)
+        self.pair = Pair()
+        self.unused = nn.Conv2d(8, 8, 1)  # never called in forward
+        self.head = nn.Linear(8, 5)
+
+    def forward(self, x):
+        x = torch.relu(self.conv(x))
+        x = self.pair(x)[0]
+        return self.head(x.mean(dim=(2, 3)))
+
+
+def x(*shape, dtype=torch.float32):
+    return torch.randn(*(shape or (2, 3, 16, 16))).to(dtype)
+
+
+def two_targets():
+    return [ClassifierOutputTarget(1), ClassifierOutputTarget(3)]
+
+
+def with_value(value, index=(0, 1, 2, 3)):
+    t = x()
+    t[index] = value
+    return t
+
+
+def cam(cls, model, **kwargs):
+    kwargs.setdefault("target_layers", [model.conv])
+    return cls(model=model, progress=False, **kwargs)
+
+
+def call(cls, model, input_tensor=None, targets="default", **kwargs):
+    input_tensor = x() if input_tensor is None else input_tensor
+    targets = two_targets() if targets == "default" else targets
+    aug_smooth = kwargs.pop("aug_smooth", False)
+    return cam(cls, model, **kwargs)(input_tensor=input_tensor, targets=targets,
+                                     aug_smooth=aug_smooth)
+
+
+# name: (exception, substrings of the message, forward calls allowed, action)
+# the substrings name the argument, the value given and what is allowed
+CASES = {
+    "target layer not inside the model": (
+        ValueError, ["target_layers[0]", "Conv2d(3, 4", "module of the model"], 0,
+        lambda cls, m: cam(cls, m, target_layers=[nn.Conv2d(3, 4, 3)])),
+    "empty target_layers": (
+        ValueError, ["target_layers", "[]", "at least one module"], 0,
+        lambda cls, m: cam(cls, m, target_layers=[])),
+    "target_layers not a list": (
+        TypeError, ["target_layers", "'conv'", "list of torch.nn.Module"], 0,
+        lambda cls, m: cam(cls, m, target_layers="conv")),
+    "target_layers entry not a module": (
+        TypeError, ["target_layers[1]", "'head'", "torch.nn.Module"], 0,
+        lambda cls, m: cam(cls, m, target_layers=[m.conv, "head"])),
+    "model not a module": (
+        TypeError, ["model", "function", "torch.nn.Module"], 0,
+        lambda cls, m: cls(model=lambda t: t, target_layers=[m.conv])),
+    "reshape_transform not callable": (
+        TypeError, ["reshape_transform", "'vit'", "callable"], 0,
+        lambda cls, m: cam(cls, m, reshape_transform="vit")),
+    "output_selector not callable": (
+        TypeError, ["output_selector", "'logits'", "callable"], 0,
+        lambda cls, m: cam(cls, m, output_selector="logits")),
+    "input not a tensor": (
+        TypeError, ["input_tensor", "ndarray", "torch.Tensor"], 0,
+        lambda cls, m: call(cls, m, input_tensor=np.zeros((2, 3, 16, 16), np.float32))),
+    "input of rank 2": (
+        ValueError, ["input_tensor", "(3, 16)", "B x C x H x W"], 0,
+        lambda cls, m: call(cls, m, input_tensor=x(3, 16))),
+    "input of rank 3 (no batch dimension)": (
+        ValueError, ["input_tensor", "(3, 16, 16)", "unsqueeze(0)"], 0,
+        lambda cls, m: call(cls, m, input_tensor=x(3, 16, 16))),
+    "empty batch": (
+        ValueError, ["input_tensor", "(0, 3, 16, 16)", "at least one image"], 0,
+        lambda cls, m: call(cls, m, input_tensor=x(0, 3, 16, 16), targets=[])),
+    "integer dtype": (
+        TypeError, ["input_tensor", "torch.uint8", "floating point"], 0,
+        lambda cls, m: call(cls, m, input_tensor=x(dtype=torch.uint8))),
+    "NaN in the input": (
+        ValueError, ["input_tensor", "1 NaN", "(0, 1, 2, 3)", "finite"], 0,
+        lambda cls, m: call(cls, m, input_tensor=with_value(float("nan")))),
+    "inf in the input": (
+        ValueError, ["input_tensor", "1 inf", "(1, 2, 0, 5)", "finite"], 0,
+        lambda cls, m: call(cls, m, input_tensor=with_value(float("-inf"), (1, 2, 0, 5)))),
+    "targets list of the wrong length": (
+        ValueError, ["targets", "1 entries", "2 images", "one target per image"], 0,
+        lambda cls, m: call(cls, m, targets=[ClassifierOutputTarget(1)])),
+    "targets not a list": (
+        TypeError, ["targets", "ClassifierOutputTarget", "list"], 0,
+        lambda cls, m: call(cls, m, targets=ClassifierOutputTarget(1))),
+    "target not callable": (
+        TypeError, ["targets[1]", "'dog'", "callable"], 0,
+        lambda cls, m: call(cls, m, targets=[ClassifierOutputTarget(1), "dog"])),
+    "class index of a target not an int": (
+        TypeError, ["category", "'tabby'", "int"], 0,
+        lambda cls, m: call(cls, m, targets=[ClassifierOutputTarget("tabby")] * 2)),
+    "class index out of range for the output": (
+        ValueError, ["targets[1]", "1000", "0..4"], 1,
+        lambda cls, m: call(cls, m, targets=[ClassifierOutputTarget(1),
+                                             ClassifierOutputTarget(1000)])),
+    "target returning a non-scalar": (
+        ValueError, ["targets[0]", "(5,)", "one scalar"], 1,
+        lambda cls, m: call(cls, m, targets=[lambda out: out, lambda out: out[0]])),
+    "batch_size < 1": (
+        ValueError, ["batch_size", "0", ">= 1"], 0,
+        lambda cls, m: cam(cls, m, batch_size=0)),
+    "batch_size < 1 set on the object": (
+        ValueError, ["batch_size", "-3", ">= 1"], 0,
+        lambda cls, m: setattr(cam(cls, m), "batch_size", -3)),
+    "batch_size not an int": (
+        TypeError, ["batch_size", "2.5", "positive int"], 0,
+        lambda cls, m: cam(cls, m, batch_size=2.5)),
+    "reshape_transform returning the wrong rank": (
+        ValueError, ["reshape_transform", "(2, 8, 256)", "B x C x H x W"], 1,
+        lambda cls, m: call(cls, m, reshape_transform=lambda t: t.flatten(2))),
+    "layer whose output is not a tensor": (
+        TypeError, ["target_layers[0]", "Pair", "tuple", "tensor"], 1,
+        lambda cls, m: call(cls, m, target_layers=[m.pair])),
+    "target layer never called in the forward pass": (
+        ValueError, ["target_layers[0]", "Conv2d(8, 8", "never called", "forward pass uses"], 1,
+        lambda cls, m: call(cls, m, target_layers=[m.unused])),
+    "aug_smooth on inputs ttach cannot flip": (
+        ValueError, ["aug_smooth", "(2, 3, 4, 16, 16)", "B x C x H x W"], 0,
+        lambda cls, m: call(cls, m, input_tensor=x(2, 3, 4, 16, 16), aug_smooth=True)),
+}
+
+
+# Cases about what the target layers return, which a method that chooses
+# the layers it records itself (FullGrad: every convolution and batch norm)
+# never looks at: it ignores target_layers and reshape_transform with a
+# warning when it is made, and the call works.
+RECORDED_LAYER_CASES = ["reshape_transform returning the wrong rank",
+                        "layer whose output is not a tensor",
+                        "target layer never called in the forward pass"]
+
+
+class Counter:
+    """Counts the model's forward passes and the backward passes."""
+
+    def __init__(self, model, monkeypatch):
+        self.forwards = 0
+        self.backwards = 0
+        self.handle = model.register_forward_pre_hook(self._forward)
+        grad = torch.autograd.grad
+
+        def counting_grad(*args, **kwargs):
+            self.backwards += 1
+            return grad(*args, **kwargs)
+
+        monkeypatch.setattr(torch.autograd, "grad", counting_grad)
+
+    def _forward(self, module, inputs):
+        self.forwards += 1
+
+
+def check_raised(excinfo, expected_type, fragments, counter, max_forwards):
+    assert excinfo.type is expected_type, f"{excinfo.type.__name__}: {excinfo.value}"
+    message = str(excinfo.value)
+    for fragment in fragments:
+        assert fragment in message, f"{fragment!r} not in the message {message!r}"
+    assert counter.forwards <= max_forwards, "the model ran before the check"
+    assert counter.backwards == 0, "a backward pass ran before the check"
+
+
+@pytest.mark.parametrize("case", list(CASES))
+@pytest.mark.parametrize("method", ALL)
+def test_bad_input(method, case, monkeypatch):
+    expected_type, fragments, max_forwards, action = CASES[case]
+    model = Net().eval()
+    if case in RECORDED_LAYER_CASES and not METHODS[method].uses_target_layers:
+        with pytest.warns(UserWarning, match="ignores target_layers and reshape_transform"):
+            maps = action(METHODS[method], model)
+        assert maps.shape == (2, 16, 16) and np.isfinite(maps).all()
+        np.testing.assert_allclose(maps.reshape(2, -1).max(axis=1), 1.0, atol=1e-4)
+        return
+    counter = Counter(model, monkeypatch)
+    try:
+        with pytest.raises((ValueError, TypeError)) as excinfo:
+            action(METHODS[method], model)
+    finally:
+        counter.handle.remove()
+    check_raised(excinfo, expected_type, fragments, counter, max_forwards)
+    assert not any(m._forward_hooks or m._forward_pre_hooks for m in model.modules())
+    # a good call still works afterwards
+    maps = call(METHODS[method], model)
+    assert maps.shape == (2, 16, 16) and np.isfinite(maps).all()
+
+
+def test_every_case_fails_with_a_good_call_instead(monkeypatch):
+    """The good call used as the baseline above does not raise, and it runs
+    the model (so the forward counts above can tell "before" from "after")."""
+    model = Net().eval()
+    counter = Counter(model, monkeypatch)
+    try:
+        call(METHODS["gradcam"], model)
+        call(METHODS["scorecam"], model)
+    finally:
+        counter.handle.remove()
+    assert counter.forwards > 2 and counter.backwards == 1
+
+
+GB_CASES = {
+    "input not a tensor": (
+        TypeError, ["input_img", "ndarray", "torch.Tensor"], 0,
+        lambda gb: gb(np.zeros((1, 3, 16, 16), np.float32))),
+    "input of rank 3": (
+        ValueError, ["input_img", "(3, 16, 16)", "B x C x H x W"], 0,
+        lambda gb: gb(x(3, 16, 16))),
+    "empty batch": (
+        ValueError, ["input_img", "(0, 3, 16, 16)", "at least one image"], 0,
+        lambda gb: gb(x(0, 3, 16, 16))),
+    "integer dtype": (
+        TypeError, ["input_img", "torch.int64", "floating point"], 0,
+        lambda gb: gb(x(dtype=torch.int64))),
+    "NaN in the input": (
+        ValueError, ["input_img", "1 NaN", "finite"], 0,
+        lambda gb: gb(with_value(float("nan")))),
+    "targets list of the wrong length": (
+        ValueError, ["targets", "1 entries", "2 images"], 0,
+        lambda gb: gb(x(), targets=[ClassifierOutputTarget(1)])),
+    "class index out of range for the output": (
+        ValueError, ["targets[0]", "7", "0..4"], 1,
+        lambda gb: gb(x(), target_category=7)),
+    "target returning a non-scalar": (
+        ValueError, ["targets[1]", "(5,)", "one scalar"], 1,
+        lambda gb: gb(x(), targets=[lambda out: out[0], lambda out: out])),
+}
+
+
+@pytest.mark.parametrize("case", list(GB_CASES))
+def test_guided_backprop_bad_input(case, monkeypatch):
+    expected_type, fragments, max_forwards, action = GB_CASES[case]
+    model = Net().eval()
+    counter = Counter(model, monkeypatch)
+    try:
+        with pytest.raises((ValueError, TypeError)) as excinfo:
+            action(GuidedBackpropReLUModel(model))
+    finally:
+        counter.handle.remove()
+    check_raised(excinfo, expected_type, fragments, counter, max_forwards)
+
+
+def test_unknown_method_name_in_the_cli(tmp_path):
+    script = ROOT / "cam.py"
+    if not script.exists():
+        pytest.skip("cam.py is not part of this checkout")
+    import cv2
+
+    image = tmp_path / "image.png"
+    cv2.imwrite(str(image), np.full((32, 32, 3), 128, np.uint8))
+    out = tmp_path / "out"
+    result = subprocess.run(
+        [sys.executable, str(script), "--image-path", str(image), "--method", "nosuchcam",
+         "--output-dir", str(out), "--device", "cpu"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+    message = result.stderr
+    assert result.returncode != 0
+    assert "Traceback" not in message, message
+    assert "method" in message and "nosuchcam" in message, message
+    assert re.search(r"gradcam", message), "the allowed names are listed"
+    assert not out.exists() or not any(out.iterdir()), "pictures were written"

@@ -1,0 +1,212 @@
+"""utils: image helpers, reshape transforms and targets, against numbers
+worked out by hand."""
+import math
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from pytorch_grad_cam.utils.image import (deprocess_image, preprocess_image, scale_cam_image,
+                                          show_cam_on_image)
+from pytorch_grad_cam.utils.model_targets import (BinaryClassifierOutputTarget,
+                                                  ClassifierOutputSoftmaxTarget,
+                                                  ClassifierOutputTarget,
+                                                  FasterRCNNBoxScoreTarget,
+                                                  RawScoresOutputTarget,
+                                                  SemanticSegmentationTarget)
+from pytorch_grad_cam.utils.reshape_transforms import (swinT_reshape_transform,
+                                                       vit_reshape_transform)
+
+
+# ------------------------------------------------------------------ image
+def test_preprocess_image_normalises_with_imagenet_statistics():
+    img = np.array([[[0.0, 0.5, 1.0], [0.485, 0.456, 0.406]]], dtype=np.float32)  # 1 x 2 x 3
+    x = preprocess_image(img)
+    assert isinstance(x, torch.Tensor) and x.shape == (1, 3, 1, 2) and x.dtype == torch.float32
+    expected = np.array([
+        [[(0.0 - 0.485) / 0.229, 0.0]],
+        [[(0.5 - 0.456) / 0.224, 0.0]],
+        [[(1.0 - 0.406) / 0.225, 0.0]],
+    ])
+    np.testing.assert_allclose(x[0].numpy(), expected, atol=1e-6)
+
+
+def test_preprocess_image_custom_statistics_and_uint8():
+    img = np.array([[[0, 51, 255]]], dtype=np.uint8)
+    x = preprocess_image(img, mean=[0.5, 0.5, 0.5], std=[0.5, 0.5, 0.5])
+    np.testing.assert_allclose(x.flatten().numpy(), [-1.0, -0.6, 1.0], atol=1e-6)
+    with pytest.raises(ValueError, match="H x W x C"):
+        preprocess_image(np.zeros((4, 4)))
+
+
+def test_deprocess_image_contrast_stretch():
+    img = np.array([[0.0, 1.0], [2.0, 3.0]])
+    std = math.sqrt(1.25)  # mean 1.5
+    expected = [np.uint8(np.clip((v - 1.5) / (std + 1e-5) * 0.1 + 0.5, 0, 1) * 255)
+                for v in (0.0, 1.0, 2.0, 3.0)]
+    out = deprocess_image(img)
+    assert out.dtype == np.uint8
+    assert out.flatten().tolist() == [int(e) for e in expected] == [93, 116, 138, 161]
+    assert deprocess_image(np.full((2, 2), 7.0)).flatten().tolist() == [127] * 4
+    # one outlier among 100 zeros lies 10 standard deviations out: clipped to 1
+    outlier = np.zeros(101)
+    outlier[0] = 1.0
+    assert deprocess_image(outlier)[0] == 255
+
+
+@pytest.mark.parametrize("use_rgb", [False, True])
+def test_show_cam_on_image_extremes_of_the_colormap(use_rgb):
+    black = np.zeros((2, 2, 3), dtype=np.float32)
+    # JET: 1 -> dark red (BGR 0, 0, 128), 0 -> dark blue (BGR 128, 0, 0);
+    # on a black image the overlay is scaled to its maximum
+    hot = show_cam_on_image(black, np.ones((2, 2)), use_rgb=use_rgb)
+    cold = show_cam_on_image(black, np.zeros((2, 2)), use_rgb=use_rgb)
+    assert hot.dtype == np.uint8 and hot.shape == (2, 2, 3)
+    red, blue = [0, 0, 255], [255, 0, 0]
+    if use_rgb:
+        red, blue = blue, red
+    assert hot.reshape(-1, 3).tolist() == [red] * 4
+    assert cold.reshape(-1, 3).tolist() == [blue] * 4
+
+
+def test_show_cam_on_image_blend():
+    rng = np.random.default_rng(0)
+    img = rng.random((5, 4, 3), dtype=np.float32)
+    mask = rng.random((5, 4), dtype=np.float32)
+    out = show_cam_on_image(img, mask, use_rgb=True, image_weight=0.3)
+    heat = cv2.cvtColor(cv2.applyColorMap(np.uint8(255 * mask), cv2.COLORMAP_JET),
+                        cv2.COLOR_BGR2RGB).astype(np.float32) / 255
+    blend = 0.7 * heat + 0.3 * img
+    expected = np.uint8(255 * blend / blend.max())
+    np.testing.assert_array_equal(out, expected)
+
+
+def test_show_cam_on_image_rejects_bad_arguments():
+    img = np.zeros((2, 2, 3), dtype=np.float32)
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        show_cam_on_image(np.zeros((2, 2, 3), dtype=np.uint8), np.zeros((2, 2)))
+    with pytest.raises(ValueError, match="image_weight"):
+        show_cam_on_image(img, np.zeros((2, 2)), image_weight=1.5)
+    with pytest.raises(ValueError, match="mask"):
+        show_cam_on_image(img, np.zeros((3, 2)))
+
+
+def test_scale_cam_image_numpy_uses_opencv_size_order():
+    cams = np.array([[[0.0, 2.0], [4.0, 8.0]], [[1.0, 1.0], [1.0, 1.0]]], dtype=np.float32)
+    out = scale_cam_image(cams, (4, 3))  # (width, height) as in OpenCV
+    assert isinstance(out, np.ndarray) and out.shape == (2, 3, 4) and out.dtype == np.float32
+    first = cv2.resize(np.array([[0.0, 0.25], [0.5, 1.0]], dtype=np.float32), (4, 3),
+                       interpolation=cv2.INTER_LINEAR)
+    np.testing.assert_allclose(out[0], first, atol=1e-6)
+    assert out[0, 0, 0] == 0 and out[0, -1, -1] == pytest.approx(1)
+    assert not out[1].any()  # a constant map becomes zeros
+    np.testing.assert_allclose(scale_cam_image(cams)[0], [[0, 0.25], [0.5, 1]], atol=1e-7)
+
+
+def test_scale_cam_image_torch_keeps_torch_and_uses_tensor_size_order():
+    cams = torch.tensor([[[-1.0, 1.0, 3.0]]])  # 1 x 1 x 3
+    out = scale_cam_image(cams, (2, 3))  # (H, W) for tensors
+    assert isinstance(out, torch.Tensor) and out.shape == (1, 2, 3)
+    torch.testing.assert_close(out[0], torch.tensor([[0.0, 0.5, 1.0]] * 2))
+
+
+# ------------------------------------------------------- reshape transforms
+@pytest.mark.parametrize("tokens, prefix, side", [(197, 1, 14), (198, 2, 14), (50, 1, 7),
+                                                 (17, 1, 4), (5, 1, 2), (196, 0, 14)])
+def test_vit_reshape_transform_derives_the_grid(tokens, prefix, side):
+    t = torch.arange(2 * tokens * 3, dtype=torch.float32).reshape(2, tokens, 3)
+    out = vit_reshape_transform(t)
+    assert out.shape == (2, 3, side, side)
+    for b, c, i, j in [(0, 0, 0, 0), (1, 2, side - 1, side - 1), (1, 1, side // 2, 1)]:
+        assert out[b, c, i, j] == t[b, prefix + i * side + j, c]
+
+
+def test_vit_reshape_transform_explicit_grid_and_errors():
+    t = torch.randn(1, 1 + 2 * 3, 4)
+    out = vit_reshape_transform(t, height=2, width=3)
+    assert out.shape == (1, 4, 2, 3) and torch.equal(out[0, :, 1, 0], t[0, 4])
+    with pytest.raises(ValueError, match="B x tokens x channels"):
+        vit_reshape_transform(torch.randn(197, 768))
+    with pytest.raises(ValueError, match="height= and width="):
+        vit_reshape_transform(torch.randn(1, 211, 4))  # 203..211 holds no square
+    with pytest.raises(ValueError, match="7 tokens"):
+        vit_reshape_transform(torch.randn(1, 7, 4), height=3, width=3)
+
+
+def test_swin_reshape_transform_layouts():
+    bhwc = torch.randn(2, 3, 4, 5)
+    out = swinT_reshape_transform(bhwc)
+    assert out.shape == (2, 5, 3, 4) and torch.equal(out[1, 2, 0, 3], bhwc[1, 0, 3, 2])
+    blc = torch.randn(2, 16, 5)
+    out = swinT_reshape_transform(blc)
+    assert out.shape == (2, 5, 4, 4) and torch.equal(out[0, 4, 2, 1], blc[0, 2 * 4 + 1, 4])
+    out = swinT_reshape_transform(torch.randn(1, 6, 5), height=2, width=3)
+    assert out.shape == (1, 5, 2, 3)
+    with pytest.raises(ValueError):
+        swinT_reshape_transform(torch.randn(1, 17, 5))
+
+
+# ---------------------------------------------------------------- targets
+def test_classifier_targets():
+    logits = torch.tensor([1.0, 5.0, 3.0])
+    assert ClassifierOutputTarget(2)(logits).item() == 3.0
+    assert ClassifierOutputTarget(np.int64(1))(logits).item() == 5.0
+    assert ClassifierOutputTarget(2)(torch.tensor([[1.0, 5.0, 3.0], [0.0, 0.0, 6.0]])).tolist() \
+        == [3.0, 6.0]
+    e = [math.exp(v) for v in (1.0, 5.0, 3.0)]
+    assert ClassifierOutputSoftmaxTarget(0)(logits).item() == pytest.approx(e[0] / sum(e))
+    with pytest.raises(TypeError, match="category"):
+        ClassifierOutputTarget(1.5)
+    with pytest.raises(ValueError, match="out of range"):
+        ClassifierOutputTarget(3).check_output(logits)
+    ClassifierOutputTarget(-1).check_output(logits)
+
+
+def test_binary_and_raw_targets():
+    out = torch.tensor([0.7])
+    assert BinaryClassifierOutputTarget(1)(out).item() == pytest.approx(0.7)
+    assert BinaryClassifierOutputTarget(0)(out).item() == pytest.approx(-0.7)
+    with pytest.raises(ValueError, match="0 or 1"):
+        BinaryClassifierOutputTarget(2)
+    raw = torch.tensor([2.5])
+    assert torch.equal(RawScoresOutputTarget()(raw), raw)
+
+
+def test_semantic_segmentation_target():
+    out = torch.arange(2 * 2 * 3, dtype=torch.float32).reshape(2, 2, 3)  # C x H x W
+    mask = np.array([[1, 0, 0], [0, 1, 1]], dtype=np.float32)
+    # class 1 scores [[6, 7, 8], [9, 10, 11]] inside the mask: 6 + 10 + 11
+    assert SemanticSegmentationTarget(1, mask)(out).item() == 27.0
+    assert SemanticSegmentationTarget(0, torch.ones(2, 3))(out.double()).item() == 15.0
+
+
+def _detections():
+    return {
+        "boxes": torch.tensor([[0.0, 0.0, 10.0, 10.0], [20.0, 20.0, 30.0, 30.0],
+                               [0.0, 0.0, 9.0, 10.0]]),
+        "labels": torch.tensor([1, 2, 1]),
+        "scores": torch.tensor([0.9, 0.8, 0.7], requires_grad=True),
+    }
+
+
+def test_faster_rcnn_box_score_target():
+    detections = _detections()
+    boxes = np.array([[0, 0, 10, 10], [21, 21, 30, 30], [20, 20, 30, 30]], dtype=np.float32)
+    labels = [1, 2, 3]
+    # box 0: detection 0, IoU 1, label 1 -> 1 + 0.9
+    # box 1: detection 1, IoU 81/100, label 2 -> 0.81 + 0.8
+    # box 2: detection 1, IoU 1, but label 2 != 3 -> nothing
+    score = FasterRCNNBoxScoreTarget(labels, boxes)(detections)
+    assert score.item() == pytest.approx(1.9 + 1.61, abs=1e-6)
+    (grad,) = torch.autograd.grad(score.sum(), detections["scores"])
+    assert grad.tolist() == [1.0, 1.0, 0.0]
+    strict = FasterRCNNBoxScoreTarget(labels, boxes, iou_threshold=0.9)(detections)
+    assert strict.item() == pytest.approx(1.9, abs=1e-6)
+
+
+def test_faster_rcnn_box_score_target_without_detections():
+    empty = {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.int64),
+             "scores": torch.zeros(0)}
+    score = FasterRCNNBoxScoreTarget([1], [[0, 0, 10, 10]])(empty)
+    assert isinstance(score, torch.Tensor) and score.item() == 0.0
