@@ -14,13 +14,17 @@ Columns:
 - ``floor``: the same work's physical floor in plain torch, measured in the
   same run. Gradient methods: one forward pass plus the backward pass from
   the target scores to the target layer's output (parameters frozen).
-  ``gradcam+aug``: the same for the 6 augmented copies in one batch.
+  ``gradcam+aug`` (batched passes) and ``gradcam+aug-seq`` (one call per
+  augmented copy): the same for the 6 augmented copies, grouped into
+  passes as the library groups them.
   ScoreCAM: one forward pass, plus one forward of a masked input for every
   channel that varies over the image and one per image for the constant
   channels, in chunks of our batch size. AblationCAM: one forward pass,
   plus for every channel that is not all zero the layers after the target
   layer on an ablated copy (the layers before it once per chunk);
 - ``x floor``: ms / floor;
+- ``peak MB``: peak resident memory of the child; ``call MB``: what the
+  calls add to the resident memory they start from;
 - with ``--reference-python``: the reference's time for the same case
   (through its own API, in a child process of that Python) and the
   speed-up ref / ours; peak RSS of both.
@@ -54,6 +58,9 @@ METHODS = {
     "gradcam++": ("GradCAMPlusPlus", "gradient", {}),
     "xgradcam": ("XGradCAM", "gradient", {}),
     "gradcam+aug": ("GradCAM", "gradient", {"aug_smooth": True}),
+    # the same 6 augmented copies, one GradCAM call each, one after another
+    # (what aug_smooth costs without batching; the reference's aug_smooth)
+    "gradcam+aug-seq": ("GradCAM", "gradient", {"aug_smooth": True}),
     "scorecam": ("ScoreCAM", "score", {}),
     "ablationcam": ("AblationCAM", "ablation", {}),
 }
@@ -165,6 +172,9 @@ def _time_calls(function, device, repeats, long_call):
     first = time.perf_counter() - start
     if first > long_call:
         return [first]
+    # fast calls are noisy on a shared CPU: time at least about 2 s of them
+    if first > 0:
+        repeats = max(repeats, min(50, math.ceil(2.0 / first)))
     samples = []
     for _ in range(repeats):
         start = time.perf_counter()
@@ -199,6 +209,22 @@ def _cam_callable(spec, impl, model, layer, reshape, x, categories):
         cam = cls(**kwargs)
     targets = [ClassifierOutputTarget(c) for c in categories]
 
+    if impl != "reference" and spec["method"] == "gradcam+aug-seq":
+        import torch
+
+        transforms = list(cam.tta_transforms)
+
+        def call():
+            total = None
+            for transform in transforms:
+                maps = torch.from_numpy(cam(input_tensor=transform.augment_image(x),
+                                            targets=targets))[:, None]
+                maps = transform.deaugment_mask(maps)[:, 0]
+                total = maps if total is None else total + maps
+            return (total / len(transforms)).numpy()
+
+        return call, cam
+
     def call():
         return cam(input_tensor=x, targets=targets, **call_kwargs)
 
@@ -206,8 +232,12 @@ def _cam_callable(spec, impl, model, layer, reshape, x, categories):
 
 
 def _median_ms(function, device, repeats):
+    start = time.perf_counter()
     function()  # warm-up
     _sync(device)
+    first = time.perf_counter() - start
+    if first > 0:
+        repeats = max(repeats, min(50, math.ceil(2.0 / first)))
     samples = []
     for _ in range(max(1, repeats)):
         start = time.perf_counter()
@@ -219,14 +249,25 @@ def _median_ms(function, device, repeats):
 
 def _gradient_floor(spec, model, layer, x, categories):
     """One forward pass and the backward pass from the target scores to the
-    target layer's output, parameters frozen: a callable to time."""
-    import torch
+    target layer's output, parameters frozen: a callable to time.
 
-    if spec["method"] == "gradcam+aug":
-        x = x.repeat(AUG_COPIES, *([1] * (x.dim() - 1)))
-        categories = categories * AUG_COPIES
-    rows = torch.arange(x.shape[0], device=x.device)
-    category = torch.tensor(categories, device=x.device)
+    ``gradcam+aug*``: the same for the 6 augmented copies, grouped into
+    passes as the library groups them (as many transforms' copies per
+    pass as fit in its batch size, at least one transform's)."""
+    import torch
+    import pytorch_grad_cam  # ours: the batch size the library uses
+
+    passes = [(x, categories)]
+    if spec["method"].startswith("gradcam+aug"):
+        batch_size = spec.get("batch_size") or pytorch_grad_cam.GradCAM(
+            model=model, target_layers=[layer]).batch_size
+        group = max(1, batch_size // x.shape[0])
+        passes = []
+        for first in range(0, AUG_COPIES, group):
+            copies = min(group, AUG_COPIES - first)
+            passes.append((x.repeat(copies, *([1] * (x.dim() - 1))), categories * copies))
+    passes = [(inputs, torch.arange(inputs.shape[0], device=x.device),
+               torch.tensor(cats, device=x.device)) for inputs, cats in passes]
     saved = []
 
     def hook(module, inputs, output):
@@ -235,14 +276,15 @@ def _gradient_floor(spec, model, layer, x, categories):
         return output
 
     def call():
-        saved.clear()
-        handle = layer.register_forward_hook(hook)
-        try:
-            with torch.enable_grad():
-                scores = model(x)[rows, category]
-                torch.autograd.grad(scores.sum(), saved)
-        finally:
-            handle.remove()
+        for inputs, rows, category in passes:
+            saved.clear()
+            handle = layer.register_forward_hook(hook)
+            try:
+                with torch.enable_grad():
+                    scores = model(inputs)[rows, category]
+                    torch.autograd.grad(scores.sum(), saved)
+            finally:
+                handle.remove()
     return call
 
 
@@ -314,7 +356,31 @@ def _perturbation_floor(spec, model, layer, reshape, x, device, repeats):
     return total, {"chunk": chunk, "forwards": sum(counts), "passes": sum(sizes.values())}
 
 
+def _status_mb(field):
+    """VmRSS / VmHWM of this process in MB (None where /proc is missing)."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
+
+
+def _reset_peak_rss():
+    """Start a new peak-RSS window (Linux: writing 5 to clear_refs resets
+    VmHWM to the current RSS). False where that is not possible."""
+    try:
+        with open("/proc/self/clear_refs", "w") as clear:
+            clear.write("5")
+        return True
+    except OSError:
+        return False
+
+
 def child_main(spec):
+    import gc
     import resource
 
     impl = spec["impl"]
@@ -337,6 +403,11 @@ def child_main(spec):
         raise RuntimeError("the reference Python imports this repository's pytorch_grad_cam")
     if device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
+    # the memory the calls themselves take: peak RSS during the calls
+    # (warm-up included) minus the RSS before them (torch, model, input)
+    gc.collect()
+    rss_before = _status_mb("VmRSS")
+    window = _reset_peak_rss() and rss_before is not None
     if impl == "floor":
         for p in model.parameters():
             p.requires_grad_(False)
@@ -358,6 +429,7 @@ def child_main(spec):
         "ms": 1000 * statistics.median(samples),
         "samples": len(samples),
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "call_mb": (_status_mb("VmHWM") - rss_before) if window else None,
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
         "package": str(package),
@@ -416,9 +488,10 @@ def _ms(value):
 
 
 def render(rows, markdown, reference):
-    header = ["device", "model", "method", "batch", "ms", "floor ms", "x floor", "peak MB"]
+    header = ["device", "model", "method", "batch", "ms", "floor ms", "x floor", "peak MB",
+              "call MB"]
     if reference:
-        header += ["ref ms", "speed-up", "ref peak MB"]
+        header += ["ref ms", "speed-up", "ref peak MB", "ref call MB"]
     table = []
     for row in rows:
         ours, floor, ref = row["ours"], row.get("floor") or {}, row.get("reference") or {}
@@ -426,11 +499,11 @@ def render(rows, markdown, reference):
         cells = [row["device"], row["model"], row["method"], str(row["batch"]),
                  ours.get("error") or _ms(ms), _ms(floor.get("ms")),
                  _fmt(ms / floor["ms"], 2) if ms and floor.get("ms") else "-",
-                 _fmt(ours.get("peak_rss_mb"))]
+                 _fmt(ours.get("peak_rss_mb")), _fmt(ours.get("call_mb"))]
         if reference:
             cells += [ref.get("error") or _ms(ref.get("ms")),
                       _fmt(ref["ms"] / ms, 1) + "x" if ms and ref.get("ms") else "-",
-                      _fmt(ref.get("peak_rss_mb"))]
+                      _fmt(ref.get("peak_rss_mb")), _fmt(ref.get("call_mb"))]
         table.append(cells)
     if markdown:
         lines = ["| " + " | ".join(header) + " |",
@@ -501,7 +574,7 @@ def main(argv=None):
 
     common = {"repeats": args.repeats, "long_call": args.long_call, "threads": args.threads}
     cases = list(_cases(args))
-    rows, floors = [], {}
+    rows, floors, references = [], {}, {}
     started = time.perf_counter()
     print(f"# {len(cases)} cases; {platform.processor() or platform.machine()}, "
           f"{os.cpu_count()} CPUs, python {platform.python_version()}", file=sys.stderr)
@@ -512,8 +585,8 @@ def main(argv=None):
                                                  "batch_size": args.batch_size}, args.timeout)
         if not args.no_floor:
             kind = METHODS[method][1]
-            key = (device, model, "gradient" if kind == "gradient" and method != "gradcam+aug"
-                   else method, batch)
+            key = (device, model, "gradcam+aug" if method.startswith("gradcam+aug")
+                   else "gradient" if kind == "gradient" else method, batch)
             if key not in floors:
                 floors[key] = run_child(sys.executable,
                                         {**spec, "impl": "floor", "batch_size": args.batch_size,
@@ -521,10 +594,18 @@ def main(argv=None):
                                         args.timeout)
             row["floor"] = floors[key]
         if args.reference_python:
-            ref_bs = args.reference_batch_size or (8 if device == "cpu" else 64)
-            row["reference"] = run_child(args.reference_python,
-                                         {**spec, "impl": "reference", "batch_size": ref_bs},
-                                         args.timeout)
+            # the reference's aug_smooth runs the copies one after another:
+            # one measurement serves both aug rows
+            ref_key = (device, model, "gradcam+aug" if method.startswith("gradcam+aug")
+                       else method, batch)
+            if ref_key not in references:
+                ref_bs = args.reference_batch_size or (8 if device == "cpu" else 64)
+                references[ref_key] = run_child(
+                    args.reference_python,
+                    {**spec, "impl": "reference", "batch_size": ref_bs,
+                     "method": "gradcam+aug" if method.startswith("gradcam+aug") else method},
+                    args.timeout)
+            row["reference"] = references[ref_key]
         rows.append(row)
         print(f"[{number}/{len(cases)} {time.perf_counter() - started:.0f} s] "
               + render([row], False, bool(args.reference_python)).splitlines()[-1],

@@ -634,21 +634,37 @@ class BaseCAM:
 
     # ------------------------------------------------------ aug smoothing
     def forward_augmentation_smoothing(self, input_tensor, targets, eigen_smooth=False):
-        """Test-time augmentation: every augmented copy in one batched pass
-        (chunks of ``batch_size`` copies for the perturbation methods are
-        made by the method itself), de-augmented and averaged."""
+        """Test-time augmentation: the augmented copies run batched,
+        de-augmented and averaged.
+
+        The copies of as many transforms as fit in ``batch_size`` images
+        (at least one transform's copies of the whole batch) go through
+        one pass: on a GPU (default ``batch_size`` 64) that is usually all
+        of them at once; on a CPU (default 8), whose time per image grows
+        with the batch beyond a few images, a batch of 8 images runs as one
+        pass per transform. The perturbation methods chunk their own
+        passes by ``batch_size`` as well. Every image's map is independent
+        of the others in its pass, so the grouping does not change the
+        result."""
         transforms = list(self.tta_transforms)
         batch = input_tensor.shape[0]
-        augmented = torch.cat([t.augment_image(input_tensor) for t in transforms], dim=0)
-        if isinstance(targets, _RepeatTarget) or targets is None:
-            all_targets = targets
-        else:
-            all_targets = list(targets) * len(transforms)
-        cams = self.forward(augmented, all_targets, eigen_smooth)
-        result = torch.zeros_like(cams[:batch])
-        for k, transform in enumerate(transforms):
-            cam = cams[k * batch:(k + 1) * batch, None]
-            result += transform.deaugment_mask(cam)[:, 0]
+        group = max(1, self.batch_size // batch)
+        result, outputs = None, []
+        for first in range(0, len(transforms), group):
+            chosen = transforms[first:first + group]
+            augmented = torch.cat([t.augment_image(input_tensor) for t in chosen], dim=0)
+            if isinstance(targets, _RepeatTarget) or targets is None:
+                all_targets = targets
+            else:
+                all_targets = list(targets) * len(chosen)
+            cams = self.forward(augmented, all_targets, eigen_smooth)
+            outputs.append(self.outputs)
+            for k, transform in enumerate(chosen):
+                cam = transform.deaugment_mask(cams[k * batch:(k + 1) * batch, None])[:, 0]
+                result = cam if result is None else result + cam
+        if all(isinstance(o, torch.Tensor) for o in outputs):
+            # the model's outputs of every augmented copy, transform by transform
+            self.outputs = torch.cat(outputs, dim=0)
         return result / len(transforms)
 
     # --------------------------------------------------- context manager

@@ -199,6 +199,34 @@ def test_aug_smooth_batched_equals_one_copy_at_a_time():
     np.testing.assert_allclose(smoothed, expected, atol=1e-5, rtol=0)
 
 
+@pytest.mark.parametrize("method", [GradCAM, ScoreCAM])
+def test_aug_smooth_grouping_of_the_copies_does_not_change_the_maps(method):
+    """batch_size decides how many transforms' copies share a pass (all 12
+    copies in one pass at 64, one transform's 2 copies per pass at 1, 2
+    transforms' at 5): the maps and the outputs are the same."""
+    model = _resnet18()
+    x = _input()
+    results = []
+    for batch_size in (64, 1, 5):
+        cam = method(model=model, target_layers=[model.layer2[-1]], batch_size=batch_size,
+                     progress=False)
+        passes = []
+        handle = model.register_forward_pre_hook(lambda m, i: passes.append(i[0].shape[0]))
+        try:
+            maps = cam(input_tensor=x, targets=TARGETS, aug_smooth=True)
+        finally:
+            handle.remove()
+        results.append((maps, cam.outputs, passes))
+    (one, out_one, passes_one), (single, out_single, passes_single), (five, out_five, _) = results
+    if method is GradCAM:
+        assert passes_one == [12] and passes_single == [2] * 6
+    assert _non_trivial(one)
+    np.testing.assert_allclose(single, one, atol=1e-5, rtol=0)
+    np.testing.assert_allclose(five, one, atol=1e-5, rtol=0)
+    assert out_one.shape == out_single.shape == out_five.shape == (12, 1000)
+    torch.testing.assert_close(out_single, out_one, atol=1e-4, rtol=1e-4)
+
+
 # ----------------------------------------------------------------- memory
 def test_memory_flat_gradcam():
     """500 calls of a small model: the resident memory after them is within
