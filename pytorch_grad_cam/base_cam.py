@@ -223,8 +223,9 @@ class BaseCAM:
         reshape_transform: maps a layer's output to B x C x H x W (for
             example token layouts of Vision Transformers).
         batch_size: images per forward pass of the perturbation methods
-            (also settable later as ``cam.batch_size``); default chosen
-            for the model's device.
+            and of ``aug_smooth``'s copies (also settable later as
+            ``cam.batch_size``); default chosen for the model's device (8
+            on a CPU, 64 on a GPU).
         progress: show a progress bar for the perturbation passes.
         output_selector: picks the score tensor from a model output that is
             not a tensor (default: ``.logits`` of dicts and ModelOutputs,
