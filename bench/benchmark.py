@@ -165,6 +165,21 @@ def _sync(device):
         torch.cuda.synchronize()
 
 
+def _enough_repeats(repeats, first):
+    """Fast calls are noisy on a shared CPU: time at least about 2 s of
+    them (at most 50 calls), judged by the duration of the first call."""
+    if first > 0:
+        return max(repeats, min(50, math.ceil(2.0 / first)))
+    return repeats
+
+
+def _measured_as(method):
+    """The method whose floor and reference measurement a row shares: both
+    aug rows do the same work in the floor and in the reference (which runs
+    the copies one after another)."""
+    return "gradcam+aug" if method.startswith("gradcam+aug") else method
+
+
 def _time_calls(function, device, repeats, long_call):
     start = time.perf_counter()
     function()
@@ -172,11 +187,8 @@ def _time_calls(function, device, repeats, long_call):
     first = time.perf_counter() - start
     if first > long_call:
         return [first]
-    # fast calls are noisy on a shared CPU: time at least about 2 s of them
-    if first > 0:
-        repeats = max(repeats, min(50, math.ceil(2.0 / first)))
     samples = []
-    for _ in range(repeats):
+    for _ in range(_enough_repeats(repeats, first)):
         start = time.perf_counter()
         function()
         _sync(device)
@@ -236,10 +248,8 @@ def _median_ms(function, device, repeats):
     function()  # warm-up
     _sync(device)
     first = time.perf_counter() - start
-    if first > 0:
-        repeats = max(repeats, min(50, math.ceil(2.0 / first)))
     samples = []
-    for _ in range(max(1, repeats)):
+    for _ in range(max(1, _enough_repeats(repeats, first))):
         start = time.perf_counter()
         function()
         _sync(device)
@@ -585,8 +595,9 @@ def main(argv=None):
                                                  "batch_size": args.batch_size}, args.timeout)
         if not args.no_floor:
             kind = METHODS[method][1]
-            key = (device, model, "gradcam+aug" if method.startswith("gradcam+aug")
-                   else "gradient" if kind == "gradient" else method, batch)
+            measured = _measured_as(method)
+            key = (device, model, "gradient" if kind == "gradient" and measured != "gradcam+aug"
+                   else measured, batch)
             if key not in floors:
                 floors[key] = run_child(sys.executable,
                                         {**spec, "impl": "floor", "batch_size": args.batch_size,
@@ -594,16 +605,13 @@ def main(argv=None):
                                         args.timeout)
             row["floor"] = floors[key]
         if args.reference_python:
-            # the reference's aug_smooth runs the copies one after another:
-            # one measurement serves both aug rows
-            ref_key = (device, model, "gradcam+aug" if method.startswith("gradcam+aug")
-                       else method, batch)
+            ref_key = (device, model, _measured_as(method), batch)
             if ref_key not in references:
                 ref_bs = args.reference_batch_size or (8 if device == "cpu" else 64)
                 references[ref_key] = run_child(
                     args.reference_python,
                     {**spec, "impl": "reference", "batch_size": ref_bs,
-                     "method": "gradcam+aug" if method.startswith("gradcam+aug") else method},
+                     "method": _measured_as(method)},
                     args.timeout)
             row["reference"] = references[ref_key]
         rows.append(row)
