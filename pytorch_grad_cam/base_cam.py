@@ -203,12 +203,12 @@ def model_state_guard(model: torch.nn.Module, eval_mode: bool = True, freeze: bo
         if freeze:
             for p, flag in zip(params, requires):
                 if flag:
-                    p.requires_grad_(False)
+                    p.requires_grad = False  # the attribute: half the cost of requires_grad_()
         yield
     finally:
         for p, flag in zip(params, requires):
             if p.requires_grad != flag:
-                p.requires_grad_(flag)
+                p.requires_grad = flag
         for module, flag in zip(modules, training):
             if module.training != flag:
                 module.training = flag
@@ -366,8 +366,9 @@ class BaseCAM:
                 cam = self.forward_augmentation_smoothing(input_tensor, targets, eigen_smooth)
             else:
                 cam = self.forward(input_tensor, targets, eigen_smooth)
+        cam = cam.detach().float().cpu().numpy()
         self._warn_if_empty(cam)
-        return cam.detach().float().cpu().numpy()
+        return cam
 
     # ------------------------------------------------------------- checks
     @staticmethod
@@ -447,6 +448,15 @@ class BaseCAM:
     @staticmethod
     def target_scores(targets: Sequence[Callable], outputs) -> torch.Tensor:
         """The scalar score of every image (a 1-D tensor)."""
+        if (isinstance(outputs, torch.Tensor) and outputs.dim() == 2
+                and len(targets) == outputs.shape[0] > 1
+                and all(type(target) is ClassifierOutputTarget for target in targets)):
+            # the common case in one indexing operation instead of one per image
+            classes = outputs.shape[1]
+            if all(-classes <= target.category < classes for target in targets):
+                index = torch.tensor([target.category % classes for target in targets],
+                                     device=outputs.device)
+                return outputs.gather(1, index[:, None])[:, 0]
         scores = []
         for index, (target, output) in enumerate(zip(targets, outputs)):
             score = target(output)
@@ -574,9 +584,9 @@ class BaseCAM:
         return scale_cam_image(cam)
 
     @staticmethod
-    def _warn_if_empty(cam: torch.Tensor) -> None:
+    def _warn_if_empty(cam: np.ndarray) -> None:
         """One warning per call, naming the images whose map is all zeros."""
-        empty = (cam.flatten(1).amax(dim=1) <= 0).nonzero().flatten().tolist()
+        empty = np.flatnonzero(cam.reshape(len(cam), -1).max(axis=1) <= 0).tolist()
         if empty:
             warn_at_caller(
                 f"the class activation map is all zeros for image(s) {empty}: no location of the "

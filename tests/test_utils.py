@@ -111,6 +111,54 @@ def test_scale_cam_image_torch_keeps_torch_and_uses_tensor_size_order():
     torch.testing.assert_close(out[0], torch.tensor([[0.0, 0.5, 1.0]] * 2))
 
 
+@pytest.mark.parametrize("size_in, size_out", [((7, 7), (224, 224)), ((14, 10), (224, 160)),
+                                               ((13, 17), (300, 500)), ((1, 1), (5, 4)),
+                                               ((7, 7), (7, 7)), ((2, 3), (2, 9)),
+                                               ((30, 30), (224, 20)), ((56, 56), (28, 28))])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_resize_equals_bilinear_interpolation(size_in, size_out, dtype):
+    # enlargements take the matrix-product path, the other sizes the kernel;
+    # both must sample as F.interpolate(bilinear, align_corners=False) does
+    from pytorch_grad_cam.utils.image import _resize
+    cams = torch.rand((3,) + size_in, generator=torch.Generator().manual_seed(0)).to(dtype)
+    expected = torch.nn.functional.interpolate(cams[:, None].double(), size=size_out,
+                                               mode="bilinear", align_corners=False)[:, 0]
+    out = _resize(cams, size_out)
+    assert out.shape == (3,) + size_out and out.dtype == dtype
+    atol = 1e-5 if dtype == torch.float32 else 1e-10
+    torch.testing.assert_close(out.double(), expected, atol=atol, rtol=0)
+
+
+def test_scale_tensor_resized_maps_keep_their_range_and_constant_maps_stay_zero():
+    from pytorch_grad_cam.utils.image import scale_tensor
+    cams = torch.rand(4, 7, 7, generator=torch.Generator().manual_seed(1)) * 1e-30
+    cams[2] = 5.0  # constant
+    cams[3] = torch.arange(49.0).reshape(7, 7) - 100  # negative values
+    out = scale_tensor(cams, (224, 224))
+    assert out.min() >= 0 and out.max() <= 1
+    assert not out[2].any()
+    for index in (0, 1, 3):  # tiny and negative maps are stretched like any other
+        assert out[index].max() > 0.9 and out[index].min() < 0.1
+    assert scale_tensor(torch.tensor([[[1, 3], [5, 9]]]))[0, 1, 1] == 1  # integer maps
+
+
+def test_target_scores_of_class_targets_equal_the_scores_taken_one_by_one():
+    from pytorch_grad_cam.base_cam import BaseCAM
+    outputs = torch.randn(4, 10, requires_grad=True)
+    targets = [ClassifierOutputTarget(c) for c in (3, -1, 0, 9)]
+    fast = BaseCAM.target_scores(targets, outputs)
+    one_by_one = torch.stack([t(o) for t, o in zip(targets, outputs)])
+    torch.testing.assert_close(fast, one_by_one, rtol=0, atol=0)
+    grad_fast, = torch.autograd.grad(fast.sum(), outputs)
+    grad_slow, = torch.autograd.grad(one_by_one.sum(), outputs)
+    torch.testing.assert_close(grad_fast, grad_slow)
+    # a mixed list and subclasses take the general path with the same meaning
+    mixed = [ClassifierOutputTarget(1), ClassifierOutputSoftmaxTarget(2),
+             ClassifierOutputTarget(3), ClassifierOutputTarget(4)]
+    torch.testing.assert_close(BaseCAM.target_scores(mixed, outputs),
+                               torch.stack([t(o) for t, o in zip(mixed, outputs)]))
+
+
 # ------------------------------------------------------- reshape transforms
 @pytest.mark.parametrize("tokens, prefix, side", [(197, 1, 14), (198, 2, 14), (50, 1, 7),
                                                  (17, 1, 4), (5, 1, 2), (196, 0, 14)])

@@ -1,5 +1,6 @@
 """Image helpers: preprocessing, overlays and map scaling."""
 import colorsys
+import functools
 from typing import List, Optional, Sequence, Tuple, Union
 
 import cv2
@@ -70,6 +71,40 @@ def show_cam_on_image(img: np.ndarray, mask: np.ndarray, use_rgb: bool = False,
     return np.uint8(255 * cam)
 
 
+@functools.lru_cache(maxsize=32)
+def _bilinear_matrix(size_in: int, size_out: int, device: torch.device,
+                     dtype: torch.dtype) -> torch.Tensor:
+    """size_out x size_in matrix of 1-D linear interpolation with the
+    sampling of ``F.interpolate(mode="bilinear", align_corners=False)``:
+    output pixel i samples the input at (i + 0.5) * size_in / size_out - 0.5,
+    clamped to the first pixel, between its two neighbours."""
+    source = ((torch.arange(size_out, dtype=torch.float64) + 0.5) * (size_in / size_out)
+              - 0.5).clamp(min=0)
+    lower = source.floor().long().clamp(max=size_in - 1)
+    upper = (lower + 1).clamp(max=size_in - 1)
+    fraction = source - lower
+    rows = torch.arange(size_out)
+    matrix = torch.zeros(size_out, size_in, dtype=torch.float64)
+    matrix.index_put_((rows, lower), 1 - fraction, accumulate=True)
+    matrix.index_put_((rows, upper), fraction, accumulate=True)
+    return matrix.to(device=device, dtype=dtype)
+
+
+def _resize(cam: torch.Tensor, size: Tuple[int, ...]) -> torch.Tensor:
+    """B x ... maps resized to ``size``: bilinear (trilinear for volumes),
+    align_corners=False. A 2-D enlargement, the common case (a 7 x 7 layer
+    to a 224 x 224 image), is two small matrix products with the same
+    sampling as F.interpolate (equal up to float rounding), 4x to 8x faster
+    than its kernel on a CPU (GPUs keep the kernel: no TF32 matmul there)."""
+    if (len(size) == 2 and cam.device.type == "cpu" and cam.dtype in (torch.float32, torch.float64)
+            and size[0] >= cam.shape[1] and size[1] >= cam.shape[2]):
+        rows = _bilinear_matrix(cam.shape[1], size[0], cam.device, cam.dtype)
+        columns = _bilinear_matrix(cam.shape[2], size[1], cam.device, cam.dtype)
+        return rows @ cam @ columns.T
+    mode = {1: "linear", 2: "bilinear", 3: "trilinear"}[len(size)]
+    return F.interpolate(cam[:, None], size=tuple(size), mode=mode, align_corners=False)[:, 0]
+
+
 def scale_tensor(cam: torch.Tensor, size: Optional[Tuple[int, ...]] = None) -> torch.Tensor:
     """Min-max normalise each map of a B x ... tensor to [0, 1], then resize
     it (bilinear, or trilinear for volumes) to ``size``.
@@ -77,13 +112,17 @@ def scale_tensor(cam: torch.Tensor, size: Optional[Tuple[int, ...]] = None) -> t
     A map that is not constant gets maximum 1 whatever the magnitude of
     its values (no absolute epsilon: maps of small scores are not
     dimmed); a constant map becomes all zeros."""
-    low, high = torch.aminmax(cam.flatten(1), dim=1)  # one pass for both
+    if not cam.is_floating_point():
+        cam = cam.float()
+    flat = cam.flatten(1)
+    # two reductions: torch.aminmax(flat, dim=1) is 5x slower on a 224 x 224 map
+    low, high = flat.amin(dim=1), flat.amax(dim=1)
     shape = (-1,) + (1,) * (cam.dim() - 1)
-    span = (high - low).reshape(shape)  # == max(cam - low): rounding is monotone
-    cam = (cam - low.reshape(shape)) / torch.where(span > 0, span, torch.ones_like(span))
+    span = high - low  # == max(cam - low): rounding is monotone, so the maximum becomes 1
+    span = span.masked_fill_(span <= 0, 1).reshape(shape)
+    cam = (cam - low.reshape(shape)) / span
     if size is not None and tuple(cam.shape[1:]) != tuple(size):
-        mode = {1: "linear", 2: "bilinear", 3: "trilinear"}[len(size)]
-        cam = F.interpolate(cam[:, None], size=tuple(size), mode=mode, align_corners=False)[:, 0]
+        cam = _resize(cam, tuple(size))
     return cam
 
 
