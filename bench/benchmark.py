@@ -196,6 +196,38 @@ def _time_calls(function, device, repeats, long_call):
     return samples
 
 
+def _paired_calls(function, floor, model, device, repeats):
+    """Our calls and the floor's, alternating in one process: each pair
+    runs under the same conditions, so a machine that speeds up or slows
+    down over seconds (a shared CPU) shifts both sides alike. Returns
+    (our samples, floor samples). The floor runs with frozen parameters,
+    frozen only around its own calls."""
+    params = list(model.parameters())
+    flags = [p.requires_grad for p in params]
+
+    def timed(call, frozen):
+        if frozen:
+            for p in params:
+                p.requires_grad_(False)
+        try:
+            start = time.perf_counter()
+            call()
+            _sync(device)
+            return time.perf_counter() - start
+        finally:
+            if frozen:
+                for p, flag in zip(params, flags):
+                    p.requires_grad_(flag)
+
+    first = timed(function, False) + timed(floor, True)  # warm-up of the pair
+    count = max(repeats, min(200, math.ceil(4.0 / first))) if first > 0 else repeats
+    ours, floors = [], []
+    for _ in range(count):
+        ours.append(timed(function, False))
+        floors.append(timed(floor, True))
+    return ours, floors
+
+
 def _cam_callable(spec, impl, model, layer, reshape, x, categories):
     import pytorch_grad_cam
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
@@ -378,6 +410,21 @@ def _status_mb(field):
     return None
 
 
+def _memory(rss_before, window, device):
+    """Peak resident memory of the process so far, what the calls added to
+    the memory they started from, and on CUDA the peak of allocated device
+    memory (MB)."""
+    import resource
+
+    import torch
+
+    memory = {"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+              "call_mb": (_status_mb("VmHWM") - rss_before) if window else None}
+    if device.startswith("cuda"):
+        memory["peak_cuda_mb"] = torch.cuda.max_memory_allocated() / 2 ** 20
+    return memory
+
+
 def _reset_peak_rss():
     """Start a new peak-RSS window (Linux: writing 5 to clear_refs resets
     VmHWM to the current RSS). False where that is not possible."""
@@ -391,7 +438,6 @@ def _reset_peak_rss():
 
 def child_main(spec):
     import gc
-    import resource
 
     impl = spec["impl"]
     if impl == "reference":
@@ -418,16 +464,24 @@ def child_main(spec):
     gc.collect()
     rss_before = _status_mb("VmRSS")
     window = _reset_peak_rss() and rss_before is not None
+    memory = None
     if impl == "floor":
         for p in model.parameters():
             p.requires_grad_(False)
-        if METHODS[spec["method"]][1] == "gradient":
-            call, info = _gradient_floor(spec, model, layer, x, categories), {}
-            samples = _time_calls(call, device, spec["repeats"], spec["long_call"])
-        else:
-            ms, info = _perturbation_floor(spec, model, layer, reshape, x, device,
-                                           spec["repeats"])
-            samples = [ms / 1000]
+        # the perturbation methods' (the gradient methods' runs beside ours, below)
+        ms, info = _perturbation_floor(spec, model, layer, reshape, x, device, spec["repeats"])
+        samples = [ms / 1000]
+    elif impl == "ours" and spec.get("paired_floor"):
+        # gradient methods: the memory of a warm-up and one more call, then
+        # the timing of our calls alternating with the floor's
+        call, cam = _cam_callable(spec, impl, model, layer, reshape, x, categories)
+        call()
+        call()
+        memory = _memory(rss_before, window, device)
+        samples, floor_samples = _paired_calls(
+            call, _gradient_floor(spec, model, layer, x, categories), model, device,
+            spec["repeats"])
+        info = {"floor_ms": 1000 * statistics.median(floor_samples)}
     else:
         call, cam = _cam_callable(spec, impl, model, layer, reshape, x, categories)
         samples = _time_calls(call, device, spec["repeats"], spec["long_call"])
@@ -435,18 +489,17 @@ def child_main(spec):
                 if METHODS[spec["method"]][1] != "gradient" and hasattr(cam, key)}
         if getattr(cam, "last_chunk_size", None):
             info["chunk"] = cam.last_chunk_size
+    if memory is None:
+        memory = _memory(rss_before, window, device)
     result = {
         "ms": 1000 * statistics.median(samples),
         "samples": len(samples),
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "call_mb": (_status_mb("VmHWM") - rss_before) if window else None,
+        **memory,
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
         "package": str(package),
         **info,
     }
-    if device.startswith("cuda"):
-        result["peak_cuda_mb"] = torch.cuda.max_memory_allocated() / 2 ** 20
     print("RESULT " + json.dumps(result), flush=True)
 
 
@@ -591,13 +644,14 @@ def main(argv=None):
     for number, (device, model, method, batch) in enumerate(cases, 1):
         spec = {"device": device, "model": model, "method": method, "batch": batch, **common}
         row = {"device": device, "model": model, "method": method, "batch": batch}
-        row["ours"] = run_child(sys.executable, {**spec, "impl": "ours",
+        paired = not args.no_floor and METHODS[method][1] == "gradient"
+        row["ours"] = run_child(sys.executable, {**spec, "impl": "ours", "paired_floor": paired,
                                                  "batch_size": args.batch_size}, args.timeout)
-        if not args.no_floor:
-            kind = METHODS[method][1]
-            measured = _measured_as(method)
-            key = (device, model, "gradient" if kind == "gradient" and measured != "gradcam+aug"
-                   else measured, batch)
+        if paired:
+            floor_ms = row["ours"].get("floor_ms")
+            row["floor"] = {"ms": floor_ms} if floor_ms else {"error": "no floor"}
+        elif not args.no_floor:
+            key = (device, model, method, batch)
             if key not in floors:
                 floors[key] = run_child(sys.executable,
                                         {**spec, "impl": "floor", "batch_size": args.batch_size,
