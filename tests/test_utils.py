@@ -129,6 +129,15 @@ def test_resize_equals_bilinear_interpolation(size_in, size_out, dtype):
     torch.testing.assert_close(out.double(), expected, atol=atol, rtol=0)
 
 
+def test_resize_matrices_cached_in_inference_mode_still_work_with_autograd():
+    from pytorch_grad_cam.utils.image import scale_tensor
+    with torch.inference_mode():
+        scale_tensor(torch.rand(1, 3, 5), (17, 19))  # caches the matrices
+    cams = torch.rand(2, 3, 5, requires_grad=True)
+    scale_tensor(cams, (17, 19)).sum().backward()
+    assert cams.grad is not None and torch.isfinite(cams.grad).all()
+
+
 def test_scale_tensor_resized_maps_keep_their_range_and_constant_maps_stay_zero():
     from pytorch_grad_cam.utils.image import scale_tensor
     cams = torch.rand(4, 7, 7, generator=torch.Generator().manual_seed(1)) * 1e-30
