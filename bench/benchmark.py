@@ -637,7 +637,7 @@ def main(argv=None):
 
     common = {"repeats": args.repeats, "long_call": args.long_call, "threads": args.threads}
     cases = list(_cases(args))
-    rows, floors, references = [], {}, {}
+    rows, references = [], {}
     started = time.perf_counter()
     print(f"# {len(cases)} cases; {platform.processor() or platform.machine()}, "
           f"{os.cpu_count()} CPUs, python {platform.python_version()}", file=sys.stderr)
@@ -651,13 +651,10 @@ def main(argv=None):
             floor_ms = row["ours"].get("floor_ms")
             row["floor"] = {"ms": floor_ms} if floor_ms else {"error": "no floor"}
         elif not args.no_floor:
-            key = (device, model, method, batch)
-            if key not in floors:
-                floors[key] = run_child(sys.executable,
-                                        {**spec, "impl": "floor", "batch_size": args.batch_size,
-                                         "chunk": row["ours"].get("chunk")},
-                                        args.timeout)
-            row["floor"] = floors[key]
+            row["floor"] = run_child(sys.executable,
+                                     {**spec, "impl": "floor", "batch_size": args.batch_size,
+                                      "chunk": row["ours"].get("chunk")},
+                                     args.timeout)
         if args.reference_python:
             ref_key = (device, model, _measured_as(method), batch)
             if ref_key not in references:
