@@ -165,11 +165,12 @@ def _sync(device):
         torch.cuda.synchronize()
 
 
-def _enough_repeats(repeats, first):
-    """Fast calls are noisy on a shared CPU: time at least about 2 s of
-    them (at most 50 calls), judged by the duration of the first call."""
+def _enough_repeats(repeats, first, seconds=2.0, most=50):
+    """Fast calls are noisy on a shared CPU: time at least about ``seconds``
+    of them (at most ``most`` calls), judged by the duration of the first
+    call."""
     if first > 0:
-        return max(repeats, min(50, math.ceil(2.0 / first)))
+        return max(repeats, min(most, math.ceil(seconds / first)))
     return repeats
 
 
@@ -220,9 +221,8 @@ def _paired_calls(function, floor, model, device, repeats):
                     p.requires_grad_(flag)
 
     first = timed(function, False) + timed(floor, True)  # warm-up of the pair
-    count = max(repeats, min(200, math.ceil(4.0 / first))) if first > 0 else repeats
     ours, floors = [], []
-    for _ in range(count):
+    for _ in range(_enough_repeats(repeats, first, seconds=4.0, most=200)):
         ours.append(timed(function, False))
         floors.append(timed(floor, True))
     return ours, floors

@@ -80,20 +80,16 @@ def _bilinear_matrix(size_in: int, size_out: int, device: torch.device,
     clamped to the first pixel, between its two neighbours. Built outside
     inference mode, so that the cached matrix can enter autograd later."""
     with torch.inference_mode(False):
-        return _build_bilinear_matrix(size_in, size_out).to(device=device, dtype=dtype)
-
-
-def _build_bilinear_matrix(size_in: int, size_out: int) -> torch.Tensor:
-    source = ((torch.arange(size_out, dtype=torch.float64) + 0.5) * (size_in / size_out)
-              - 0.5).clamp(min=0)
-    lower = source.floor().long().clamp(max=size_in - 1)
-    upper = (lower + 1).clamp(max=size_in - 1)
-    fraction = source - lower
-    rows = torch.arange(size_out)
-    matrix = torch.zeros(size_out, size_in, dtype=torch.float64)
-    matrix.index_put_((rows, lower), 1 - fraction, accumulate=True)
-    matrix.index_put_((rows, upper), fraction, accumulate=True)
-    return matrix
+        source = ((torch.arange(size_out, dtype=torch.float64) + 0.5) * (size_in / size_out)
+                  - 0.5).clamp(min=0)
+        lower = source.floor().long().clamp(max=size_in - 1)
+        upper = (lower + 1).clamp(max=size_in - 1)
+        fraction = source - lower
+        rows = torch.arange(size_out)
+        matrix = torch.zeros(size_out, size_in, dtype=torch.float64)
+        matrix.index_put_((rows, lower), 1 - fraction, accumulate=True)
+        matrix.index_put_((rows, upper), fraction, accumulate=True)
+        return matrix.to(device=device, dtype=dtype)
 
 
 def _resize(cam: torch.Tensor, size: Tuple[int, ...]) -> torch.Tensor:
