@@ -3,13 +3,15 @@ import math
 import torch
 
 from pytorch_grad_cam.ablation_layer import AblationLayer
-from pytorch_grad_cam.base_cam import BaseCAM, _all_modules
+from pytorch_grad_cam.base_cam import BaseCAM, _all_modules, current_call
+from pytorch_grad_cam.registry import register_method
 
 
 class _PrefixMismatch(Exception):
     pass
 
 
+@register_method("ablationcam", perturbation=True)
 class AblationCAM(BaseCAM):
     """Ablation-CAM: channels weighted by the score drop when they are zeroed.
 
@@ -90,10 +92,11 @@ class AblationCAM(BaseCAM):
                          f"{tuple(raw.shape)} for {channels} channels; pass "
                          "ablation_layer=AblationLayer() or AblationLayerVit()")
 
-    def _run_model(self, input_tensor, *args, **kwargs):
+    def record(self, input_tensor):
         """The recording forward pass; it also measures, for every target
         layer, the largest output of a layer that runs after it (bytes per
-        image): the ablated copies go through those layers."""
+        image, kept in the call's state): the ablated copies go through
+        those layers."""
         layers = {id(layer): i for i, layer in enumerate(self.target_layers)}
         sizes, fired = [], {}
 
@@ -108,21 +111,23 @@ class AblationCAM(BaseCAM):
 
         handles = [m.register_forward_hook(measure) for m in _all_modules(self.model)]
         try:
-            result = super()._run_model(input_tensor, *args, **kwargs)
+            result = super().record(input_tensor)
         finally:
             for handle in handles:
                 handle.remove()
-        self._suffix_bytes = []
+        suffix_bytes = []
         for index in range(len(self.target_layers)):
             start, pointer = fired.get(index, (len(sizes), None))
             # the modules that contain the target layer return its output itself
             after = [size for ptr, size in sizes[start:] if ptr != pointer]
-            self._suffix_bytes.append(max(after, default=0) // input_tensor.shape[0])
+            suffix_bytes.append(max(after, default=0) // input_tensor.shape[0])
+        current_call().state["suffix_bytes"] = suffix_bytes
         return result
 
     def get_cam_weights(self, input_tensor, target_layer, targets, activations, grads):
-        index = next(i for i, layer in enumerate(self.target_layers) if layer is target_layer)
-        raw = self.activations_and_grads.activations[index]
+        call = current_call()
+        index = call.layer_index
+        raw = call.activations[index]
         batch, channels = activations.shape[:2]
         channel_dim = self._channel_dim(raw, channels)
         value = self.ablation_layer.value if self.ablation_layer is not None else 0.0
@@ -135,13 +140,13 @@ class AblationCAM(BaseCAM):
             keep = max(1, math.ceil(self.ratio_channels_to_ablate * channels))
             top = per_channel.float().mean(dim=2).topk(keep, dim=1).indices
             active &= torch.zeros_like(active).scatter_(1, top, True)
-        original = self.target_scores(targets, self.outputs).float()
+        original = self.target_scores(targets, call.outputs).float()
         scores = original[:, None].repeat(1, channels)
         # per call: the path taken, the chunk size and one buffer for the copies
         state = {"prefix_once": self.prefix_once, "checked": False, "original": original,
                  "buffer": None, "step": self.batch_size}
         if self.prefix_once and self._batch_size is None:
-            per_copy = raw[:1].numel() * raw.element_size() + self._suffix_bytes[index]
+            per_copy = raw[:1].numel() * raw.element_size() + call.state["suffix_bytes"][index]
             budget = self.chunk_memory or (2 ** 29 if raw.device.type == "cuda" else 2 ** 27)
             state["step"] = max(self.batch_size, budget // max(1, per_copy))
         self.fallback_reason = None

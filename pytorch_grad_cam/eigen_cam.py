@@ -1,7 +1,9 @@
 from pytorch_grad_cam.base_cam import BaseCAM
 from pytorch_grad_cam.utils.svd_on_activations import get_2d_projection
+from pytorch_grad_cam.registry import register_method
 
 
+@register_method("eigencam", class_specific=False)
 class EigenCAM(BaseCAM):
     """Eigen-CAM: the activations projected on their first principal component.
 
@@ -24,6 +26,10 @@ class EigenCAM(BaseCAM):
 
     uses_gradients = False
 
-    def get_cam_image(self, input_tensor, target_layer, targets, activations, grads,
-                      eigen_smooth=False):
-        return get_2d_projection(activations, center=False)
+    projects = True
+
+    def get_weighted_activations(self, input_tensor, target_layer, targets, activations, grads):
+        return activations
+
+    def project(self, weighted):
+        return get_2d_projection(weighted, center=False)

@@ -1,7 +1,9 @@
 from pytorch_grad_cam.base_cam import BaseCAM
 from pytorch_grad_cam.utils.svd_on_activations import get_2d_projection
+from pytorch_grad_cam.registry import register_method
 
 
+@register_method("eigengradcam")
 class EigenGradCAM(BaseCAM):
     """Eigen-Grad-CAM: Eigen-CAM of the gradient x activation products.
 
@@ -18,6 +20,10 @@ class EigenGradCAM(BaseCAM):
     factorised without subtracting its mean (grad-cam 1.5.7 centres it).
     """
 
-    def get_cam_image(self, input_tensor, target_layer, targets, activations, grads,
-                      eigen_smooth=False):
-        return get_2d_projection(grads * activations, center=False)
+    projects = True
+
+    def get_weighted_activations(self, input_tensor, target_layer, targets, activations, grads):
+        return grads * activations
+
+    def project(self, weighted):
+        return get_2d_projection(weighted, center=False)

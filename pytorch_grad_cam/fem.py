@@ -1,7 +1,8 @@
 from pytorch_grad_cam.base_cam import BaseCAM
-from pytorch_grad_cam.utils.svd_on_activations import get_2d_projection
+from pytorch_grad_cam.registry import register_method
 
 
+@register_method("fem", class_specific=False)
 class FEM(BaseCAM):
     """FEM (Feature Explanation Method): channel means weighting k-sigma masks.
 
@@ -36,14 +37,10 @@ class FEM(BaseCAM):
         super().__init__(model, target_layers, reshape_transform, **kwargs)
         self.k = float(k)
 
-    def get_cam_image(self, input_tensor, target_layer, targets, activations, grads,
-                      eigen_smooth=False):
+    def get_weighted_activations(self, input_tensor, target_layer, targets, activations, grads):
         flat = activations.flatten(2)
         means = flat.mean(dim=2)
         stds = flat.std(dim=2, correction=0)
         shape = means.shape + (1,) * (activations.dim() - 2)
         masks = activations >= (means + self.k * stds).reshape(shape)
-        weighted = means.reshape(shape) * masks
-        if eigen_smooth:
-            return get_2d_projection(weighted)
-        return weighted.sum(dim=1)
+        return means.reshape(shape) * masks

@@ -3,11 +3,13 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 
-from pytorch_grad_cam.base_cam import _LEGACY
+from pytorch_grad_cam.base_cam import current_call
 from pytorch_grad_cam.meta_cam import MetaCAM
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget, FinerWeightedTarget
+from pytorch_grad_cam.registry import register_method
 
 
+@register_method("finercam")
 class FinerCAM(MetaCAM):
     """Finer-CAM: explain the difference between the target class and the classes most like it.
 
@@ -50,10 +52,13 @@ class FinerCAM(MetaCAM):
         from pytorch_grad_cam.grad_cam import GradCAM
         return GradCAM
 
+    call_options = ("alpha", "comparison_categories", "target_idx")
+
     def __init__(self, model, target_layers=None, reshape_transform=None, base_method=None,
                  alpha: float = 1.0, comparison_categories: Sequence[int] = (1, 2, 3),
                  target_idx: Optional[int] = None, **kwargs):
-        self._finer_options = self._check_options(alpha, comparison_categories, target_idx)
+        #: the options of every call: (alpha, comparison ranks, target_idx)
+        self.finer_options = self._check_options(alpha, comparison_categories, target_idx)
         super().__init__(model, target_layers, reshape_transform, **kwargs)
 
     @staticmethod
@@ -74,23 +79,13 @@ class FinerCAM(MetaCAM):
         return float(alpha), [int(r) for r in ranks], (None if target_idx is None
                                                        else int(target_idx))
 
-    def __call__(self, input_tensor, targets=None, aug_smooth=False, eigen_smooth=False,
-                 target_category=_LEGACY, *, alpha=None, comparison_categories=None,
-                 target_idx=None):
-        saved = self._finer_options
-        default_alpha, default_ranks, default_idx = saved
-        self._finer_options = self._check_options(
-            default_alpha if alpha is None else alpha,
-            default_ranks if comparison_categories is None else comparison_categories,
-            default_idx if target_idx is None else target_idx)
-        try:
-            return super().__call__(input_tensor, targets, aug_smooth, eigen_smooth,
-                                    target_category=target_category)
-        finally:
-            self._finer_options = saved
+    def check_call_options(self, options):
+        merged = [default if options.get(name) is None else options[name]
+                  for name, default in zip(self.call_options, self.finer_options)]
+        return {"finer": self._check_options(*merged)}
 
     def resolve_targets(self, targets, outputs, batch):
-        alpha, ranks, target_idx = self._finer_options
+        alpha, ranks, target_idx = current_call().options.get("finer", self.finer_options)
         if targets is None and target_idx is not None:
             targets = [ClassifierOutputTarget(target_idx)] * batch
         targets = super().resolve_targets(targets, outputs, batch)

@@ -2,8 +2,8 @@ import torch
 import torch.nn.functional as F
 
 from pytorch_grad_cam.activations_and_gradients import ActivationsAndGradients
-from pytorch_grad_cam.base_cam import BaseCAM, warn_at_caller
-from pytorch_grad_cam.utils.svd_on_activations import get_2d_projection
+from pytorch_grad_cam.base_cam import BaseCAM, current_call, warn_at_caller
+from pytorch_grad_cam.registry import register_method
 
 _CONVOLUTIONS = (torch.nn.Conv2d, torch.nn.Conv3d)
 _BATCH_NORMS = (torch.nn.BatchNorm2d, torch.nn.BatchNorm3d)
@@ -49,6 +49,7 @@ def _rescaled_channel_sum(tensor: torch.Tensor, size) -> torch.Tensor:
     return rescaled
 
 
+@register_method("fullgrad")
 class FullGrad(BaseCAM):
     """FullGrad: input-gradient plus the bias-gradients of every layer.
 
@@ -104,7 +105,8 @@ class FullGrad(BaseCAM):
     def compute_cam_per_layer(self, input_tensor, targets, activations, grads, eigen_smooth):
         size = tuple(input_tensor.shape[2:])
         spatial = len(size)
-        maps = [_rescaled_channel_sum(self.input_gradient.float() * input_tensor.float(), size)]
+        input_gradient = current_call().input_gradient
+        maps = [_rescaled_channel_sum(input_gradient.float() * input_tensor.float(), size)]
         for index, grad in zip(self.activations_and_grads.recorded_layers, grads):
             if grad.dim() != spatial + 2:
                 continue  # a layer of the other dimensionality (2D vs 3D)
@@ -113,5 +115,5 @@ class FullGrad(BaseCAM):
                                               size))
         maps = torch.stack(maps, dim=1)  # B x (1 + layers) x size
         if eigen_smooth:
-            return torch.relu(get_2d_projection(maps))[:, None]
+            return torch.relu(self.project(maps))[:, None]
         return maps

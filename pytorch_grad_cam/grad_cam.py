@@ -1,6 +1,8 @@
 from pytorch_grad_cam.base_cam import BaseCAM
+from pytorch_grad_cam.registry import register_method
 
 
+@register_method("gradcam")
 class GradCAM(BaseCAM):
     """Grad-CAM: channels weighted by their spatially averaged gradient.
 

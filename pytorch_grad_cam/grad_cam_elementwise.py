@@ -1,9 +1,10 @@
 import torch
 
 from pytorch_grad_cam.base_cam import BaseCAM
-from pytorch_grad_cam.utils.svd_on_activations import get_2d_projection
+from pytorch_grad_cam.registry import register_method
 
 
+@register_method("gradcamelementwise")
 class GradCAMElementWise(BaseCAM):
     """Element-wise Grad-CAM: HiResCAM with a ReLU on every product.
 
@@ -18,9 +19,5 @@ class GradCAMElementWise(BaseCAM):
     separate paper.
     """
 
-    def get_cam_image(self, input_tensor, target_layer, targets, activations, grads,
-                      eigen_smooth=False):
-        elementwise = torch.relu(grads * activations)
-        if eigen_smooth:
-            return get_2d_projection(elementwise)
-        return elementwise.sum(dim=1)
+    def get_weighted_activations(self, input_tensor, target_layer, targets, activations, grads):
+        return torch.relu(grads * activations)

@@ -1,8 +1,10 @@
 import torch
 
 from pytorch_grad_cam.base_cam import BaseCAM
+from pytorch_grad_cam.registry import register_method
 
 
+@register_method("gradcam++")
 class GradCAMPlusPlus(BaseCAM):
     """Grad-CAM++: gradients weighted per location by second/third order terms.
 
@@ -17,11 +19,17 @@ class GradCAMPlusPlus(BaseCAM):
 
     def get_cam_weights(self, input_tensor, target_layer, targets, activations, grads):
         grads_2 = grads.pow(2)
-        grads_3 = grads_2 * grads
-        sum_activations = activations.flatten(2).sum(dim=2)
-        sum_activations = sum_activations.reshape(sum_activations.shape + (1,) * (grads.dim() - 2))
-        eps = 1e-6
-        denominator = 2 * grads_2 + sum_activations * grads_3 + eps
-        alpha = grads_2 / denominator
-        alpha = torch.where(grads != 0, alpha, torch.zeros_like(alpha))
-        return (alpha * torch.relu(grads)).flatten(2).sum(dim=2)
+        return plusplus_weights(activations, grads, grads_2, grads_2 * grads)
+
+
+def plusplus_weights(activations: torch.Tensor, d1: torch.Tensor, d2: torch.Tensor,
+                     d3: torch.Tensor) -> torch.Tensor:
+    """Grad-CAM++'s B x C weights from the first, second and third powers
+    of the gradients (or, in Smooth Grad-CAM++, their means over noisy
+    copies): alpha = d2 / (2 d2 + sum_ab A(a, b) * d3) where d2 > 0 (else
+    0); weights = sum_ij alpha * ReLU(d1)."""
+    sum_activations = activations.flatten(2).sum(dim=2)
+    sum_activations = sum_activations.reshape(sum_activations.shape + (1,) * (d1.dim() - 2))
+    alpha = d2 / (2 * d2 + sum_activations * d3 + 1e-6)
+    alpha = torch.where(d2 > 0, alpha, torch.zeros_like(alpha))
+    return (alpha * torch.relu(d1)).flatten(2).sum(dim=2)

@@ -1,7 +1,8 @@
 from pytorch_grad_cam.base_cam import BaseCAM, warn_at_caller
-from pytorch_grad_cam.utils.svd_on_activations import get_2d_projection
+from pytorch_grad_cam.registry import register_method
 
 
+@register_method("hirescam")
 class HiResCAM(BaseCAM):
     """HiResCAM: the gradients multiply the activations element by element.
 
@@ -17,12 +18,11 @@ class HiResCAM(BaseCAM):
     https://arxiv.org/abs/2011.08891
     """
 
-    def get_cam_image(self, input_tensor, target_layer, targets, activations, grads,
-                      eigen_smooth=False):
-        elementwise = grads * activations
-        if eigen_smooth:
-            warn_at_caller("HiResCAM with eigen_smooth=True: the map is the principal component "
-                           "of the gradient x activation products, for which HiResCAM's "
-                           "faithfulness guarantee no longer holds", UserWarning)
-            return get_2d_projection(elementwise)
-        return elementwise.sum(dim=1)
+    def get_weighted_activations(self, input_tensor, target_layer, targets, activations, grads):
+        return grads * activations
+
+    def project(self, weighted):
+        warn_at_caller("HiResCAM with eigen_smooth=True: the map is the principal component "
+                       "of the gradient x activation products, for which HiResCAM's "
+                       "faithfulness guarantee no longer holds", UserWarning)
+        return super().project(weighted)

@@ -1,7 +1,9 @@
 """IS-CAM: integrated Score-CAM."""
 from pytorch_grad_cam.sscam import SampledScoreCAM
+from pytorch_grad_cam.registry import register_method
 
 
+@register_method("iscam", sampling=True)
 class ISCAM(SampledScoreCAM):
     """IS-CAM: Score-CAM with channel scores integrated along the path from
     the empty mask to the full mask.

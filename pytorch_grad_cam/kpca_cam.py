@@ -1,7 +1,9 @@
 from pytorch_grad_cam.base_cam import BaseCAM
 from pytorch_grad_cam.utils.svd_on_activations import _KERNELS, get_2d_projection_kernel
+from pytorch_grad_cam.registry import register_method
 
 
+@register_method("kpcacam", class_specific=False)
 class KPCA_CAM(BaseCAM):
     """KPCA-CAM: the activations projected on their first kernel principal component.
 
@@ -42,6 +44,10 @@ class KPCA_CAM(BaseCAM):
         self.kernel = kernel
         self.gamma = gamma
 
-    def get_cam_image(self, input_tensor, target_layer, targets, activations, grads,
-                      eigen_smooth=False):
-        return get_2d_projection_kernel(activations, self.kernel, self.gamma)
+    projects = True
+
+    def get_weighted_activations(self, input_tensor, target_layer, targets, activations, grads):
+        return activations
+
+    def project(self, weighted):
+        return get_2d_projection_kernel(weighted, self.kernel, self.gamma)

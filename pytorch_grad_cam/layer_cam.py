@@ -1,9 +1,10 @@
 import torch
 
 from pytorch_grad_cam.base_cam import BaseCAM
-from pytorch_grad_cam.utils.svd_on_activations import get_2d_projection
+from pytorch_grad_cam.registry import register_method
 
 
+@register_method("layercam")
 class LayerCAM(BaseCAM):
     """LayerCAM: every activation is weighted by its own positive gradient.
 
@@ -20,9 +21,5 @@ class LayerCAM(BaseCAM):
     shallow-layer maps before fusing them is not applied.
     """
 
-    def get_cam_image(self, input_tensor, target_layer, targets, activations, grads,
-                      eigen_smooth=False):
-        weighted = torch.relu(grads) * activations
-        if eigen_smooth:
-            return get_2d_projection(weighted)
-        return weighted.sum(dim=1)
+    def get_weighted_activations(self, input_tensor, target_layer, targets, activations, grads):
+        return torch.relu(grads) * activations

@@ -6,6 +6,7 @@ from pytorch_grad_cam.base_cam import BaseCAM
 from pytorch_grad_cam.utils.model_targets import (BinaryClassifierOutputTarget,
                                                    ClassifierOutputSoftmaxTarget,
                                                    ClassifierOutputTarget)
+from pytorch_grad_cam.registry import register_method
 
 
 def _last_linear(model: torch.nn.Module) -> Optional[torch.nn.Linear]:
@@ -16,6 +17,7 @@ def _last_linear(model: torch.nn.Module) -> Optional[torch.nn.Linear]:
     return last
 
 
+@register_method("cam", needs_linear_head=True)
 class CAM(BaseCAM):
     """CAM: channels weighted by the classifier's weights of the target class.
 

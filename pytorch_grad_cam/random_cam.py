@@ -3,8 +3,10 @@ from typing import Optional
 import torch
 
 from pytorch_grad_cam.base_cam import BaseCAM
+from pytorch_grad_cam.registry import register_method
 
 
+@register_method("randomcam", class_specific=False, randomised=True)
 class RandomCAM(BaseCAM):
     """Random-CAM: channels weighted by random numbers, a baseline for metrics.
 

@@ -1,6 +1,8 @@
 from pytorch_grad_cam.meta_cam import MetaCAM
+from pytorch_grad_cam.registry import register_method
 
 
+@register_method("refinecam")
 class RefineCAM(MetaCAM):
     """RefineCAM: the product of one method's maps at several layers.
 

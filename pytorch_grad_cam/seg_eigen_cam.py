@@ -1,7 +1,9 @@
 from pytorch_grad_cam.base_cam import BaseCAM
 from pytorch_grad_cam.utils.svd_on_activations import get_2d_projection_with_sign_correction
+from pytorch_grad_cam.registry import register_method
 
 
+@register_method("segeigencam")
 class SegEigenCAM(BaseCAM):
     """Seg-Eigen-CAM: principal component of |gradient| x activation, sign-corrected.
 
@@ -20,6 +22,10 @@ class SegEigenCAM(BaseCAM):
     https://doi.org/10.3390/app15137562
     """
 
-    def get_cam_image(self, input_tensor, target_layer, targets, activations, grads,
-                      eigen_smooth=False):
-        return get_2d_projection_with_sign_correction(grads.abs() * activations)
+    projects = True
+
+    def get_weighted_activations(self, input_tensor, target_layer, targets, activations, grads):
+        return grads.abs() * activations
+
+    def project(self, weighted):
+        return get_2d_projection_with_sign_correction(weighted)

@@ -2,8 +2,10 @@ import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from pytorch_grad_cam.base_cam import BaseCAM
+from pytorch_grad_cam.registry import register_method
 
 
+@register_method("shapleycam")
 class ShapleyCAM(BaseCAM):
     """ShapleyCAM: Grad-CAM weights from the gradient corrected by the Hessian.
 

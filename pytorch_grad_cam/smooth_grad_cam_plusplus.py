@@ -2,9 +2,13 @@ from typing import Optional
 
 import torch
 
-from pytorch_grad_cam.base_cam import BaseCAM
+from pytorch_grad_cam.base_cam import BaseCAM, current_call
+from pytorch_grad_cam.grad_cam_plusplus import plusplus_weights
+from pytorch_grad_cam.scoring import check_non_negative, check_positive_int, check_seed
+from pytorch_grad_cam.registry import register_method
 
 
+@register_method("smoothgradcam++")
 class SmoothGradCAMPlusPlus(BaseCAM):
     """Smooth Grad-CAM++: Grad-CAM++ with gradients averaged over noisy copies of the input.
 
@@ -35,26 +39,18 @@ class SmoothGradCAMPlusPlus(BaseCAM):
 
     def __init__(self, model, target_layers=None, reshape_transform=None, num_samples: int = 16,
                  noise_level: float = 0.15, seed: Optional[int] = 0, **kwargs):
-        if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
-            raise ValueError(f"num_samples must be a positive int, got {num_samples!r}")
-        if isinstance(noise_level, bool) or not isinstance(noise_level, (int, float)) \
-                or noise_level < 0:
-            raise ValueError(f"noise_level must be a number >= 0, got {noise_level!r}")
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-            raise TypeError(f"seed must be an int or None, got {seed!r}")
+        num_samples = check_positive_int("num_samples", num_samples)
+        noise_level = check_non_negative("noise_level", noise_level)
+        seed = check_seed(seed, allow_none=True)
         super().__init__(model, target_layers, reshape_transform, **kwargs)
         self.num_samples = num_samples
-        self.noise_level = float(noise_level)
+        self.noise_level = noise_level
         self.seed = seed
-        self._moments = None
 
     def compute_cam_per_layer(self, input_tensor, targets, activations, grads, eigen_smooth):
-        self._moments = self._noisy_moments(input_tensor, targets)
-        try:
-            return super().compute_cam_per_layer(input_tensor, targets, activations, grads,
-                                                 eigen_smooth)
-        finally:
-            self._moments = None
+        current_call().state["moments"] = self._noisy_moments(input_tensor, targets)
+        return super().compute_cam_per_layer(input_tensor, targets, activations, grads,
+                                             eigen_smooth)
 
     def _noisy_moments(self, input_tensor, targets):
         """Per target layer, the means of g, g^2 and g^3 over the noisy
@@ -76,7 +72,7 @@ class SmoothGradCAMPlusPlus(BaseCAM):
                 index = torch.tensor(images, device=device)
                 scale = sigma[index].reshape((-1,) + (1,) * (input_tensor.dim() - 1))
                 noisy = input_tensor[index] + noise * scale
-            _, raw = self._run_model(noisy)
+            _, raw = self.record(noisy)
             outputs = self.select_output(raw)
             with torch.inference_mode(False), torch.enable_grad():
                 scores = self.target_scores([targets[b] for b in images], outputs)
@@ -92,12 +88,7 @@ class SmoothGradCAMPlusPlus(BaseCAM):
         return [[total / n for total in layer_sums] for layer_sums in sums]
 
     def get_cam_weights(self, input_tensor, target_layer, targets, activations, grads):
-        index = next(i for i, layer in enumerate(self.target_layers) if layer is target_layer)
-        batch, spatial = activations.shape[0], activations.dim() - 2
-        d1, d2, d3 = (self._to_bchw(m, index, "gradients", batch, spatial)
-                      for m in self._moments[index])
-        sum_activations = activations.flatten(2).sum(dim=2)
-        sum_activations = sum_activations.reshape(sum_activations.shape + (1,) * spatial)
-        alpha = d2 / (2 * d2 + sum_activations * d3 + 1e-6)
-        alpha = torch.where(d2 > 0, alpha, torch.zeros_like(alpha))
-        return (alpha * torch.relu(d1)).flatten(2).sum(dim=2)
+        call = current_call()
+        d1, d2, d3 = (self.layer_gradients(m, input_tensor)
+                      for m in call.state["moments"][call.layer_index])
+        return plusplus_weights(activations, d1, d2, d3)

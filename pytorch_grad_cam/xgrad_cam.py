@@ -1,6 +1,8 @@
 from pytorch_grad_cam.base_cam import BaseCAM
+from pytorch_grad_cam.registry import register_method
 
 
+@register_method("xgradcam")
 class XGradCAM(BaseCAM):
     """XGrad-CAM: gradients weighted by the normalised activations.
 

@@ -1,0 +1,327 @@
+"""What every CAM method, the metrics, guided backpropagation and the
+command line share about scoring a model: the argument checks, the score
+tensor inside a model output, the target score of every image, the one
+chunked loop over perturbed inputs (with its progress bar) and the default
+batch size of a device.
+
+Nothing here keeps state between calls.
+"""
+from __future__ import annotations
+
+import numbers
+from typing import Any, Callable, Iterable, Iterator, List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+__all__ = [
+    "default_batch_size", "describe", "given", "check_positive_int", "check_seed",
+    "check_non_negative", "check_model", "check_input_tensor", "prepare_input", "check_targets",
+    "resolve_targets", "check_targets_against_outputs", "select_output", "target_scores",
+    "chunks", "chunked_scores", "model_device", "model_float_dtype",
+]
+
+
+# ----------------------------------------------------------------- messages
+def describe(value: Any) -> str:
+    """A value's repr, shortened to 80 characters, for error messages."""
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def given(value: Any) -> str:
+    """The value given, for error messages: its (shortened) repr and type,
+    or the type and shape of an array."""
+    shape = getattr(value, "shape", None)
+    if isinstance(shape, tuple) or isinstance(value, np.ndarray):
+        return f"{type(value).__name__} of shape {tuple(shape)}"
+    return f"{describe(value)} ({type(value).__name__})"
+
+
+# ------------------------------------------------------------ plain checks
+def check_positive_int(name: str, value: Any, *, allow_none: bool = False) -> Optional[int]:
+    """``value`` as an int >= 1 (or None when ``allow_none``); TypeError /
+    ValueError naming ``name`` otherwise."""
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        allowed = "a positive int or None" if allow_none else "a positive int"
+        raise TypeError(f"{name} must be {allowed}, got {given(value)}")
+    if value < 1:
+        raise ValueError(f"{name} must be >= 1, got {value}")
+    return int(value)
+
+
+def check_seed(value: Any, *, allow_none: bool = False) -> Optional[int]:
+    """``value`` as an int seed (or None when ``allow_none``)."""
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        allowed = "an int or None" if allow_none else "an int"
+        raise TypeError(f"seed must be {allowed}, got {given(value)}")
+    return int(value)
+
+
+def check_non_negative(name: str, value: Any) -> float:
+    """``value`` as a float >= 0."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a non-negative number, got {given(value)}")
+    if not value >= 0:
+        raise ValueError(f"{name} must be >= 0, got {value}")
+    return float(value)
+
+
+def check_model(model: Any) -> torch.nn.Module:
+    if not isinstance(model, torch.nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {given(model)}")
+    return model
+
+
+# ------------------------------------------------------------- the device
+def model_device(model: torch.nn.Module,
+                 fallback: Optional[torch.device] = None) -> torch.device:
+    """The device of the model's first parameter or buffer."""
+    for tensor in model.parameters():
+        return tensor.device
+    for tensor in model.buffers():
+        return tensor.device
+    return fallback if fallback is not None else torch.device("cpu")
+
+
+def model_float_dtype(model: torch.nn.Module) -> Optional[torch.dtype]:
+    """The dtype of the model's first floating point parameter."""
+    for tensor in model.parameters():
+        if tensor.is_floating_point():
+            return tensor.dtype
+    return None
+
+
+def default_batch_size(device: torch.device) -> int:
+    """Images per forward pass of the perturbation methods, the metrics
+    and ``aug_smooth`` when none is given: 64 on a GPU, 8 elsewhere.
+
+    On a CPU the time per image of a forward pass is lowest at batches of 4
+    to 8 and grows beyond (resnet50: 8 ran 1.3x faster per image than 32,
+    see bench/README.md); a GPU wants large batches."""
+    return 64 if torch.device(device).type == "cuda" else 8
+
+
+# ---------------------------------------------------------------- inputs
+def _all_finite(tensor: torch.Tensor) -> bool:
+    """No NaN or inf in the tensor. One sum decides the common case (a sum
+    of finite values is finite unless it overflows); only then is every
+    element checked. 20x cheaper than isfinite(tensor).all() on an image."""
+    if bool(torch.isfinite(tensor.sum())):
+        return True
+    return bool(torch.isfinite(tensor).all())
+
+
+def check_input_tensor(value: Any, name: str = "input_tensor", volumes: bool = True) -> None:
+    """Raise TypeError/ValueError, naming ``name`` and the value given, unless
+    ``value`` is a finite floating point batch B x C x H x W (or, with
+    ``volumes``, B x C x D x H x W) of at least one image."""
+    layout = "B x C x H x W (or B x C x D x H x W)" if volumes else "B x C x H x W"
+    if not isinstance(value, torch.Tensor):
+        hint = ""
+        if isinstance(value, np.ndarray):
+            hint = ("; for an H x W x 3 photo use pytorch_grad_cam.utils.image."
+                    "preprocess_image(photo), which normalises it and returns a 1 x 3 x H x W "
+                    "tensor")
+        raise TypeError(f"{name} must be a torch.Tensor of shape {layout}, "
+                        f"got {given(value)}{hint}")
+    shape = tuple(value.shape)
+    if value.dim() == 3:
+        raise ValueError(f"{name} must be a batch {layout}, got shape {shape}; add the batch "
+                         f"dimension with {name}.unsqueeze(0)")
+    if value.dim() not in ((4, 5) if volumes else (4,)):
+        raise ValueError(f"{name} must be a batch {layout}, got shape {shape}")
+    if shape[0] == 0:
+        raise ValueError(f"{name} is an empty batch (shape {shape}); give at least one image")
+    if not (value.is_floating_point() or value.is_complex()):
+        raise TypeError(f"{name} must be a floating point tensor, got dtype {value.dtype}; "
+                        f"convert it, for example with preprocess_image() or "
+                        f"{name}.float() / 255")
+    if not _all_finite(value):
+        finite = torch.isfinite(value)
+        nan = int(torch.isnan(value).sum())
+        first = tuple((~finite).nonzero()[0].tolist())
+        raise ValueError(f"{name} contains {nan} NaN and {int((~finite).sum()) - nan} inf "
+                         f"values (the first at index {first}); it must be finite, or the "
+                         "model's scores and the maps are meaningless")
+
+
+def prepare_input(input_tensor: Any, model: torch.nn.Module, name: str = "input_tensor",
+                  volumes: bool = True) -> torch.Tensor:
+    """The checked input, detached, on the model's device and in its dtype,
+    usable by autograd (a tensor made under ``inference_mode`` is copied)."""
+    check_input_tensor(input_tensor, name, volumes)
+    device = model_device(model, fallback=input_tensor.device)
+    dtype = model_float_dtype(model) or input_tensor.dtype
+    with torch.inference_mode(False):
+        x = input_tensor.detach()
+        if x.is_inference():
+            x = x.clone()
+        return x.to(device=device, dtype=dtype)
+
+
+# --------------------------------------------------------------- targets
+def check_targets(targets: Any, batch: int) -> Optional[List[Callable]]:
+    """``targets`` as a list of ``batch`` callables, or None (each image's
+    top class)."""
+    if targets is None:
+        return None
+    if callable(targets) and not isinstance(targets, (list, tuple)):
+        raise TypeError("targets must be a list with one target per image, "
+                        f"got a single {given(targets)}; use [target] * batch_size")
+    if not isinstance(targets, (list, tuple)):
+        raise TypeError(f"targets must be a list of callables (one per image) or None, "
+                        f"got {given(targets)}")
+    if len(targets) != batch:
+        raise ValueError(f"targets has {len(targets)} entries but the batch has {batch} "
+                         "images; give one target per image")
+    for index, target in enumerate(targets):
+        if not callable(target):
+            raise TypeError(f"targets[{index}] must be callable (for example "
+                            f"ClassifierOutputTarget(281)), got {describe(target)}")
+    return list(targets)
+
+
+def check_targets_against_outputs(targets: Sequence[Callable], outputs: Any) -> None:
+    """Let every target that can check a model output (``check_output``,
+    for example a class index against the number of classes) check its
+    image's output; the error names the target."""
+    for index, (target, output) in enumerate(zip(targets, outputs)):
+        check = getattr(target, "check_output", None)
+        if check is None:
+            continue
+        try:
+            check(output)
+        except ValueError as error:
+            raise ValueError(f"targets[{index}] ({describe(target)}): {error}") from error
+
+
+def resolve_targets(targets: Optional[Sequence[Callable]], outputs: Any,
+                    batch: Optional[int] = None) -> List[Callable]:
+    """Per-image target callables, checked against the outputs; None means
+    each image's top class."""
+    if targets is None:
+        if not (isinstance(outputs, torch.Tensor) and outputs.dim() == 2):
+            raise ValueError("targets=None picks each image's top class and needs a "
+                             "model output of shape B x num_classes; this model's output "
+                             "is different, so give targets explicitly")
+        targets = [ClassifierOutputTarget(c) for c in outputs.argmax(dim=-1).tolist()]
+    if batch is not None and len(outputs) != batch:
+        raise ValueError(f"the model returned {len(outputs)} outputs for a batch of {batch}")
+    check_targets_against_outputs(targets, outputs)
+    return list(targets)
+
+
+# ----------------------------------------------------------------- scores
+def select_output(output: Any, output_selector: Optional[Callable] = None) -> Any:
+    """The tensor of scores inside a model output.
+
+    ``output_selector(output)`` if given; else the tensor itself; for a
+    dict or a ``ModelOutput``, its ``logits``, else its ``"out"`` entry
+    (torchvision's segmentation models return ``{"out": ..., "aux": ...}``);
+    for a tuple, its first element; a list as it is (one entry per image,
+    as detection models return)."""
+    if output_selector is not None:
+        return output_selector(output)
+    if isinstance(output, torch.Tensor):
+        return output
+    logits = getattr(output, "logits", None)
+    if logits is None and isinstance(output, dict):
+        logits = output.get("logits", output.get("out"))
+    if isinstance(logits, torch.Tensor):
+        return logits
+    if isinstance(output, tuple) and len(output) > 0 and isinstance(output[0], torch.Tensor):
+        return output[0]
+    if isinstance(output, list):
+        return output  # one entry per image (for example detection models)
+    keys = f" with keys {list(output)}" if isinstance(output, dict) else ""
+    raise TypeError(f"the model returned {type(output).__name__}{keys}, which holds no tensor "
+                    "of scores that could be found (dicts: 'logits' or 'out'; tuples: the "
+                    "first element); pass output_selector=lambda out: ... that returns the "
+                    "tensor the targets score")
+
+
+def target_scores(targets: Sequence[Callable], outputs: Any) -> torch.Tensor:
+    """The scalar score of every image (a 1-D tensor)."""
+    if (isinstance(outputs, torch.Tensor) and outputs.dim() == 2
+            and len(targets) == outputs.shape[0] > 1
+            and all(type(target) is ClassifierOutputTarget for target in targets)):
+        # the common case in one indexing operation instead of one per image
+        classes = outputs.shape[1]
+        categories = [target.category for target in targets]  # type: ignore[attr-defined]
+        if all(-classes <= category < classes for category in categories):
+            index = torch.tensor([category % classes for category in categories],
+                                 device=outputs.device)
+            return outputs.gather(1, index[:, None])[:, 0]
+    scores = []
+    for index, (target, output) in enumerate(zip(targets, outputs)):
+        score = target(output)
+        if not isinstance(score, torch.Tensor):
+            score = torch.as_tensor(score, dtype=torch.float32)
+        if score.numel() != 1:
+            raise ValueError(f"targets[{index}] ({type(target).__name__}) returned a "
+                             f"tensor of shape {tuple(score.shape)}; a target must "
+                             "return one scalar score per image")
+        scores.append(score.reshape(()))
+    return torch.stack(scores)
+
+
+# ------------------------------------------------- the perturbation loop
+def chunks(count: int, size: int, desc: str = "",
+           progress: bool = True) -> Iterator[Tuple[int, int]]:
+    """(start, stop) ranges of ``size`` items covering ``count``, with a
+    tqdm progress bar (hidden with ``progress=False``)."""
+    with tqdm(total=count, desc=desc, disable=not progress, leave=False) as bar:
+        for start in range(0, count, size):
+            stop = min(count, start + size)
+            yield start, stop
+            bar.update(stop - start)
+
+
+def chunked_scores(model: torch.nn.Module, count: int,
+                   make_inputs: Callable[[int, int], torch.Tensor],
+                   owners: Optional[torch.Tensor], targets: Optional[Sequence[Callable]],
+                   batch_size: int, output_selector: Optional[Callable] = None,
+                   progress: bool = False, desc: str = "",
+                   ranges: Optional[Iterable[Tuple[int, int]]] = None
+                   ) -> Tuple[torch.Tensor, List[Callable]]:
+    """Target scores of ``count`` model inputs, a float32 tensor, and the
+    target that scored each input.
+
+    ``make_inputs(start, stop)`` builds inputs ``start .. stop - 1``; it is
+    called ``batch_size`` items at a time, so the inputs never all exist at
+    once. ``owners[i]`` is the index in ``targets`` of the target that
+    scores input ``i`` (``None``: input i has target i). ``targets=None``
+    scores every input by its own top class. Runs under
+    ``torch.inference_mode``, with a progress bar. ``ranges``: the (start,
+    stop) chunks to run, if not ``chunks(count, batch_size, desc,
+    progress)``."""
+    scores: Optional[torch.Tensor] = None
+    used: List[Callable] = []
+    owner_list = owners.tolist() if owners is not None else None  # one host sync per call
+    with torch.inference_mode():
+        for start, stop in (ranges if ranges is not None
+                            else chunks(count, batch_size, desc, progress)):
+            outputs = select_output(model(make_inputs(start, stop)), output_selector)
+            if targets is None:
+                rows = resolve_targets(None, outputs)
+            elif owner_list is None:
+                rows = list(targets[start:stop])
+            else:
+                rows = [targets[i] for i in owner_list[start:stop]]
+            chunk_scores = target_scores(rows, outputs).float()
+            if scores is None:
+                scores = torch.empty(count, dtype=torch.float32, device=chunk_scores.device)
+            scores[start:stop] = chunk_scores
+            used.extend(rows)
+    if scores is None:
+        device = owners.device if owners is not None else torch.device("cpu")
+        scores = torch.empty(0, dtype=torch.float32, device=device)
+    return scores, used
