@@ -40,7 +40,7 @@ __all__ = [
     "CAM", "DeepFeatureFactorization", "EigenCAM", "EigenGradCAM", "FEM", "FinerCAM",
     "FullGrad", "GradCAM", "GradCAMElementWise", "GradCAMPlusPlus", "GuidedBackpropReLUModel",
     "HiResCAM", "ISCAM", "KPCA_CAM", "LayerCAM", "METHODS", "MethodInfo", "RandomCAM", "RefineCAM",
-    "get_method", "register_method",
+    "get_method", "register_method", "__version__",
     "run_dff_on_image", "ScoreCAM", "SegEigenCAM", "ShapleyCAM", "SmoothGradCAMPlusPlus",
     "SSCAM", "XGradCAM",
 ]

@@ -47,7 +47,7 @@ import ttach as tta
 from pytorch_grad_cam.activations_and_gradients import ActivationsAndGradients
 from pytorch_grad_cam.scoring import (
     check_input_tensor, check_positive_int, check_targets, check_targets_against_outputs,
-    chunked_scores, chunks, default_batch_size, describe, given, model_device,
+    batch_size_or_default, chunked_scores, chunks, describe, given, model_device,
     model_float_dtype, prepare_input, resolve_targets, select_output, target_scores)
 from pytorch_grad_cam.utils.image import scale_cam_image
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
@@ -308,9 +308,7 @@ class BaseCAM:
 
     @property
     def batch_size(self) -> int:
-        if self._batch_size is None:
-            return default_batch_size(self.device)
-        return self._batch_size
+        return batch_size_or_default(self._batch_size, self.device)
 
     @batch_size.setter
     def batch_size(self, value: Optional[int]) -> None:

@@ -4,6 +4,7 @@ import torch
 
 from pytorch_grad_cam.base_cam import BaseCAM
 from pytorch_grad_cam.registry import register_method
+from pytorch_grad_cam.scoring import check_seed
 
 
 @register_method("randomcam", class_specific=False, randomised=True)
@@ -35,8 +36,7 @@ class RandomCAM(BaseCAM):
 
     def __init__(self, model, target_layers=None, reshape_transform=None,
                  seed: Optional[int] = 0, **kwargs):
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-            raise TypeError(f"seed must be an int or None, got {seed!r}")
+        seed = check_seed(seed, allow_none=True)
         super().__init__(model, target_layers, reshape_transform, **kwargs)
         self.seed = seed
 

@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
 __all__ = [
-    "default_batch_size", "describe", "given", "check_positive_int", "check_seed",
+    "default_batch_size", "batch_size_or_default", "describe", "given", "check_positive_int", "check_seed",
     "check_non_negative", "check_model", "check_input_tensor", "prepare_input", "check_targets",
     "resolve_targets", "check_targets_against_outputs", "select_output", "target_scores",
     "chunks", "chunked_scores", "model_device", "model_float_dtype",
@@ -97,6 +97,11 @@ def model_float_dtype(model: torch.nn.Module) -> Optional[torch.dtype]:
         if tensor.is_floating_point():
             return tensor.dtype
     return None
+
+
+def batch_size_or_default(batch_size: Optional[int], device: torch.device) -> int:
+    """``batch_size`` if given, else the device's default."""
+    return default_batch_size(device) if batch_size is None else batch_size
 
 
 def default_batch_size(device: torch.device) -> int:
@@ -298,8 +303,9 @@ def chunked_scores(model: torch.nn.Module, count: int,
     ``make_inputs(start, stop)`` builds inputs ``start .. stop - 1``; it is
     called ``batch_size`` items at a time, so the inputs never all exist at
     once. ``owners[i]`` is the index in ``targets`` of the target that
-    scores input ``i`` (``None``: input i has target i). ``targets=None``
-    scores every input by its own top class. Runs under
+    scores input ``i``; with ``owners=None`` input i has target i, checked
+    against its output, and ``targets=None`` scores every input by its own
+    top class. Runs under
     ``torch.inference_mode``, with a progress bar. ``ranges``: the (start,
     stop) chunks to run, if not ``chunks(count, batch_size, desc,
     progress)``."""
@@ -310,10 +316,9 @@ def chunked_scores(model: torch.nn.Module, count: int,
         for start, stop in (ranges if ranges is not None
                             else chunks(count, batch_size, desc, progress)):
             outputs = select_output(model(make_inputs(start, stop)), output_selector)
-            if targets is None:
-                rows = resolve_targets(None, outputs)
-            elif owner_list is None:
-                rows = list(targets[start:stop])
+            if owner_list is None:
+                rows = resolve_targets(None if targets is None else targets[start:stop],
+                                       outputs)
             else:
                 rows = [targets[i] for i in owner_list[start:stop]]
             chunk_scores = target_scores(rows, outputs).float()

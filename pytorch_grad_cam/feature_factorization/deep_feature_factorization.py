@@ -9,7 +9,6 @@ W (channels x k) are concept embeddings, the k rows of H their heat maps
 over the positions. A classifier head applied to an embedding tells what a
 concept is.
 """
-import numbers
 from typing import Callable, NamedTuple, Optional, Tuple
 
 import numpy as np
@@ -17,6 +16,7 @@ import torch
 
 from pytorch_grad_cam.activations_and_gradients import ActivationsAndGradients
 from pytorch_grad_cam.base_cam import model_device, model_state_guard
+from pytorch_grad_cam.scoring import check_positive_int
 from pytorch_grad_cam.utils.image import (
     create_labels_legend, scale_tensor, show_factorization_on_image)
 
@@ -27,14 +27,6 @@ class NMFResult(NamedTuple):
     W: torch.Tensor
     H: torch.Tensor
     errors: torch.Tensor
-
-
-def _positive_int(name, value):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be a positive int, got {value!r}")
-    if value < 1:
-        raise ValueError(f"{name} must be >= 1, got {value}")
-    return int(value)
 
 
 def non_negative_matrix_factorization(matrix: torch.Tensor, n_components: int,
@@ -55,8 +47,8 @@ def non_negative_matrix_factorization(matrix: torch.Tensor, n_components: int,
     """
     if not isinstance(matrix, torch.Tensor) or matrix.dim() != 2:
         raise ValueError("matrix must be a 2-D torch tensor")
-    n_components = _positive_int("n_components", n_components)
-    max_iter = _positive_int("max_iter", max_iter)
+    n_components = check_positive_int("n_components", n_components)
+    max_iter = check_positive_int("max_iter", max_iter)
     if bool((matrix < 0).any()):
         raise ValueError("matrix has negative entries; NMF needs a non-negative matrix")
     dtype = torch.float64 if matrix.dtype == torch.float64 else torch.float32
@@ -152,7 +144,7 @@ class DeepFeatureFactorization:
         self.target_layer = target_layer
         self.reshape_transform = reshape_transform
         self.computation_on_concepts = computation_on_concepts
-        self.max_iter = _positive_int("max_iter", max_iter)
+        self.max_iter = check_positive_int("max_iter", max_iter)
         self.tol = tol
         self.seed = seed
         self.activations_and_grads = ActivationsAndGradients(model, [target_layer],
@@ -180,7 +172,7 @@ class DeepFeatureFactorization:
     def __call__(self, input_tensor: torch.Tensor, n_components: int = 16):
         if not isinstance(input_tensor, torch.Tensor) or input_tensor.dim() != 4:
             raise ValueError("input_tensor must be a B x C x H x W tensor")
-        n_components = _positive_int("n_components", n_components)
+        n_components = check_positive_int("n_components", n_components)
         device = model_device(self.model, fallback=input_tensor.device)
         input_tensor = input_tensor.detach().to(device)
         activations = self.activations(input_tensor)

@@ -16,8 +16,9 @@ import numpy as np
 import torch
 
 from pytorch_grad_cam.base_cam import BaseCAM, model_state_guard
-from pytorch_grad_cam.metrics._common import (
-    check_batch_size, check_model, check_targets, prepare_cams, prepare_input)
+from pytorch_grad_cam.metrics._common import prepare_cams
+from pytorch_grad_cam.scoring import (
+    check_model, check_positive_int, check_targets, prepare_input)
 from pytorch_grad_cam.metrics.perturbation_confidence import original_scores
 from pytorch_grad_cam.metrics.road import ROADCombined
 
@@ -67,7 +68,7 @@ class Coherency:
     """
 
     def __init__(self, batch_size: Optional[int] = None):
-        self.batch_size = check_batch_size(batch_size)
+        self.batch_size = check_positive_int("batch_size", batch_size, allow_none=True)
 
     def __call__(self, input_tensor: torch.Tensor, grayscale_cams,
                  targets: Optional[List[Callable]], model: torch.nn.Module,
@@ -77,7 +78,7 @@ class Coherency:
             raise TypeError(f"base_method must be a CAM object (for example GradCAM(model, "
                             f"target_layers)), got {base_method!r}")
         with model_state_guard(model):
-            inputs = prepare_input(input_tensor, model)
+            inputs = prepare_input(input_tensor, model, volumes=False)
             cams = prepare_cams(grayscale_cams, inputs)
             targets = check_targets(targets, inputs.shape[0])
             step = self.batch_size or inputs.shape[0]

@@ -15,7 +15,6 @@ higher is better. RISE scores class probabilities: use
 All images x steps inputs are built lazily, ``batch_size`` at a time, on the
 model's device, under ``torch.inference_mode`` with the model in eval mode.
 """
-import numbers
 from typing import Callable, List, Optional, Union
 
 import numpy as np
@@ -23,9 +22,10 @@ import torch
 import torch.nn.functional as F
 
 from pytorch_grad_cam.base_cam import model_state_guard
-from pytorch_grad_cam.metrics._common import (
-    batch_size_for, check_batch_size, check_model, check_seed, check_targets, chunked_scores,
-    prepare_cams, prepare_input, relevance_rank)
+from pytorch_grad_cam.metrics._common import prepare_cams, relevance_rank
+from pytorch_grad_cam.scoring import (
+    batch_size_or_default, check_model, check_positive_int, check_seed, check_targets,
+    chunked_scores, prepare_input)
 from pytorch_grad_cam.metrics.perturbation_confidence import original_scores
 
 
@@ -65,10 +65,7 @@ class _CausalMetric:
 
     def __init__(self, n_steps: int = 100, substrate: Union[str, Callable, None] = None,
                  batch_size: Optional[int] = None, seed: int = 0):
-        if isinstance(n_steps, bool) or not isinstance(n_steps, numbers.Integral):
-            raise TypeError(f"n_steps must be a positive int, got {n_steps!r}")
-        if n_steps < 1:
-            raise ValueError(f"n_steps must be >= 1, got {n_steps}")
+        n_steps = check_positive_int("n_steps", n_steps)
         substrate = self.default_substrate if substrate is None else substrate
         if isinstance(substrate, str):
             if substrate not in _SUBSTRATES:
@@ -79,7 +76,7 @@ class _CausalMetric:
             raise TypeError(f"substrate must be a name or a callable, got {substrate!r}")
         self.n_steps = int(n_steps)
         self.substrate = substrate
-        self.batch_size = check_batch_size(batch_size)
+        self.batch_size = check_positive_int("batch_size", batch_size, allow_none=True)
         self.seed = check_seed(seed)
 
     def __call__(self, input_tensor: torch.Tensor, cams, targets: Optional[List[Callable]],
@@ -88,10 +85,10 @@ class _CausalMetric:
         ``return_curves`` also the curves, B x (n_steps + 1)."""
         check_model(model)
         with model_state_guard(model), torch.inference_mode():
-            inputs = prepare_input(input_tensor, model)
+            inputs = prepare_input(input_tensor, model, volumes=False)
             cams = prepare_cams(cams, inputs)
             targets = check_targets(targets, inputs.shape[0])
-            batch_size = batch_size_for(self.batch_size, inputs.device)
+            batch_size = batch_size_or_default(self.batch_size, inputs.device)
             batch = inputs.shape[0]
             pixels = cams[0].numel()
             if self.n_steps > pixels:
@@ -116,8 +113,8 @@ class _CausalMetric:
                 swap = (rank[b] < changed[s].reshape((-1,) + (1,) * (cams.dim() - 1)))
                 return torch.where(swap[:, None], finish[b], start[b])
 
-            scores = chunked_scores(model, batch * points, make_inputs, owners, targets,
-                                    batch_size)
+            scores, _ = chunked_scores(model, batch * points, make_inputs, owners, targets,
+                                       batch_size)
             curves = scores.reshape(batch, points)
             areas = auc(curves)
         areas = areas.cpu().numpy().astype(np.float32)

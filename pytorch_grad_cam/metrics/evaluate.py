@@ -7,15 +7,15 @@
                                 methods=[GradCAM, ScoreCAM])
     print(format_table(rows))
 """
-import numbers
 from typing import Callable, Dict, List, Optional, Sequence, Union
 
 import numpy as np
 import torch
 
 from pytorch_grad_cam.base_cam import BaseCAM, model_state_guard
-from pytorch_grad_cam.metrics._common import (
-    batch_size_for, check_batch_size, check_model, check_targets, prepare_input)
+from pytorch_grad_cam.registry import METHODS
+from pytorch_grad_cam.scoring import (
+    batch_size_or_default, check_model, check_positive_int, check_targets, prepare_input)
 from pytorch_grad_cam.metrics.arcc import Coherency, Complexity, arcc_from_parts
 from pytorch_grad_cam.metrics.cam_mult_image import multiply_tensor_with_cam
 from pytorch_grad_cam.metrics.deletion_insertion import DeletionAUC, InsertionAUC
@@ -45,8 +45,6 @@ _NEED_REGIONS = ("PointingGame", "EnergyPointingGame")
 
 
 def _method_entries(methods) -> List[tuple]:
-    from pytorch_grad_cam import METHODS  # late: pytorch_grad_cam imports this package
-
     if methods is None:
         methods = list(METHODS)
     if isinstance(methods, (str, type)) or not isinstance(methods, (list, tuple)):
@@ -160,20 +158,19 @@ def evaluate_cam_methods(model: torch.nn.Module,
     check_model(model)
     entries = _method_entries(methods)
     names = _metric_names(metrics, regions)
-    batch_size = check_batch_size(batch_size)
-    if isinstance(n_steps, bool) or not isinstance(n_steps, numbers.Integral) or n_steps < 1:
-        raise ValueError(f"n_steps must be a positive int, got {n_steps!r}")
+    batch_size = check_positive_int("batch_size", batch_size, allow_none=True)
+    n_steps = check_positive_int("n_steps", n_steps)
     method_kwargs = dict(method_kwargs or {})
     unknown = set(method_kwargs) - {name for name, _ in entries}
     if unknown:
         raise ValueError(f"method_kwargs has entries for {sorted(unknown)}, which are not "
                          f"rows of this evaluation ({[name for name, _ in entries]})")
-    inputs = prepare_input(input_tensor, model)
+    inputs = prepare_input(input_tensor, model, volumes=False)
     targets = check_targets(targets, inputs.shape[0])
     if targets is None:
         with model_state_guard(model), torch.inference_mode():
             _, targets = original_scores(model, inputs, None,
-                                         batch_size_for(batch_size, inputs.device))
+                                         batch_size_or_default(batch_size, inputs.device))
     metric_targets = _probability_targets(targets) if probability_targets else targets
     if regions is not None:  # check them before any heavy work
         from pytorch_grad_cam.metrics.pointing_game import region_masks

@@ -16,10 +16,11 @@ from typing import Callable, List, Optional, Sequence
 import numpy as np
 import torch
 
-from pytorch_grad_cam.base_cam import BaseCAM, model_state_guard
-from pytorch_grad_cam.metrics._common import (
-    batch_size_for, check_batch_size, check_model, check_seed, check_targets, chunked_scores,
-    prepare_cams, prepare_input, relevance_rank, resolve_targets, select_output)
+from pytorch_grad_cam.base_cam import model_state_guard
+from pytorch_grad_cam.metrics._common import prepare_cams, relevance_rank
+from pytorch_grad_cam.scoring import (
+    batch_size_or_default, check_model, check_positive_int, check_seed, check_targets,
+    chunked_scores, prepare_input)
 
 DEFAULT_PERCENTILES = (10, 20, 30, 40, 50, 60, 70, 80, 90)
 
@@ -39,14 +40,8 @@ def apply_perturbation(perturbation: Callable, inputs: torch.Tensor,
 def original_scores(model, inputs, targets, batch_size, output_selector=None):
     """The target scores of the unperturbed inputs, chunked; targets=None
     resolves to each image's top class. Returns (scores, targets)."""
-    scores, resolved = [], []
-    for start in range(0, inputs.shape[0], batch_size):
-        stop = min(inputs.shape[0], start + batch_size)
-        outputs = select_output(model(inputs[start:stop]), output_selector)
-        rows = resolve_targets(None if targets is None else targets[start:stop], outputs)
-        resolved.extend(rows)
-        scores.append(BaseCAM.target_scores(rows, outputs).float())
-    return torch.cat(scores), resolved
+    return chunked_scores(model, inputs.shape[0], lambda start, stop: inputs[start:stop], None,
+                          targets, batch_size, output_selector)
 
 
 def perturbed_scores(model, inputs: torch.Tensor, cams: torch.Tensor,
@@ -74,8 +69,8 @@ def perturbed_scores(model, inputs: torch.Tensor, cams: torch.Tensor,
             kept.append(chunk)
         return chunk
 
-    scores = chunked_scores(model, count, make_inputs, owners, targets, batch_size,
-                            output_selector)
+    scores, _ = chunked_scores(model, count, make_inputs, owners, targets, batch_size,
+                               output_selector)
     return scores.reshape(len(perturbations), batch), (torch.cat(kept) if keep_inputs else None)
 
 
@@ -95,7 +90,7 @@ class PerturbationConfidenceMetric:
         if not callable(perturbation):
             raise TypeError(f"perturbation must be callable, got {perturbation!r}")
         self.perturbation = perturbation
-        self.batch_size = check_batch_size(batch_size)
+        self.batch_size = check_positive_int("batch_size", batch_size, allow_none=True)
 
     def scores(self, input_tensor, cams, targets, model, return_visualization=False,
                need_original=True):
@@ -103,10 +98,10 @@ class PerturbationConfidenceMetric:
         None) as torch tensors."""
         check_model(model)
         with model_state_guard(model), torch.inference_mode():
-            inputs = prepare_input(input_tensor, model)
+            inputs = prepare_input(input_tensor, model, volumes=False)
             cams = prepare_cams(cams, inputs)
             targets = check_targets(targets, inputs.shape[0])
-            batch_size = batch_size_for(self.batch_size, inputs.device)
+            batch_size = batch_size_or_default(self.batch_size, inputs.device)
             before = None
             if need_original or targets is None:
                 before, targets = original_scores(model, inputs, targets, batch_size)
@@ -240,7 +235,7 @@ class AveragerAcrossThresholds:
             _check_percentile(percentile)
         self.imputer = imputer
         self.percentiles = percentiles
-        self.batch_size = check_batch_size(batch_size)
+        self.batch_size = check_positive_int("batch_size", batch_size, allow_none=True)
 
     def __call__(self, input_tensor: torch.Tensor, cams, targets, model: torch.nn.Module):
         metrics = [self.imputer(percentile) for percentile in self.percentiles]
@@ -259,10 +254,10 @@ def run_perturbations(input_tensor, cams, targets, model, perturbations, batch_s
     perturbations in one batched pass."""
     check_model(model)
     with model_state_guard(model), torch.inference_mode():
-        inputs = prepare_input(input_tensor, model)
+        inputs = prepare_input(input_tensor, model, volumes=False)
         cams = prepare_cams(cams, inputs)
         targets = check_targets(targets, inputs.shape[0])
-        batch_size = batch_size_for(batch_size, inputs.device)
+        batch_size = batch_size_or_default(batch_size, inputs.device)
         before = None
         if need_original or targets is None:
             before, targets = original_scores(model, inputs, targets, batch_size)

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from pytorch_grad_cam.metrics._common import check_batch_size, check_seed
+from pytorch_grad_cam.scoring import check_positive_int, check_seed
 from pytorch_grad_cam.metrics.perturbation_confidence import (
     DEFAULT_PERCENTILES, AveragerAcrossThresholds, PerturbationConfidenceMetric,
     RemoveLeastRelevantFirst, RemoveMostRelevantFirst, run_perturbations)
@@ -282,7 +282,7 @@ class ROADCombined:
     def __init__(self, percentiles: Sequence = DEFAULT_PERCENTILES,
                  batch_size: Optional[int] = None, noise: float = 0.01, seed: int = 0):
         self.percentiles = _percentiles(percentiles)
-        self.batch_size = check_batch_size(batch_size)
+        self.batch_size = check_positive_int("batch_size", batch_size, allow_none=True)
         self.morf = [ROADMostRelevantFirst(p, batch_size, noise, seed).perturbation
                      for p in self.percentiles]
         self.lerf = [ROADLeastRelevantFirst(p, batch_size, noise, seed).perturbation
