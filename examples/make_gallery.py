@@ -23,44 +23,17 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent))
-import cam as cli  # noqa: E402  (the repository's cam.py)
-from pytorch_grad_cam import METHODS  # noqa: E402
-from pytorch_grad_cam.utils.image import deprocess_image  # noqa: E402
+from pytorch_grad_cam import METHODS
+from pytorch_grad_cam.cli.job import explain_image, make_cams, prepare
+from pytorch_grad_cam.cli.models import BUNDLED_MODEL
+from pytorch_grad_cam.cli.parser import build_parser
+from pytorch_grad_cam.utils.image import deprocess_image
+from pytorch_grad_cam.utils.visualization import grid, overlay_cam
 
+HERE = Path(__file__).resolve().parent
 PHOTOS = ["chelsea.jpg", "coffee.jpg", "astronaut.jpg"]
 CELL = 150          # pixels per picture in the grids
 MAX_BYTES = 200_000
-
-
-def caption(text: str, width: int, height: int = 24, scale: float = 0.45) -> np.ndarray:
-    strip = np.full((height, width, 3), 255, np.uint8)
-    font = cv2.FONT_HERSHEY_SIMPLEX
-    (w, h), _ = cv2.getTextSize(text, font, scale, 1)
-    if w > width - 6:
-        scale *= (width - 6) / w
-        (w, h), _ = cv2.getTextSize(text, font, scale, 1)
-    cv2.putText(strip, text, ((width - w) // 2, (height + h) // 2), font, scale, (0, 0, 0), 1,
-                cv2.LINE_AA)
-    return strip
-
-
-def grid(rows, column_titles, row_titles, gap: int = 3) -> np.ndarray:
-    """Pictures (uint8 BGR, CELL x CELL) in rows, titles above the columns and
-    under the first picture of each row."""
-    def hjoin(parts):
-        spacer = np.full((parts[0].shape[0], gap, 3), 255, np.uint8)
-        out = [parts[0]]
-        for part in parts[1:]:
-            out += [spacer, part]
-        return np.hstack(out)
-
-    lines = [hjoin([caption(title, CELL) for title in column_titles])]
-    for pictures, title in zip(rows, row_titles):
-        lines.append(hjoin(pictures))
-        lines.append(hjoin([caption(title, CELL)] + [caption("", CELL)] * (len(pictures) - 1)))
-    return np.vstack(lines)
 
 
 def save_small(path: Path, picture: np.ndarray) -> int:
@@ -80,22 +53,22 @@ def main(argv=None) -> int:
     given = options.parse_args(argv)
     out = Path(given.output_dir)
 
-    args = cli.build_parser().parse_args(
+    args = build_parser().parse_args(
         ["--image-path", *[str(HERE / p) for p in PHOTOS], "--method", "all",
-         "--model", cli.BUNDLED_MODEL, "--output-dir", str(out), "--device", "cpu"]
+         "--model", BUNDLED_MODEL, "--output-dir", str(out), "--device", "cpu"]
         + (["--no-progress"] if given.no_progress else []))
-    job = cli.prepare(args)
+    job = prepare(args)
     methods = list(METHODS)
     square = (CELL, CELL)
     method_rows, guided_rows, titles, table = [], [], [], []
     with contextlib.ExitStack() as stack:
-        cli.make_cams(job, stack)
+        make_cams(job, stack)
         for path in job.images:
             print(f"explaining {path.name} ...", flush=True)
-            result = cli.explain_image(job, path)
+            result = explain_image(job, path)
             view = cv2.resize(result.bgr, (job.input_size, job.input_size),
                               interpolation=cv2.INTER_AREA)
-            overlays = {name: cli.overlay(view, result.maps[name]) for name in methods}
+            overlays = {name: overlay_cam(view, result.maps[name]) for name in methods}
             method_rows.append([cv2.resize(p, square, interpolation=cv2.INTER_AREA)
                                 for p in [view] + [overlays[name] for name in methods]])
             guided = result.guided

@@ -14,9 +14,9 @@ from typing import Optional
 import numpy as np
 import torch
 
-from pytorch_grad_cam.base_cam import (BaseCAM, _model_float_dtype, check_input_tensor,
-                                       check_targets_against_outputs, model_device,
-                                       model_state_guard, select_output)
+from pytorch_grad_cam.base_cam import model_state_guard
+from pytorch_grad_cam.scoring import (
+    check_targets, model_device, prepare_input, resolve_targets, select_output, target_scores)
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
 GUIDED_ACTIVATIONS = (torch.nn.ReLU, torch.nn.ReLU6)
@@ -110,22 +110,19 @@ class GuidedBackpropReLUModel:
 
     def __call__(self, input_img: torch.Tensor, target_category: Optional[int] = None,
                  targets=None) -> np.ndarray:
-        check_input_tensor(input_img, "input_img", volumes=False)
-        batch = input_img.shape[0]
+        x = prepare_input(input_img, self.model, "input_img", volumes=False)
+        batch = x.shape[0]
         if targets is None and target_category is not None:
             categories = (list(target_category) if isinstance(target_category, (list, tuple))
                           else [target_category] * batch)
             targets = [ClassifierOutputTarget(int(c)) for c in categories]
-        targets = BaseCAM._check_targets(targets, batch)
+        targets = check_targets(targets, batch)
         with torch.inference_mode(False):
-            dtype = _model_float_dtype(self.model) or input_img.dtype
-            x = input_img.detach().clone().to(device=self.device, dtype=dtype).requires_grad_(True)
+            x = x.clone().requires_grad_(True)
             with model_state_guard(self.model), guided_relus(self.model), torch.enable_grad():
                 output = select_output(self.model(x), self.output_selector)
-                if targets is None:
-                    targets = [ClassifierOutputTarget(c) for c in output.argmax(dim=-1).tolist()]
-                check_targets_against_outputs(targets, output)
-                scores = BaseCAM.target_scores(targets, output)
+                targets = resolve_targets(targets, output)
+                scores = target_scores(targets, output)
                 (grad,) = torch.autograd.grad(scores.sum(), x)
         result = grad.detach().float().permute(0, 2, 3, 1).cpu().numpy()
         return result[0] if batch == 1 else result

@@ -1,7 +1,7 @@
 """Image helpers: preprocessing, overlays and map scaling."""
 import colorsys
 import functools
-from typing import List, Optional, Sequence, Tuple, Union
+from typing import List, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
@@ -248,3 +248,13 @@ def show_factorization_on_image(img: np.ndarray, explanations: np.ndarray,
         legend = _legend_image(result.shape[0], result.shape[1], colors, concept_labels)
         result = np.hstack((result, legend))
     return result
+
+
+def scale_accross_batch_and_channels(tensor, target_size):
+    """grad-cam 1.5's helper (its spelling kept): :func:`scale_cam_image` of
+    every map of a B x C x H x W array, ``target_size`` (width, height);
+    returns B x C x height x width."""
+    array = np.asarray(tensor)
+    batch, channels = array.shape[:2]
+    scaled = scale_cam_image(array.reshape(batch * channels, *array.shape[2:]), target_size)
+    return scaled.reshape(batch, channels, *scaled.shape[1:])
