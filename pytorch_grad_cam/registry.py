@@ -41,6 +41,9 @@ class MethodInfo:
         sampling: a perturbation method that samples each channel many
             times (SSCAM, ISCAM): thousands of forward passes per image;
             ``--method all`` leaves these out on a CPU.
+        extra_passes: it runs more forward passes than the recording one,
+            in chunks of ``batch_size`` (the perturbation methods, and
+            Smooth Grad-CAM++'s noisy copies).
         needs_linear_head: it reads the weights of a final ``nn.Linear``
             (CAM).
         uses_target_layers: False for a method that picks the layers it
@@ -54,6 +57,7 @@ class MethodInfo:
     class_specific: bool = True
     perturbation: bool = False
     sampling: bool = False
+    extra_passes: bool = False
     needs_linear_head: bool = False
     uses_target_layers: bool = True
     randomised: bool = False
@@ -93,7 +97,8 @@ METHODS: Mapping[str, type] = _MethodTable()
 
 
 def register_method(name: str, *, class_specific: bool = True, perturbation: bool = False,
-                    sampling: bool = False, needs_linear_head: bool = False,
+                    sampling: bool = False, extra_passes: bool = False,
+                    needs_linear_head: bool = False,
                     randomised: bool = False) -> Callable[[T], T]:
     """Class decorator: register a CAM method under ``name`` with its traits
     (see :class:`MethodInfo`; ``uses_gradients`` and ``uses_target_layers``
@@ -108,7 +113,8 @@ def register_method(name: str, *, class_specific: bool = True, perturbation: boo
         _REGISTRY[name] = MethodInfo(
             name=name, cls=cls, uses_gradients=bool(getattr(cls, "uses_gradients", True)),
             class_specific=class_specific, perturbation=perturbation or sampling,
-            sampling=sampling, needs_linear_head=needs_linear_head,
+            sampling=sampling, extra_passes=extra_passes or perturbation or sampling,
+            needs_linear_head=needs_linear_head,
             uses_target_layers=bool(getattr(cls, "uses_target_layers", True)),
             randomised=randomised)
         return cls
@@ -135,12 +141,11 @@ def method_info(cls_or_name) -> MethodInfo:
     example FinerCAM combined with a base method) or name."""
     if isinstance(cls_or_name, str):
         return get_method(cls_or_name)
-    for info in _REGISTRY.values():
-        if info.cls is cls_or_name:
-            return info
-    for info in _REGISTRY.values():
-        if isinstance(cls_or_name, type) and issubclass(cls_or_name, info.cls):
-            return info
+    by_class = {info.cls: info for info in _REGISTRY.values()}
+    # the nearest registered class in the method resolution order
+    for cls in getattr(cls_or_name, "__mro__", ()):
+        if cls in by_class:
+            return by_class[cls]
     raise KeyError(f"{getattr(cls_or_name, '__name__', cls_or_name)!r} is not a registered "
                    "CAM method")
 
@@ -148,10 +153,13 @@ def method_info(cls_or_name) -> MethodInfo:
 def registered_methods(*, uses_gradients: Optional[bool] = None,
                        class_specific: Optional[bool] = None,
                        perturbation: Optional[bool] = None,
-                       sampling: Optional[bool] = None) -> List[MethodInfo]:
+                       sampling: Optional[bool] = None,
+                       extra_passes: Optional[bool] = None,
+                       randomised: Optional[bool] = None) -> List[MethodInfo]:
     """The registered methods, in registration order, filtered by traits
     (``None``: either)."""
     wanted = {"uses_gradients": uses_gradients, "class_specific": class_specific,
-              "perturbation": perturbation, "sampling": sampling}
+              "perturbation": perturbation, "sampling": sampling,
+              "extra_passes": extra_passes, "randomised": randomised}
     return [info for info in _REGISTRY.values()
             if all(value is None or getattr(info, key) == value for key, value in wanted.items())]

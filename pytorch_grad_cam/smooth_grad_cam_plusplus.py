@@ -8,7 +8,7 @@ from pytorch_grad_cam.scoring import check_non_negative, check_positive_int, che
 from pytorch_grad_cam.registry import register_method
 
 
-@register_method("smoothgradcam++")
+@register_method("smoothgradcam++", extra_passes=True)
 class SmoothGradCAMPlusPlus(BaseCAM):
     """Smooth Grad-CAM++: Grad-CAM++ with gradients averaged over noisy copies of the input.
 

@@ -6,18 +6,20 @@
 - ``aug_smooth=True`` equals the average of the maps of the augmented
   images (horizontal flip x brightness 0.9/1.0/1.1), each flipped back.
 """
+import warnings
+
 import numpy as np
 import pytest
 import torch
 import ttach as tta
 from torch import nn
 
-from pytorch_grad_cam import AblationCAM, GradCAM, GradCAMPlusPlus, ScoreCAM, XGradCAM
+from pytorch_grad_cam import AblationCAM, GradCAM, ScoreCAM
+from pytorch_grad_cam.registry import get_method, registered_methods
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
-METHODS = [GradCAM, GradCAMPlusPlus, XGradCAM, AblationCAM, ScoreCAM]
-IDS = [m.__name__ for m in METHODS]
-PERTURBATION = [AblationCAM, ScoreCAM]
+# Tests that take ``method_name`` run for every registered method (conftest.py).
+PERTURBATION = [info.cls for info in registered_methods(perturbation=True)]
 
 
 class BatchSizes(nn.Module):
@@ -37,16 +39,17 @@ class SmallNet(nn.Module):
     the flattened map; ``concat_skip`` concatenates the first block's
     features after the target layer (as DenseNet does)."""
 
-    def __init__(self, concat_skip=False, classes=5):
+    def __init__(self, concat_skip=False, classes=5, pooled=False):
         super().__init__()
         self.concat_skip = concat_skip
+        self.pooled = pooled  # global average pooling before the classifier (for CAM)
         self.block1 = nn.Sequential(nn.Conv2d(3, 6, 3, padding=1), nn.BatchNorm2d(6), nn.ReLU())
         self.conv2 = nn.Conv2d(6, 8, 3, stride=2, padding=1)
         self.relu2 = nn.ReLU()
         self.after = BatchSizes()
         self.pool = nn.AvgPool2d(2)
         channels = 8 + (6 if concat_skip else 0)
-        self.fc = nn.Linear(channels * 8 * 8, classes)
+        self.fc = nn.Linear(channels * (1 if pooled else 8 * 8), classes)
         with torch.no_grad():
             bn = self.block1[1]
             bn.running_mean.uniform_(-0.2, 0.2)
@@ -58,6 +61,8 @@ class SmallNet(nn.Module):
         features = self.after(self.relu2(self.conv2(first)))
         if self.concat_skip:
             features = torch.cat([features, self.pool(first)], dim=1)
+        if self.pooled:
+            features = features.mean(dim=(2, 3))
         return self.fc(features.flatten(1))
 
 
@@ -74,7 +79,16 @@ def images():
 def make(method, model, **kwargs):
     if not method.uses_gradients:
         kwargs.setdefault("progress", False)
-    return method(model=model, target_layers=[model.relu2], **kwargs)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # FullGrad: target layers ignored
+        return method(model=model, target_layers=[model.relu2], **kwargs)
+
+
+def method_and_model(method_name):
+    """The class of a registered method and a SmallNet it applies to (CAM
+    reads a classifier on globally pooled features)."""
+    info = get_method(method_name)
+    return info.cls, SmallNet(pooled=info.needs_linear_head).eval()
 
 
 def targets_for(categories):
@@ -82,8 +96,8 @@ def targets_for(categories):
 
 
 @pytest.mark.parametrize("eigen_smooth", [False, True], ids=["plain", "eigen"])
-@pytest.mark.parametrize("method", METHODS, ids=IDS)
-def test_batch_equals_single_calls(method, eigen_smooth, model, images):
+def test_batch_equals_single_calls(method_name, eigen_smooth, images):
+    method, model = method_and_model(method_name)
     categories = [1, 4, 1]
     cam = make(method, model)
     batched = cam(images, targets_for(categories), eigen_smooth=eigen_smooth)
@@ -94,8 +108,8 @@ def test_batch_equals_single_calls(method, eigen_smooth, model, images):
     assert np.abs(batched[0] - batched[2]).max() > 0.05  # different images, different maps
 
 
-@pytest.mark.parametrize("method", METHODS, ids=IDS)
-def test_batch_with_default_targets_equals_single_calls(method, model, images):
+def test_batch_with_default_targets_equals_single_calls(method_name, images):
+    method, model = method_and_model(method_name)
     cam = make(method, model)
     batched = cam(images)
     top = cam.outputs.argmax(dim=1).tolist()
@@ -184,8 +198,8 @@ def _hand_aug_smooth(cam, images, targets, transforms):
     return np.mean(maps, axis=0)
 
 
-@pytest.mark.parametrize("method", METHODS, ids=IDS)
-def test_aug_smooth_is_the_average_of_deaugmented_maps(method, model, images):
+def test_aug_smooth_is_the_average_of_deaugmented_maps(method_name, images):
+    method, model = method_and_model(method_name)
     targets = targets_for([2, 0, 4])
     cam = make(method, model, batch_size=64)
     smoothed = cam(images, targets, aug_smooth=True)

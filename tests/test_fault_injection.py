@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from pytorch_grad_cam import METHODS, GuidedBackpropReLUModel
+from pytorch_grad_cam.registry import registered_methods
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
 HOOK_DICTS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks",
@@ -199,8 +200,9 @@ def _fire_at(site: Site, position: str) -> int:
 
 
 # the methods with a batch loop (``BaseCAM.chunks``): perturbation passes or
-# noisy copies; test_batch_loop_methods_are_listed keeps the list complete
-BATCH_LOOP_METHODS = ["ablationcam", "iscam", "scorecam", "smoothgradcam++", "sscam"]
+# noisy copies, the registry's ``extra_passes``; test_batch_loop_methods_are_listed
+# checks the trait against what the methods do
+BATCH_LOOP_METHODS = [info.name for info in registered_methods(extra_passes=True)]
 MATRIX = [(method, site, position) for method in sorted(METHODS) for site, position in SITES
           if site != "batch_loop" or method in BATCH_LOOP_METHODS]
 

@@ -14,6 +14,7 @@ import torchvision
 from torch import nn
 
 from conftest import CAT_BACKGROUND, CAT_HEAD, EGYPTIAN_CAT, peak_in, region_mean
+from pytorch_grad_cam.registry import registered_methods
 from pytorch_grad_cam import (CAM, FEM, KPCA_CAM, METHODS, EigenCAM, EigenGradCAM, FinerCAM,
                               FullGrad, GradCAM, GradCAMElementWise, GradCAMPlusPlus, HiResCAM,
                               LayerCAM, RandomCAM, RefineCAM, ScoreCAM, SegEigenCAM, ShapleyCAM,
@@ -726,7 +727,8 @@ DISCRIMINATIVE = ["hirescam", "gradcamelementwise", "layercam", "eigengradcam", 
 # Not class-discriminative, so not in the list above: RandomCAM (random weights),
 # and EigenCAM, KPCA_CAM and FEM, which ignore the target (they map what the layer
 # responds to most; on this photo that is the cat too, checked separately).
-CLASS_AGNOSTIC = ["eigencam", "kpcacam", "fem"]
+CLASS_AGNOSTIC = [info.name for info in registered_methods(class_specific=False,
+                                                            randomised=False)]
 
 
 def _pretrained_map(model, photo, name, targets=None):

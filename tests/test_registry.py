@@ -1,0 +1,115 @@
+"""The registry of methods: names, traits, and that a method added with one
+decorator is picked up by everything that lists methods."""
+import inspect
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import pytorch_grad_cam
+from pytorch_grad_cam import METHODS, BaseCAM, GradCAM, registry
+from pytorch_grad_cam.metrics.evaluate import evaluate_cam_methods
+from pytorch_grad_cam.registry import get_method, method_info, register_method, registered_methods
+from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+
+def test_every_public_method_class_is_registered_once():
+    public = {obj for name, obj in vars(pytorch_grad_cam).items()
+              if inspect.isclass(obj) and issubclass(obj, BaseCAM) and obj is not BaseCAM}
+    registered = {info.cls for info in registered_methods()}
+    assert public == registered
+    assert len(METHODS) == len(registered) == 22
+    assert list(METHODS)[:6] == ["gradcam", "hirescam", "gradcam++", "xgradcam",
+                                 "ablationcam", "scorecam"]
+
+
+def test_traits_match_what_the_methods_do():
+    assert {i.name for i in registered_methods(uses_gradients=False)} == {
+        n for n, cls in METHODS.items() if not cls.uses_gradients}
+    assert {i.name for i in registered_methods(perturbation=True)} == {
+        "ablationcam", "scorecam", "sscam", "iscam"}
+    assert {i.name for i in registered_methods(sampling=True)} == {"sscam", "iscam"}
+    assert {i.name for i in registered_methods(class_specific=False)} == {
+        "eigencam", "kpcacam", "fem", "randomcam"}
+    assert {i.name for i in registered_methods(extra_passes=True)} == {
+        "ablationcam", "scorecam", "sscam", "iscam", "smoothgradcam++"}
+    assert get_method("cam").needs_linear_head and not get_method("gradcam").needs_linear_head
+    assert not get_method("fullgrad").uses_target_layers
+    assert get_method("randomcam").randomised
+    assert get_method("GradCAM").cls is GradCAM  # case-insensitive
+    assert get_method("gradcam").summary.startswith("Grad-CAM")
+
+
+def test_method_info_of_a_class_and_of_a_combined_class():
+    from pytorch_grad_cam import FinerCAM, HiResCAM
+
+    assert method_info(GradCAM).name == "gradcam"
+    model = _Net()
+    combined = type(FinerCAM(model, [model.relu], base_method=HiResCAM))
+    assert combined is not FinerCAM and issubclass(combined, HiResCAM)
+    assert method_info(combined).name == "finercam"  # the nearest class, not the base method
+    with pytest.raises(KeyError, match="not a registered"):
+        method_info(int)
+
+
+def test_unknown_name_suggests_close_matches():
+    with pytest.raises(KeyError, match="did you mean gradcam"):
+        get_method("gradcm")
+    with pytest.raises(KeyError, match="Registered methods: gradcam, hirescam"):
+        get_method("nothing-like-it")
+    with pytest.raises(TypeError, match="must be a string"):
+        get_method(3)
+
+
+def test_a_name_cannot_be_taken_twice(monkeypatch):
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
+    with pytest.raises(ValueError, match="taken by GradCAM"):
+        @register_method("gradcam")
+        class Other(BaseCAM):
+            pass
+    with pytest.raises(ValueError, match="lower-case"):
+        register_method("Bad Name")
+
+
+def test_methods_is_a_read_only_live_view():
+    with pytest.raises(TypeError):
+        METHODS["x"] = GradCAM  # type: ignore[index]
+    assert "gradcam" in METHODS and "nope" not in METHODS
+    assert "GradCAM" in repr(METHODS)
+
+
+class _Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.relu = nn.ReLU()
+        self.fc = nn.Linear(4, 3)
+
+    def forward(self, x):
+        return self.fc(self.relu(self.conv(x)).mean(dim=(2, 3)))
+
+
+def test_a_new_method_is_one_class_and_one_decorator(monkeypatch):
+    """Registered in a test (the registry is restored afterwards), a new
+    method appears in METHODS and is accepted by name by evaluate_cam_methods."""
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
+
+    @register_method("meangradcam")
+    class MeanGradCAM(BaseCAM):
+        """Mean-Grad-CAM: channels weighted by their mean gradient, halved."""
+
+        def get_cam_weights(self, input_tensor, target_layer, targets, activations, grads):
+            return grads.mean(dim=(2, 3)) / 2
+
+    assert METHODS["meangradcam"] is MeanGradCAM
+    assert list(METHODS)[-1] == "meangradcam"
+    torch.manual_seed(0)
+    model = _Net().eval()
+    x = torch.randn(2, 3, 8, 8)
+    targets = [ClassifierOutputTarget(0), ClassifierOutputTarget(2)]
+    ours = MeanGradCAM(model, [model.relu])(x, targets)
+    np.testing.assert_allclose(ours, GradCAM(model, [model.relu])(x, targets), atol=1e-6)
+    table = evaluate_cam_methods(model, [model.relu], x, methods=["meangradcam"],
+                                 metrics=["DropInConfidence"], targets=targets)
+    assert list(table) == ["meangradcam"] and np.isfinite(table["meangradcam"]["DropInConfidence"])
