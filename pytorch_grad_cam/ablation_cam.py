@@ -1,4 +1,5 @@
 import math
+from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 
@@ -73,11 +74,11 @@ class AblationCAM(BaseCAM):
         self.chunk_memory = chunk_memory
         #: whether the last call ran only the layers after the target layer
         #: on the ablated copies (None before the first call)
-        self.used_prefix_once = None
+        self.used_prefix_once: Optional[bool] = None
         #: why the last call fell back to full forward passes (None if it did not)
-        self.fallback_reason = None
+        self.fallback_reason: Optional[str] = None
         #: ablated copies per chunk in the last call
-        self.last_chunk_size = None
+        self.last_chunk_size: Optional[int] = None
 
     def _channel_dim(self, raw: torch.Tensor, channels: int) -> int:
         if self.ablation_layer is not None:
@@ -98,7 +99,8 @@ class AblationCAM(BaseCAM):
         image, kept in the call's state): the ablated copies go through
         those layers."""
         layers = {id(layer): i for i, layer in enumerate(self.target_layers)}
-        sizes, fired = [], {}
+        sizes: List[Tuple[int, int]] = []
+        fired: Dict[int, Tuple[int, Optional[int]]] = {}
 
         def measure(module, inputs, output):
             index = layers.get(id(module))
@@ -143,13 +145,13 @@ class AblationCAM(BaseCAM):
         original = self.target_scores(targets, call.outputs).float()
         scores = original[:, None].repeat(1, channels)
         # per call: the path taken, the chunk size and one buffer for the copies
-        state = {"prefix_once": self.prefix_once, "checked": False, "original": original,
-                 "buffer": None, "step": self.batch_size}
+        state: Dict[str, Any] = {"prefix_once": self.prefix_once, "checked": False,
+                                 "original": original, "buffer": None, "step": self.batch_size,
+                                 "fallback_reason": None}
         if self.prefix_once and self._batch_size is None:
             per_copy = raw[:1].numel() * raw.element_size() + call.state["suffix_bytes"][index]
             budget = self.chunk_memory or (2 ** 29 if raw.device.type == "cuda" else 2 ** 27)
             state["step"] = max(self.batch_size, budget // max(1, per_copy))
-        self.fallback_reason = None
         with torch.inference_mode():
             for image in range(batch):
                 ablate = active[image].nonzero().flatten()
@@ -157,8 +159,10 @@ class AblationCAM(BaseCAM):
                     scores[image, ablate] = self._ablated_scores(
                         input_tensor[image:image + 1], image, index, channel_dim, ablate,
                         targets[image], value, state)
+        # what the call did, for the caller to read
         self.used_prefix_once = state["prefix_once"]
         self.last_chunk_size = state["step"]
+        self.fallback_reason = state["fallback_reason"]
         denominator = torch.where(original.abs() < 1e-7, torch.full_like(original, 1e-7), original)
         return (original[:, None] - scores) / denominator[:, None]
 
@@ -174,15 +178,15 @@ class AblationCAM(BaseCAM):
                 scores = self._run(image, index, channel_dim, chunk, target, value, True, state,
                                    control=True)
             except Exception as error:  # the full forwards below raise real errors again
-                self.fallback_reason = f"{type(error).__name__}: {error}"
+                state["fallback_reason"] = f"{type(error).__name__}: {error}"
             else:
                 expected = float(state["original"][image_index])
                 if abs(float(scores[-1]) - expected) <= 1e-3 * max(1.0, abs(expected)):
                     results.append(scores[:-1])
                     done = len(chunk)
                 else:
-                    self.fallback_reason = "the unablated copy did not reproduce the score"
-            if self.fallback_reason is not None:
+                    state["fallback_reason"] = "the unablated copy did not reproduce the score"
+            if state["fallback_reason"] is not None:
                 state.update(prefix_once=False, step=self.batch_size, buffer=None)
         for start, stop in self.chunks(len(ablate) - done, "AblationCAM", size=state["step"]):
             chunk = ablate[done + start:done + stop]

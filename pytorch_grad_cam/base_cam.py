@@ -35,10 +35,11 @@ from __future__ import annotations
 import os
 import sys
 import warnings
+from types import FrameType
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Literal, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -67,7 +68,8 @@ _describe, _given, _model_float_dtype = describe, given, model_float_dtype
 def warn_at_caller(message: str, category: type = UserWarning) -> None:
     """``warnings.warn`` attributed to the first frame outside this package:
     the user's line, however many overrides of a method lie in between."""
-    frame, level = sys._getframe(1), 2
+    frame: Optional[FrameType] = sys._getframe(1)
+    level = 2
     while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(_PACKAGE_DIR):
         frame, level = frame.f_back, level + 1
     warnings.warn(message, category, stacklevel=level)
@@ -299,7 +301,7 @@ class BaseCAM:
         self.activations_and_grads = ActivationsAndGradients(
             self.model, self.target_layers, reshape_transform)
         #: the model's outputs (score tensor) of the last call, detached
-        self.outputs = None
+        self.outputs: Any = None
 
     # ------------------------------------------------------------------ API
     @property
@@ -424,6 +426,11 @@ class BaseCAM:
                                  "that the forward pass uses")
         return input_tensor, raw
 
+    def recorded_activations(self) -> List[torch.Tensor]:
+        """The outputs of the target layers that the last ``record`` saw
+        (every entry is set: ``record`` raises for a layer never called)."""
+        return [a for a in self.activations_and_grads.activations if a is not None]
+
     def forward(self, input_tensor: torch.Tensor, targets: Any,
                 eigen_smooth: bool = False) -> torch.Tensor:
         """Steps 2-7 for one batch: the maps as a torch tensor B x H x W on
@@ -437,7 +444,7 @@ class BaseCAM:
             input_tensor, raw = self.record(input_tensor)
             outputs = self.select_output(raw)
             targets = self.resolve_targets(targets, outputs, batch)
-            activations = list(self.activations_and_grads.activations)
+            activations = self.recorded_activations()
             self._check_layer_shapes(activations, input_tensor)
             if self.uses_gradients:
                 with torch.inference_mode(False), torch.enable_grad():
@@ -445,10 +452,10 @@ class BaseCAM:
                     wrt = list(activations)
                     if self.compute_input_gradient:
                         wrt.append(input_tensor)
-                    grads: List[Optional[torch.Tensor]] = [
-                        g.detach() for g in self.compute_gradients(scores, wrt)]
+                    computed = [g.detach() for g in self.compute_gradients(scores, wrt)]
                 if self.compute_input_gradient:
-                    context.input_gradient = grads.pop()
+                    context.input_gradient = computed.pop()
+                grads: List[Optional[torch.Tensor]] = list(computed)
             else:
                 grads = [None] * len(activations)
                 # the targets are checked once here, before any perturbation pass
@@ -487,10 +494,9 @@ class BaseCAM:
         than the first derivative (ShapleyCAM adds a Hessian-vector
         product); it runs with autograd enabled.
         """
-        if scores.requires_grad:
-            grads = torch.autograd.grad(scores.sum(), list(inputs), allow_unused=True)
-        else:
-            grads = tuple([None] * len(inputs))
+        if not scores.requires_grad:
+            return [torch.zeros_like(x) for x in inputs]
+        grads = torch.autograd.grad(scores.sum(), list(inputs), allow_unused=True)
         return [torch.zeros_like(x) if g is None else g for x, g in zip(inputs, grads)]
 
     def _to_bchw(self, tensor: torch.Tensor, index: int, what: str, batch: int,
@@ -634,13 +640,12 @@ class BaseCAM:
         batch = input_tensor.shape[0]
         group = max(1, self.batch_size // batch)
         result: Optional[torch.Tensor] = None
-        outputs = []
+        outputs: List[Any] = []
         for first in range(0, len(transforms), group):
             chosen = transforms[first:first + group]
             augmented = torch.cat([t.augment_image(input_tensor) for t in chosen], dim=0)
-            if isinstance(targets, _RepeatTarget) or targets is None:
-                all_targets = targets
-            else:
+            all_targets: Any = targets
+            if not (isinstance(targets, _RepeatTarget) or targets is None):
                 all_targets = list(targets) * len(chosen)
             cams = self.forward(augmented, all_targets, eigen_smooth)
             outputs.append(self.outputs)
@@ -661,7 +666,7 @@ class BaseCAM:
     def __enter__(self) -> "BaseCAM":
         return self
 
-    def __exit__(self, exc_type: Any, exc_value: Any, exc_tb: Any) -> bool:
+    def __exit__(self, exc_type: Any, exc_value: Any, exc_tb: Any) -> Literal[False]:
         self.release()
         return False  # never swallow an exception
 

@@ -1,3 +1,5 @@
+from typing import Any, List
+
 import torch
 import torch.nn.functional as F
 
@@ -14,7 +16,7 @@ def bias_layers(model: torch.nn.Module):
     """The modules whose bias FullGrad explains: 2D/3D convolutions with a
     bias, and 2D/3D batch norms with running statistics (in eval mode their
     implicit bias is beta - mu * gamma / sqrt(var + eps))."""
-    layers = []
+    layers: List[torch.nn.Module] = []
     for module in model.modules():
         if isinstance(module, _CONVOLUTIONS) and module.bias is not None:
             layers.append(module)
@@ -25,12 +27,13 @@ def bias_layers(model: torch.nn.Module):
 
 def layer_bias(layer: torch.nn.Module) -> torch.Tensor:
     """The bias a layer adds to every position of each output channel."""
+    norm: Any = layer  # the statistics are tensors here (bias_layers checked them)
     if isinstance(layer, _BATCH_NORMS):
-        scale = torch.rsqrt(layer.running_var + layer.eps)
-        weight = layer.weight if layer.weight is not None else torch.ones_like(scale)
-        bias = layer.bias if layer.bias is not None else torch.zeros_like(scale)
-        return (bias - layer.running_mean * weight * scale).detach()
-    return layer.bias.detach()
+        scale = torch.rsqrt(norm.running_var + norm.eps)
+        weight = norm.weight if norm.weight is not None else torch.ones_like(scale)
+        bias = norm.bias if norm.bias is not None else torch.zeros_like(scale)
+        return (bias - norm.running_mean * weight * scale).detach()
+    return norm.bias.detach()
 
 
 def _rescaled_channel_sum(tensor: torch.Tensor, size) -> torch.Tensor:
@@ -106,14 +109,15 @@ class FullGrad(BaseCAM):
         size = tuple(input_tensor.shape[2:])
         spatial = len(size)
         input_gradient = current_call().input_gradient
-        maps = [_rescaled_channel_sum(input_gradient.float() * input_tensor.float(), size)]
+        assert input_gradient is not None  # compute_input_gradient is set in __init__
+        parts = [_rescaled_channel_sum(input_gradient.float() * input_tensor.float(), size)]
         for index, grad in zip(self.activations_and_grads.recorded_layers, grads):
             if grad.dim() != spatial + 2:
                 continue  # a layer of the other dimensionality (2D vs 3D)
             bias = layer_bias(self.target_layers[index]).to(device=grad.device, dtype=torch.float32)
-            maps.append(_rescaled_channel_sum(grad.float() * bias.reshape((1, -1) + (1,) * spatial),
-                                              size))
-        maps = torch.stack(maps, dim=1)  # B x (1 + layers) x size
+            parts.append(_rescaled_channel_sum(grad.float() * bias.reshape((1, -1) + (1,) * spatial),
+                                               size))
+        maps = torch.stack(parts, dim=1)  # B x (1 + layers) x size
         if eigen_smooth:
             return torch.relu(self.project(maps))[:, None]
         return maps

@@ -45,7 +45,7 @@ class MetaCAM(BaseCAM):
                             f"example GradCAM), got {base!r}")
         if issubclass(base, cls):
             raise ValueError(f"base_method of {cls.__name__} cannot be {cls.__name__} itself")
-        return super().__new__(_combined(cls, base))
+        return super().__new__(_combined(cls, base))  # type: ignore[arg-type]
 
     def __init__(self, model, target_layers=None, reshape_transform=None, base_method=None,
                  **kwargs):

@@ -9,7 +9,7 @@ Nothing here keeps state between calls.
 from __future__ import annotations
 
 import numbers
-from typing import Any, Callable, Iterable, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Iterable, Iterator, List, Optional, Sequence, Tuple, overload
 
 import numpy as np
 import torch
@@ -37,11 +37,17 @@ def given(value: Any) -> str:
     or the type and shape of an array."""
     shape = getattr(value, "shape", None)
     if isinstance(shape, tuple) or isinstance(value, np.ndarray):
-        return f"{type(value).__name__} of shape {tuple(shape)}"
+        return f"{type(value).__name__} of shape {tuple(value.shape)}"
     return f"{describe(value)} ({type(value).__name__})"
 
 
 # ------------------------------------------------------------ plain checks
+@overload
+def check_positive_int(name: str, value: Any) -> int: ...
+@overload
+def check_positive_int(name: str, value: Any, *, allow_none: bool) -> Optional[int]: ...
+
+
 def check_positive_int(name: str, value: Any, *, allow_none: bool = False) -> Optional[int]:
     """``value`` as an int >= 1 (or None when ``allow_none``); TypeError /
     ValueError naming ``name`` otherwise."""
@@ -53,6 +59,12 @@ def check_positive_int(name: str, value: Any, *, allow_none: bool = False) -> Op
     if value < 1:
         raise ValueError(f"{name} must be >= 1, got {value}")
     return int(value)
+
+
+@overload
+def check_seed(value: Any) -> int: ...
+@overload
+def check_seed(value: Any, *, allow_none: bool) -> Optional[int]: ...
 
 
 def check_seed(value: Any, *, allow_none: bool = False) -> Optional[int]:
@@ -69,9 +81,10 @@ def check_non_negative(name: str, value: Any) -> float:
     """``value`` as a float >= 0."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a non-negative number, got {given(value)}")
-    if not value >= 0:
+    number = float(value)
+    if not number >= 0:
         raise ValueError(f"{name} must be >= 0, got {value}")
-    return float(value)
+    return number
 
 
 def check_model(model: Any) -> torch.nn.Module:
@@ -84,10 +97,10 @@ def check_model(model: Any) -> torch.nn.Module:
 def model_device(model: torch.nn.Module,
                  fallback: Optional[torch.device] = None) -> torch.device:
     """The device of the model's first parameter or buffer."""
-    for tensor in model.parameters():
-        return tensor.device
-    for tensor in model.buffers():
-        return tensor.device
+    for parameter in model.parameters():
+        return parameter.device
+    for buffer in model.buffers():
+        return buffer.device
     return fallback if fallback is not None else torch.device("cpu")
 
 
@@ -265,13 +278,13 @@ def target_scores(targets: Sequence[Callable], outputs: Any) -> torch.Tensor:
             index = torch.tensor([category % classes for category in categories],
                                  device=outputs.device)
             return outputs.gather(1, index[:, None])[:, 0]
-    scores = []
-    for index, (target, output) in enumerate(zip(targets, outputs)):
+    scores: List[torch.Tensor] = []
+    for position, (target, output) in enumerate(zip(targets, outputs)):
         score = target(output)
         if not isinstance(score, torch.Tensor):
             score = torch.as_tensor(score, dtype=torch.float32)
         if score.numel() != 1:
-            raise ValueError(f"targets[{index}] ({type(target).__name__}) returned a "
+            raise ValueError(f"targets[{position}] ({type(target).__name__}) returned a "
                              f"tensor of shape {tuple(score.shape)}; a target must "
                              "return one scalar score per image")
         scores.append(score.reshape(()))
@@ -320,6 +333,7 @@ def chunked_scores(model: torch.nn.Module, count: int,
                 rows = resolve_targets(None if targets is None else targets[start:stop],
                                        outputs)
             else:
+                assert targets is not None, "owners index into targets"
                 rows = [targets[i] for i in owner_list[start:stop]]
             chunk_scores = target_scores(rows, outputs).float()
             if scores is None:

@@ -44,7 +44,7 @@ class ShapleyCAM(BaseCAM):
             return [torch.zeros_like(x) for x in inputs]
         grads = torch.autograd.grad(scores.sum(), inputs, create_graph=True, allow_unused=True)
         results = []
-        for index, (x, g) in enumerate(zip(inputs, grads)):
+        for x, g in zip(inputs, grads):
             if g is None:
                 results.append(torch.zeros_like(x))
                 continue

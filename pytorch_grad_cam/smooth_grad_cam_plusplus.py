@@ -1,4 +1,4 @@
-from typing import Optional
+from typing import List, Optional
 
 import torch
 
@@ -59,11 +59,11 @@ class SmoothGradCAMPlusPlus(BaseCAM):
         device, dtype = input_tensor.device, input_tensor.dtype
         flat = input_tensor.flatten(1)
         sigma = self.noise_level * (flat.amax(dim=1) - flat.amin(dim=1))
-        generators = [None] * batch
+        generators: List[Optional[torch.Generator]] = [None] * batch
         if self.seed is not None:
             generators = [torch.Generator(device=device).manual_seed(self.seed)
                           for _ in range(batch)]
-        sums = None
+        sums: Optional[List[List[torch.Tensor]]] = None
         for start, stop in self.chunks(batch * n, "SmoothGradCAM++"):
             images = [k // n for k in range(start, stop)]
             with torch.inference_mode(False):  # the copies must be able to enter autograd
@@ -76,7 +76,7 @@ class SmoothGradCAMPlusPlus(BaseCAM):
             outputs = self.select_output(raw)
             with torch.inference_mode(False), torch.enable_grad():
                 scores = self.target_scores([targets[b] for b in images], outputs)
-                layer_grads = self.compute_gradients(scores, self.activations_and_grads.activations)
+                layer_grads = self.compute_gradients(scores, self.recorded_activations())
             self.activations_and_grads.release()
             if sums is None:
                 sums = [[torch.zeros((batch,) + tuple(g.shape[1:]), dtype=torch.float32,
@@ -85,6 +85,7 @@ class SmoothGradCAMPlusPlus(BaseCAM):
                 g = g.detach().float()
                 for power, total in enumerate(layer_sums, start=1):
                     total.index_add_(0, index.to(g.device), g.pow(power))
+        assert sums is not None  # at least one chunk ran
         return [[total / n for total in layer_sums] for layer_sums in sums]
 
     def get_cam_weights(self, input_tensor, target_layer, targets, activations, grads):

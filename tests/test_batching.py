@@ -152,7 +152,7 @@ def test_ablation_runs_only_the_layers_after_the_target_when_it_can(images):
         captured = {}
         original = cam.get_cam_weights
 
-        def spy(*args, original=original):
+        def spy(*args, original=original, captured=captured):
             captured["weights"] = original(*args)
             return captured["weights"]
 

@@ -211,7 +211,8 @@ def test_aug_smooth_grouping_of_the_copies_does_not_change_the_maps(method):
         cam = method(model=model, target_layers=[model.layer2[-1]], batch_size=batch_size,
                      progress=False)
         passes = []
-        handle = model.register_forward_pre_hook(lambda m, i: passes.append(i[0].shape[0]))
+        handle = model.register_forward_pre_hook(
+            lambda m, i, passes=passes: passes.append(i[0].shape[0]))
         try:
             maps = cam(input_tensor=x, targets=TARGETS, aug_smooth=True)
         finally:

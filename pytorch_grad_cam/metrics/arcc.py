@@ -86,12 +86,12 @@ class Coherency:
                 with torch.inference_mode():
                     _, targets = original_scores(model, inputs, None, step)
             masked = inputs * cams.unsqueeze(1).to(inputs.dtype)
-            mixed = []
+            parts = []
             for start in range(0, inputs.shape[0], step):
                 stop = min(inputs.shape[0], start + step)
-                mixed.append(torch.as_tensor(base_method(input_tensor=masked[start:stop],
+                parts.append(torch.as_tensor(base_method(input_tensor=masked[start:stop],
                                                          targets=targets[start:stop])))
-            mixed = torch.cat(mixed).to(cams.device)
+            mixed = torch.cat(parts).to(cams.device)
         rho = batch_pearson_coherency(mixed, cams)  # tensors in, tensor out
         return ((rho + 1) / 2).cpu().numpy().astype(np.float32)
 

@@ -33,7 +33,7 @@ def multiply_tensor_with_cam(input_tensor: torch.Tensor, cam: torch.Tensor) -> t
     return input_tensor * cam.unsqueeze(-3)
 
 
-multiply_tensor_with_cam.batched = True
+multiply_tensor_with_cam.batched = True  # type: ignore[attr-defined]
 
 
 class CamMultImageConfidenceChange(PerturbationConfidenceMetric):

@@ -117,10 +117,10 @@ class _CausalMetric:
                                        batch_size)
             curves = scores.reshape(batch, points)
             areas = auc(curves)
-        areas = areas.cpu().numpy().astype(np.float32)
+        result = areas.cpu().numpy().astype(np.float32)
         if return_curves:
-            return areas, curves.cpu().numpy().astype(np.float32)
-        return areas
+            return result, curves.cpu().numpy().astype(np.float32)
+        return result
 
 
 class DeletionAUC(_CausalMetric):

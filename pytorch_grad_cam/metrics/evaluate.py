@@ -246,7 +246,7 @@ def format_table(rows: Dict[str, Dict[str, object]], precision: int = 4) -> str:
     metrics = list(next(iter(rows.values())))
     header = ["method"] + metrics
     better = [""] + [f"({METRICS.get(m, '?')})" for m in metrics]
-    lines = [[name] + [f"{float(np.mean(values[m])):.{precision}f}" for m in metrics]
+    lines = [[name] + [f"{float(np.mean(np.asarray(values[m]))):.{precision}f}" for m in metrics]
              for name, values in rows.items()]
     widths = [max(len(row[i]) for row in [header, better] + lines) for i in range(len(header))]
 

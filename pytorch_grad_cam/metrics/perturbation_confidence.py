@@ -130,9 +130,10 @@ def _check_percentile(percentile):
         return percentile
     if isinstance(percentile, bool) or not isinstance(percentile, numbers.Real):
         raise TypeError(f"percentile must be a number in [0, 100] or 'auto', got {percentile!r}")
-    if not 0 <= percentile <= 100:
+    value = float(percentile)
+    if not 0 <= value <= 100:
         raise ValueError(f"percentile must be in [0, 100], got {percentile}")
-    return float(percentile)
+    return value
 
 
 def otsu_threshold(cams: torch.Tensor) -> torch.Tensor:
@@ -240,8 +241,8 @@ class AveragerAcrossThresholds:
     def __call__(self, input_tensor: torch.Tensor, cams, targets, model: torch.nn.Module):
         metrics = [self.imputer(percentile) for percentile in self.percentiles]
         if not all(isinstance(m, PerturbationConfidenceMetric) for m in metrics):
-            return np.mean(np.float32([m(input_tensor, cams, targets, model) for m in metrics]),
-                           axis=0)
+            return np.mean(np.asarray([m(input_tensor, cams, targets, model) for m in metrics],
+                                      dtype=np.float32), axis=0)
         batch_size = self.batch_size or metrics[0].batch_size
         before, after = run_perturbations(input_tensor, cams, targets, model,
                                           [m.perturbation for m in metrics], batch_size)

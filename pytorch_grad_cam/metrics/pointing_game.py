@@ -91,7 +91,7 @@ class PointingGame:
         if isinstance(tolerance, bool) or not isinstance(tolerance, numbers.Real) \
                 or not tolerance >= 0:
             raise ValueError(f"tolerance must be a number of pixels >= 0, got {tolerance!r}")
-        self.tolerance = float(tolerance)
+        self.tolerance: float = float(tolerance)
 
     def __call__(self, grayscale_cams, regions) -> np.ndarray:
         cams = _as_maps(grayscale_cams)

@@ -48,8 +48,9 @@ def _kernel(weighting) -> torch.Tensor:
     for entry in weighting:
         try:
             (dy, dx), weight = entry
-        except (TypeError, ValueError):
-            raise ValueError(f"weighting entries must be ((dy, dx), weight), got {entry!r}")
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"weighting entries must be ((dy, dx), weight), "
+                             f"got {entry!r}") from error
         if not (dy in (-1, 0, 1) and dx in (-1, 0, 1)) or (dy, dx) == (0, 0):
             raise ValueError(f"weighting offsets must be neighbours in -1..1 other than (0, 0), "
                              f"got {(dy, dx)}")
@@ -183,12 +184,12 @@ class NoisyLinearImputer:
             raise ValueError(f"noise must be a number >= 0, got {noise!r}")
         if not (isinstance(tol, numbers.Real) and tol > 0):
             raise ValueError(f"tol must be a positive number, got {tol!r}")
-        self.noise = float(noise)
-        self.weighting = list(weighting)
+        self.noise: float = float(noise)
+        self.weighting: list = list(weighting)
         _kernel(self.weighting)
-        self.seed = check_seed(seed)
-        self.tol = float(tol)
-        self.max_iter = max_iter
+        self.seed: int = check_seed(seed)
+        self.tol: float = float(tol)
+        self.max_iter: Optional[int] = max_iter
 
     def __call__(self, img: torch.Tensor, mask) -> torch.Tensor:
         single = img.dim() == 3

@@ -20,9 +20,9 @@ def preprocess_image(img: np.ndarray, mean: Sequence[float] = IMAGENET_MEAN,
         raise ValueError(f"img must be an H x W x C image, got shape {img.shape}")
     if img.dtype == np.uint8:
         img = img.astype(np.float32) / 255.0
-    mean = np.asarray(mean, dtype=np.float32).reshape(1, 1, -1)
-    std = np.asarray(std, dtype=np.float32).reshape(1, 1, -1)
-    normalised = (img.astype(np.float32) - mean) / std
+    mean_array = np.asarray(mean, dtype=np.float32).reshape(1, 1, -1)
+    std_array = np.asarray(std, dtype=np.float32).reshape(1, 1, -1)
+    normalised = (img.astype(np.float32) - mean_array) / std_array
     return torch.from_numpy(np.ascontiguousarray(normalised.transpose(2, 0, 1)))[None]
 
 

@@ -5,6 +5,8 @@ Each target is called with the output of one image (for a classifier a
 1-D tensor of scores); most also accept a batch (2-D) and then return one
 score per image.
 """
+from typing import Any
+
 import numpy as np
 import torch
 import torchvision
@@ -190,8 +192,8 @@ class FinerWeightedTarget:
     def __call__(self, model_output):
         probabilities = torch.softmax(model_output, dim=-1)
         main = _select_class(model_output, self.main_category)
-        numerator = 0
-        denominator = 0
+        numerator: Any = 0
+        denominator: Any = 0
         for category in self.comparison_categories:
             weight = _select_class(probabilities, category)
             numerator = numerator + weight * (main - self.alpha * _select_class(model_output, category))

@@ -7,6 +7,8 @@ for its stem and its head, so a hook on it would fire twice; the wrapper
 here gives the head its own ReLU6, ``model.head_activation``, the layer to
 explain (1280 x 7 x 7 at 224 x 224 input).
 """
+from typing import Any
+
 import torch
 from torch import nn
 
@@ -26,7 +28,7 @@ class EfficientNetLite0(nn.Module):
         self.head_activation = nn.ReLU6()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        net = self.net
+        net: Any = self.net  # the package's EfficientNet (untyped attributes)
         x = net._swish(net._bn0(net._conv_stem(x)))
         rate = net._global_params.drop_connect_rate
         for index, block in enumerate(net._blocks):
