@@ -8,11 +8,34 @@ after them.
 
 Hooks live only for the duration of one forward pass: ``record()`` is a
 context manager that registers them and always removes them.
+
+Several threads may run calls on one shared model at once: a hook acts only
+in the thread (more exactly, the ``contextvars`` context) whose call
+registered it, so a forward pass of another thread through the same layer
+is neither recorded nor changed.
 """
 from contextlib import contextmanager
-from typing import Callable, List, Optional
+from contextvars import ContextVar
+from typing import Any, Callable, Iterator, List, Optional, Tuple
 
 import torch
+
+# the hook owners active in the current thread's context
+_ACTIVE: ContextVar[Tuple[object, ...]] = ContextVar("pytorch_grad_cam_active_hooks", default=())
+
+
+@contextmanager
+def owned_hooks() -> Iterator[Callable[[], bool]]:
+    """A fresh owner for hooks registered inside the block: yields
+    ``mine()``, which is True only in this thread's context while the
+    block runs. Hooks on shared modules call it first and do nothing
+    otherwise."""
+    owner = object()
+    token = _ACTIVE.set(_ACTIVE.get() + (owner,))
+    try:
+        yield lambda: owner in _ACTIVE.get()
+    finally:
+        _ACTIVE.reset(token)
 
 
 class ActivationsAndGradients:
@@ -39,7 +62,7 @@ class ActivationsAndGradients:
         self.call_counts: List[int] = [0] * len(self.target_layers)
         self.track_gradients = True
 
-    def _hook(self, index: int, module, inputs, output):
+    def _hook(self, index: int, module: torch.nn.Module, inputs: Any, output: Any) -> Any:
         self.call_counts[index] += 1
         if not isinstance(output, torch.Tensor):
             raise TypeError(
@@ -62,7 +85,7 @@ class ActivationsAndGradients:
         self._store(index, output.detach().clone())
         return None
 
-    def _empty(self) -> list:
+    def _empty(self) -> List[Any]:
         return [] if self.every_call else [None] * len(self.target_layers)
 
     def _store(self, index: int, tensor: torch.Tensor) -> None:
@@ -73,25 +96,28 @@ class ActivationsAndGradients:
             self.activations[index] = tensor
 
     @contextmanager
-    def record(self):
-        """Register the hooks for one forward pass; they are always removed."""
+    def record(self) -> Iterator["ActivationsAndGradients"]:
+        """Register the hooks for one forward pass; they are always removed.
+        They record only this thread's forward pass."""
         self.activations = self._empty()
         self.gradients = self._empty()
         self.recorded_layers = []
         self.call_counts = [0] * len(self.target_layers)
         handles = []
-        try:
-            for index, layer in enumerate(self.target_layers):
-                handles.append(layer.register_forward_hook(
-                    lambda module, inputs, output, index=index:
-                        self._hook(index, module, inputs, output)))
-            yield self
-        finally:
-            for handle in handles:
-                handle.remove()
+        with owned_hooks() as mine:
+            try:
+                for index, layer in enumerate(self.target_layers):
+                    handles.append(layer.register_forward_hook(
+                        lambda module, inputs, output, index=index:
+                            self._hook(index, module, inputs, output) if mine() else None))
+                yield self
+            finally:
+                for handle in handles:
+                    handle.remove()
 
     @contextmanager
-    def replace_output(self, index: int, function: Callable[[torch.Tensor], torch.Tensor]):
+    def replace_output(self, index: int,
+                       function: Callable[[torch.Tensor], torch.Tensor]) -> Iterator[None]:
         """While the block runs, the output of target_layers[index] is
         replaced by function(output) (perturbation methods use this to
         change a layer's output without touching the model).
@@ -101,22 +127,25 @@ class ActivationsAndGradients:
         every forward pass, n the number of calls recorded)."""
         every = max(1, self.call_counts[index])
         calls = [0]
+        with owned_hooks() as mine:
 
-        def hook(module, inputs, output):
-            calls[0] += 1
-            return function(output) if calls[0] % every == 0 else None
+            def hook(module: torch.nn.Module, inputs: Any, output: Any) -> Any:
+                if not mine():
+                    return None  # another thread's forward pass
+                calls[0] += 1
+                return function(output) if calls[0] % every == 0 else None
 
-        handle = self.target_layers[index].register_forward_hook(hook)
-        try:
-            yield
-        finally:
-            handle.remove()
+            handle = self.target_layers[index].register_forward_hook(hook)
+            try:
+                yield
+            finally:
+                handle.remove()
 
-    def __call__(self, x: torch.Tensor):
+    def __call__(self, x: torch.Tensor) -> Any:
         with self.record():
             return self.model(x)
 
-    def release(self):
+    def release(self) -> None:
         """Drop references to the recorded tensors (hooks are already gone)."""
         self.activations = self._empty()
         self.gradients = self._empty()

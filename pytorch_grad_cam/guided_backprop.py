@@ -9,11 +9,12 @@ raised.
 """
 import warnings
 from contextlib import contextmanager
-from typing import Optional
+from typing import Any, Iterator, Optional
 
 import numpy as np
 import torch
 
+from pytorch_grad_cam.activations_and_gradients import owned_hooks
 from pytorch_grad_cam.base_cam import model_state_guard
 from pytorch_grad_cam.scoring import (
     check_targets, model_device, prepare_input, resolve_targets, select_output, target_scores)
@@ -49,19 +50,30 @@ GuidedBackpropReLUasModule = GuidedBackpropReLU
 
 
 @contextmanager
-def guided_relus(model: torch.nn.Module):
-    """Replace every ReLU/ReLU6 module by its guided wrapper inside the block."""
-    replaced = []
-    try:
-        for parent in list(model.modules()):
-            for name, child in list(parent._modules.items()):
-                if isinstance(child, GUIDED_ACTIVATIONS):
-                    parent._modules[name] = GuidedBackpropReLU(child)
-                    replaced.append((parent, name, child))
-        yield
-    finally:
-        for parent, name, child in reversed(replaced):
-            parent._modules[name] = child
+def guided_relus(model: torch.nn.Module) -> Iterator[None]:
+    """Inside the block, every ReLU/ReLU6 module of the model passes only
+    positive gradients back, in this thread's forward passes.
+
+    A forward hook on each activation module applies the positive-gradient
+    function to its output (the activation's own backward adds the x > 0
+    gate); the modules themselves stay where they are, and the forward
+    passes of other threads through them are untouched."""
+    handles = []
+    with owned_hooks() as mine:
+
+        def guide(module: torch.nn.Module, inputs: Any, output: Any) -> Any:
+            if not mine() or not isinstance(output, torch.Tensor):
+                return None
+            return _PositiveGradient.apply(output)
+
+        try:
+            for module in model.modules():
+                if isinstance(module, GUIDED_ACTIVATIONS):
+                    handles.append(module.register_forward_hook(guide))
+            yield
+        finally:
+            for handle in handles:
+                handle.remove()
 
 
 class GuidedBackpropReLUModel:
