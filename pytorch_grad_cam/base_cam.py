@@ -347,6 +347,7 @@ class BaseCAM:
             self.model, self.target_layers, reshape_transform)
         #: the model's outputs (score tensor) of the last call, detached
         self.outputs: Any = None
+        self._warned_empty = False
 
     # ------------------------------------------------------------------ API
     @property
@@ -599,20 +600,20 @@ class BaseCAM:
             cam = torch.relu(cam_per_layer).mean(dim=1)
         return scale_cam_image(cam)
 
-    @staticmethod
-    def _warn_if_empty(cam: np.ndarray) -> None:
-        """One warning per call, naming the images whose map is all zeros."""
+    def _warn_if_empty(self, cam: np.ndarray) -> None:
+        """Once per CAM object (the first call with an all-zero map): which
+        images, why, and which layer of this model to try instead."""
+        if self._warned_empty:
+            return
         empty = np.flatnonzero(cam.reshape(len(cam), -1).max(axis=1) <= 0).tolist()
         if empty:
+            self._warned_empty = True
             warn_at_caller(
-                f"the class activation map is all zeros for image(s) {empty}: no location of the "
-                "target layer has a positive weighted activation for the target, or all "
-                "locations have the same value (for example all gradients are zero, as for the "
-                "output of a Vision Transformer's last block, whose gradients reach only the "
-                "class token, or all activations are zero). Choose an earlier target layer "
-                "(for ViTs encoder.layers[-1].ln_1 / blocks[-1].norm1), another target or "
-                "another method.",
-                RuntimeWarning)
+                f"the class activation map is all zeros for image(s) {empty}: no location of "
+                "the target layer has a positive weighted activation, or all have the same value "
+                "(for example zero gradients, as at a Vision Transformer's last block). Try "
+                f"{_earlier_layer_hint(self.model)}, another target or another method "
+                "(shown once per CAM object).", RuntimeWarning)
 
     # ------------------------------------------------------ method hooks
     def get_cam_weights(self, input_tensor: torch.Tensor, target_layer: torch.nn.Module,
@@ -714,6 +715,19 @@ class BaseCAM:
     def __exit__(self, exc_type: Any, exc_value: Any, exc_tb: Any) -> Literal[False]:
         self.release()
         return False  # never swallow an exception
+
+
+_BLOCK_NORMS = ("ln_1", "norm1", "layernorm_before", "layer_norm1")
+
+
+def _earlier_layer_hint(model: torch.nn.Module) -> str:
+    """An earlier layer, named as this model names it: the norm before the
+    attention of its last transformer block, where it has one."""
+    names = [name for name, _ in model.named_modules()
+             if name.rsplit(".", 1)[-1] in _BLOCK_NORMS]
+    if names:
+        return f"an earlier layer (for this model: {names[-1]})"
+    return "an earlier layer"
 
 
 class _RepeatTarget:

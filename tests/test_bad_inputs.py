@@ -101,6 +101,10 @@ CASES = {
     "input not a tensor": (
         TypeError, ["input_tensor", "ndarray", "torch.Tensor"], 0,
         lambda cls, m: call(cls, m, input_tensor=np.zeros((2, 3, 16, 16), np.float32))),
+    "a photo as numpy H x W x 3": (
+        # the hint names the function that gives the right layout, not torch.from_numpy
+        TypeError, ["input_tensor", "(16, 16, 3)", "preprocess_image(photo)", "1 x 3 x H x W"], 0,
+        lambda cls, m: call(cls, m, input_tensor=np.zeros((16, 16, 3), np.float32))),
     "input of rank 2": (
         ValueError, ["input_tensor", "(3, 16)", "B x C x H x W"], 0,
         lambda cls, m: call(cls, m, input_tensor=x(3, 16))),
