@@ -77,20 +77,36 @@ def warn_at_caller(message: str, category: type = UserWarning) -> None:
     warnings.warn(message, category, stacklevel=level)
 
 
+def resolve_target_layers(model: torch.nn.Module, target_layers: Any) -> List[torch.nn.Module]:
+    """``target_layers`` as modules of ``model``: each entry a module of
+    the model or a layer path (``"layer4[-1]"``, resolved by
+    ``layers.resolve_layer``, with close matches on a typo); checked by
+    :func:`check_target_layers`."""
+    from pytorch_grad_cam.layers import resolve_layer
+
+    if isinstance(target_layers, (list, tuple)):
+        target_layers = [resolve_layer(model, layer) if isinstance(layer, str) else layer
+                         for layer in target_layers]
+    check_target_layers(model, target_layers)
+    return list(target_layers)
+
+
 def check_target_layers(model: torch.nn.Module, target_layers: Any) -> None:
     """Raise TypeError/ValueError, naming the entry and the value given,
     unless ``target_layers`` is a non-empty list of modules of ``model``."""
     if not isinstance(target_layers, (list, tuple)):
-        raise TypeError(f"target_layers must be a list of torch.nn.Module, "
-                        f"got {given(target_layers)}")
+        hint = (f"; for a layer path write target_layers=[{target_layers!r}]"
+                if isinstance(target_layers, str) else "")
+        raise TypeError(f"target_layers must be a list of torch.nn.Module (or layer paths), "
+                        f"got {given(target_layers)}{hint}")
     if len(target_layers) == 0:
         raise ValueError(f"target_layers is empty ({target_layers!r}); give at least one "
                          "module of the model, for example target_layers=[model.layer4[-1]]")
     module_ids = {id(m) for m in model.modules()}
     for index, layer in enumerate(target_layers):
         if not isinstance(layer, torch.nn.Module):
-            raise TypeError(f"target_layers[{index}] must be a torch.nn.Module, "
-                            f"got {given(layer)}")
+            raise TypeError(f"target_layers[{index}] must be a torch.nn.Module or a layer path "
+                            f"such as 'layer4[-1]', got {given(layer)}")
         if id(layer) not in module_ids:
             raise ValueError(f"target_layers[{index}] ({describe(layer)}) is not "
                              "a module of the model; take it from the model itself, "
@@ -307,13 +323,20 @@ class BaseCAM:
             warn_at_caller("passing one module as target_layers is deprecated; "
                            "use target_layers=[layer]", DeprecationWarning)
             target_layers = [target_layers]
+        #: how the target layers were chosen: "given", or "table" / "probe"
+        #: when the library found them (``layer_finder.locate_layers``)
+        self.target_layers_source = "given"
         if target_layers is None:
-            if self.uses_target_layers:
-                raise TypeError("target_layers is required: a list of modules of the model, "
-                                "for example target_layers=[model.layer4[-1]]")
             target_layers = []
+            if self.uses_target_layers:
+                from pytorch_grad_cam.layer_finder import locate_layers
+
+                found = locate_layers(model, output_selector)
+                target_layers, self.target_layers_source = found.layers, found.source
+                if reshape_transform is None:  # an explicit reshape_transform always wins
+                    reshape_transform = found.reshape_transform
         else:
-            check_target_layers(model, target_layers)
+            target_layers = resolve_target_layers(model, target_layers)
         if reshape_transform is not None and not callable(reshape_transform):
             raise TypeError(f"reshape_transform must be callable or None, "
                             f"got {given(reshape_transform)}")

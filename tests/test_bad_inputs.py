@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from pytorch_grad_cam import METHODS, GuidedBackpropReLUModel
+from pytorch_grad_cam.layers import LayerError
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -84,11 +85,14 @@ CASES = {
         ValueError, ["target_layers", "[]", "at least one module"], 0,
         lambda cls, m: cam(cls, m, target_layers=[])),
     "target_layers not a list": (
-        TypeError, ["target_layers", "'conv'", "list of torch.nn.Module"], 0,
-        lambda cls, m: cam(cls, m, target_layers="conv")),
+        TypeError, ["target_layers", "'conv'", "list of torch.nn.Module", "target_layers=['conv']"],
+        0, lambda cls, m: cam(cls, m, target_layers="conv")),
     "target_layers entry not a module": (
-        TypeError, ["target_layers[1]", "'head'", "torch.nn.Module"], 0,
-        lambda cls, m: cam(cls, m, target_layers=[m.conv, "head"])),
+        TypeError, ["target_layers[1]", "3 (int)", "torch.nn.Module or a layer path"], 0,
+        lambda cls, m: cam(cls, m, target_layers=[m.conv, 3])),
+    "target layer path with a typo": (
+        LayerError, ["'cnov'", "did you mean conv"], 0,  # a ValueError
+        lambda cls, m: cam(cls, m, target_layers=["cnov"])),
     "model not a module": (
         TypeError, ["model", "function", "torch.nn.Module"], 0,
         lambda cls, m: cls(model=lambda t: t, target_layers=[m.conv])),

@@ -196,7 +196,7 @@ def test_a_call_that_starts_while_another_has_frozen_the_model_restores_the_user
         inside = threading.Event()
         leave = threading.Event()
 
-        def call_a():
+        def call_a(model=model, inside=inside, leave=leave):
             with model_state_guard(model):
                 assert not any(p.requires_grad for p in model.parameters())
                 inside.set()
