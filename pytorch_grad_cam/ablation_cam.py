@@ -1,9 +1,10 @@
 import math
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import torch
 
 from pytorch_grad_cam.ablation_layer import AblationLayer
+from pytorch_grad_cam.activations_and_gradients import owned_hooks
 from pytorch_grad_cam.base_cam import BaseCAM, _all_modules, current_call
 from pytorch_grad_cam.registry import register_method
 
@@ -52,10 +53,13 @@ class AblationCAM(BaseCAM):
 
     uses_gradients = False
 
-    def __init__(self, model, target_layers=None, reshape_transform=None,
-                 ablation_layer=None, batch_size=None, ratio_channels_to_ablate: float = 1.0,
+    def __init__(self, model: torch.nn.Module,
+                 target_layers: Optional[List[torch.nn.Module]] = None,
+                 reshape_transform: Optional[Callable] = None,
+                 ablation_layer: Optional[AblationLayer] = None, batch_size: Optional[int] = None,
+                 ratio_channels_to_ablate: float = 1.0,
                  prefix_once: bool = True, zero_channel_shortcut: bool = True,
-                 chunk_memory=None, **kwargs):
+                 chunk_memory: Optional[int] = None, **kwargs: Any) -> None:
         super().__init__(model, target_layers, reshape_transform, batch_size=batch_size, **kwargs)
         if ablation_layer is not None and not isinstance(ablation_layer, AblationLayer):
             raise TypeError("ablation_layer must be an AblationLayer (or AblationLayerVit) or "
@@ -93,7 +97,7 @@ class AblationCAM(BaseCAM):
                          f"{tuple(raw.shape)} for {channels} channels; pass "
                          "ablation_layer=AblationLayer() or AblationLayerVit()")
 
-    def record(self, input_tensor):
+    def record(self, input_tensor: torch.Tensor) -> Tuple[torch.Tensor, Any]:
         """The recording forward pass; it also measures, for every target
         layer, the largest output of a layer that runs after it (bytes per
         image, kept in the call's state): the ablated copies go through
@@ -102,7 +106,9 @@ class AblationCAM(BaseCAM):
         sizes: List[Tuple[int, int]] = []
         fired: Dict[int, Tuple[int, Optional[int]]] = {}
 
-        def measure(module, inputs, output):
+        def measure(module: torch.nn.Module, inputs: Any, output: Any) -> None:
+            if not mine():
+                return  # another thread's forward pass
             index = layers.get(id(module))
             if index is not None and isinstance(output, torch.Tensor):
                 fired[index] = (len(sizes), output.data_ptr())  # its last call counts
@@ -111,12 +117,13 @@ class AblationCAM(BaseCAM):
                 if isinstance(tensor, torch.Tensor):
                     sizes.append((tensor.data_ptr(), tensor.numel() * tensor.element_size()))
 
-        handles = [m.register_forward_hook(measure) for m in _all_modules(self.model)]
-        try:
-            result = super().record(input_tensor)
-        finally:
-            for handle in handles:
-                handle.remove()
+        with owned_hooks() as mine:
+            handles = [m.register_forward_hook(measure) for m in _all_modules(self.model)]
+            try:
+                result = super().record(input_tensor)
+            finally:
+                for handle in handles:
+                    handle.remove()
         suffix_bytes = []
         for index in range(len(self.target_layers)):
             start, pointer = fired.get(index, (len(sizes), None))
@@ -126,7 +133,9 @@ class AblationCAM(BaseCAM):
         current_call().state["suffix_bytes"] = suffix_bytes
         return result
 
-    def get_cam_weights(self, input_tensor, target_layer, targets, activations, grads):
+    def get_cam_weights(self, input_tensor: torch.Tensor, target_layer: torch.nn.Module,
+                        targets: List[Callable], activations: torch.Tensor,
+                        grads: Optional[torch.Tensor]) -> torch.Tensor:
         call = current_call()
         index = call.layer_index
         raw = call.activations[index]
@@ -166,8 +175,9 @@ class AblationCAM(BaseCAM):
         denominator = torch.where(original.abs() < 1e-7, torch.full_like(original, 1e-7), original)
         return (original[:, None] - scores) / denominator[:, None]
 
-    def _ablated_scores(self, image, image_index, index, channel_dim, ablate, target, value,
-                        state):
+    def _ablated_scores(self, image: torch.Tensor, image_index: int, index: int,
+                        channel_dim: int, ablate: torch.Tensor, target: Callable, value: float,
+                        state: Dict[str, Any]) -> torch.Tensor:
         results, done = [], 0
         if state["prefix_once"] and not state["checked"]:
             # the first chunk of the call decides, with one unablated copy
@@ -194,14 +204,15 @@ class AblationCAM(BaseCAM):
                                      state["prefix_once"], state))
         return torch.cat(results)
 
-    def _run(self, image, index, channel_dim, chunk, target, value, prefix_once, state,
-             control=False):
+    def _run(self, image: torch.Tensor, index: int, channel_dim: int, chunk: torch.Tensor,
+             target: Callable, value: float, prefix_once: bool, state: Dict[str, Any],
+             control: bool = False) -> torch.Tensor:
         """Scores of the image with each channel of ``chunk`` ablated (plus,
         with ``control``, a last unablated copy)."""
         count = len(chunk) + int(control)
         rows = torch.arange(len(chunk), device=chunk.device)
 
-        def replace(output):
+        def replace(output: torch.Tensor) -> torch.Tensor:
             shape = (count,) + tuple(output.shape[1:])
             # one buffer for the copies of all chunks of the call: a fresh
             # one per chunk costs as much in page faults as the prefix

@@ -13,7 +13,7 @@ class AblationLayer:
 
     channel_dim = 1
 
-    def __init__(self, value: float = 0.0):
+    def __init__(self, value: float = 0.0) -> None:
         self.value = float(value)
 
 

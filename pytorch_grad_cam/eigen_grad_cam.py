@@ -1,3 +1,7 @@
+from typing import Callable, List, Optional
+
+import torch
+
 from pytorch_grad_cam.base_cam import BaseCAM
 from pytorch_grad_cam.utils.svd_on_activations import get_2d_projection
 from pytorch_grad_cam.registry import register_method
@@ -22,8 +26,12 @@ class EigenGradCAM(BaseCAM):
 
     projects = True
 
-    def get_weighted_activations(self, input_tensor, target_layer, targets, activations, grads):
+    def get_weighted_activations(self, input_tensor: torch.Tensor,
+                                 target_layer: torch.nn.Module, targets: List[Callable],
+                                 activations: torch.Tensor,
+                                 grads: Optional[torch.Tensor]) -> torch.Tensor:
+        assert grads is not None  # uses_gradients: the base step passes the gradients
         return grads * activations
 
-    def project(self, weighted):
+    def project(self, weighted: torch.Tensor) -> torch.Tensor:
         return get_2d_projection(weighted, center=False)

@@ -1,3 +1,7 @@
+from typing import Any, Callable, List, Optional
+
+import torch
+
 from pytorch_grad_cam.base_cam import BaseCAM
 from pytorch_grad_cam.registry import register_method
 
@@ -30,14 +34,19 @@ class FEM(BaseCAM):
 
     uses_gradients = False
 
-    def __init__(self, model, target_layers=None, reshape_transform=None, k: float = 2.0,
-                 **kwargs):
+    def __init__(self, model: torch.nn.Module,
+                 target_layers: Optional[List[torch.nn.Module]] = None,
+                 reshape_transform: Optional[Callable] = None, k: float = 2.0,
+                 **kwargs: Any) -> None:
         if isinstance(k, bool) or not isinstance(k, (int, float)):
             raise TypeError(f"k must be a number (standard deviations), got {k!r}")
         super().__init__(model, target_layers, reshape_transform, **kwargs)
         self.k = float(k)
 
-    def get_weighted_activations(self, input_tensor, target_layer, targets, activations, grads):
+    def get_weighted_activations(self, input_tensor: torch.Tensor,
+                                 target_layer: torch.nn.Module, targets: List[Callable],
+                                 activations: torch.Tensor,
+                                 grads: Optional[torch.Tensor]) -> torch.Tensor:
         flat = activations.flatten(2)
         means = flat.mean(dim=2)
         stds = flat.std(dim=2, correction=0)

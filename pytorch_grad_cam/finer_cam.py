@@ -1,4 +1,4 @@
-from typing import Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -48,21 +48,24 @@ class FinerCAM(MetaCAM):
     """
 
     @staticmethod
-    def default_base_method():
+    def default_base_method() -> type:
         from pytorch_grad_cam.grad_cam import GradCAM
         return GradCAM
 
     call_options = ("alpha", "comparison_categories", "target_idx")
 
-    def __init__(self, model, target_layers=None, reshape_transform=None, base_method=None,
+    def __init__(self, model: torch.nn.Module,
+                 target_layers: Optional[List[torch.nn.Module]] = None,
+                 reshape_transform: Optional[Callable] = None, base_method: Optional[type] = None,
                  alpha: float = 1.0, comparison_categories: Sequence[int] = (1, 2, 3),
-                 target_idx: Optional[int] = None, **kwargs):
+                 target_idx: Optional[int] = None, **kwargs: Any) -> None:
         #: the options of every call: (alpha, comparison ranks, target_idx)
         self.finer_options = self._check_options(alpha, comparison_categories, target_idx)
         super().__init__(model, target_layers, reshape_transform, **kwargs)
 
     @staticmethod
-    def _check_options(alpha, comparison_categories, target_idx):
+    def _check_options(alpha: float, comparison_categories: Union[int, Sequence[int]],
+                       target_idx: Optional[int]) -> Tuple[float, List[int], Optional[int]]:
         if isinstance(alpha, bool) or not isinstance(alpha, (int, float)):
             raise TypeError(f"alpha must be a number, got {alpha!r}")
         if isinstance(comparison_categories, (int, np.integer)):
@@ -79,12 +82,12 @@ class FinerCAM(MetaCAM):
         return float(alpha), [int(r) for r in ranks], (None if target_idx is None
                                                        else int(target_idx))
 
-    def check_call_options(self, options):
-        merged = [default if options.get(name) is None else options[name]
-                  for name, default in zip(self.call_options, self.finer_options)]
+    def check_call_options(self, options: Dict[str, Any]) -> Dict[str, Any]:
+        merged: List[Any] = [default if options.get(name) is None else options[name]
+                             for name, default in zip(self.call_options, self.finer_options)]
         return {"finer": self._check_options(*merged)}
 
-    def resolve_targets(self, targets, outputs, batch):
+    def resolve_targets(self, targets: Any, outputs: Any, batch: int) -> List[Callable]:
         alpha, ranks, target_idx = current_call().options.get("finer", self.finer_options)
         if targets is None and target_idx is not None:
             targets = [ClassifierOutputTarget(target_idx)] * batch
@@ -97,7 +100,7 @@ class FinerCAM(MetaCAM):
                              "FinerWeightedTarget targets explicitly")
         scores = outputs.detach().float()
         classes = scores.shape[1]
-        resolved = []
+        resolved: List[Callable] = []
         for index, target in enumerate(targets):
             if type(target) is not ClassifierOutputTarget:
                 resolved.append(target)

@@ -1,4 +1,4 @@
-from typing import Any, List
+from typing import Any, Callable, List, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -12,7 +12,7 @@ _BATCH_NORMS = (torch.nn.BatchNorm2d, torch.nn.BatchNorm3d)
 _MODES = {2: "bilinear", 3: "trilinear"}
 
 
-def bias_layers(model: torch.nn.Module):
+def bias_layers(model: torch.nn.Module) -> List[torch.nn.Module]:
     """The modules whose bias FullGrad explains: 2D/3D convolutions with a
     bias, and 2D/3D batch norms with running statistics (in eval mode their
     implicit bias is beta - mu * gamma / sqrt(var + eps))."""
@@ -36,7 +36,7 @@ def layer_bias(layer: torch.nn.Module) -> torch.Tensor:
     return norm.bias.detach()
 
 
-def _rescaled_channel_sum(tensor: torch.Tensor, size) -> torch.Tensor:
+def _rescaled_channel_sum(tensor: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
     """psi of every channel (absolute value, min-max rescaling to [0, 1]),
     summed over the channels and upsampled to ``size``. Upsampling is
     linear, so summing first and upsampling once is the same as upsampling
@@ -93,7 +93,9 @@ class FullGrad(BaseCAM):
 
     uses_target_layers = False
 
-    def __init__(self, model, target_layers=None, reshape_transform=None, **kwargs):
+    def __init__(self, model: torch.nn.Module,
+                 target_layers: Optional[List[torch.nn.Module]] = None,
+                 reshape_transform: Optional[Callable] = None, **kwargs: Any) -> None:
         kwargs["compute_input_gradient"] = True
         super().__init__(model, target_layers, reshape_transform, **kwargs)
         if target_layers is not None or reshape_transform is not None:
@@ -105,13 +107,17 @@ class FullGrad(BaseCAM):
         self.activations_and_grads = ActivationsAndGradients(self.model, self.target_layers,
                                                              every_call=True)
 
-    def compute_cam_per_layer(self, input_tensor, targets, activations, grads, eigen_smooth):
+    def compute_cam_per_layer(self, input_tensor: torch.Tensor, targets: List[Callable],
+                              activations: List[torch.Tensor],
+                              grads: List[Optional[torch.Tensor]],
+                              eigen_smooth: bool) -> torch.Tensor:
         size = tuple(input_tensor.shape[2:])
         spatial = len(size)
         input_gradient = current_call().input_gradient
         assert input_gradient is not None  # compute_input_gradient is set in __init__
         parts = [_rescaled_channel_sum(input_gradient.float() * input_tensor.float(), size)]
         for index, grad in zip(self.activations_and_grads.recorded_layers, grads):
+            assert grad is not None  # uses_gradients: every layer has its gradient
             if grad.dim() != spatial + 2:
                 continue  # a layer of the other dimensionality (2D vs 3D)
             bias = layer_bias(self.target_layers[index]).to(device=grad.device, dtype=torch.float32)

@@ -1,3 +1,7 @@
+from typing import Callable, List, Optional
+
+import torch
+
 from pytorch_grad_cam.base_cam import BaseCAM
 from pytorch_grad_cam.registry import register_method
 
@@ -12,5 +16,8 @@ class GradCAM(BaseCAM):
     Gradient-based Localization", ICCV 2017, https://arxiv.org/abs/1610.02391
     """
 
-    def get_cam_weights(self, input_tensor, target_layer, targets, activations, grads):
+    def get_cam_weights(self, input_tensor: torch.Tensor, target_layer: torch.nn.Module,
+                        targets: List[Callable], activations: torch.Tensor,
+                        grads: Optional[torch.Tensor]) -> torch.Tensor:
+        assert grads is not None  # uses_gradients: the base step passes the gradients
         return grads.flatten(2).mean(dim=2)

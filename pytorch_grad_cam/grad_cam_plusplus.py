@@ -1,3 +1,5 @@
+from typing import Callable, List, Optional
+
 import torch
 
 from pytorch_grad_cam.base_cam import BaseCAM
@@ -17,7 +19,10 @@ class GradCAMPlusPlus(BaseCAM):
     Convolutional Networks", WACV 2018, https://arxiv.org/abs/1710.11063
     """
 
-    def get_cam_weights(self, input_tensor, target_layer, targets, activations, grads):
+    def get_cam_weights(self, input_tensor: torch.Tensor, target_layer: torch.nn.Module,
+                        targets: List[Callable], activations: torch.Tensor,
+                        grads: Optional[torch.Tensor]) -> torch.Tensor:
+        assert grads is not None  # uses_gradients: the base step passes the gradients
         grads_2 = grads.pow(2)
         return plusplus_weights(activations, grads, grads_2, grads_2 * grads)
 

@@ -1,3 +1,7 @@
+from typing import Callable, List, Optional
+
+import torch
+
 from pytorch_grad_cam.base_cam import BaseCAM, warn_at_caller
 from pytorch_grad_cam.registry import register_method
 
@@ -18,10 +22,14 @@ class HiResCAM(BaseCAM):
     https://arxiv.org/abs/2011.08891
     """
 
-    def get_weighted_activations(self, input_tensor, target_layer, targets, activations, grads):
+    def get_weighted_activations(self, input_tensor: torch.Tensor,
+                                 target_layer: torch.nn.Module, targets: List[Callable],
+                                 activations: torch.Tensor,
+                                 grads: Optional[torch.Tensor]) -> torch.Tensor:
+        assert grads is not None  # uses_gradients: the base step passes the gradients
         return grads * activations
 
-    def project(self, weighted):
+    def project(self, weighted: torch.Tensor) -> torch.Tensor:
         warn_at_caller("HiResCAM with eigen_smooth=True: the map is the principal component "
                        "of the gradient x activation products, for which HiResCAM's "
                        "faithfulness guarantee no longer holds", UserWarning)

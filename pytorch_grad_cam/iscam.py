@@ -1,4 +1,8 @@
 """IS-CAM: integrated Score-CAM."""
+from typing import Any, List, Optional
+
+import torch
+
 from pytorch_grad_cam.sscam import SampledScoreCAM
 from pytorch_grad_cam.registry import register_method
 
@@ -32,10 +36,12 @@ class ISCAM(SampledScoreCAM):
 
     progress_label = "ISCAM"
 
-    def __init__(self, model, target_layers=None, *args, n_samples: int = 10, seed: int = 0,
-                 **kwargs):
+    def __init__(self, model: torch.nn.Module,
+                 target_layers: Optional[List[torch.nn.Module]] = None, *args: Any,
+                 n_samples: int = 10, seed: int = 0, **kwargs: Any) -> None:
         super().__init__(model, target_layers, *args, n_samples=n_samples, seed=seed, **kwargs)
 
-    def perturb(self, images, masks, samples, context):
+    def perturb(self, images: torch.Tensor, masks: torch.Tensor, samples: torch.Tensor,
+                context: Any) -> torch.Tensor:
         steps = (samples + 1).to(images.dtype) / self.n_samples
         return images * masks * steps.reshape((-1,) + (1,) * (images.dim() - 1))

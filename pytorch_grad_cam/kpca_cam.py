@@ -1,3 +1,7 @@
+from typing import Any, Callable, List, Optional
+
+import torch
+
 from pytorch_grad_cam.base_cam import BaseCAM
 from pytorch_grad_cam.utils.svd_on_activations import _KERNELS, get_2d_projection_kernel
 from pytorch_grad_cam.registry import register_method
@@ -33,8 +37,10 @@ class KPCA_CAM(BaseCAM):
 
     uses_gradients = False
 
-    def __init__(self, model, target_layers=None, reshape_transform=None, kernel: str = "sigmoid",
-                 gamma=None, **kwargs):
+    def __init__(self, model: torch.nn.Module,
+                 target_layers: Optional[List[torch.nn.Module]] = None,
+                 reshape_transform: Optional[Callable] = None, kernel: str = "sigmoid",
+                 gamma: Optional[float] = None, **kwargs: Any) -> None:
         if kernel not in _KERNELS:
             raise ValueError(f"kernel must be one of {', '.join(_KERNELS)}, got {kernel!r}")
         if gamma is not None and (isinstance(gamma, bool) or not isinstance(gamma, (int, float))
@@ -46,8 +52,11 @@ class KPCA_CAM(BaseCAM):
 
     projects = True
 
-    def get_weighted_activations(self, input_tensor, target_layer, targets, activations, grads):
+    def get_weighted_activations(self, input_tensor: torch.Tensor,
+                                 target_layer: torch.nn.Module, targets: List[Callable],
+                                 activations: torch.Tensor,
+                                 grads: Optional[torch.Tensor]) -> torch.Tensor:
         return activations
 
-    def project(self, weighted):
+    def project(self, weighted: torch.Tensor) -> torch.Tensor:
         return get_2d_projection_kernel(weighted, self.kernel, self.gamma)

@@ -1,3 +1,5 @@
+from typing import Callable, List, Optional
+
 import torch
 
 from pytorch_grad_cam.base_cam import BaseCAM
@@ -21,5 +23,9 @@ class LayerCAM(BaseCAM):
     shallow-layer maps before fusing them is not applied.
     """
 
-    def get_weighted_activations(self, input_tensor, target_layer, targets, activations, grads):
+    def get_weighted_activations(self, input_tensor: torch.Tensor,
+                                 target_layer: torch.nn.Module, targets: List[Callable],
+                                 activations: torch.Tensor,
+                                 grads: Optional[torch.Tensor]) -> torch.Tensor:
+        assert grads is not None  # uses_gradients: the base step passes the gradients
         return torch.relu(grads) * activations

@@ -7,6 +7,9 @@ precedence, and every other step, the channel weighting included, is the
 base method's. Any BaseCAM subclass can be a base method.
 """
 from functools import lru_cache
+from typing import Any, Callable, List, Optional
+
+import torch
 
 from pytorch_grad_cam.base_cam import BaseCAM
 
@@ -29,14 +32,16 @@ class MetaCAM(BaseCAM):
     """
 
     #: the CAM class whose weighting this method uses (set per object)
-    base_method = None
+    base_method: Optional[type] = None
 
     @staticmethod
     def default_base_method() -> type:
         raise NotImplementedError
 
-    def __new__(cls, model=None, target_layers=None, reshape_transform=None, base_method=None,
-                *args, **kwargs):
+    def __new__(cls, model: Optional[torch.nn.Module] = None,
+                target_layers: Optional[List[torch.nn.Module]] = None,
+                reshape_transform: Optional[Callable] = None, base_method: Optional[type] = None,
+                *args: Any, **kwargs: Any) -> "MetaCAM":
         if cls.base_method is not None:  # already combined with a base method
             return super().__new__(cls)
         base = cls.default_base_method() if base_method is None else base_method
@@ -47,6 +52,8 @@ class MetaCAM(BaseCAM):
             raise ValueError(f"base_method of {cls.__name__} cannot be {cls.__name__} itself")
         return super().__new__(_combined(cls, base))  # type: ignore[arg-type]
 
-    def __init__(self, model, target_layers=None, reshape_transform=None, base_method=None,
-                 **kwargs):
+    def __init__(self, model: torch.nn.Module,
+                 target_layers: Optional[List[torch.nn.Module]] = None,
+                 reshape_transform: Optional[Callable] = None, base_method: Optional[type] = None,
+                 **kwargs: Any) -> None:
         super().__init__(model, target_layers, reshape_transform, **kwargs)

@@ -1,4 +1,4 @@
-from typing import Optional
+from typing import Any, Callable, List, Optional
 
 import torch
 
@@ -46,8 +46,10 @@ class CAM(BaseCAM):
 
     uses_gradients = False
 
-    def __init__(self, model, target_layers=None, reshape_transform=None,
-                 fc_layer: Optional[torch.nn.Linear] = None, **kwargs):
+    def __init__(self, model: torch.nn.Module,
+                 target_layers: Optional[List[torch.nn.Module]] = None,
+                 reshape_transform: Optional[Callable] = None,
+                 fc_layer: Optional[torch.nn.Linear] = None, **kwargs: Any) -> None:
         super().__init__(model, target_layers, reshape_transform, **kwargs)
         if fc_layer is None:
             fc_layer = _last_linear(self.model)
@@ -62,7 +64,9 @@ class CAM(BaseCAM):
                              "for example model.fc")
         self.fc_layer = fc_layer
 
-    def get_cam_weights(self, input_tensor, target_layer, targets, activations, grads):
+    def get_cam_weights(self, input_tensor: torch.Tensor, target_layer: torch.nn.Module,
+                        targets: List[Callable], activations: torch.Tensor,
+                        grads: Optional[torch.Tensor]) -> torch.Tensor:
         weight = self.fc_layer.weight
         channels = activations.shape[1]
         if weight.shape[1] != channels:

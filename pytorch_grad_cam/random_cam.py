@@ -1,4 +1,4 @@
-from typing import Optional
+from typing import Any, Callable, List, Optional
 
 import torch
 
@@ -34,13 +34,17 @@ class RandomCAM(BaseCAM):
 
     uses_gradients = False
 
-    def __init__(self, model, target_layers=None, reshape_transform=None,
-                 seed: Optional[int] = 0, **kwargs):
+    def __init__(self, model: torch.nn.Module,
+                 target_layers: Optional[List[torch.nn.Module]] = None,
+                 reshape_transform: Optional[Callable] = None,
+                 seed: Optional[int] = 0, **kwargs: Any) -> None:
         seed = check_seed(seed, allow_none=True)
         super().__init__(model, target_layers, reshape_transform, **kwargs)
         self.seed = seed
 
-    def get_cam_weights(self, input_tensor, target_layer, targets, activations, grads):
+    def get_cam_weights(self, input_tensor: torch.Tensor, target_layer: torch.nn.Module,
+                        targets: List[Callable], activations: torch.Tensor,
+                        grads: Optional[torch.Tensor]) -> torch.Tensor:
         generator = None
         if self.seed is not None:
             generator = torch.Generator(device=activations.device).manual_seed(self.seed)

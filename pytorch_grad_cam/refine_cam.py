@@ -1,3 +1,5 @@
+import torch
+
 from pytorch_grad_cam.meta_cam import MetaCAM
 from pytorch_grad_cam.registry import register_method
 
@@ -29,9 +31,9 @@ class RefineCAM(MetaCAM):
     """
 
     @staticmethod
-    def default_base_method():
+    def default_base_method() -> type:
         from pytorch_grad_cam.grad_cam_plusplus import GradCAMPlusPlus
         return GradCAMPlusPlus
 
-    def aggregate_multi_layers(self, cam_per_layer):
+    def aggregate_multi_layers(self, cam_per_layer: torch.Tensor) -> torch.Tensor:
         return super().aggregate_multi_layers(cam_per_layer.prod(dim=1, keepdim=True))

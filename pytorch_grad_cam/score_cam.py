@@ -45,7 +45,8 @@ class ScoreCAM(BaseCAM):
     #: used in the progress bar
     progress_label = "ScoreCAM"
 
-    def __init__(self, model: torch.nn.Module, target_layers: Optional[List[Any]] = None,
+    def __init__(self, model: torch.nn.Module,
+                 target_layers: Optional[List[torch.nn.Module]] = None,
                  reshape_transform: Optional[Callable] = None,
                  constant_channel_shortcut: bool = True, **kwargs: Any) -> None:
         super().__init__(model, target_layers, reshape_transform, **kwargs)

@@ -1,3 +1,5 @@
+from typing import Any, Callable, List, Optional, Sequence
+
 import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
@@ -34,16 +36,18 @@ class ShapleyCAM(BaseCAM):
     2025, https://arxiv.org/abs/2501.06261
     """
 
-    def forward(self, input_tensor, targets, eigen_smooth=False):
+    def forward(self, input_tensor: torch.Tensor, targets: Any,
+                eigen_smooth: bool = False) -> torch.Tensor:
         with sdpa_kernel([SDPBackend.MATH]):
             return super().forward(input_tensor, targets, eigen_smooth)
 
-    def compute_gradients(self, scores, inputs):
+    def compute_gradients(self, scores: torch.Tensor,
+                          inputs: Sequence[torch.Tensor]) -> List[torch.Tensor]:
         inputs = list(inputs)
         if not scores.requires_grad:
             return [torch.zeros_like(x) for x in inputs]
         grads = torch.autograd.grad(scores.sum(), inputs, create_graph=True, allow_unused=True)
-        results = []
+        results: List[torch.Tensor] = []
         for x, g in zip(inputs, grads):
             if g is None:
                 results.append(torch.zeros_like(x))
@@ -56,5 +60,8 @@ class ShapleyCAM(BaseCAM):
             results.append(g.detach() if hvp is None else (g - 0.5 * hvp).detach())
         return results
 
-    def get_cam_weights(self, input_tensor, target_layer, targets, activations, grads):
+    def get_cam_weights(self, input_tensor: torch.Tensor, target_layer: torch.nn.Module,
+                        targets: List[Callable], activations: torch.Tensor,
+                        grads: Optional[torch.Tensor]) -> torch.Tensor:
+        assert grads is not None  # uses_gradients: the base step passes the gradients
         return grads.flatten(2).mean(dim=2)

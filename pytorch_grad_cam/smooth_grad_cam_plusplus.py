@@ -1,4 +1,4 @@
-from typing import List, Optional
+from typing import Any, Callable, List, Optional
 
 import torch
 
@@ -37,8 +37,10 @@ class SmoothGradCAMPlusPlus(BaseCAM):
     https://arxiv.org/abs/1706.03825
     """
 
-    def __init__(self, model, target_layers=None, reshape_transform=None, num_samples: int = 16,
-                 noise_level: float = 0.15, seed: Optional[int] = 0, **kwargs):
+    def __init__(self, model: torch.nn.Module,
+                 target_layers: Optional[List[torch.nn.Module]] = None,
+                 reshape_transform: Optional[Callable] = None, num_samples: int = 16,
+                 noise_level: float = 0.15, seed: Optional[int] = 0, **kwargs: Any) -> None:
         num_samples = check_positive_int("num_samples", num_samples)
         noise_level = check_non_negative("noise_level", noise_level)
         seed = check_seed(seed, allow_none=True)
@@ -47,12 +49,16 @@ class SmoothGradCAMPlusPlus(BaseCAM):
         self.noise_level = noise_level
         self.seed = seed
 
-    def compute_cam_per_layer(self, input_tensor, targets, activations, grads, eigen_smooth):
+    def compute_cam_per_layer(self, input_tensor: torch.Tensor, targets: List[Callable],
+                              activations: List[torch.Tensor],
+                              grads: List[Optional[torch.Tensor]],
+                              eigen_smooth: bool) -> torch.Tensor:
         current_call().state["moments"] = self._noisy_moments(input_tensor, targets)
         return super().compute_cam_per_layer(input_tensor, targets, activations, grads,
                                              eigen_smooth)
 
-    def _noisy_moments(self, input_tensor, targets):
+    def _noisy_moments(self, input_tensor: torch.Tensor,
+                       targets: List[Callable]) -> List[List[torch.Tensor]]:
         """Per target layer, the means of g, g^2 and g^3 over the noisy
         copies (raw layout of the layer's output, one row per image)."""
         batch, n = input_tensor.shape[0], self.num_samples
@@ -88,7 +94,9 @@ class SmoothGradCAMPlusPlus(BaseCAM):
         assert sums is not None  # at least one chunk ran
         return [[total / n for total in layer_sums] for layer_sums in sums]
 
-    def get_cam_weights(self, input_tensor, target_layer, targets, activations, grads):
+    def get_cam_weights(self, input_tensor: torch.Tensor, target_layer: torch.nn.Module,
+                        targets: List[Callable], activations: torch.Tensor,
+                        grads: Optional[torch.Tensor]) -> torch.Tensor:
         call = current_call()
         d1, d2, d3 = (self.layer_gradients(m, input_tensor)
                       for m in call.state["moments"][call.layer_index])

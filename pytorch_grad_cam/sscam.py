@@ -24,7 +24,8 @@ class SampledScoreCAM(ScoreCAM):
 
     progress_label = "SampledScoreCAM"
 
-    def __init__(self, model: torch.nn.Module, target_layers: Optional[List[Any]] = None,
+    def __init__(self, model: torch.nn.Module,
+                 target_layers: Optional[List[torch.nn.Module]] = None,
                  *args: Any, n_samples: int = 10, seed: int = 0, **kwargs: Any) -> None:
         self.n_samples = check_positive_int("n_samples", n_samples)
         self.seed = check_seed(seed)
@@ -67,8 +68,10 @@ class SSCAM(SampledScoreCAM):
 
     progress_label = "SSCAM"
 
-    def __init__(self, model, target_layers=None, *args, n_samples: int = 35,
-                 noise_std: float = 2.0, noise_on: str = "mask", seed: int = 0, **kwargs):
+    def __init__(self, model: torch.nn.Module,
+                 target_layers: Optional[List[torch.nn.Module]] = None, *args: Any,
+                 n_samples: int = 35, noise_std: float = 2.0, noise_on: str = "mask",
+                 seed: int = 0, **kwargs: Any) -> None:
         noise_std = check_non_negative("noise_std", noise_std)
         if noise_on not in ("mask", "input"):
             raise ValueError(f"noise_on must be 'mask' or 'input', got {noise_on!r}")
@@ -85,10 +88,11 @@ class SSCAM(SampledScoreCAM):
         noise = torch.randn(shape, generator=generator, dtype=torch.float32) * self.noise_std
         return noise.to(device=input_tensor.device, dtype=input_tensor.dtype)
 
-    def prepare(self, input_tensor):
+    def prepare(self, input_tensor: torch.Tensor) -> torch.Tensor:
         return self.noise(input_tensor)
 
-    def perturb(self, images, masks, samples, context):
+    def perturb(self, images: torch.Tensor, masks: torch.Tensor, samples: torch.Tensor,
+                context: Any) -> torch.Tensor:
         delta = context[samples]
         if self.noise_on == "mask":
             return images * (masks + delta)

@@ -1,3 +1,7 @@
+from typing import Callable, List, Optional
+
+import torch
+
 from pytorch_grad_cam.base_cam import BaseCAM
 from pytorch_grad_cam.registry import register_method
 
@@ -12,6 +16,9 @@ class XGradCAM(BaseCAM):
     Explanation of CNNs", BMVC 2020, https://arxiv.org/abs/2008.02312
     """
 
-    def get_cam_weights(self, input_tensor, target_layer, targets, activations, grads):
+    def get_cam_weights(self, input_tensor: torch.Tensor, target_layer: torch.nn.Module,
+                        targets: List[Callable], activations: torch.Tensor,
+                        grads: Optional[torch.Tensor]) -> torch.Tensor:
+        assert grads is not None  # uses_gradients: the base step passes the gradients
         sum_activations = activations.flatten(2).sum(dim=2)
         return (grads * activations).flatten(2).sum(dim=2) / (sum_activations + 1e-7)

@@ -9,7 +9,8 @@ W (channels x k) are concept embeddings, the k rows of H their heat maps
 over the positions. A classifier head applied to an embedding tells what a
 concept is.
 """
-from typing import Callable, NamedTuple, Optional, Tuple
+from typing import (Any, Callable, Literal, Mapping, NamedTuple, Optional, Sequence, Tuple,
+                    Union)
 
 import numpy as np
 import torch
@@ -19,6 +20,9 @@ from pytorch_grad_cam.base_cam import model_device, model_state_guard
 from pytorch_grad_cam.scoring import check_positive_int
 from pytorch_grad_cam.utils.image import (
     create_labels_legend, scale_tensor, show_factorization_on_image)
+
+# class names: a dict such as a HuggingFace config's id2label, or a list
+_Labels = Union[Mapping[int, str], Sequence[str]]
 
 
 class NMFResult(NamedTuple):
@@ -72,8 +76,8 @@ def non_negative_matrix_factorization(matrix: torch.Tensor, n_components: int,
     return NMFResult(w, h, torch.stack(errors))
 
 
-def dff(activations, n_components: int = 5, max_iter: int = 200, tol: float = 1e-4,
-        seed: int = 0) -> Tuple[np.ndarray, np.ndarray]:
+def dff(activations: Union[np.ndarray, torch.Tensor], n_components: int = 5,
+        max_iter: int = 200, tol: float = 1e-4, seed: int = 0) -> Tuple[np.ndarray, np.ndarray]:
     """Deep Feature Factorization of B x C x h x w activations (numpy or
     torch).
 
@@ -131,7 +135,7 @@ class DeepFeatureFactorization:
     def __init__(self, model: torch.nn.Module, target_layer: torch.nn.Module,
                  reshape_transform: Optional[Callable] = None,
                  computation_on_concepts: Optional[Callable] = None,
-                 max_iter: int = 200, tol: float = 1e-4, seed: int = 0):
+                 max_iter: int = 200, tol: float = 1e-4, seed: int = 0) -> None:
         if not isinstance(model, torch.nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
         if not isinstance(target_layer, torch.nn.Module) or \
@@ -169,7 +173,8 @@ class DeepFeatureFactorization:
                              "expected B x C x h x w; pass a reshape_transform")
         return activations
 
-    def __call__(self, input_tensor: torch.Tensor, n_components: int = 16):
+    def __call__(self, input_tensor: torch.Tensor,
+                 n_components: int = 16) -> Tuple[np.ndarray, ...]:
         if not isinstance(input_tensor, torch.Tensor) or input_tensor.dim() != 4:
             raise ValueError("input_tensor must be a B x C x H x W tensor")
         n_components = check_positive_int("n_components", n_components)
@@ -189,18 +194,18 @@ class DeepFeatureFactorization:
             outputs = self.computation_on_concepts(embeddings)
         return concepts, explanations, outputs.float().cpu().numpy()
 
-    def release(self):
+    def release(self) -> None:
         self.activations_and_grads.release()
 
-    def __enter__(self):
+    def __enter__(self) -> "DeepFeatureFactorization":
         return self
 
-    def __exit__(self, exc_type, exc_value, exc_tb):
+    def __exit__(self, exc_type: Any, exc_value: Any, exc_tb: Any) -> Literal[False]:
         self.release()
         return False
 
 
-def _labels_of(model, labels, count: int):
+def _labels_of(model: torch.nn.Module, labels: Optional[_Labels], count: int) -> _Labels:
     if labels is not None:
         return labels
     config = getattr(model, "config", None)
@@ -211,9 +216,9 @@ def _labels_of(model, labels, count: int):
 
 
 def run_dff_on_image(model: torch.nn.Module, target_layer: torch.nn.Module,
-                     classifier: Callable, img_pil, img_tensor: torch.Tensor,
+                     classifier: Callable, img_pil: Any, img_tensor: torch.Tensor,
                      reshape_transform: Optional[Callable] = None, n_components: int = 5,
-                     top_k: int = 2, *, labels=None) -> np.ndarray:
+                     top_k: int = 2, *, labels: Optional[_Labels] = None) -> np.ndarray:
     """The DFF picture of one image: the image, the concepts coloured on
     it and a legend naming each concept by the ``top_k`` classes that
     ``classifier`` gives its embedding (softmax scores).

@@ -1,12 +1,18 @@
 """What the metrics share beyond ``pytorch_grad_cam.scoring``: the maps
 as a tensor, and pixel rankings."""
+from typing import Union
+
 import numpy as np
 import torch
 
 from pytorch_grad_cam.scoring import given
 
+#: the maps a metric is given: B x H x W, a numpy array or a torch tensor
+Maps = Union[np.ndarray, torch.Tensor]
 
-def prepare_cams(cams, input_tensor: torch.Tensor, name: str = "grayscale_cams") -> torch.Tensor:
+
+def prepare_cams(cams: Maps, input_tensor: torch.Tensor,
+                 name: str = "grayscale_cams") -> torch.Tensor:
     """The maps as a float32 tensor B x spatial on the input's device."""
     if isinstance(cams, torch.Tensor):
         tensor = cams.detach()

@@ -10,25 +10,32 @@ ARCC: Domeniconi, Stramiglio, Lombardi, Salti, "How to Evaluate and Refine
 your CAM", https://arxiv.org/abs/2605.14641: the harmonic mean of
 Coherency, 1 - Complexity and ROAD (in place of ADCC's Average Drop).
 """
-from typing import Callable, List, Optional, Sequence
+from typing import Callable, Optional, Sequence, overload
 
 import numpy as np
+import numpy.typing as npt
 import torch
 
 from pytorch_grad_cam.base_cam import BaseCAM, model_state_guard
-from pytorch_grad_cam.metrics._common import prepare_cams
+from pytorch_grad_cam.metrics._common import Maps, prepare_cams
 from pytorch_grad_cam.scoring import (
     check_model, check_positive_int, check_targets, prepare_input)
-from pytorch_grad_cam.metrics.perturbation_confidence import original_scores
+from pytorch_grad_cam.metrics.perturbation_confidence import Percentile, original_scores
 from pytorch_grad_cam.metrics.road import ROADCombined
 
 
-def batch_pearson_coherency(a, b):
+@overload
+def batch_pearson_coherency(a: torch.Tensor, b: Maps) -> torch.Tensor: ...
+@overload
+def batch_pearson_coherency(a: np.ndarray, b: Maps) -> np.ndarray: ...
+
+
+def batch_pearson_coherency(a: Maps, b: Maps) -> Maps:
     """Pearson correlation of every pair of maps (B x ...): a float32
     tensor, or a numpy array when ``a`` is one (as in grad-cam 1.5.7). A
     constant map correlates 0 with anything."""
     as_numpy = not isinstance(a, torch.Tensor)
-    a = torch.as_tensor(np.asarray(a)) if as_numpy else a
+    a = a if isinstance(a, torch.Tensor) else torch.as_tensor(np.asarray(a))
     b = torch.as_tensor(np.asarray(b) if not isinstance(b, torch.Tensor) else b).to(a.device)
     a = a.flatten(1).double()
     b = b.flatten(1).double()
@@ -46,7 +53,7 @@ class Complexity:
     mean |L| (in [0, 1] for maps in [0, 1]; lower is better, a simpler
     explanation)."""
 
-    def __call__(self, grayscale_cams) -> np.ndarray:
+    def __call__(self, grayscale_cams: Maps) -> np.ndarray:
         if isinstance(grayscale_cams, torch.Tensor):
             cams = grayscale_cams.detach().float()
         else:
@@ -67,11 +74,11 @@ class Coherency:
     the whole batch; the method chunks its own perturbation passes).
     """
 
-    def __init__(self, batch_size: Optional[int] = None):
+    def __init__(self, batch_size: Optional[int] = None) -> None:
         self.batch_size = check_positive_int("batch_size", batch_size, allow_none=True)
 
-    def __call__(self, input_tensor: torch.Tensor, grayscale_cams,
-                 targets: Optional[List[Callable]], model: torch.nn.Module,
+    def __call__(self, input_tensor: torch.Tensor, grayscale_cams: Maps,
+                 targets: Optional[Sequence[Callable]], model: torch.nn.Module,
                  base_method: BaseCAM) -> np.ndarray:
         check_model(model)
         if not callable(base_method):
@@ -109,8 +116,9 @@ class ARCC:
     ROAD' is meaningful.
     """
 
-    def __init__(self, base_method: BaseCAM, road_percentiles: Sequence = (20, 40, 60, 80),
-                 batch_size: Optional[int] = None, noise: float = 0.01, seed: int = 0):
+    def __init__(self, base_method: BaseCAM,
+                 road_percentiles: Sequence[Percentile] = (20, 40, 60, 80),
+                 batch_size: Optional[int] = None, noise: float = 0.01, seed: int = 0) -> None:
         if not callable(base_method):
             raise TypeError(f"base_method must be a CAM object, got {base_method!r}")
         self.base_method = base_method
@@ -119,15 +127,16 @@ class ARCC:
         self.road = ROADCombined(percentiles=road_percentiles, batch_size=batch_size,
                                  noise=noise, seed=seed)
 
-    def __call__(self, input_tensor: torch.Tensor, grayscale_cams,
-                 targets: Optional[List[Callable]], model: torch.nn.Module) -> np.ndarray:
+    def __call__(self, input_tensor: torch.Tensor, grayscale_cams: Maps,
+                 targets: Optional[Sequence[Callable]], model: torch.nn.Module) -> np.ndarray:
         complexity = self.complexity(grayscale_cams)
         coherency = self.coherency(input_tensor, grayscale_cams, targets, model, self.base_method)
         road = self.road(input_tensor, grayscale_cams, targets, model)
         return arcc_from_parts(coherency, complexity, road)
 
 
-def arcc_from_parts(coherency, complexity, road) -> np.ndarray:
+def arcc_from_parts(coherency: npt.ArrayLike, complexity: npt.ArrayLike,
+                    road: npt.ArrayLike) -> np.ndarray:
     """ARCC from per-image Coherency, Complexity and ROADCombined values."""
     coherency = np.asarray(coherency, dtype=np.float64)
     complexity = np.asarray(complexity, dtype=np.float64)

@@ -18,12 +18,14 @@ papers' percentages). The papers' Y and O are class probabilities: use
 input as given (for ImageNet-normalised inputs, removed pixels become the
 mean colour), as grad-cam 1.5.7 does.
 """
-from typing import Callable, List, Optional
+from typing import Callable, Literal, Optional, Sequence, overload
 
 import numpy as np
 import torch
 
-from pytorch_grad_cam.metrics.perturbation_confidence import PerturbationConfidenceMetric
+from pytorch_grad_cam.metrics._common import Maps
+from pytorch_grad_cam.metrics.perturbation_confidence import (
+    PerturbationConfidenceMetric, WithVisualization)
 
 
 def multiply_tensor_with_cam(input_tensor: torch.Tensor, cam: torch.Tensor) -> torch.Tensor:
@@ -40,7 +42,7 @@ class CamMultImageConfidenceChange(PerturbationConfidenceMetric):
     """Per image: O - Y, the target score of the input multiplied by the
     map minus that of the input (``return_diff=False``: O)."""
 
-    def __init__(self, batch_size: Optional[int] = None):
+    def __init__(self, batch_size: Optional[int] = None) -> None:
         super().__init__(multiply_tensor_with_cam, batch_size)
 
 
@@ -54,15 +56,28 @@ class DropInConfidence(CamMultImageConfidenceChange):
     (``ClassifierOutputSoftmaxTarget``) as the paper does.
     """
 
-    def __init__(self, batch_size: Optional[int] = None, relative: bool = True):
+    def __init__(self, batch_size: Optional[int] = None, relative: bool = True) -> None:
         super().__init__(batch_size)
         self.relative = bool(relative)
 
-    def __call__(self, input_tensor: torch.Tensor, cams, targets: Optional[List[Callable]],
-                 model: torch.nn.Module, return_visualization: bool = False,
-                 return_diff: bool = True):
+    @overload
+    def __call__(self, input_tensor: torch.Tensor, cams: Maps,
+                 targets: Optional[Sequence[Callable]], model: torch.nn.Module,
+                 return_visualization: Literal[False] = False,
+                 return_diff: bool = True) -> np.ndarray: ...
+    @overload
+    def __call__(self, input_tensor: torch.Tensor, cams: Maps,
+                 targets: Optional[Sequence[Callable]], model: torch.nn.Module,
+                 return_visualization: bool = False,
+                 return_diff: bool = True) -> WithVisualization: ...
+
+    def __call__(self, input_tensor: torch.Tensor, cams: Maps,
+                 targets: Optional[Sequence[Callable]], model: torch.nn.Module,
+                 return_visualization: bool = False,
+                 return_diff: bool = True) -> WithVisualization:
         before, after, visualization = self.scores(input_tensor, cams, targets, model,
                                                    return_visualization)
+        assert before is not None  # need_original
         drop = (before - after).clamp_min(0)
         if self.relative:
             if bool((before <= 0).any()):
@@ -80,10 +95,23 @@ class IncreaseInConfidence(CamMultImageConfidenceChange):
     """Per image: 1 if the input multiplied by the map scores higher than
     the input (O > Y), else 0 (higher is better)."""
 
-    def __call__(self, input_tensor: torch.Tensor, cams, targets: Optional[List[Callable]],
-                 model: torch.nn.Module, return_visualization: bool = False,
-                 return_diff: bool = True):
+    @overload
+    def __call__(self, input_tensor: torch.Tensor, cams: Maps,
+                 targets: Optional[Sequence[Callable]], model: torch.nn.Module,
+                 return_visualization: Literal[False] = False,
+                 return_diff: bool = True) -> np.ndarray: ...
+    @overload
+    def __call__(self, input_tensor: torch.Tensor, cams: Maps,
+                 targets: Optional[Sequence[Callable]], model: torch.nn.Module,
+                 return_visualization: bool = False,
+                 return_diff: bool = True) -> WithVisualization: ...
+
+    def __call__(self, input_tensor: torch.Tensor, cams: Maps,
+                 targets: Optional[Sequence[Callable]], model: torch.nn.Module,
+                 return_visualization: bool = False,
+                 return_diff: bool = True) -> WithVisualization:
         before, after, visualization = self.scores(input_tensor, cams, targets, model,
                                                    return_visualization)
+        assert before is not None  # need_original
         result = (after > before).cpu().numpy().astype(np.float32)
         return (result, visualization) if return_visualization else result

@@ -15,14 +15,14 @@ higher is better. RISE scores class probabilities: use
 All images x steps inputs are built lazily, ``batch_size`` at a time, on the
 model's device, under ``torch.inference_mode`` with the model in eval mode.
 """
-from typing import Callable, List, Optional, Union
+from typing import Callable, Literal, Optional, Sequence, Tuple, Union, overload
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from pytorch_grad_cam.base_cam import model_state_guard
-from pytorch_grad_cam.metrics._common import prepare_cams, relevance_rank
+from pytorch_grad_cam.metrics._common import Maps, prepare_cams, relevance_rank
 from pytorch_grad_cam.scoring import (
     batch_size_or_default, check_model, check_positive_int, check_seed, check_targets,
     chunked_scores, prepare_input)
@@ -64,7 +64,7 @@ class _CausalMetric:
     label = ""
 
     def __init__(self, n_steps: int = 100, substrate: Union[str, Callable, None] = None,
-                 batch_size: Optional[int] = None, seed: int = 0):
+                 batch_size: Optional[int] = None, seed: int = 0) -> None:
         n_steps = check_positive_int("n_steps", n_steps)
         substrate = self.default_substrate if substrate is None else substrate
         if isinstance(substrate, str):
@@ -79,8 +79,19 @@ class _CausalMetric:
         self.batch_size = check_positive_int("batch_size", batch_size, allow_none=True)
         self.seed = check_seed(seed)
 
-    def __call__(self, input_tensor: torch.Tensor, cams, targets: Optional[List[Callable]],
-                 model: torch.nn.Module, return_curves: bool = False):
+    @overload
+    def __call__(self, input_tensor: torch.Tensor, cams: Maps,
+                 targets: Optional[Sequence[Callable]], model: torch.nn.Module,
+                 return_curves: Literal[False] = False) -> np.ndarray: ...
+    @overload
+    def __call__(self, input_tensor: torch.Tensor, cams: Maps,
+                 targets: Optional[Sequence[Callable]], model: torch.nn.Module,
+                 return_curves: bool = False
+                 ) -> Union[np.ndarray, Tuple[np.ndarray, np.ndarray]]: ...
+
+    def __call__(self, input_tensor: torch.Tensor, cams: Maps,
+                 targets: Optional[Sequence[Callable]], model: torch.nn.Module,
+                 return_curves: bool = False) -> Union[np.ndarray, Tuple[np.ndarray, np.ndarray]]:
         """Per image the area under the curve (float32 numpy array); with
         ``return_curves`` also the curves, B x (n_steps + 1)."""
         check_model(model)

@@ -7,7 +7,7 @@
                                 methods=[GradCAM, ScoreCAM])
     print(format_table(rows))
 """
-from typing import Callable, Dict, List, Optional, Sequence, Union
+from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -16,12 +16,13 @@ from pytorch_grad_cam.base_cam import BaseCAM, model_state_guard
 from pytorch_grad_cam.registry import METHODS
 from pytorch_grad_cam.scoring import (
     batch_size_or_default, check_model, check_positive_int, check_targets, prepare_input)
+from pytorch_grad_cam.metrics._common import Maps
 from pytorch_grad_cam.metrics.arcc import Coherency, Complexity, arcc_from_parts
 from pytorch_grad_cam.metrics.cam_mult_image import multiply_tensor_with_cam
 from pytorch_grad_cam.metrics.deletion_insertion import DeletionAUC, InsertionAUC
 from pytorch_grad_cam.metrics.perturbation_confidence import (
-    original_scores, run_perturbations)
-from pytorch_grad_cam.metrics.pointing_game import EnergyPointingGame, PointingGame
+    Percentile, original_scores, run_perturbations)
+from pytorch_grad_cam.metrics.pointing_game import EnergyPointingGame, PointingGame, Regions
 from pytorch_grad_cam.metrics.road import ROADLeastRelevantFirst, ROADMostRelevantFirst
 from pytorch_grad_cam.utils.model_targets import (
     ClassifierOutputSoftmaxTarget, ClassifierOutputTarget)
@@ -44,7 +45,7 @@ METRICS = {
 _NEED_REGIONS = ("PointingGame", "EnergyPointingGame")
 
 
-def _method_entries(methods) -> List[tuple]:
+def _method_entries(methods: Optional[Sequence[Union[type, str]]]) -> List[Tuple[str, type]]:
     if methods is None:
         methods = list(METHODS)
     if isinstance(methods, (str, type)) or not isinstance(methods, (list, tuple)):
@@ -52,7 +53,7 @@ def _method_entries(methods) -> List[tuple]:
                         f"pytorch_grad_cam.METHODS, got {methods!r}")
     if not methods:
         raise ValueError("methods is empty; give at least one CAM class, e.g. [GradCAM]")
-    entries = []
+    entries: List[Tuple[str, type]] = []
     for index, method in enumerate(methods):
         if isinstance(method, str):
             if method not in METHODS:
@@ -67,7 +68,7 @@ def _method_entries(methods) -> List[tuple]:
     return entries
 
 
-def _metric_names(metrics, regions) -> List[str]:
+def _metric_names(metrics: Optional[Sequence[str]], regions: Optional[Regions]) -> List[str]:
     if metrics is None:
         return [m for m in METRICS if regions is not None or m not in _NEED_REGIONS]
     if isinstance(metrics, str) or not isinstance(metrics, (list, tuple)):
@@ -80,7 +81,7 @@ def _metric_names(metrics, regions) -> List[str]:
     return list(metrics)
 
 
-def _probability_targets(targets):
+def _probability_targets(targets: Sequence[Callable]) -> List[Callable]:
     """ClassifierOutputTarget(c) -> ClassifierOutputSoftmaxTarget(c); other
     targets stay as they are."""
     return [ClassifierOutputSoftmaxTarget(t.category) if type(t) is ClassifierOutputTarget else t
@@ -90,11 +91,11 @@ def _probability_targets(targets):
 def evaluate_cam_methods(model: torch.nn.Module,
                          target_layers: List[torch.nn.Module],
                          input_tensor: torch.Tensor,
-                         targets: Optional[List[Callable]] = None,
+                         targets: Optional[Sequence[Callable]] = None,
                          methods: Optional[Sequence[Union[type, str]]] = None,
                          *,
                          metrics: Optional[Sequence[str]] = None,
-                         regions=None,
+                         regions: Optional[Regions] = None,
                          reshape_transform: Optional[Callable] = None,
                          batch_size: Optional[int] = None,
                          probability_targets: bool = True,
@@ -192,8 +193,10 @@ def evaluate_cam_methods(model: torch.nn.Module,
     return rows
 
 
-def _score(names, cam, model, inputs, maps, cam_targets, targets, regions, batch_size,
-           percentiles, n_steps) -> Dict[str, np.ndarray]:
+def _score(names: Sequence[str], cam: BaseCAM, model: torch.nn.Module, inputs: torch.Tensor,
+           maps: Maps, cam_targets: Sequence[Callable], targets: Sequence[Callable],
+           regions: Optional[Regions], batch_size: Optional[int],
+           percentiles: Sequence[Percentile], n_steps: int) -> Dict[str, np.ndarray]:
     """Per-image values of the metrics ``names`` for one method's maps;
     ``cam_targets`` are what the maps explain (Coherency recomputes a map
     for them), ``targets`` what the other metrics score."""
@@ -231,8 +234,10 @@ def _score(names, cam, model, inputs, maps, cam_targets, targets, regions, batch
         values["ARCC"] = arcc_from_parts(values["Coherency"], values["Complexity"],
                                          values["ROADCombined"])
     if "PointingGame" in wanted:
+        assert regions is not None  # _metric_names requires them
         values["PointingGame"] = PointingGame()(maps, regions)
     if "EnergyPointingGame" in wanted:
+        assert regions is not None  # _metric_names requires them
         values["EnergyPointingGame"] = EnergyPointingGame()(maps, regions)
     return {name: np.asarray(values[name], dtype=np.float32) for name in names}
 
@@ -250,7 +255,7 @@ def format_table(rows: Dict[str, Dict[str, object]], precision: int = 4) -> str:
              for name, values in rows.items()]
     widths = [max(len(row[i]) for row in [header, better] + lines) for i in range(len(header))]
 
-    def render(row):
+    def render(row: List[str]) -> str:
         return "  ".join([row[0].ljust(widths[0])] +
                          [cell.rjust(width) for cell, width in zip(row[1:], widths[1:])]).rstrip()
 

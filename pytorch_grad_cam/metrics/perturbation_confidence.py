@@ -11,18 +11,23 @@ state is put back afterwards. Scores come back as float32 numpy arrays, one
 value per image.
 """
 import numbers
-from typing import Callable, List, Optional, Sequence
+from typing import Callable, List, Literal, Optional, Sequence, Tuple, Union, overload
 
 import numpy as np
 import torch
 
 from pytorch_grad_cam.base_cam import model_state_guard
-from pytorch_grad_cam.metrics._common import prepare_cams, relevance_rank
+from pytorch_grad_cam.metrics._common import Maps, prepare_cams, relevance_rank
 from pytorch_grad_cam.scoring import (
     batch_size_or_default, check_model, check_positive_int, check_seed, check_targets,
     chunked_scores, prepare_input)
 
 DEFAULT_PERCENTILES = (10, 20, 30, 40, 50, 60, 70, 80, 90)
+
+#: a percentile of pixels kept, in [0, 100], or "auto" (Otsu's threshold)
+Percentile = Union[float, Literal["auto"]]
+#: the per-image values, or with ``return_visualization`` also the perturbed inputs
+WithVisualization = Union[np.ndarray, Tuple[np.ndarray, Optional[torch.Tensor]]]
 
 
 def apply_perturbation(perturbation: Callable, inputs: torch.Tensor,
@@ -37,16 +42,21 @@ def apply_perturbation(perturbation: Callable, inputs: torch.Tensor,
                         for x, cam in zip(inputs, cams)])
 
 
-def original_scores(model, inputs, targets, batch_size, output_selector=None):
+def original_scores(model: torch.nn.Module, inputs: torch.Tensor,
+                    targets: Optional[Sequence[Callable]], batch_size: int,
+                    output_selector: Optional[Callable] = None
+                    ) -> Tuple[torch.Tensor, List[Callable]]:
     """The target scores of the unperturbed inputs, chunked; targets=None
     resolves to each image's top class. Returns (scores, targets)."""
     return chunked_scores(model, inputs.shape[0], lambda start, stop: inputs[start:stop], None,
                           targets, batch_size, output_selector)
 
 
-def perturbed_scores(model, inputs: torch.Tensor, cams: torch.Tensor,
-                     perturbations: Sequence[Callable], targets, batch_size: int,
-                     keep_inputs: bool = False, output_selector=None):
+def perturbed_scores(model: torch.nn.Module, inputs: torch.Tensor, cams: torch.Tensor,
+                     perturbations: Sequence[Callable], targets: Optional[Sequence[Callable]],
+                     batch_size: int, keep_inputs: bool = False,
+                     output_selector: Optional[Callable] = None
+                     ) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
     """Scores of every image under every perturbation: P x B.
 
     The work list is perturbation-major; each chunk of ``batch_size`` rows
@@ -86,14 +96,16 @@ class PerturbationConfidenceMetric:
             CPU).
     """
 
-    def __init__(self, perturbation: Callable, batch_size: Optional[int] = None):
+    def __init__(self, perturbation: Callable, batch_size: Optional[int] = None) -> None:
         if not callable(perturbation):
             raise TypeError(f"perturbation must be callable, got {perturbation!r}")
         self.perturbation = perturbation
         self.batch_size = check_positive_int("batch_size", batch_size, allow_none=True)
 
-    def scores(self, input_tensor, cams, targets, model, return_visualization=False,
-               need_original=True):
+    def scores(self, input_tensor: torch.Tensor, cams: Maps,
+               targets: Optional[Sequence[Callable]], model: torch.nn.Module,
+               return_visualization: bool = False, need_original: bool = True
+               ) -> Tuple[Optional[torch.Tensor], torch.Tensor, Optional[torch.Tensor]]:
         """(original scores or None, perturbed scores, perturbed inputs or
         None) as torch tensors."""
         check_model(model)
@@ -109,20 +121,35 @@ class PerturbationConfidenceMetric:
                                                     targets, batch_size, return_visualization)
         return before, after[0], visualization
 
-    def __call__(self, input_tensor: torch.Tensor, cams, targets: Optional[List[Callable]],
-                 model: torch.nn.Module, return_visualization: bool = False,
-                 return_diff: bool = True):
+    @overload
+    def __call__(self, input_tensor: torch.Tensor, cams: Maps,
+                 targets: Optional[Sequence[Callable]], model: torch.nn.Module,
+                 return_visualization: Literal[False] = False,
+                 return_diff: bool = True) -> np.ndarray: ...
+    @overload
+    def __call__(self, input_tensor: torch.Tensor, cams: Maps,
+                 targets: Optional[Sequence[Callable]], model: torch.nn.Module,
+                 return_visualization: bool = False,
+                 return_diff: bool = True) -> WithVisualization: ...
+
+    def __call__(self, input_tensor: torch.Tensor, cams: Maps,
+                 targets: Optional[Sequence[Callable]], model: torch.nn.Module,
+                 return_visualization: bool = False,
+                 return_diff: bool = True) -> WithVisualization:
         """Per image: score(perturbed) - score(input) (``return_diff=True``)
         or score(perturbed). With ``return_visualization`` also the
         perturbed inputs (a tensor on the model's device)."""
         before, after, visualization = self.scores(input_tensor, cams, targets, model,
                                                    return_visualization, return_diff)
-        result = after - before if return_diff else after
-        result = result.cpu().numpy().astype(np.float32)
+        values = after
+        if return_diff:
+            assert before is not None  # scores(need_original=return_diff) computed it
+            values = after - before
+        result = values.cpu().numpy().astype(np.float32)
         return (result, visualization) if return_visualization else result
 
 
-def _check_percentile(percentile):
+def _check_percentile(percentile: Percentile) -> Percentile:
     if isinstance(percentile, str):
         if percentile != "auto":
             raise ValueError(f"percentile must be a number in [0, 100] or 'auto', "
@@ -178,7 +205,7 @@ class RemoveMostRelevantFirst:
     batched = True
     most_relevant = True
 
-    def __init__(self, percentile, imputer: Callable, seed: int = 0):
+    def __init__(self, percentile: Percentile, imputer: Callable, seed: int = 0) -> None:
         self.percentile = _check_percentile(percentile)
         if not callable(imputer):
             raise TypeError(f"imputer must be callable, got {imputer!r}")
@@ -198,7 +225,7 @@ class RemoveMostRelevantFirst:
             return rank >= pixels - kept  # the `kept` least relevant stay
         return rank < kept  # the `kept` most relevant stay
 
-    def __call__(self, input_tensor: torch.Tensor, mask) -> torch.Tensor:
+    def __call__(self, input_tensor: torch.Tensor, mask: Maps) -> torch.Tensor:
         single = input_tensor.dim() == 3
         inputs = input_tensor[None] if single else input_tensor
         cams = torch.as_tensor(mask, device=inputs.device, dtype=torch.float32)
@@ -225,8 +252,8 @@ class AveragerAcrossThresholds:
     that shares the unperturbed forward pass.
     """
 
-    def __init__(self, imputer: Callable, percentiles: Sequence = DEFAULT_PERCENTILES,
-                 batch_size: Optional[int] = None):
+    def __init__(self, imputer: Callable, percentiles: Sequence[Percentile] = DEFAULT_PERCENTILES,
+                 batch_size: Optional[int] = None) -> None:
         if not callable(imputer):
             raise TypeError(f"imputer must be callable, got {imputer!r}")
         percentiles = list(percentiles)
@@ -238,7 +265,8 @@ class AveragerAcrossThresholds:
         self.percentiles = percentiles
         self.batch_size = check_positive_int("batch_size", batch_size, allow_none=True)
 
-    def __call__(self, input_tensor: torch.Tensor, cams, targets, model: torch.nn.Module):
+    def __call__(self, input_tensor: torch.Tensor, cams: Maps,
+                 targets: Optional[Sequence[Callable]], model: torch.nn.Module) -> np.ndarray:
         metrics = [self.imputer(percentile) for percentile in self.percentiles]
         if not all(isinstance(m, PerturbationConfidenceMetric) for m in metrics):
             return np.mean(np.asarray([m(input_tensor, cams, targets, model) for m in metrics],
@@ -249,8 +277,22 @@ class AveragerAcrossThresholds:
         return (after - before).mean(dim=0).cpu().numpy().astype(np.float32)
 
 
-def run_perturbations(input_tensor, cams, targets, model, perturbations, batch_size,
-                      need_original=True):
+@overload
+def run_perturbations(input_tensor: torch.Tensor, cams: Maps,
+                      targets: Optional[Sequence[Callable]], model: torch.nn.Module,
+                      perturbations: Sequence[Callable], batch_size: Optional[int],
+                      need_original: Literal[True] = True) -> Tuple[torch.Tensor, torch.Tensor]: ...
+@overload
+def run_perturbations(input_tensor: torch.Tensor, cams: Maps,
+                      targets: Optional[Sequence[Callable]], model: torch.nn.Module,
+                      perturbations: Sequence[Callable], batch_size: Optional[int],
+                      need_original: bool = True) -> Tuple[Optional[torch.Tensor], torch.Tensor]: ...
+
+
+def run_perturbations(input_tensor: torch.Tensor, cams: Maps,
+                      targets: Optional[Sequence[Callable]], model: torch.nn.Module,
+                      perturbations: Sequence[Callable], batch_size: Optional[int],
+                      need_original: bool = True) -> Tuple[Optional[torch.Tensor], torch.Tensor]:
     """(original scores B or None, perturbed scores P x B) of several
     perturbations in one batched pass."""
     check_model(model)

@@ -18,12 +18,20 @@ image, an array of B boxes (B x 4) or of B masks (B x H x W). The maps are
 never changed, so no model is needed.
 """
 import numbers
+from typing import Any, Sequence, Union
 
 import numpy as np
+import numpy.typing as npt
 import torch
 
+from pytorch_grad_cam.metrics._common import Maps
 
-def _as_maps(grayscale_cams) -> torch.Tensor:
+#: one region per image: B x 4 boxes, B x H x W masks, or a list of boxes,
+#: lists of boxes or masks
+Regions = Union[np.ndarray, torch.Tensor, Sequence[Any]]
+
+
+def _as_maps(grayscale_cams: Maps) -> torch.Tensor:
     if isinstance(grayscale_cams, torch.Tensor):
         cams = grayscale_cams.detach().float()
     elif isinstance(grayscale_cams, (np.ndarray, list, tuple)):
@@ -36,7 +44,7 @@ def _as_maps(grayscale_cams) -> torch.Tensor:
     return cams
 
 
-def _box_mask(box, shape, device) -> torch.Tensor:
+def _box_mask(box: npt.ArrayLike, shape: Sequence[int], device: torch.device) -> torch.Tensor:
     values = np.asarray(box, dtype=np.float64).reshape(-1)
     if values.shape != (4,):
         raise ValueError(f"a box is (x1, y1, x2, y2), got {box!r}")
@@ -48,7 +56,7 @@ def _box_mask(box, shape, device) -> torch.Tensor:
     return (ys >= y1) & (ys < y2) & (xs >= x1) & (xs < x2)
 
 
-def region_masks(regions, cams: torch.Tensor) -> torch.Tensor:
+def region_masks(regions: Regions, cams: torch.Tensor) -> torch.Tensor:
     """The regions as a boolean tensor B x H x W."""
     batch, shape = cams.shape[0], tuple(cams.shape[1:])
     if isinstance(regions, torch.Tensor):
@@ -87,13 +95,13 @@ class PointingGame:
     region, else 0.0. The mean over images is the pointing accuracy
     (higher is better). ``tolerance`` is 15 pixels in the paper."""
 
-    def __init__(self, tolerance: float = 15):
+    def __init__(self, tolerance: float = 15) -> None:
         if isinstance(tolerance, bool) or not isinstance(tolerance, numbers.Real) \
                 or not tolerance >= 0:
             raise ValueError(f"tolerance must be a number of pixels >= 0, got {tolerance!r}")
         self.tolerance: float = float(tolerance)
 
-    def __call__(self, grayscale_cams, regions) -> np.ndarray:
+    def __call__(self, grayscale_cams: Maps, regions: Regions) -> np.ndarray:
         cams = _as_maps(grayscale_cams)
         masks = region_masks(regions, cams)
         batch, height, width = cams.shape
@@ -110,7 +118,7 @@ class EnergyPointingGame:
     sum_{region} L / sum L (in [0, 1], higher is better; 0 for an all-zero
     map)."""
 
-    def __call__(self, grayscale_cams, regions) -> np.ndarray:
+    def __call__(self, grayscale_cams: Maps, regions: Regions) -> np.ndarray:
         cams = _as_maps(grayscale_cams)
         if bool((cams < 0).any()):
             raise ValueError("grayscale_cams has negative values; the energy-based pointing "

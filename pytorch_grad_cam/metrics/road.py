@@ -21,16 +21,20 @@ to a relative residual of ``tol``. A region with no known pixel at all
 """
 import numbers
 import warnings
-from typing import Optional, Sequence
+from typing import Callable, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from pytorch_grad_cam.scoring import check_positive_int, check_seed
+from pytorch_grad_cam.metrics._common import Maps
 from pytorch_grad_cam.metrics.perturbation_confidence import (
-    DEFAULT_PERCENTILES, AveragerAcrossThresholds, PerturbationConfidenceMetric,
+    DEFAULT_PERCENTILES, AveragerAcrossThresholds, Percentile, PerturbationConfidenceMetric,
     RemoveLeastRelevantFirst, RemoveMostRelevantFirst, run_perturbations)
+
+#: (offset (dy, dx), weight) of neighbours, as the imputation's ``weighting`` takes them
+Weighting = Sequence[Tuple[Tuple[int, int], float]]
 
 #: (offset (dy, dx), weight) of the neighbours in the imputation
 neighbors_weights = [((1, 1), 1 / 12),
@@ -43,7 +47,7 @@ neighbors_weights = [((1, 1), 1 / 12),
                      ((-1, 0), 1 / 6)]
 
 
-def _kernel(weighting) -> torch.Tensor:
+def _kernel(weighting: Weighting) -> torch.Tensor:
     kernel = torch.zeros(3, 3, dtype=torch.float64)
     for entry in weighting:
         try:
@@ -68,7 +72,8 @@ class _Laplacian:
     (L u)_i = S_i u_i - sum_n w_n u_n over its unknown neighbours n, where
     S_i is the sum of the weights of all its neighbours inside the image."""
 
-    def __init__(self, kernel: torch.Tensor, shape, device, dtype):
+    def __init__(self, kernel: torch.Tensor, shape: Sequence[int], device: torch.device,
+                 dtype: torch.dtype) -> None:
         self.kernel = kernel.to(device=device, dtype=dtype)[None, None]
         # the default weights are (1 2 1)^T (1 2 1) / 12 without the centre:
         # two 1-D passes instead of a 3 x 3 convolution
@@ -90,16 +95,17 @@ class _Laplacian:
         return F.conv2d(flat, self.kernel, padding=1).reshape(values.shape)
 
 
-def _conjugate_gradients(operator: _Laplacian, unknown, rhs, tol, max_iter):
+def _conjugate_gradients(operator: _Laplacian, unknown: torch.Tensor, rhs: torch.Tensor,
+                         tol: float, max_iter: int) -> Tuple[torch.Tensor, bool]:
     """Solve L u = rhs on the unknown pixels of every (image, channel) by
     conjugate gradients preconditioned with the diagonal, from u = 0;
     returns (solution, converged)."""
     diagonal = torch.where(unknown, operator.sums, torch.ones_like(operator.sums))
 
-    def apply(u):
+    def apply(u: torch.Tensor) -> torch.Tensor:
         return unknown * (operator.sums * u - operator.neighbours(u))
 
-    def dot(a, b):
+    def dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         return (a * b).flatten(2).sum(dim=2)[..., None, None]
 
     x = torch.zeros_like(rhs)
@@ -129,7 +135,8 @@ def _conjugate_gradients(operator: _Laplacian, unknown, rhs, tol, max_iter):
     return x, converged
 
 
-def linear_imputation(image: torch.Tensor, known: torch.Tensor, weighting=None,
+def linear_imputation(image: torch.Tensor, known: torch.Tensor,
+                      weighting: Optional[Weighting] = None,
                       tol: float = 1e-5, max_iter: Optional[int] = None) -> torch.Tensor:
     """Fill the unknown pixels of ``image`` (B x C x H x W) so that each is
     the weighted mean of its neighbours (the noise-free ROAD imputation).
@@ -178,8 +185,8 @@ class NoisyLinearImputer:
 
     batched = True
 
-    def __init__(self, noise: float = 0.01, weighting=neighbors_weights, seed: int = 0,
-                 tol: float = 1e-5, max_iter: Optional[int] = None):
+    def __init__(self, noise: float = 0.01, weighting: Weighting = neighbors_weights,
+                 seed: int = 0, tol: float = 1e-5, max_iter: Optional[int] = None) -> None:
         if isinstance(noise, bool) or not isinstance(noise, numbers.Real) or not noise >= 0:
             raise ValueError(f"noise must be a number >= 0, got {noise!r}")
         if not (isinstance(tol, numbers.Real) and tol > 0):
@@ -191,7 +198,7 @@ class NoisyLinearImputer:
         self.tol: float = float(tol)
         self.max_iter: Optional[int] = max_iter
 
-    def __call__(self, img: torch.Tensor, mask) -> torch.Tensor:
+    def __call__(self, img: torch.Tensor, mask: Maps) -> torch.Tensor:
         single = img.dim() == 3
         images = img[None] if single else img
         if images.dim() != 4:
@@ -214,7 +221,7 @@ class NoisyLinearImputer:
         return filled[0] if single else filled
 
 
-def _percentiles(percentiles) -> list:
+def _percentiles(percentiles: Sequence[Percentile]) -> List[Percentile]:
     percentiles = list(percentiles)
     if not percentiles:
         raise ValueError("percentiles is empty; give at least one, e.g. [20, 40, 60, 80]")
@@ -231,8 +238,8 @@ class ROADMostRelevantFirst(PerturbationConfidenceMetric):
     RemoveMostRelevantFirst for how ties are ranked).
     """
 
-    def __init__(self, percentile=80, batch_size: Optional[int] = None, noise: float = 0.01,
-                 seed: int = 0):
+    def __init__(self, percentile: Percentile = 80, batch_size: Optional[int] = None,
+                 noise: float = 0.01, seed: int = 0) -> None:
         super().__init__(RemoveMostRelevantFirst(percentile, NoisyLinearImputer(noise, seed=seed),
                                                  seed=seed), batch_size)
 
@@ -246,8 +253,8 @@ class ROADLeastRelevantFirst(PerturbationConfidenceMetric):
     removes the 80 % least relevant pixels (as in grad-cam 1.5.7).
     """
 
-    def __init__(self, percentile=20, batch_size: Optional[int] = None, noise: float = 0.01,
-                 seed: int = 0):
+    def __init__(self, percentile: Percentile = 20, batch_size: Optional[int] = None,
+                 noise: float = 0.01, seed: int = 0) -> None:
         super().__init__(RemoveLeastRelevantFirst(percentile, NoisyLinearImputer(noise, seed=seed),
                                                   seed=seed), batch_size)
 
@@ -256,8 +263,8 @@ class ROADMostRelevantFirstAverage(AveragerAcrossThresholds):
     """ROADMostRelevantFirst averaged over ``percentiles`` (one batched
     pass)."""
 
-    def __init__(self, percentiles: Sequence = DEFAULT_PERCENTILES,
-                 batch_size: Optional[int] = None, noise: float = 0.01, seed: int = 0):
+    def __init__(self, percentiles: Sequence[Percentile] = DEFAULT_PERCENTILES,
+                 batch_size: Optional[int] = None, noise: float = 0.01, seed: int = 0) -> None:
         super().__init__(lambda p: ROADMostRelevantFirst(p, batch_size, noise, seed),
                          _percentiles(percentiles), batch_size)
 
@@ -266,8 +273,8 @@ class ROADLeastRelevantFirstAverage(AveragerAcrossThresholds):
     """ROADLeastRelevantFirst averaged over ``percentiles`` (one batched
     pass)."""
 
-    def __init__(self, percentiles: Sequence = DEFAULT_PERCENTILES,
-                 batch_size: Optional[int] = None, noise: float = 0.01, seed: int = 0):
+    def __init__(self, percentiles: Sequence[Percentile] = DEFAULT_PERCENTILES,
+                 batch_size: Optional[int] = None, noise: float = 0.01, seed: int = 0) -> None:
         super().__init__(lambda p: ROADLeastRelevantFirst(p, batch_size, noise, seed),
                          _percentiles(percentiles), batch_size)
 
@@ -280,8 +287,8 @@ class ROADCombined:
     curves. All 2 x len(percentiles) imputations run in one batched pass.
     """
 
-    def __init__(self, percentiles: Sequence = DEFAULT_PERCENTILES,
-                 batch_size: Optional[int] = None, noise: float = 0.01, seed: int = 0):
+    def __init__(self, percentiles: Sequence[Percentile] = DEFAULT_PERCENTILES,
+                 batch_size: Optional[int] = None, noise: float = 0.01, seed: int = 0) -> None:
         self.percentiles = _percentiles(percentiles)
         self.batch_size = check_positive_int("batch_size", batch_size, allow_none=True)
         self.morf = [ROADMostRelevantFirst(p, batch_size, noise, seed).perturbation
@@ -289,7 +296,8 @@ class ROADCombined:
         self.lerf = [ROADLeastRelevantFirst(p, batch_size, noise, seed).perturbation
                      for p in self.percentiles]
 
-    def __call__(self, input_tensor: torch.Tensor, cams, targets, model: torch.nn.Module):
+    def __call__(self, input_tensor: torch.Tensor, cams: Maps,
+                 targets: Optional[Sequence[Callable]], model: torch.nn.Module) -> np.ndarray:
         _, after = run_perturbations(input_tensor, cams, targets, model, self.lerf + self.morf,
                                      self.batch_size, need_original=False)
         count = len(self.percentiles)

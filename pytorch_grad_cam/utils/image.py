@@ -1,7 +1,7 @@
 """Image helpers: preprocessing, overlays and map scaling."""
 import colorsys
 import functools
-from typing import List, Optional, Sequence, Tuple
+from typing import List, Mapping, Optional, Sequence, Tuple, Union, overload
 
 import cv2
 import numpy as np
@@ -107,7 +107,7 @@ def _resize(cam: torch.Tensor, size: Tuple[int, ...]) -> torch.Tensor:
     return F.interpolate(cam[:, None], size=tuple(size), mode=mode, align_corners=False)[:, 0]
 
 
-def scale_tensor(cam: torch.Tensor, size: Optional[Tuple[int, ...]] = None) -> torch.Tensor:
+def scale_tensor(cam: torch.Tensor, size: Optional[Sequence[int]] = None) -> torch.Tensor:
     """Min-max normalise each map of a B x ... tensor to [0, 1], then resize
     it (bilinear, or trilinear for volumes) to ``size``.
 
@@ -128,7 +128,15 @@ def scale_tensor(cam: torch.Tensor, size: Optional[Tuple[int, ...]] = None) -> t
     return cam
 
 
-def scale_cam_image(cam, target_size=None):
+@overload
+def scale_cam_image(cam: torch.Tensor,
+                    target_size: Optional[Sequence[int]] = None) -> torch.Tensor: ...
+@overload
+def scale_cam_image(cam: np.ndarray, target_size: Optional[Sequence[int]] = None) -> np.ndarray: ...
+
+
+def scale_cam_image(cam: Union[np.ndarray, torch.Tensor],
+                    target_size: Optional[Sequence[int]] = None) -> Union[np.ndarray, torch.Tensor]:
     """Normalise every map of a batch to [0, 1] and resize it.
 
     ``cam`` is a numpy array or a torch tensor (B x H x W, or B x D x H x W).
@@ -155,7 +163,9 @@ def _rainbow(count: int) -> List[np.ndarray]:
     return colors
 
 
-def create_labels_legend(concept_scores: np.ndarray, labels, top_k: int = 2) -> List[str]:
+def create_labels_legend(concept_scores: np.ndarray,
+                         labels: Union[Mapping[int, str], Sequence[str]],
+                         top_k: int = 2) -> List[str]:
     """One legend string per concept: its ``top_k`` categories with their
     scores, one per line ("tabby, tabby cat:0.43").
 
@@ -179,7 +189,8 @@ def create_labels_legend(concept_scores: np.ndarray, labels, top_k: int = 2) -> 
     return legend
 
 
-def _legend_image(height: int, width: int, colors, concept_labels) -> np.ndarray:
+def _legend_image(height: int, width: int, colors: Sequence[np.ndarray],
+                  concept_labels: Sequence[str]) -> np.ndarray:
     """A white H x W x 3 uint8 panel listing each concept's colour and label."""
     panel = np.full((height, width, 3), 255, dtype=np.uint8)
     lines = [(i, text) for i, label in enumerate(concept_labels)
@@ -250,7 +261,8 @@ def show_factorization_on_image(img: np.ndarray, explanations: np.ndarray,
     return result
 
 
-def scale_accross_batch_and_channels(tensor, target_size):
+def scale_accross_batch_and_channels(tensor: Union[np.ndarray, torch.Tensor],
+                                     target_size: Optional[Sequence[int]]) -> np.ndarray:
     """grad-cam 1.5's helper (its spelling kept): :func:`scale_cam_image` of
     every map of a B x C x H x W array, ``target_size`` (width, height);
     returns B x C x height x width."""

@@ -5,7 +5,7 @@ Each target is called with the output of one image (for a classifier a
 1-D tensor of scores); most also accept a batch (2-D) and then return one
 score per image.
 """
-from typing import Any
+from typing import Any, Mapping, Sequence, Union
 
 import numpy as np
 import torch
@@ -21,32 +21,32 @@ def _select_class(model_output: torch.Tensor, category: int) -> torch.Tensor:
 class ClassifierOutputTarget:
     """The raw score (logit) of class ``category``."""
 
-    def __init__(self, category: int):
+    def __init__(self, category: int) -> None:
         if isinstance(category, bool) or not isinstance(category, (int, np.integer)):
             raise TypeError(f"category must be an int class index, got {category!r}")
         self.category = int(category)
 
-    def check_output(self, model_output):
+    def check_output(self, model_output: Any) -> None:
         if isinstance(model_output, torch.Tensor) and model_output.dim() >= 1:
             classes = model_output.shape[-1]
             if not -classes <= self.category < classes:
                 raise ValueError(f"class index {self.category} is out of range for a model "
                                  f"output with {classes} classes (allowed 0..{classes - 1})")
 
-    def __call__(self, model_output):
+    def __call__(self, model_output: torch.Tensor) -> torch.Tensor:
         return _select_class(model_output, self.category)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"ClassifierOutputTarget({self.category})"
 
 
 class ClassifierOutputSoftmaxTarget(ClassifierOutputTarget):
     """The softmax probability of class ``category``."""
 
-    def __call__(self, model_output):
+    def __call__(self, model_output: torch.Tensor) -> torch.Tensor:
         return _select_class(torch.softmax(model_output, dim=-1), self.category)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"ClassifierOutputSoftmaxTarget({self.category})"
 
 
@@ -54,16 +54,16 @@ class BinaryClassifierOutputTarget:
     """For a model with one output logit: the logit for category 1, its
     negation for category 0."""
 
-    def __init__(self, category: int):
+    def __init__(self, category: int) -> None:
         if category not in (0, 1):
             raise ValueError(f"category of a binary classifier must be 0 or 1, got {category!r}")
         self.category = int(category)
 
-    def __call__(self, model_output):
+    def __call__(self, model_output: torch.Tensor) -> torch.Tensor:
         sign = 1 if self.category == 1 else -1
         return model_output * sign
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"BinaryClassifierOutputTarget({self.category})"
 
 
@@ -71,7 +71,7 @@ class RawScoresOutputTarget:
     """The model's output as it is (for models with one output per image,
     such as regressors)."""
 
-    def __call__(self, model_output):
+    def __call__(self, model_output: torch.Tensor) -> torch.Tensor:
         return model_output
 
 
@@ -79,11 +79,11 @@ class SemanticSegmentationTarget:
     """Sum of the class-``category`` scores of a segmentation output
     (C x H x W) inside ``mask`` (H x W, numpy or tensor)."""
 
-    def __init__(self, category: int, mask):
+    def __init__(self, category: int, mask: Union[np.ndarray, torch.Tensor]) -> None:
         self.category = int(category)
         self.mask = torch.as_tensor(np.asarray(mask) if not isinstance(mask, torch.Tensor) else mask)
 
-    def __call__(self, model_output):
+    def __call__(self, model_output: torch.Tensor) -> torch.Tensor:
         mask = self.mask.to(device=model_output.device, dtype=model_output.dtype)
         return (model_output[self.category, :, :] * mask).sum()
 
@@ -100,12 +100,14 @@ class FasterRCNNBoxScoreTarget:
         iou_threshold: minimum IoU for a detection to count.
     """
 
-    def __init__(self, labels, bounding_boxes, iou_threshold: float = 0.5):
+    def __init__(self, labels: Union[Sequence[int], np.ndarray, torch.Tensor],
+                 bounding_boxes: Union[Sequence[Sequence[float]], np.ndarray, torch.Tensor],
+                 iou_threshold: float = 0.5) -> None:
         self.labels = labels
         self.bounding_boxes = bounding_boxes
         self.iou_threshold = iou_threshold
 
-    def __call__(self, model_outputs):
+    def __call__(self, model_outputs: Mapping[str, torch.Tensor]) -> torch.Tensor:
         boxes = model_outputs["boxes"]
         scores = model_outputs["scores"]
         output = scores.sum() * 0  # keeps dtype, device and the graph
@@ -128,19 +130,19 @@ class ClassifierOutputReST:
     softmax (Cai, "CAMs as Shapley Value-based Explainers", 2025,
     https://arxiv.org/abs/2501.06261; the target of ShapleyCAM)."""
 
-    def __init__(self, category: int):
+    def __init__(self, category: int) -> None:
         if isinstance(category, bool) or not isinstance(category, (int, np.integer)):
             raise TypeError(f"category must be an int class index, got {category!r}")
         self.category = int(category)
 
     check_output = ClassifierOutputTarget.check_output
 
-    def __call__(self, model_output):
+    def __call__(self, model_output: torch.Tensor) -> torch.Tensor:
         log_probabilities = torch.log_softmax(model_output, dim=-1)
         return (_select_class(model_output, self.category)
                 + _select_class(log_probabilities, self.category))
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"ClassifierOutputReST({self.category})"
 
 
@@ -153,10 +155,10 @@ class SoftmaxOutputTarget:
     probability is ClassifierOutputSoftmaxTarget(category).
     """
 
-    def __call__(self, model_output):
+    def __call__(self, model_output: torch.Tensor) -> torch.Tensor:
         return torch.softmax(model_output, dim=-1)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return "SoftmaxOutputTarget()"
 
 
@@ -172,7 +174,8 @@ class FinerWeightedTarget:
     p_d are part of the differentiated expression, as in the authors' code.
     """
 
-    def __init__(self, main_category: int, comparison_categories, alpha: float = 1.0):
+    def __init__(self, main_category: int, comparison_categories: Union[int, Sequence[int]],
+                 alpha: float = 1.0) -> None:
         if isinstance(main_category, bool) or not isinstance(main_category, (int, np.integer)):
             raise TypeError(f"main_category must be an int class index, got {main_category!r}")
         categories = [comparison_categories] if isinstance(comparison_categories, (int, np.integer)) \
@@ -185,11 +188,11 @@ class FinerWeightedTarget:
         self.comparison_categories = [int(c) for c in categories]
         self.alpha = float(alpha)
 
-    def check_output(self, model_output):
+    def check_output(self, model_output: Any) -> None:
         for category in [self.main_category] + self.comparison_categories:
             ClassifierOutputTarget(category).check_output(model_output)
 
-    def __call__(self, model_output):
+    def __call__(self, model_output: torch.Tensor) -> torch.Tensor:
         probabilities = torch.softmax(model_output, dim=-1)
         main = _select_class(model_output, self.main_category)
         numerator: Any = 0
@@ -200,7 +203,7 @@ class FinerWeightedTarget:
             denominator = denominator + weight
         return numerator / (denominator + 1e-9)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return (f"FinerWeightedTarget({self.main_category}, {self.comparison_categories}, "
                 f"alpha={self.alpha})")
 
@@ -211,7 +214,7 @@ class SimilarityToConceptTarget:
     embedding models: the map shows where the image looks like the concept
     (for example the embedding of another image, or of a text prompt)."""
 
-    def __init__(self, features):
+    def __init__(self, features: Union[np.ndarray, torch.Tensor]) -> None:
         features = torch.as_tensor(np.asarray(features) if not isinstance(features, torch.Tensor)
                                    else features)
         if features.dim() != 1 or features.numel() == 0:
@@ -219,15 +222,15 @@ class SimilarityToConceptTarget:
                              f"{tuple(features.shape)}")
         self.features = features
 
-    def check_output(self, model_output):
+    def check_output(self, model_output: Any) -> None:
         if isinstance(model_output, torch.Tensor) and model_output.shape[-1:] != self.features.shape:
             raise ValueError(f"the model's embedding has shape {tuple(model_output.shape)} but the "
                              f"concept features have {self.features.numel()} entries")
 
-    def __call__(self, model_output):
+    def __call__(self, model_output: torch.Tensor) -> torch.Tensor:
         features = self.features.to(device=model_output.device, dtype=model_output.dtype)
         return torch.nn.functional.cosine_similarity(model_output, features.expand_as(model_output),
                                                      dim=-1)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"SimilarityToConceptTarget(<{self.features.numel()}-dim features>)"

@@ -1,11 +1,11 @@
 """Reshape transforms: token layouts -> B x C x H x W feature maps."""
 import math
-from typing import Optional
+from typing import Optional, Tuple
 
 import torch
 
 
-def _grid(tokens: int, height: Optional[int], width: Optional[int]):
+def _grid(tokens: int, height: Optional[int], width: Optional[int]) -> Optional[Tuple[int, int]]:
     if height is not None and width is not None:
         return height, width
     side = math.isqrt(tokens)
