@@ -296,7 +296,7 @@ class BaseCAM:
 
     def __init__(self,
                  model: torch.nn.Module,
-                 target_layers=None,
+                 target_layers: Optional[Sequence[Any]] = None,
                  reshape_transform: Optional[Callable] = None,
                  compute_input_gradient: bool = False,
                  uses_gradients: Optional[bool] = None,
@@ -305,8 +305,8 @@ class BaseCAM:
                  progress: bool = True,
                  output_selector: Optional[Callable] = None,
                  *,
-                 target_layer=None,
-                 use_cuda=None):
+                 target_layer: Optional[torch.nn.Module] = None,
+                 use_cuda: Optional[bool] = None) -> None:
         if not isinstance(model, torch.nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {given(model)}")
         if isinstance(reshape_transform, bool) and use_cuda is None:

@@ -9,7 +9,7 @@ raised.
 """
 import warnings
 from contextlib import contextmanager
-from typing import Any, Iterator, Optional
+from typing import Any, Callable, Iterator, List, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -25,11 +25,11 @@ GUIDED_ACTIVATIONS = (torch.nn.ReLU, torch.nn.ReLU6)
 
 class _PositiveGradient(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x):
+    def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
         return x.view_as(x)
 
     @staticmethod
-    def backward(ctx, grad_output):
+    def backward(ctx: Any, grad_output: torch.Tensor) -> torch.Tensor:
         return grad_output.clamp(min=0)
 
 
@@ -37,11 +37,11 @@ class GuidedBackpropReLU(torch.nn.Module):
     """Wraps an activation module: forward unchanged, backward passes only
     positive gradients (the activation's own backward adds the x > 0 gate)."""
 
-    def __init__(self, activation: torch.nn.Module):
+    def __init__(self, activation: torch.nn.Module) -> None:
         super().__init__()
         self.activation = activation
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         return _PositiveGradient.apply(self.activation(x))
 
 
@@ -94,8 +94,9 @@ class GuidedBackpropReLUModel:
     return value, so ``deprocess_image(cam_mask * gb)`` keeps working).
     """
 
-    def __init__(self, model: torch.nn.Module, device=None, output_selector=None, *,
-                 use_cuda=None):
+    def __init__(self, model: torch.nn.Module, device: Union[str, torch.device, bool, None] = None,
+                 output_selector: Optional[Callable] = None, *,
+                 use_cuda: Optional[bool] = None) -> None:
         if output_selector is not None and not callable(output_selector):
             raise TypeError(f"output_selector must be callable or None, "
                             f"got {type(output_selector).__name__}")
@@ -117,16 +118,18 @@ class GuidedBackpropReLUModel:
             self.model = model.to(device)
         self.device = model_device(self.model)
 
-    def forward(self, input_img):
+    def forward(self, input_img: torch.Tensor) -> Any:
         return self.model(input_img)
 
-    def __call__(self, input_img: torch.Tensor, target_category: Optional[int] = None,
-                 targets=None) -> np.ndarray:
+    def __call__(self, input_img: torch.Tensor,
+                 target_category: Union[int, Sequence[int], None] = None,
+                 targets: Optional[Sequence[Callable]] = None) -> np.ndarray:
         x = prepare_input(input_img, self.model, "input_img", volumes=False)
         batch = x.shape[0]
         if targets is None and target_category is not None:
-            categories = (list(target_category) if isinstance(target_category, (list, tuple))
-                          else [target_category] * batch)
+            categories: List[Any] = (list(target_category)
+                                     if isinstance(target_category, (list, tuple))
+                                     else [target_category] * batch)
             targets = [ClassifierOutputTarget(int(c)) for c in categories]
         targets = check_targets(targets, batch)
         with torch.inference_mode(False):

@@ -136,7 +136,7 @@ def get_method(name: str) -> MethodInfo:
     return info
 
 
-def method_info(cls_or_name) -> MethodInfo:
+def method_info(cls_or_name: object) -> MethodInfo:
     """The registry entry of a method class (or of its subclass, for
     example FinerCAM combined with a base method) or name."""
     if isinstance(cls_or_name, str):
