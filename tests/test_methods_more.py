@@ -13,7 +13,7 @@ import torch
 import torchvision
 from torch import nn
 
-from conftest import CAT_BACKGROUND, CAT_HEAD, EGYPTIAN_CAT, peak_in, region_mean
+from photo_regions import CAT_BACKGROUND, CAT_HEAD, EGYPTIAN_CAT, peak_in, region_mean
 from pytorch_grad_cam.registry import registered_methods
 from pytorch_grad_cam import (CAM, FEM, KPCA_CAM, METHODS, EigenCAM, EigenGradCAM, FinerCAM,
                               FullGrad, GradCAM, GradCAMElementWise, GradCAMPlusPlus, HiResCAM,

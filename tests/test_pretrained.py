@@ -13,7 +13,7 @@ import torch
 from pytorch_grad_cam import AblationCAM, GradCAM, GradCAMPlusPlus, ScoreCAM, XGradCAM
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
-from conftest import CAT_BACKGROUND, CAT_HEAD, CUP, ESPRESSO, peak_in, region_mean
+from photo_regions import CAT_BACKGROUND, CAT_HEAD, CUP, ESPRESSO, peak_in, region_mean
 
 METHODS = [GradCAM, GradCAMPlusPlus, XGradCAM, AblationCAM, ScoreCAM]
 # ImageNet's domestic cats: tabby, tiger cat, Persian, Siamese, Egyptian cat

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from conftest import CAT_HEAD, EGYPTIAN_CAT, TABBY, load_photo, peak_in, region_mean
+from photo_regions import CAT_HEAD, EGYPTIAN_CAT, TABBY, load_photo, peak_in, region_mean
 from pytorch_grad_cam import (
     METHODS, ISCAM, SSCAM, DeepFeatureFactorization, ScoreCAM, run_dff_on_image)
 from pytorch_grad_cam.feature_factorization.deep_feature_factorization import (

