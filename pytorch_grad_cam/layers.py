@@ -173,9 +173,9 @@ class FamilyLayers:
         family: the model's class name (``type(model).__name__``).
         paths: the target layer path(s), explained together.
         layout: the token layout of their outputs: ``None`` (B x C x H x W
-            maps), or a key of :data:`LAYOUTS` (``"vit"``, ``"swin"``).
+            maps), or a key of :data:`LAYOUTS` (``"vit"``, ``"swin"``, ``"tokens"``).
         source: where models of this family come from (``"torchvision"``,
-            ``"timm"``, ``"bundled"``), for documentation.
+            ``"timm"``, ``"transformers"``, ``"open_clip"``, ``"bundled"``).
     """
 
     family: str
@@ -212,8 +212,48 @@ DEFAULT_LAYERS: tuple[FamilyLayers, ...] = _rows(
     ("VisionTransformer", "encoder.layers[-1].ln_1", "vit"),
     ("VisionTransformer", "blocks[-1].norm1", "vit", "timm"),           # ViT, DeiT
     ("VisionTransformerDistilled", "blocks[-1].norm1", "vit", "timm"),  # distilled DeiT
-    ("SwinTransformer", "features[-1][-1].norm1", "swin"),
+    ("SwinTransformer", "features[-1][-1].norm1", "swin"),                # v1 and v2
     ("SwinTransformer", "layers[-1].blocks[-1].norm1", "swin", "timm"),
+    # timm (the families whose class names torchvision shares come first above)
+    ("ConvNeXt", "stages[-1]", None, "timm"),
+    ("EfficientNet", "bn2", None, "timm"),
+    ("MobileNetV3", "blocks[-1]", None, "timm"),   # timm pools before its conv_head
+    ("RegNet", "s4", None, "timm"),
+    ("Beit", "blocks[-1].norm1", "vit", "timm"),
+    ("Eva", "blocks[-1].norm1", "vit", "timm"),
+    # Hugging Face transformers (outputs are ModelOutputs with .logits); the
+    # layouts of transformers 5 first, then those of 4.x
+    ("ViTForImageClassification", "vit.layers[-1].layernorm_before", "tokens", "transformers"),
+    ("ViTForImageClassification", "vit.encoder.layer[-1].layernorm_before", "tokens",
+     "transformers"),
+    ("DeiTForImageClassification", "deit.layers[-1].layernorm_before", "tokens", "transformers"),
+    ("DeiTForImageClassification", "deit.encoder.layer[-1].layernorm_before", "tokens",
+     "transformers"),
+    ("DeiTForImageClassificationWithTeacher", "deit.layers[-1].layernorm_before", "tokens",
+     "transformers"),
+    ("DeiTForImageClassificationWithTeacher", "deit.encoder.layer[-1].layernorm_before",
+     "tokens", "transformers"),
+    ("BeitForImageClassification", "beit.layers[-1].layernorm_before", "tokens", "transformers"),
+    ("BeitForImageClassification", "beit.encoder.layer[-1].layernorm_before", "tokens",
+     "transformers"),
+    ("Dinov2ForImageClassification", "dinov2.encoder.layer[-1].norm1", "tokens", "transformers"),
+    ("SwinForImageClassification", "swin.encoder.layers[-1].blocks[-1].layernorm_before",
+     "tokens", "transformers"),
+    ("ConvNextForImageClassification", "convnext.encoder.stages[-1]", None, "transformers"),
+    ("ResNetForImageClassification", "resnet.encoder.stages[-1]", None, "transformers"),
+    ("CLIPModel", "vision_model.encoder.layers[-1].layer_norm1", "tokens", "transformers"),
+    ("CLIPVisionModel", "encoder.layers[-1].layer_norm1", "tokens", "transformers"),
+    ("CLIPVisionModel", "vision_model.encoder.layers[-1].layer_norm1", "tokens",
+     "transformers"),
+    ("CLIPVisionModelWithProjection", "encoder.layers[-1].layer_norm1", "tokens",
+     "transformers"),
+    ("CLIPVisionModelWithProjection", "vision_model.encoder.layers[-1].layer_norm1", "tokens",
+     "transformers"),
+    # open_clip visual towers (model.visual) and whole models
+    ("VisionTransformer", "transformer.resblocks[-1].ln_1", "tokens", "open_clip"),
+    ("ModifiedResNet", "layer4[-1]", None, "open_clip"),
+    ("CLIP", "visual.transformer.resblocks[-1].ln_1", "tokens", "open_clip"),
+    ("CLIP", "visual.layer4[-1]", None, "open_clip"),
 )
 
 
@@ -301,6 +341,9 @@ def _swin_transform(model: torch.nn.Module) -> ReshapeTransform:
 LAYOUTS: dict[str, Callable[[torch.nn.Module], ReshapeTransform]] = {
     "vit": _vit_transform,
     "swin": _swin_transform,
+    # B x tokens x C whose grid is square: the prefix tokens (0 to 8) and the
+    # grid derived from the token count at every call (any input size)
+    "tokens": lambda model: vit_reshape_transform,
 }
 
 

@@ -1,0 +1,156 @@
+"""The family table: for every family the README's table lists, the layer
+found without target_layers is the documented one, and GradCAM with it
+gives a non-empty map for a class target (random weights, no downloads)."""
+import warnings
+
+import numpy as np
+import pytest
+import torch
+import torchvision
+
+from pytorch_grad_cam import GradCAM
+from pytorch_grad_cam.layer_finder import locate_layers
+from pytorch_grad_cam.layers import resolve_layer
+from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+pytestmark = pytest.mark.slow
+
+
+def tv(name, **kwargs):
+    return lambda: getattr(torchvision.models, name)(weights=None, **kwargs)
+
+
+def tv_vit():
+    model = torchvision.models.vit_b_16(weights=None)
+    torch.nn.init.normal_(model.heads.head.weight, std=0.02)  # torchvision starts it at zero
+    return model
+
+
+def timm_model(name, **kwargs):
+    def build():
+        timm = pytest.importorskip("timm", reason="the timm extra is not installed")
+        return timm.create_model(name, pretrained=False, **kwargs)
+    return build
+
+
+def hf(config_name, model_name, **config):
+    def build():
+        transformers = pytest.importorskip("transformers",
+                                           reason="the hf extra (transformers) is not installed")
+        small = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                     intermediate_size=64, image_size=64, patch_size=16, num_labels=5)
+        small.update(config)
+        small = _clean(small)
+        return getattr(transformers, model_name)(getattr(transformers, config_name)(**small))
+    return build
+
+
+# (id, builder, documented layer path, input size)
+CASES = [
+    ("tv-resnet18", tv("resnet18"), "layer4[-1]", 64),
+    ("tv-resnext50_32x4d", tv("resnext50_32x4d"), "layer4[-1]", 64),
+    ("tv-wide_resnet50_2", tv("wide_resnet50_2"), "layer4[-1]", 64),
+    ("tv-vgg11", tv("vgg11"), "features[-1]", 64),
+    ("tv-densenet121", tv("densenet121"), "features[-1]", 64),
+    ("tv-mobilenet_v2", tv("mobilenet_v2"), "features[-1]", 64),
+    ("tv-mobilenet_v3_small", tv("mobilenet_v3_small"), "features[-1]", 64),
+    ("tv-efficientnet_b0", tv("efficientnet_b0"), "features[-1]", 64),
+    ("tv-efficientnet_v2_s", tv("efficientnet_v2_s"), "features[-1]", 64),
+    ("tv-convnext_tiny", tv("convnext_tiny"), "features[-1]", 64),
+    ("tv-regnet_y_400mf", tv("regnet_y_400mf"), "trunk_output", 64),
+    ("tv-mnasnet0_5", tv("mnasnet0_5"), "layers[-1]", 64),
+    ("tv-shufflenet_v2_x0_5", tv("shufflenet_v2_x0_5"), "conv5", 64),
+    ("tv-squeezenet1_0", tv("squeezenet1_0"), "features[-1]", 64),
+    ("tv-alexnet", tv("alexnet"), "features[-1]", 128),
+    ("tv-googlenet", tv("googlenet", aux_logits=False, init_weights=False), "inception5b", 128),
+    ("tv-inception_v3", tv("inception_v3", aux_logits=False, init_weights=False), "Mixed_7c", 160),
+    ("tv-maxvit_t", tv("maxvit_t"), "blocks[-1]", 224),
+    ("tv-vit_b_16", tv_vit, "encoder.layers[-1].ln_1", 224),
+    ("tv-swin_t", tv("swin_t"), "features[-1][-1].norm1", 224),
+    ("tv-swin_v2_t", tv("swin_v2_t"), "features[-1][-1].norm1", 256),
+    ("timm-resnet18", timm_model("resnet18"), "layer4[-1]", 64),
+    ("timm-convnext_atto", timm_model("convnext_atto"), "stages[-1]", 64),
+    ("timm-efficientnet_b0", timm_model("efficientnet_b0"), "bn2", 64),
+    ("timm-mobilenetv3_small_050", timm_model("mobilenetv3_small_050"), "blocks[-1]", 64),
+    ("timm-regnetx_002", timm_model("regnetx_002"), "s4", 64),
+    ("timm-vit_tiny_patch16_224", timm_model("vit_tiny_patch16_224"), "blocks[-1].norm1", 224),
+    ("timm-vit_tiny_patch16_384", timm_model("vit_tiny_patch16_384"), "blocks[-1].norm1", 384),
+    ("timm-deit_tiny_distilled", timm_model("deit_tiny_distilled_patch16_224"),
+     "blocks[-1].norm1", 224),
+    ("timm-vit_small_reg4_dinov2", timm_model("vit_small_patch14_reg4_dinov2", img_size=126),
+     "blocks[-1].norm1", 126),
+    ("timm-swin_tiny", timm_model("swin_tiny_patch4_window7_224"),
+     "layers[-1].blocks[-1].norm1", 224),
+    ("timm-beit_base", timm_model("beit_base_patch16_224"), "blocks[-1].norm1", 224),
+    ("timm-eva02_tiny", timm_model("eva02_tiny_patch14_224"), "blocks[-1].norm1", 224),
+    # transformers 5 spells these blocks vit.layers[i], 4.x vit.encoder.layer[i]
+    ("hf-vit", hf("ViTConfig", "ViTForImageClassification"),
+     ("vit.layers[-1].layernorm_before", "vit.encoder.layer[-1].layernorm_before"), 64),
+    ("hf-deit", hf("DeiTConfig", "DeiTForImageClassificationWithTeacher"),
+     ("deit.layers[-1].layernorm_before", "deit.encoder.layer[-1].layernorm_before"), 64),
+    ("hf-beit", hf("BeitConfig", "BeitForImageClassification"),
+     ("beit.layers[-1].layernorm_before", "beit.encoder.layer[-1].layernorm_before"), 64),
+    ("hf-dinov2", hf("Dinov2Config", "Dinov2ForImageClassification"),
+     "dinov2.encoder.layer[-1].norm1", 64),
+    ("hf-swin", hf("SwinConfig", "SwinForImageClassification", embed_dim=16, depths=[1, 1],
+                   num_heads=[1, 2], window_size=4, patch_size=4, hidden_size=None,
+                   num_hidden_layers=None, num_attention_heads=None, intermediate_size=None),
+     "swin.encoder.layers[-1].blocks[-1].layernorm_before", 64),
+    ("hf-convnext", hf("ConvNextConfig", "ConvNextForImageClassification",
+                       hidden_sizes=[8, 16], depths=[1, 1], num_stages=2, hidden_size=None,
+                       num_hidden_layers=None, num_attention_heads=None, intermediate_size=None,
+                       patch_size=None),
+     "convnext.encoder.stages[-1]", 64),
+    ("hf-resnet", hf("ResNetConfig", "ResNetForImageClassification", hidden_sizes=[8, 16],
+                     depths=[1, 1], embedding_size=8, hidden_size=None, num_hidden_layers=None,
+                     num_attention_heads=None, intermediate_size=None, patch_size=None),
+     "resnet.encoder.stages[-1]", 64),
+]
+
+
+def _paths_that_resolve(model, paths):
+    found = []
+    for path in paths:
+        try:
+            resolve_layer(model, path)
+        except ValueError:
+            continue
+        found.append(path)
+    return found
+
+
+def _clean(config):
+    return {k: v for k, v in config.items() if v is not None}
+
+
+@pytest.mark.parametrize("build,path,size", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_found_layer_is_the_documented_one_and_gives_a_map(build, path, size):
+    torch.manual_seed(0)
+    model = build().eval()
+    found = locate_layers(model)
+    assert found.source == "table"
+    paths = (path,) if isinstance(path, str) else path
+    expected = next(resolve_layer(model, p) for p in paths if p in _paths_that_resolve(model, paths))
+    assert found.layers == [expected], (found.names, path)
+    x = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(1))
+    cam = GradCAM(model)
+    assert cam.target_layers == found.layers
+    with torch.no_grad():
+        logits = cam.select_output(model(x))
+    # class targets: with random weights a class's map may be empty (no
+    # positive evidence anywhere), so the top five classes are tried in turn
+    peaks = []
+    for rank in range(5):
+        classes = logits.argsort(dim=1, descending=True)[:, rank]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            maps = cam(x, [ClassifierOutputTarget(int(c)) for c in classes])
+        assert maps.shape == (2, size, size) and np.isfinite(maps).all()
+        peaks.append(maps.reshape(2, -1).max(axis=1))
+        if (peaks[-1] > 0.99).any():
+            break
+    assert (peaks[-1] > 0.99).any(), f"every map of the top five classes is empty: {peaks}"
+
+
+def test_the_table_covers_thirty_architectures():
+    assert len(CASES) >= 30
