@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from pytorch_grad_cam import registry
+
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
 BLOCK = re.compile(r"^```python\n(.*?)^```", re.S | re.M)
@@ -33,6 +35,8 @@ def test_the_readme_has_python_snippets():
 def test_readme_snippet_runs(code, tmp_path, monkeypatch):
     (tmp_path / "examples").symlink_to(ROOT / "examples")
     monkeypatch.chdir(tmp_path)
+    # a snippet that registers a method registers it for this test only
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         exec(compile(code, "README.md snippet", "exec"), {"__name__": "__readme__"})
