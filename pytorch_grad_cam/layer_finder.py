@@ -18,7 +18,9 @@ how are its outputs laid out?":
    (the output of a ViT's last block, whose gradient reaches the class
    token only), the patch embedding (an earlier layer than any block), a
    pooling layer, a layer whose output a later in-place operation
-   overwrote, or the classifier (no spatial map).
+   overwrote, or the classifier (no spatial map). Layers inside attention
+   modules (query, key and value projections) are passed over for the norm
+   that feeds them.
 
 Where no layer qualifies, or a token layout is ambiguous, a ``ValueError``
 lists the candidate layers with their output shapes.
@@ -119,21 +121,31 @@ def unwrap_compiled(model: torch.nn.Module) -> torch.nn.Module:
     return inner if isinstance(inner, torch.nn.Module) else model
 
 
-def _input_size(model: torch.nn.Module) -> Tuple[int, int]:
-    """The model's own input size where it says it, else 224 x 224."""
+def _stated_input_size(module: torch.nn.Module) -> Optional[Tuple[int, int]]:
+    config = getattr(module, "config", None)
+    pretrained_cfg = getattr(module, "pretrained_cfg", None)
     candidates: List[Any] = [
-        getattr(model, "image_size", None),                                  # torchvision ViT
-        getattr(getattr(model, "patch_embed", None), "img_size", None),      # timm
-        getattr(getattr(model, "config", None), "image_size", None),         # Hugging Face
-        (getattr(model, "pretrained_cfg", None) or {}).get("input_size"),    # timm
+        getattr(module, "image_size", None),                                 # torchvision ViT
+        getattr(getattr(module, "patch_embed", None), "img_size", None),     # timm
+        getattr(config, "image_size", None),                                 # Hugging Face
+        getattr(getattr(config, "vision_config", None), "image_size", None),  # CLIP
+        pretrained_cfg.get("input_size") if isinstance(pretrained_cfg, dict) else None,  # timm
     ]
-    vision = getattr(getattr(model, "config", None), "vision_config", None)
-    candidates.append(getattr(vision, "image_size", None))                   # CLIP
     for value in candidates:
         if isinstance(value, int):
             return value, value
         if isinstance(value, (tuple, list)) and len(value) >= 2:
             return int(value[-2]), int(value[-1])
+    return None
+
+
+def _input_size(model: torch.nn.Module) -> Tuple[int, int]:
+    """The input size the model (or, for a wrapper, the first of its
+    modules that states one) says it takes, else 224 x 224."""
+    for module in model.modules():
+        size = _stated_input_size(module)
+        if size is not None:
+            return size
     return 224, 224
 
 
@@ -233,11 +245,26 @@ def _layout(record: _Seen, model: torch.nn.Module
         return None, None
     if len(shape) == 3:
         prefixes = _prefix_tokens(model, shape[1])
+        if len(prefixes) > 1:
+            # patches tile the image: keep the grids whose side divides the input's
+            height, width = _input_size(model)
+            tiling = [p for p in prefixes
+                      if height % math.isqrt(shape[1] - p) == 0
+                      and width % math.isqrt(shape[1] - p) == 0]
+            prefixes = tiling or prefixes
         if len(prefixes) == 1:
             return TokenGrid(prefixes[0]), None
         if prefixes:
             return None, prefixes  # ambiguous
     return None
+
+
+def _inside_attention(name: str) -> bool:
+    """A layer inside an attention module (its query/key/value projections):
+    the score reaches the keys and values of every token, but the layer to
+    explain is the norm before the attention, which feeds all three."""
+    return any("attn" in part.lower() or "attention" in part.lower()
+               for part in name.split(".")[:-1])
 
 
 def _reaches(grad: Optional[torch.Tensor], output: torch.Tensor,
@@ -294,6 +321,8 @@ def locate_layers(model: torch.nn.Module, output_selector: Optional[Callable] = 
         if any("pool" in type(r.module).__name__.lower() for r in group):
             continue
         if any(part in record.name.split(".")[-1] for part in _EMBEDDING_NAMES):
+            continue
+        if _inside_attention(record.name):
             continue
         layout = _layout(record, model)
         if layout is None:

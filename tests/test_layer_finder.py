@@ -195,7 +195,10 @@ def test_no_reachable_layer_lists_the_candidates():
 
 def test_ambiguous_token_layout_lists_the_candidates():
     class Tokens(nn.Module):
-        """17 tokens: 1 prefix + 16 (4 x 4) or 8 prefix + 9 (3 x 3)."""
+        """17 tokens: 1 prefix + 16 (4 x 4) or 8 prefix + 9 (3 x 3), and an
+        input of 96 x 96, which both grids tile (patches of 24 or 32)."""
+
+        image_size = 96
 
         def __init__(self):
             super().__init__()
