@@ -1,0 +1,500 @@
+"""The request behind the web demo's *Explain* button, as a plain function.
+
+:func:`explain` takes a photo, a model name, method names, a class and a
+layer, and returns an :class:`Explanation`: each method's map and overlay,
+the top-5 predictions and, on request, the faithfulness metrics of each
+map. The Gradio page (:mod:`pytorch_grad_cam.demo.app`) only converts its
+inputs and outputs; tests call this function directly::
+
+    from pytorch_grad_cam.demo import explain
+
+    result = explain("examples/chelsea.jpg", methods=["gradcam", "layercam"])
+    result.maps["gradcam"]          # 224 x 224 float32 in [0, 1]
+    result.predictions[0]           # Prediction(index=285, name='Egyptian cat', ...)
+
+The map is exactly what the library gives for the same input: the photo is
+decoded as RGB (PIL, EXIF orientation applied), resized to the model's
+input side with ``cv2.resize`` (bilinear), scaled to [0, 1] and normalised
+with :func:`pytorch_grad_cam.utils.image.preprocess_image`; each method is
+a fresh CAM object of :data:`pytorch_grad_cam.METHODS` on the shared model,
+called with ``ClassifierOutputTarget(class)``.
+
+Every problem of the request is a :class:`~pytorch_grad_cam.demo.models.DemoError`
+with the message the page shows: a file that is not an image, an image too
+large to read, an unknown method or class (close matches offered), a model
+that is unknown or whose weights are missing, a layer path that does not
+resolve.
+"""
+from __future__ import annotations
+
+import difflib
+import re
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Union
+
+import cv2
+import numpy as np
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from pytorch_grad_cam.demo.models import DEFAULT_MODEL, DemoError, DemoModel, ModelStore, TargetLayers
+from pytorch_grad_cam.metrics.cam_mult_image import DropInConfidence, IncreaseInConfidence
+from pytorch_grad_cam.registry import METHODS, MethodInfo, get_method, registered_methods
+from pytorch_grad_cam.scoring import select_output
+from pytorch_grad_cam.utils.image import preprocess_image, show_cam_on_image
+from pytorch_grad_cam.utils.model_targets import ClassifierOutputSoftmaxTarget, ClassifierOutputTarget
+
+__all__ = [
+    "AUTOMATIC",
+    "DEFAULT_MAX_PIXELS",
+    "DEFAULT_METHODS",
+    "MAX_READ_PIXELS",
+    "Explanation",
+    "ImageSource",
+    "MethodMap",
+    "MetricRow",
+    "Prediction",
+    "default_store",
+    "explain",
+    "method_choices",
+    "parse_methods",
+    "read_image",
+    "resolve_class",
+]
+
+#: photos with more pixels than this are downscaled (the model sees 224 x 224 anyway)
+DEFAULT_MAX_PIXELS = 4_000_000
+#: photos with more pixels than this are refused before they are decoded
+MAX_READ_PIXELS = 80_000_000
+#: the long side of the overlays
+OVERLAY_SIDE = 640
+DEFAULT_METHODS: tuple[str, ...] = ("gradcam",)
+#: what the Class box says for "the model's top class"
+AUTOMATIC = "auto"
+_AUTOMATIC_WORDS = {"", AUTOMATIC, "automatic", "top", "top class", "top class (automatic)"}
+#: the metrics of the table, both cheap: two forward passes each per map
+METRIC_NAMES = ("DropInConfidence", "IncreaseInConfidence")
+
+ImageSource = Union[str, Path, np.ndarray, Image.Image]
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One of the top-5 classes: index, name (or ``class <index>``), probability."""
+
+    index: int
+    name: str
+    probability: float
+
+    @property
+    def label(self) -> str:
+        """``"tabby (281)"``."""
+        return f"{self.name} ({self.index})"
+
+
+@dataclass(frozen=True)
+class MethodMap:
+    """One method's result.
+
+    Attributes:
+        method: the registry name (``"gradcam"``).
+        title: the class name (``"GradCAM"``).
+        map: the S x S float32 map in [0, 1] the library returned.
+        overlay: the map on the photo, H x W x 3 uint8 RGB (the photo's
+            aspect ratio, the long side at most 640 pixels).
+    """
+
+    method: str
+    title: str
+    map: np.ndarray
+    overlay: np.ndarray
+
+
+@dataclass(frozen=True)
+class MetricRow:
+    """The faithfulness of one map, on the class probability.
+
+    Attributes:
+        method: the registry name.
+        drop_in_confidence: max(0, Y - O) / Y, where Y is the class
+            probability of the photo and O that of the photo multiplied by
+            the map (lower is better); ``DropInConfidence``.
+        increase_in_confidence: 1.0 when O > Y, else 0.0 (higher is
+            better); ``IncreaseInConfidence``.
+    """
+
+    method: str
+    drop_in_confidence: float
+    increase_in_confidence: float
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """What :func:`explain` returns.
+
+    Attributes:
+        model: the model's name.
+        layers: the target layer paths explained.
+        category: the explained class index.
+        class_label: its name and index, ``"tabby (281)"``.
+        predictions: the top-5 classes, most probable first.
+        results: one entry per method that succeeded, in the order asked.
+        failures: method name -> why it failed (the other methods ran).
+        metrics: one row per result when asked for, else ``None``.
+        notes: what the page should say besides (a downscaled photo, ...).
+        image: the photo as used, H x W x 3 uint8 RGB.
+        input_tensor: the model's input, 1 x 3 x S x S on the model's device.
+        seconds: the time the request took.
+    """
+
+    model: str
+    layers: tuple[str, ...]
+    category: int
+    class_label: str
+    predictions: tuple[Prediction, ...]
+    results: tuple[MethodMap, ...]
+    failures: dict[str, str]
+    metrics: tuple[MetricRow, ...] | None
+    notes: tuple[str, ...]
+    image: np.ndarray
+    input_tensor: torch.Tensor
+    seconds: float
+
+    @property
+    def maps(self) -> dict[str, np.ndarray]:
+        """method name -> its S x S map."""
+        return {result.method: result.map for result in self.results}
+
+
+_DEFAULT_STORE: ModelStore | None = None
+_DEFAULT_STORE_LOCK = threading.Lock()
+
+
+def default_store() -> ModelStore:
+    """The process's shared :class:`ModelStore` (CUDA when available), made
+    on first use."""
+    global _DEFAULT_STORE
+    with _DEFAULT_STORE_LOCK:
+        if _DEFAULT_STORE is None:
+            _DEFAULT_STORE = ModelStore()
+        return _DEFAULT_STORE
+
+
+# ----------------------------------------------------------------- methods
+def method_choices() -> list[tuple[str, str]]:
+    """(label, name) of every registered method, the costly ones marked:
+    what the Methods box lists."""
+    choices = []
+    for info in registered_methods():
+        label = info.cls.__name__
+        if info.sampling:
+            label += " (very slow)"  # thousands of forward passes
+        elif info.perturbation:
+            label += " (slow)"  # a forward pass per channel of the layer
+        choices.append((label, info.name))
+    return choices
+
+
+def parse_methods(names: Sequence[str] | str | None) -> list[MethodInfo]:
+    """Method names (registry names or class names, case-insensitive; a
+    string may hold several separated by commas) -> their registry
+    entries, without repeats. DemoError on an unknown name or none."""
+    if names is None:
+        names = []
+    if isinstance(names, str):
+        names = [names]
+    by_class = {cls.__name__.lower(): name for name, cls in METHODS.items()}
+    chosen: list[MethodInfo] = []
+    for text in names:
+        if not isinstance(text, str):
+            raise DemoError(f"a method must be a name such as gradcam, got {text!r}")
+        for part in text.split(","):
+            name = part.strip().lower()
+            if not name:
+                continue
+            try:
+                info = get_method(by_class.get(name, name))
+            except KeyError:
+                close = difflib.get_close_matches(name, list(METHODS), n=3, cutoff=0.5)
+                hint = f"; did you mean {', '.join(close)}?" if close else ""
+                raise DemoError(f"unknown method {part.strip()!r}{hint} (the methods: "
+                                f"{', '.join(METHODS)})") from None
+            if info not in chosen:
+                chosen.append(info)
+    if not chosen:
+        raise DemoError("choose at least one method (for example gradcam)")
+    return chosen
+
+
+# ------------------------------------------------------------------ classes
+def _normalise_name(text: str) -> str:
+    return " ".join(text.replace("_", " ").lower().split())
+
+
+def resolve_class(text: str | int | None, class_names: Sequence[str] | None,
+                  num_classes: int) -> int | None:
+    """The Class box -> a class index, or ``None`` for the top class.
+
+    Takes an index (``"281"``), a class name (``"tabby"``, ``"Egyptian
+    cat"``; case and underscores do not matter), the page's label form
+    ``"tabby (281)"``, or empty / ``auto`` for the top class. DemoError for
+    an index out of range, an ambiguous name, or an unknown name (with the
+    close matches).
+    """
+    if text is None or isinstance(text, bool):
+        return None
+    if isinstance(text, (int, np.integer)):
+        text = str(int(text))
+    if not isinstance(text, str):
+        raise DemoError(f"the class must be a name or an index, got {text!r}")
+    stripped = text.strip()
+    if stripped.lower() in _AUTOMATIC_WORDS:
+        return None
+    labelled = re.fullmatch(r"(.*\S)\s*\((\d+)\)", stripped)
+    if labelled is not None:
+        stripped = labelled.group(2)
+    if re.fullmatch(r"[+-]?\d+", stripped):
+        index = int(stripped)
+        if not 0 <= index < num_classes:
+            raise DemoError(f"class {index}: out of range; this model has {num_classes} classes "
+                            f"(0 to {num_classes - 1})")
+        return index
+    if not class_names:
+        raise DemoError(f"class {stripped!r}: this model's classes have no names; give the "
+                        f"class index (0 to {num_classes - 1})")
+    wanted = _normalise_name(stripped)
+    normalised = [_normalise_name(name) for name in class_names]
+    matches = [i for i, name in enumerate(normalised) if name == wanted]
+    if len(matches) == 1:
+        return matches[0]
+    if len(matches) > 1:
+        listed = ", ".join(f"{class_names[i]} ({i})" for i in matches)
+        raise DemoError(f"class {stripped!r} is ambiguous: {listed}; choose one of them")
+    close = [normalised.index(name) for name in
+             difflib.get_close_matches(wanted, normalised, n=5, cutoff=0.6)]
+    close += [i for i, name in enumerate(normalised) if wanted in name]
+    words = set(wanted.split())
+    if len(words) > 1:  # 'tabby cat' -> 'tabby', 'tiger cat', 'Persian cat', ...
+        close += [i for i, name in enumerate(normalised) if words & set(name.split())]
+    close = list(dict.fromkeys(close))[:8]
+    if close:
+        hint = "; close matches: " + ", ".join(f"{class_names[i]} ({i})" for i in close)
+    else:
+        hint = "; no class name is close (type a part of a name, such as 'cat', to search)"
+    raise DemoError(f"unknown class {stripped!r}{hint}")
+
+
+# ------------------------------------------------------------------- images
+def _downscale_note(width: int, height: int, new_width: int, new_height: int,
+                    max_pixels: int) -> str:
+    return (f"The photo ({width} x {height}, {width * height / 1e6:.1f} megapixels) was "
+            f"downscaled to {new_width} x {new_height} (the limit is "
+            f"{max_pixels / 1e6:.1f} megapixels).")
+
+
+def _fit(width: int, height: int, max_pixels: int) -> tuple[int, int]:
+    scale = (max_pixels / (width * height)) ** 0.5
+    return max(1, int(width * scale)), max(1, int(height * scale))
+
+
+def _array_to_rgb(array: np.ndarray) -> np.ndarray:
+    if array.ndim == 2:
+        array = np.stack([array] * 3, axis=-1)
+    if array.ndim != 3 or array.shape[2] not in (1, 3, 4):
+        raise DemoError(f"an image array must be H x W, H x W x 3 or H x W x 4, got shape "
+                        f"{tuple(array.shape)}")
+    if array.shape[2] == 1:
+        array = np.repeat(array, 3, axis=2)
+    array = array[..., :3]
+    if array.dtype != np.uint8:
+        values = np.asarray(array, dtype=np.float64)
+        if not np.isfinite(values).all():
+            raise DemoError("the image array holds NaN or infinite values")
+        if values.min() < 0 or values.max() > 255:
+            raise DemoError("an image array must hold values in 0..255 (or 0..1 as floats)")
+        if values.max() <= 1.0:
+            values = values * 255
+        array = np.round(values).astype(np.uint8)
+    return np.ascontiguousarray(array)
+
+
+def read_image(source: ImageSource, max_pixels: int = DEFAULT_MAX_PIXELS
+               ) -> tuple[np.ndarray, list[str]]:
+    """A photo as H x W x 3 uint8 RGB, and the notes about it.
+
+    ``source`` is a file path, a PIL image or a numpy array (H x W, H x W x
+    3 or x 4; uint8, or floats in [0, 1]). EXIF orientation is applied, and
+    a photo with more than ``max_pixels`` pixels is downscaled (a note says
+    so). DemoError for a file that is not an image, a photo above
+    :data:`MAX_READ_PIXELS`, or a broken file.
+    """
+    if not isinstance(max_pixels, int) or max_pixels < 1:
+        raise ValueError(f"max_pixels must be a positive int, got {max_pixels!r}")
+    notes: list[str] = []
+    if isinstance(source, np.ndarray):
+        rgb = _array_to_rgb(source)
+        height, width = rgb.shape[:2]
+        if width * height > max_pixels:
+            new_size = _fit(width, height, max_pixels)
+            rgb = cv2.resize(rgb, new_size, interpolation=cv2.INTER_AREA)
+            notes.append(_downscale_note(width, height, *new_size, max_pixels))
+        return rgb, notes
+    if isinstance(source, Image.Image):
+        return _decode(source, "the image", max_pixels, notes), notes
+    if not isinstance(source, (str, Path)):
+        raise DemoError(f"the photo must be a file, an image or an array, got "
+                        f"{type(source).__name__}")
+    path = Path(source)
+    if not path.is_file():
+        raise DemoError(f"no photo at {path.name!r}; upload one or pick a bundled photo")
+    try:
+        with Image.open(path) as image:
+            return _decode(image, repr(path.name), max_pixels, notes), notes
+    except Image.DecompressionBombError:
+        raise DemoError(f"{path.name!r} is too large: the demo reads photos of up to "
+                        f"{MAX_READ_PIXELS / 1e6:.0f} megapixels; downscale it first") from None
+    except UnidentifiedImageError:
+        raise DemoError(f"the file {path.name!r} is not an image this demo can read; upload a "
+                        "JPEG, PNG, WebP, BMP, GIF or TIFF photo") from None
+
+
+def _decode(image: Image.Image, what: str, max_pixels: int, notes: list[str]) -> np.ndarray:
+    width, height = image.size
+    if width * height > MAX_READ_PIXELS:
+        raise DemoError(f"{what} is too large: {width} x {height} is "
+                        f"{width * height / 1e6:.0f} megapixels, and the demo reads photos of "
+                        f"up to {MAX_READ_PIXELS / 1e6:.0f} megapixels; downscale it first")
+    try:
+        if width * height > max_pixels:
+            image.draft("RGB", _fit(width, height, max_pixels))  # JPEG: decode at a lower scale
+        image = ImageOps.exif_transpose(image)
+        image = image.convert("RGB")
+    except (OSError, ValueError, SyntaxError) as error:  # truncated or corrupt data
+        raise DemoError(f"{what} could not be read: {str(error) or type(error).__name__}") \
+            from None
+    if image.width * image.height > max_pixels:
+        new_size = _fit(image.width, image.height, max_pixels)
+        image = image.resize(new_size, Image.Resampling.LANCZOS)
+    if (image.width, image.height) != (width, height) and width * height > max_pixels:
+        notes.append(_downscale_note(width, height, image.width, image.height, max_pixels))
+    return np.asarray(image, dtype=np.uint8).copy()
+
+
+def model_input(rgb: np.ndarray, loaded: DemoModel, device: torch.device) -> torch.Tensor:
+    """The model's 1 x 3 x S x S input for a photo: bilinear resize to S x
+    S, [0, 1], the model's mean/std (``preprocess_image``)."""
+    side = loaded.input_size
+    resized = cv2.resize(rgb, (side, side), interpolation=cv2.INTER_LINEAR)
+    return preprocess_image(np.float32(resized) / 255, loaded.mean, loaded.std).to(device)
+
+
+def _overlay(rgb: np.ndarray, cam: np.ndarray) -> np.ndarray:
+    height, width = rgb.shape[:2]
+    scale = min(1.0, OVERLAY_SIDE / max(height, width))
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    photo = rgb if size == (width, height) else cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
+    mask = cv2.resize(cam, size, interpolation=cv2.INTER_LINEAR)
+    return show_cam_on_image(np.float32(photo) / 255, np.clip(mask, 0, 1), use_rgb=True)
+
+
+def _class_name(index: int, names: Sequence[str] | None) -> str:
+    return names[index] if names is not None else f"class {index}"
+
+
+# ----------------------------------------------------------------- requests
+def _run_method(info: MethodInfo, loaded: DemoModel, layers: TargetLayers,
+                input_tensor: torch.Tensor, category: int) -> np.ndarray:
+    options: dict[str, Any] = {"model": loaded.model, "target_layers": list(layers.modules),
+                               "reshape_transform": layers.reshape_transform, "progress": False}
+    targets = [ClassifierOutputTarget(category)]
+    cam = info.cls(**options)
+    if hasattr(cam, "__enter__"):
+        with cam:
+            grayscale = cam(input_tensor=input_tensor, targets=targets)
+    else:
+        grayscale = cam(input_tensor=input_tensor, targets=targets)
+    return np.asarray(grayscale[0], dtype=np.float32)
+
+
+def _metrics(results: Sequence[MethodMap], loaded: DemoModel, input_tensor: torch.Tensor,
+             category: int) -> tuple[MetricRow, ...]:
+    targets = [ClassifierOutputSoftmaxTarget(category)]
+    rows = []
+    for result in results:
+        cams = result.map[None]
+        drop = DropInConfidence()(input_tensor, cams, targets, loaded.model)
+        increase = IncreaseInConfidence()(input_tensor, cams, targets, loaded.model)
+        rows.append(MetricRow(result.method, float(drop[0]), float(increase[0])))
+    return tuple(rows)
+
+
+def explain(image: ImageSource, model: str | None = DEFAULT_MODEL,
+            methods: Sequence[str] | str | None = DEFAULT_METHODS,
+            target_class: str | int | None = None, layer: str | None = None,
+            metrics: bool = False, *, store: ModelStore | None = None,
+            max_pixels: int = DEFAULT_MAX_PIXELS) -> Explanation:
+    """Explain one photo with one or more CAM methods.
+
+    Args:
+        image: a file path, a PIL image or an RGB numpy array.
+        model: a model name (see :mod:`pytorch_grad_cam.demo.models`);
+            empty: the bundled EfficientNet-Lite0.
+        methods: names of :data:`pytorch_grad_cam.METHODS` (``"gradcam"``,
+            or several, in a list or separated by commas).
+        target_class: the class to explain (a name, an index, ``"tabby
+            (281)"``); empty or ``"auto"``: the model's top class.
+        layer: a layer path such as ``"layer4[-1]"`` (several separated by
+            commas); empty: the model family's default.
+        metrics: also score each map (DropInConfidence and
+            IncreaseInConfidence on the class probability).
+        store: where the models come from (default: the process's shared
+            store, :func:`default_store`).
+        max_pixels: photos with more pixels are downscaled first.
+
+    Returns:
+        the maps, overlays, predictions, metrics and notes.
+
+    Raises:
+        DemoError: the request cannot be served (the message says why).
+        If every method fails, DemoError with their reasons; when some
+        fail, the others' results come back with ``failures`` filled in.
+    """
+    started = time.perf_counter()
+    chosen = parse_methods(methods)
+    rgb, notes = read_image(image, max_pixels)
+    store = store if store is not None else default_store()
+    loaded = store.get(model)
+    layers = store.target_layers(loaded, layer)
+    wanted = resolve_class(target_class, layers.class_names, layers.num_classes)
+    input_tensor = model_input(rgb, loaded, store.device)
+    with torch.inference_mode():
+        scores = select_output(loaded.model(input_tensor))
+        probabilities = torch.softmax(scores.float(), dim=-1)[0]
+        top = torch.topk(probabilities, k=min(5, probabilities.shape[0]))
+    top_values, top_indices = top.values.cpu().tolist(), top.indices.cpu().tolist()
+    predictions = tuple(Prediction(int(i), _class_name(int(i), layers.class_names), float(p))
+                        for p, i in zip(top_values, top_indices))
+    category = wanted if wanted is not None else predictions[0].index
+    results: list[MethodMap] = []
+    failures: dict[str, str] = {}
+    for info in chosen:
+        try:
+            cam = _run_method(info, loaded, layers, input_tensor, category)
+        except (ValueError, TypeError, RuntimeError) as error:  # e.g. CAM on a model without
+            # a final nn.Linear: reported in the page, the other methods still run
+            failures[info.name] = " ".join(str(error).split()) or type(error).__name__
+            continue
+        results.append(MethodMap(info.name, info.cls.__name__, cam, _overlay(rgb, cam)))
+    if not results:
+        reasons = "; ".join(f"{name}: {reason}" for name, reason in failures.items())
+        raise DemoError(f"no method could explain this model and layer ({reasons})")
+    rows = _metrics(results, loaded, input_tensor, category) if metrics else None
+    label = f"{_class_name(category, layers.class_names)} ({category})"
+    return Explanation(model=loaded.name, layers=layers.names, category=category,
+                       class_label=label, predictions=predictions, results=tuple(results),
+                       failures=failures, metrics=rows, notes=tuple(notes), image=rgb,
+                       input_tensor=input_tensor, seconds=time.perf_counter() - started)
