@@ -538,3 +538,67 @@ def test_evaluate_argument_errors():
         evaluate_cam_methods(model, layers, x, methods=["nocam"])
     with pytest.raises(TypeError, match="BaseCAM subclass"):
         evaluate_cam_methods(model, layers, x, methods=[ScoreCAM(model, layers)])
+
+
+# ------------------------------------------------------------ progress bars
+def _bars(text: str) -> str:
+    """What tqdm drew on stderr, its carriage returns as new lines."""
+    return text.replace("\r", "\n")
+
+
+@pytest.mark.parametrize("make, desc, total", [
+    (lambda p: DropInConfidence(progress=p), "DropInConfidence", 3),
+    (lambda p: IncreaseInConfidence(progress=p), "IncreaseInConfidence", 3),
+    (lambda p: ROADMostRelevantFirst(80, progress=p), "ROAD MoRF 80 (imputing + scoring)", 3),
+    (lambda p: ROADLeastRelevantFirst(20, progress=p), "ROAD LeRF 20 (imputing + scoring)", 3),
+    (lambda p: ROADMostRelevantFirstAverage([20, 80], progress=p),
+     "ROAD MoRF (imputing + scoring)", 6),
+    (lambda p: ROADLeastRelevantFirstAverage([20, 80], progress=p),
+     "ROAD LeRF (imputing + scoring)", 6),
+    (lambda p: ROADCombined([20, 80], progress=p), "ROADCombined (imputing + scoring)", 12),
+    (lambda p: DeletionAUC(4, progress=p), "DeletionAUC (4 steps)", 15),
+    (lambda p: InsertionAUC(4, progress=p), "InsertionAUC (4 steps)", 15),
+])
+def test_metric_progress_bar_names_the_metric_and_is_off_by_default(make, desc, total, model,
+                                                                    images, cams, capsys):
+    images = torch.from_numpy(images)
+    probs = [ClassifierOutputSoftmaxTarget(0)] * len(images)
+    quiet = make(False)(images, cams, probs, model)
+    assert capsys.readouterr().err == ""
+    loud = make(True)(images, cams, probs, model)
+    err = _bars(capsys.readouterr().err)
+    # tqdm draws '<desc>:   0%|   | 0/<total> ...': the metric's name and its perturbed passes
+    assert f"{desc}:" in err and f"0/{total} " in err, err
+    np.testing.assert_array_equal(quiet, loud)  # the bar changes nothing else
+
+
+def test_coherency_and_arcc_progress(model, images, cams, capsys):
+    images = torch.from_numpy(images)
+    targets = [ClassifierOutputTarget(0)] * len(images)
+    with GradCAM(model, [model.features]) as cam:
+        Coherency(progress=True)(images, cams, targets, model, cam)
+        assert "Coherency:" in _bars(capsys.readouterr().err)
+        ARCC(cam, road_percentiles=[20, 80], progress=True)(images, cams, targets, model)
+        err = _bars(capsys.readouterr().err)
+        assert "Coherency:" in err and "ROADCombined (imputing + scoring):" in err
+        ARCC(cam, road_percentiles=[20, 80])(images, cams, targets, model)
+        assert capsys.readouterr().err == ""
+
+
+def test_evaluate_progress_shows_one_bar_per_metric_and_method(capsys):
+    torch.manual_seed(0)
+    model = TinyCNN().eval()
+    x = torch.randn(1, 3, 12, 12)
+    layers = [model.features[-1]]
+    quiet = evaluate_cam_methods(model, layers, x, methods=[GradCAM, "scorecam"], n_steps=4)
+    assert capsys.readouterr().err == ""
+    loud = evaluate_cam_methods(model, layers, x, methods=[GradCAM, "scorecam"], n_steps=4,
+                                progress=True)
+    err = _bars(capsys.readouterr().err)
+    for row in ("GradCAM", "scorecam"):
+        for what in ("Drop/IncreaseInConfidence", "ROADMoRF/LeRF/Combined (imputing + scoring)",
+                     "Deletion (4 steps)", "Insertion (4 steps)",
+                     "Coherency (the map of the masked input)"):
+            assert f"{row}: {what}:" in err, (row, what)
+    assert "ScoreCAM:" in err  # the method's own bar
+    assert quiet == loud

@@ -84,12 +84,46 @@ def test_show_cam_on_image_blend():
 
 def test_show_cam_on_image_rejects_bad_arguments():
     img = np.zeros((2, 2, 3), dtype=np.float32)
-    with pytest.raises(ValueError, match=r"\[0, 1\]"):
-        show_cam_on_image(np.zeros((2, 2, 3), dtype=np.uint8), np.zeros((2, 2)))
+    with pytest.raises(ValueError, match=r"\[0, 1\].*divide it by 255"):
+        show_cam_on_image(np.full((2, 2, 3), 200.0, dtype=np.float32), np.zeros((2, 2)))
+    with pytest.raises(ValueError, match="uint8 image"):
+        show_cam_on_image(np.zeros((2, 2, 3), dtype=np.int32), np.zeros((2, 2)))
     with pytest.raises(ValueError, match="image_weight"):
         show_cam_on_image(img, np.zeros((2, 2)), image_weight=1.5)
     with pytest.raises(ValueError, match="mask"):
         show_cam_on_image(img, np.zeros((3, 2)))
+
+
+def test_show_cam_on_image_accepts_uint8_photos_as_their_float_version():
+    rng = np.random.default_rng(1)
+    photo = rng.integers(0, 256, (6, 5, 3), dtype=np.uint8)
+    mask = rng.random((6, 5), dtype=np.float32)
+    np.testing.assert_array_equal(show_cam_on_image(photo, mask, use_rgb=True),
+                                  show_cam_on_image(np.float32(photo) / 255, mask, use_rgb=True))
+
+
+def test_show_cam_on_image_of_another_size_names_the_resize_or_resizes():
+    rng = np.random.default_rng(2)
+    photo = rng.random((30, 45, 3), dtype=np.float32)   # H x W = 30 x 45
+    small = rng.random((7, 7), dtype=np.float32)        # a map at the layer's size
+    with pytest.raises(ValueError) as error:
+        show_cam_on_image(photo, small)
+    message = str(error.value)
+    assert "resize=True" in message and "cv2.resize(mask, (45, 30))" in message
+    resized = show_cam_on_image(photo, small, resize=True)
+    assert resized.shape == (30, 45, 3)
+    # exactly the overlay of the map resized the way the message says
+    expected = show_cam_on_image(photo, cv2.resize(small, (45, 30)))
+    np.testing.assert_array_equal(resized, expected)
+    # and not just any overlay: a map that is hot on the left is red on the left
+    left_hot = np.zeros((7, 7), np.float32)
+    left_hot[:, :3] = 1
+    picture = show_cam_on_image(np.zeros((30, 45, 3), np.float32), left_hot, resize=True)
+    left, right = picture[15, 2].astype(int), picture[15, 42].astype(int)  # BGR
+    assert left[2] > 100 and left[0] < 30      # red on the left
+    assert right[0] > 100 and right[2] < 30    # blue on the right
+    with pytest.raises(ValueError, match="H x W map"):
+        show_cam_on_image(photo, rng.random((1, 7, 7)), resize=True)
 
 
 def test_scale_cam_image_numpy_uses_opencv_size_order():

@@ -11,8 +11,11 @@ Modules:
 
 - :mod:`~pytorch_grad_cam.cli.parser`: the options and the usage errors;
 - :mod:`~pytorch_grad_cam.cli.models`: loading torchvision models, the
-  bundled offline EfficientNet-Lite0, checkpoints;
+  bundled offline EfficientNet-Lite0, ``timm:<name>`` and ``hf:<folder or
+  hub id>`` models, checkpoints (with their own number of classes);
 - :mod:`~pytorch_grad_cam.cli.job`: checking a request and running it;
+- :mod:`~pytorch_grad_cam.cli.cost`: the forward passes a run will make,
+  printed before it;
 - :mod:`~pytorch_grad_cam.cli.outputs`: the pictures and reports;
 - :mod:`~pytorch_grad_cam.cli.app`: running a command (errors, warnings);
 - :mod:`~pytorch_grad_cam.cli.vit`: the ``vit`` command.
@@ -45,9 +48,25 @@ class Command:
     run: Callable[..., int]
 
 
+def _demo(argv: Sequence[str], prog: str) -> int:
+    # imported when the command runs: the demo's extra (gradio) is optional
+    from pytorch_grad_cam.demo.cli import main as demo_main
+
+    return demo_main(list(argv), prog=prog)
+
+
+def _explain_dataset(argv: Sequence[str], prog: str) -> int:
+    from pytorch_grad_cam.datasets.cli import main as dataset_main
+
+    return dataset_main(list(argv), prog=prog)
+
+
 #: the subcommands, by name; no command is the image command
 COMMANDS: Mapping[str, Command] = MappingProxyType({
     "vit": Command("vit", vit.SUMMARY, vit.main),
+    "explain-dataset": Command("explain-dataset", "explains every image of a folder or dataset "
+                               "into a resumable results store", _explain_dataset),
+    "demo": Command("demo", "serves the web demo (pip install \".[demo]\")", _demo),
 })
 
 

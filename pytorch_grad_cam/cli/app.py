@@ -16,6 +16,7 @@ from typing import TextIO
 
 from pytorch_grad_cam.cli.errors import UsageError
 from pytorch_grad_cam.cli.job import IMAGENET_CLASSES, Loader, prepare, run
+from pytorch_grad_cam.cli.models import DEFAULT_MODEL, read_class_names
 
 __all__ = ["one_line_warnings", "run_command"]
 
@@ -38,21 +39,26 @@ def one_line_warnings(prog: str) -> Iterator[None]:
 
 
 def run_command(argv: Sequence[str] | None, parser: argparse.ArgumentParser,
-                load: Loader | None = None, guided_backprop: bool = True) -> int:
+                load: Loader | None = None, guided_backprop: bool = True,
+                default_model: str | None = DEFAULT_MODEL) -> int:
     """Parse ``argv`` with ``parser`` (options of
     :func:`~pytorch_grad_cam.cli.parser.add_common_arguments`), then list
     the classes or prepare and run the job (the model from ``load(args)``,
-    default ``--model``/``--weights``). 0 on success, 2 for a usage error
-    (one line on stderr), 130 when interrupted."""
+    default ``--model``/``--weights``; ``default_model``: the model the file
+    names leave out, None to name every model). 0 on success, 2 for a usage
+    error (one line on stderr), 130 when interrupted."""
     prog = parser.prog
     with one_line_warnings(prog):
         try:
             args = parser.parse_args(argv)
             if args.list_classes:
-                for index, name in enumerate(IMAGENET_CLASSES):
+                names = read_class_names(args.class_names) if args.class_names \
+                    else IMAGENET_CLASSES
+                for index, name in enumerate(names):
                     print(f"{index:>4}  {name}")
                 return 0
-            job = prepare(args, load=load, guided_backprop=guided_backprop, prog=prog)
+            job = prepare(args, load=load, guided_backprop=guided_backprop, prog=prog,
+                          default_model=default_model)
             run(job)
         except UsageError as error:
             print(f"{prog}: error: {error}", file=sys.stderr)

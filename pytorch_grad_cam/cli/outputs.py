@@ -1,13 +1,21 @@
 """What the image command writes and prints for one image.
 
-:func:`pictures` makes every picture of an :class:`~pytorch_grad_cam.cli.job.ImageResult`
-in memory (``<image>_<method>_cam.jpg``: the map over the photo;
-``<image>_<method>_gb.jpg``: guided backpropagation;
-``<image>_<method>_cam_gb.jpg``: their product; with several methods
-``<image>_methods.jpg``: the photo and the maps side by side, labelled);
-:func:`write_outputs` writes them, each file whole or not at all.
-:func:`image_report` and :func:`evaluation_report` are the text printed
-for the image.
+The files of an image are named ``<stem>_<method>_cam.jpg`` (the map over
+the photo), ``<stem>_<method>_gb.jpg`` (guided backpropagation),
+``<stem>_<method>_cam_gb.jpg`` (their product) and, with several methods,
+``<stem>_methods.jpg`` (the photo and the maps side by side, labelled),
+where ``<stem>`` is the image's name followed by what distinguishes the run
+(:func:`file_stem`): the model unless it is the default, and the explained
+class when it was given (``chelsea_resnet18_tabby``); a default run writes
+``chelsea_gradcam_cam.jpg``.
+
+:func:`method_pictures` makes one method's pictures in memory and
+:func:`write_method` writes them as soon as that method is done;
+:func:`comparison_pictures` / :func:`write_comparison` the side-by-side
+picture once all methods are done; :func:`pictures` and
+:func:`write_outputs` do all of an image at once. Each file is written
+whole or not at all. :func:`prediction_report`, :func:`image_report` and
+:func:`evaluation_report` are the text printed for the image.
 """
 from __future__ import annotations
 
@@ -33,12 +41,20 @@ if TYPE_CHECKING:
 
 __all__ = [
     "class_label",
+    "comparison_pictures",
     "evaluation_report",
+    "file_stem",
     "image_report",
+    "method_pictures",
+    "metric_names",
     "pictures",
+    "prediction_report",
     "top_predictions",
+    "write_comparison",
     "write_jpeg",
+    "write_method",
     "write_outputs",
+    "write_pictures",
 ]
 
 
@@ -58,29 +74,46 @@ def top_predictions(result: ImageResult, class_names: Sequence[str] | None, k: i
     return "\n".join(lines)
 
 
-def pictures(job: Job, result: ImageResult) -> dict[str, np.ndarray]:
-    """File name -> uint8 BGR picture, for one image."""
-    stem = result.path.stem
+def file_stem(job: Job, result: ImageResult) -> str:
+    """The start of every file name of the image: its name and the job's
+    ``name_parts`` (``chelsea``, ``chelsea_tabby``, ``chelsea_resnet18``)."""
+    return "_".join([result.path.stem, *job.name_parts])
+
+
+def method_pictures(job: Job, result: ImageResult, name: str) -> dict[str, np.ndarray]:
+    """File name -> uint8 BGR picture, for method ``name``'s map of the image."""
+    stem = file_stem(job, result)
     h, w = result.bgr.shape[:2]
-    out: dict[str, np.ndarray] = {}
-    guided = None
+    small_map = result.maps[name]
+    out = {f"{stem}_{name}_cam.jpg": overlay_cam(result.bgr, small_map)}
     if result.guided is not None:
         guided = cv2.resize(result.guided, (w, h), interpolation=cv2.INTER_LINEAR)
-        gb_picture = cv2.cvtColor(deprocess_image(guided), cv2.COLOR_RGB2BGR)
-    overlays = {}
-    for name, small_map in result.maps.items():
-        overlays[name] = overlay_cam(result.bgr, small_map)
-        out[f"{stem}_{name}_cam.jpg"] = overlays[name]
-        if guided is not None:
-            mask = np.clip(cv2.resize(small_map, (w, h), interpolation=cv2.INTER_LINEAR), 0, 1)
-            out[f"{stem}_{name}_gb.jpg"] = gb_picture
-            out[f"{stem}_{name}_cam_gb.jpg"] = cv2.cvtColor(
-                deprocess_image(mask[..., None] * guided), cv2.COLOR_RGB2BGR)
-    if len(result.maps) > 1:
-        label = class_label(result.category, job.class_names)
-        panels = [label_panel(result.bgr, label)]
-        panels += [label_panel(picture, name) for name, picture in overlays.items()]
-        out[f"{stem}_methods.jpg"] = side_by_side(panels)
+        mask = np.clip(cv2.resize(small_map, (w, h), interpolation=cv2.INTER_LINEAR), 0, 1)
+        out[f"{stem}_{name}_gb.jpg"] = cv2.cvtColor(deprocess_image(guided), cv2.COLOR_RGB2BGR)
+        out[f"{stem}_{name}_cam_gb.jpg"] = cv2.cvtColor(
+            deprocess_image(mask[..., None] * guided), cv2.COLOR_RGB2BGR)
+    return out
+
+
+def comparison_pictures(job: Job, result: ImageResult) -> dict[str, np.ndarray]:
+    """With several maps, ``<stem>_methods.jpg``: the photo (labelled with
+    the explained class) and every map over it, side by side; else nothing."""
+    if len(result.maps) < 2:
+        return {}
+    label = class_label(result.category, job.class_names)
+    panels = [label_panel(result.bgr, label)]
+    panels += [label_panel(overlay_cam(result.bgr, small_map), name)
+               for name, small_map in result.maps.items()]
+    return {f"{file_stem(job, result)}_methods.jpg": side_by_side(panels)}
+
+
+def pictures(job: Job, result: ImageResult) -> dict[str, np.ndarray]:
+    """File name -> uint8 BGR picture, for one image: every method's and the
+    side-by-side one."""
+    out: dict[str, np.ndarray] = {}
+    for name in result.maps:
+        out.update(method_pictures(job, result, name))
+    out.update(comparison_pictures(job, result))
     return out
 
 
@@ -98,9 +131,8 @@ def write_jpeg(path: Path, picture: np.ndarray, quality: int = 95) -> None:
             partial_path.unlink()
 
 
-def write_outputs(job: Job, result: ImageResult) -> list[Path]:
-    """Write the pictures of one image into ``job.output_dir``; the paths."""
-    files = pictures(job, result)  # all computed before the first file is written
+def write_pictures(job: Job, files: dict[str, np.ndarray]) -> list[Path]:
+    """Write pictures (all computed before) into ``job.output_dir``; the paths."""
     job.output_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for name, picture in files.items():
@@ -108,6 +140,28 @@ def write_outputs(job: Job, result: ImageResult) -> list[Path]:
         write_jpeg(path, picture)
         written.append(path)
     return written
+
+
+def write_method(job: Job, result: ImageResult, name: str) -> list[Path]:
+    """Write method ``name``'s pictures of the image (as soon as it is done)."""
+    return write_pictures(job, method_pictures(job, result, name))
+
+
+def write_comparison(job: Job, result: ImageResult) -> list[Path]:
+    """Write the side-by-side picture (after the image's last method); [] for one method."""
+    return write_pictures(job, comparison_pictures(job, result))
+
+
+def write_outputs(job: Job, result: ImageResult) -> list[Path]:
+    """Write all pictures of one image into ``job.output_dir``; the paths."""
+    return write_pictures(job, pictures(job, result))  # all computed before the first is written
+
+
+def prediction_report(job: Job, result: ImageResult) -> str:
+    """What is printed for an image before its maps: its top-5 predictions
+    and the explained class."""
+    return (f"{result.path}: top-5 predictions\n{top_predictions(result, job.class_names)}\n"
+            f"  explained class {class_label(result.category, job.class_names)}")
 
 
 def image_report(job: Job, result: ImageResult, files: Sequence[Path]) -> str:
@@ -118,8 +172,15 @@ def image_report(job: Job, result: ImageResult, files: Sequence[Path]) -> str:
             f"wrote {', '.join(str(f) for f in files)}")
 
 
+def metric_names(job: Job) -> str:
+    """The metrics --evaluate computes (those that need no regions)."""
+    return ", ".join(name for name in METRICS if name not in ("PointingGame",
+                                                                "EnergyPointingGame"))
+
+
 def evaluation_report(job: Job, result: ImageResult) -> str:
-    """The metrics of every method's map of one image, as a table."""
+    """The metrics of every method's map of one image, as a table (with
+    progress bars, one per metric and method, unless --no-progress)."""
     rows = evaluate_cam_methods(job.model, job.target_layers, result.input_tensor,
                                 targets=[ClassifierOutputTarget(result.category)],
                                 methods=job.methods, reshape_transform=job.reshape_transform,

@@ -14,7 +14,7 @@ from typing import NoReturn
 import torch
 
 from pytorch_grad_cam.cli.errors import UsageError
-from pytorch_grad_cam.cli.models import BUNDLED_MODEL, DEFAULT_MODEL
+from pytorch_grad_cam.cli.models import BUNDLED_MODEL, DEFAULT_MODEL, HF_PREFIX, TIMM_PREFIX
 from pytorch_grad_cam.registry import METHODS, registered_methods
 from pytorch_grad_cam.scoring import check_positive_int, default_batch_size
 
@@ -28,6 +28,7 @@ __all__ = [
     "batch_size_help",
     "build_parser",
     "formatter",
+    "method_help",
     "positive_int",
 ]
 
@@ -88,33 +89,60 @@ def batch_size_help() -> str:
             f"of --aug-smooth and of --evaluate; default: {cpu} on CPU, {cuda} on CUDA")
 
 
+def method_help() -> str:
+    """--method's help: every registered method, and what 'all' and
+    'everything' mean (derived from the registry's ``sampling`` trait)."""
+    sampling = ", ".join(info.name for info in registered_methods(sampling=True))
+    return ("one or more CAM methods, case-insensitive: " + ", ".join(METHODS)
+            + "; 'everything' runs every method, 'all' the methods affordable on the device: "
+              "on CUDA every method, elsewhere every method but the sampling methods "
+              f"({sampling}: tens of thousands of forward passes per image on a CPU). "
+              "Before the run the forward passes of each method are printed "
+              "(default: gradcam)")
+
+
 def add_common_arguments(parser: argparse.ArgumentParser, model_default: str | None,
                          model_help: str) -> None:
     """The options that the image command and ``vit`` share."""
     parser.add_argument(
         "--image-path", nargs="+", metavar="PATH", default=None,
         help=f"image files and/or folders (every image in a folder); default: {DEFAULT_IMAGE}")
-    parser.add_argument(
-        "--method", nargs="+", metavar="NAME", default=["gradcam"],
-        help="one or more CAM methods, case-insensitive, or 'all': "
-             + ", ".join(METHODS) + " (default: gradcam)")
+    parser.add_argument("--method", nargs="+", metavar="NAME", default=["gradcam"],
+                        help=method_help())
     parser.add_argument("--model", metavar="NAME", default=model_default, help=model_help)
     parser.add_argument(
         "--target-layer", nargs="+", metavar="LAYER", default=None,
         help="the layer(s) to explain, as a path into the model such as 'layer4[-1]' or "
-             "'features.29' (default: chosen for the model family, see README)")
+             "'features.29' (default: the model family's layer from the library's table, "
+             "else the layer found by probing the model; the run's first line names it and "
+             "how it was found)")
     parser.add_argument(
         "--target-category", metavar="CLASS", default=None,
-        help="the class to explain: an ImageNet index (281) or name ('tabby'), "
-             "case-insensitive (default: each image's top-1 class)")
+        help="the class to explain: an index (281) or a name ('tabby'), case-insensitive, "
+             "of ImageNet or of --class-names; the file names then carry it "
+             "(chelsea_tabby_gradcam_cam.jpg) (default: each image's top-1 class)")
     parser.add_argument(
         "--weights", metavar="FILE", default=None,
         help="a local checkpoint: a state_dict (also inside a dict under 'state_dict' or "
              "'model') or a whole model saved with torch.save(model), which is unpickled: "
-             "use only files you trust")
+             "use only files you trust. A state_dict of a model with its own number of "
+             "classes builds the model with the outputs of the file's final classifier")
+    parser.add_argument(
+        "--num-classes", type=positive_int, metavar="N", default=None,
+        help="the model's number of classes, to build it for a --weights checkpoint "
+             "(default: read from the checkpoint)")
+    parser.add_argument(
+        "--class-names", metavar="FILE", default=None,
+        help="the class names of a model that is not an ImageNet classifier, one a line in "
+             "class-index order: used in the report, the labels and --target-category NAME "
+             "(default: ImageNet's for 1000 classes, a Hugging Face model's own)")
+    parser.add_argument("--random-weights", action="store_true",
+                        help="random weights instead of pretrained ones: for smoke tests "
+                             "only, the maps are meaningless")
     parser.add_argument("--aug-smooth", action="store_true",
                         help="test-time augmentation: average the maps of flipped and "
-                             "brightness-scaled copies (centres the map on the object)")
+                             "brightness-scaled copies (centres the map on the object; 6 "
+                             "times the passes)")
     parser.add_argument("--aug_smooth", action="store_true", dest="aug_smooth",
                         help=argparse.SUPPRESS)
     parser.add_argument("--eigen-smooth", action="store_true",
@@ -132,14 +160,18 @@ def add_common_arguments(parser: argparse.ArgumentParser, model_default: str | N
                              "CUDA it warns and runs on the CPU")
     parser.add_argument("--output-dir", metavar="DIR", default="output",
                         help="where the pictures go (default: output/)")
-    parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    parser.add_argument("--no-progress", action="store_true",
+                        help="hide the progress bars (of the methods' passes and of "
+                             "--evaluate's metrics)")
     parser.add_argument("--list-classes", action="store_true",
-                        help="print the ImageNet class indices and names, then exit")
+                        help="print the class indices and names (ImageNet's, or those of "
+                             "--class-names), then exit")
     parser.add_argument("--evaluate", action="store_true",
                         help="also score every method's map of every image with the metrics "
                              "of pytorch_grad_cam.metrics (confidence drop/increase, ROAD, "
                              "deletion/insertion AUC, complexity, coherency, ARCC) and print a "
-                             "table per image, to pick the method most faithful to the model")
+                             "table per image, to pick the method most faithful to the model; "
+                             "each metric shows a progress bar")
 
 
 def build_parser(prog: str = PROG,
@@ -159,13 +191,20 @@ def build_parser(prog: str = PROG,
                     "Prints the top-5 predictions of every image and writes, per image and "
                     "method, <image>_<method>_cam.jpg (map over the photo), "
                     "<image>_<method>_gb.jpg (guided backpropagation) and "
-                    "<image>_<method>_cam_gb.jpg (their product); with several methods also "
-                    "<image>_methods.jpg (the maps side by side).",
+                    "<image>_<method>_cam_gb.jpg (their product), each method's as soon as "
+                    "it is done; with several methods also <image>_methods.jpg (the maps "
+                    "side by side) when the image's last method is done. Runs do not "
+                    "overwrite each other's pictures: the names carry the explained class "
+                    "when --target-category is given (chelsea_tabby_gradcam_cam.jpg) and "
+                    "the model when it is not the default (chelsea_resnet18_gradcam_cam.jpg).",
         epilog=epilog)
     add_common_arguments(
         parser, None,
         f"a torchvision classification model (resnet50, vgg16, densenet121, "
-        f"mobilenet_v3_large, vit_b_16, swin_t, ...) or {BUNDLED_MODEL} (bundled, "
-        f"pretrained, offline); default: {DEFAULT_MODEL} with its ImageNet weights if "
-        f"cached or downloadable, else {BUNDLED_MODEL}")
+        f"mobilenet_v3_large, vit_b_16, swin_t, ...), {BUNDLED_MODEL} (bundled, "
+        f"pretrained, offline), {TIMM_PREFIX}NAME (a timm model, its pretrained weights from "
+        f"the Hugging Face cache or downloaded) or {HF_PREFIX}DIR_OR_ID (a Hugging Face "
+        "transformers image classifier: a folder written by save_pretrained, or a hub id); "
+        f"default: {DEFAULT_MODEL} with its ImageNet weights if cached or downloadable, else "
+        f"{BUNDLED_MODEL}")
     return parser

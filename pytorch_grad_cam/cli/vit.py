@@ -8,34 +8,29 @@ and other timm ViTs) at the input of the last block's self-attention,
 ``encoder.layers[-1].ln_1`` (timm: ``blocks[-1].norm1``), turning its
 tokens into a map with a reshape transform derived from the model's patch
 grid (:mod:`pytorch_grad_cam.layers`). It shares its options and outputs
-with the image command, without the guided backpropagation.
+with the image command, without the guided backpropagation; its file names
+always carry the model's name (``coffee_vit_b_16_gradcam_cam.jpg``), so that
+it never writes the image command's files.
 """
 from __future__ import annotations
 
 import argparse
 import difflib
-import os
-import sys
 import textwrap
-import warnings
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-from typing import Any
+from collections.abc import Sequence
 
-import torch
 import torchvision
 
 from pytorch_grad_cam.cli.app import run_command
 from pytorch_grad_cam.cli.errors import UsageError
 from pytorch_grad_cam.cli.models import (
-    MEAN,
-    STD,
+    HF_PREFIX,
+    TIMM_PREFIX,
     LoadedModel,
     WeightsUnavailable,
-    load_checkpoint,
-    online,
-    torchvision_input_size,
-    torchvision_pretrained,
+    load_model,
+    load_timm,
+    load_torchvision,
 )
 from pytorch_grad_cam.cli.parser import HELP_WIDTH, Parser, add_common_arguments
 
@@ -45,12 +40,12 @@ __all__ = ["DEFAULT_VIT", "PROG", "SUMMARY", "build_parser", "load_vit", "main"]
 PROG = "vit_example.py"
 SUMMARY = "explains a Vision Transformer"
 DEFAULT_VIT = "vit_b_16"
-HF_URL = "https://huggingface.co"
 
 DESCRIPTION = (
     "Explain a Vision Transformer's prediction with class activation maps. Prints the top-5 "
-    "predictions of every image and writes <image>_<method>_cam.jpg (the map over the photo), "
-    "with several methods also <image>_methods.jpg.")
+    "predictions of every image and writes <image>_<model>_<method>_cam.jpg (the map over the "
+    "photo; the model's name keeps these files apart from the image command's), with several "
+    "methods also <image>_<model>_methods.jpg.")
 
 EPILOG = """\
 Which layer to explain. A ViT classifies from its class token only: after the
@@ -77,97 +72,37 @@ class _Formatter(argparse.RawDescriptionHelpFormatter):
 
 
 def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
-    """The options of the image command, a ViT as the default model, and
-    ``--random-weights``."""
+    """The options of the image command, with a ViT as the default model."""
     parser = Parser(prog=prog, formatter_class=_Formatter,
                     description=textwrap.fill(DESCRIPTION, HELP_WIDTH), epilog=EPILOG)
     add_common_arguments(
         parser, DEFAULT_VIT,
-        "a torchvision ViT (vit_b_16, vit_b_32, vit_l_16, ...) or, with timm installed, a "
-        f"timm ViT such as deit_tiny_patch16_224 (default: {DEFAULT_VIT})")
-    parser.add_argument("--random-weights", action="store_true",
-                        help="random weights instead of pretrained ones: for smoke tests "
-                             "only, the maps are meaningless")
+        "a torchvision ViT (vit_b_16, vit_b_32, vit_l_16, ...), with timm installed a timm ViT "
+        "such as deit_tiny_patch16_224 (or timm:deit_tiny_patch16_224), or a Hugging Face "
+        f"one as hf:DIR_OR_ID (default: {DEFAULT_VIT})")
     return parser
-
-
-@contextmanager
-def _hub_offline() -> Iterator[None]:
-    """Make the Hugging Face hub use its cache only (no retries on a dead network)."""
-    previous = os.environ.get("HF_HUB_OFFLINE")
-    os.environ["HF_HUB_OFFLINE"] = "1"
-    constants = sys.modules.get("huggingface_hub.constants")
-    old_constant = getattr(constants, "HF_HUB_OFFLINE", None)
-    if constants is not None:
-        constants.HF_HUB_OFFLINE = True  # type: ignore[attr-defined]
-    try:
-        yield
-    finally:
-        if previous is None:
-            os.environ.pop("HF_HUB_OFFLINE", None)
-        else:
-            os.environ["HF_HUB_OFFLINE"] = previous
-        if constants is not None:
-            constants.HF_HUB_OFFLINE = old_constant  # type: ignore[attr-defined]
-
-
-def _no_weights(name: str, where: str) -> UsageError:
-    return UsageError(f"--model {name}: {where}; put the weights there on a machine with "
-                      "network (or copy them), pass a checkpoint with --weights FILE, or "
-                      "use --random-weights for a smoke test")
-
-
-def _randomise(model: torch.nn.Module, name: str) -> torch.nn.Module:
-    """--random-weights: warn, and give a zero-initialised head (torchvision's
-    ViT starts with one, which would make every score and map zero) small
-    random weights, reproducibly."""
-    warnings.warn(f"{name} has RANDOM weights (--random-weights): the maps are meaningless, "
-                  "use this only to check that everything runs", UserWarning, stacklevel=2)
-    generator = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for module in model.modules():
-            if isinstance(module, torch.nn.Linear) and not bool(module.weight.any()):
-                module.weight.copy_(0.02 * torch.randn(module.weight.shape, generator=generator))
-    return model
 
 
 def load_torchvision_vit(args: argparse.Namespace, name: str) -> LoadedModel:
     """A torchvision ViT: from ``--weights``, random, or pretrained."""
-    if args.weights:
-        architecture = torchvision.models.get_model(name, weights=None)
-        model = load_checkpoint(args.weights, architecture, name)
-        return LoadedModel(model.eval(), name, torchvision_input_size(name))
-    if args.random_weights:
-        model = _randomise(torchvision.models.get_model(name, weights=None), name)
-        return LoadedModel(model.eval(), f"{name} (random weights)",
-                           getattr(model, "image_size", torchvision_input_size(name)))
     try:
-        return torchvision_pretrained(name)
+        return load_torchvision(name, args.weights, args.num_classes, args.random_weights)
     except WeightsUnavailable as error:
-        raise _no_weights(name, str(error)) from None
-
-
-def _create_timm(timm: Any, name: str, offline: bool) -> torch.nn.Module:
-    """A pretrained timm model; UsageError when its weights cannot be had."""
-    try:
-        model: torch.nn.Module = timm.create_model(name, pretrained=True)
-    except Exception as error:  # noqa: BLE001  (any failed download or cache miss)
-        if offline:
-            reason = f"{HF_URL} is unreachable"
-        else:
-            first = str(error).strip().splitlines()[0] if str(error).strip() else ""
-            reason = f"the download failed: {type(error).__name__} {first[:100]}".strip()
-        raise _no_weights(name, f"its pretrained weights are not in the Hugging Face cache "
-                                f"and {reason}") from None
-    return model
+        raise UsageError(f"--model {name}: {error}; put the weights there on a machine with "
+                         "network (or copy them), pass a checkpoint with --weights FILE, or "
+                         "use --random-weights for a smoke test") from None
 
 
 def load_timm_vit(args: argparse.Namespace, name: str) -> LoadedModel:
-    """A timm ViT: from ``--weights``, random, or pretrained."""
+    """A timm ViT (``deit_tiny_patch16_224`` or ``timm:deit_tiny_patch16_224``):
+    from ``--weights``, random, or pretrained."""
+    spec = name
+    if name.lower().startswith(TIMM_PREFIX):
+        name = name[len(TIMM_PREFIX):].strip()
     try:
         import timm
     except ImportError:
-        raise UsageError(f"--model {name}: not a torchvision ViT, and timm is not installed "
+        raise UsageError(f"--model {spec}: not a torchvision ViT, and timm is not installed "
                          "(pip install '.[vit]')") from None
     if not timm.is_model(name):
         vits = [n for n in timm.list_models() if "vit" in n or "deit" in n] + \
@@ -175,23 +110,8 @@ def load_timm_vit(args: argparse.Namespace, name: str) -> LoadedModel:
              if n.startswith("vit_")]
         close = difflib.get_close_matches(name, vits, n=3, cutoff=0.6)
         hint = f" (did you mean {', '.join(close)}?)" if close else ""
-        raise UsageError(f"--model {name!r}: neither a torchvision nor a timm model{hint}")
-    if args.weights or args.random_weights:
-        model = timm.create_model(name, pretrained=False)
-    elif not online(HF_URL):
-        with _hub_offline():
-            model = _create_timm(timm, name, offline=True)
-    else:
-        model = _create_timm(timm, name, offline=False)
-    if args.weights:
-        model = load_checkpoint(args.weights, model, name)
-    elif args.random_weights:
-        model = _randomise(model, name)
-        name = f"{name} (random weights)"
-    config = getattr(model, "pretrained_cfg", None) or {}
-    size = int(config.get("input_size", (3, 224, 224))[-1])
-    return LoadedModel(model.eval(), name, size, mean=tuple(config.get("mean", MEAN)),
-                       std=tuple(config.get("std", STD)))
+        raise UsageError(f"--model {spec!r}: neither a torchvision nor a timm model{hint}")
+    return load_timm(name, args.weights, args.num_classes, args.random_weights, spec=spec)
 
 
 def load_vit(args: argparse.Namespace) -> LoadedModel:
@@ -199,6 +119,9 @@ def load_vit(args: argparse.Namespace) -> LoadedModel:
     if args.weights and args.random_weights:
         raise UsageError("--weights and --random-weights exclude each other")
     name = args.model.strip()
+    if name.lower().startswith(HF_PREFIX):
+        return load_model(name, args.weights, num_classes=args.num_classes,
+                          random_weights=args.random_weights)
     if name.lower() in torchvision.models.list_models(module=torchvision.models):
         return load_torchvision_vit(args, name.lower())
     return load_timm_vit(args, name)
@@ -206,4 +129,5 @@ def load_vit(args: argparse.Namespace) -> LoadedModel:
 
 def main(argv: Sequence[str] | None = None, *, prog: str = PROG) -> int:
     """Run the ``vit`` command; the exit status (0, 2 for a usage error)."""
-    return run_command(argv, build_parser(prog), load=load_vit, guided_backprop=False)
+    return run_command(argv, build_parser(prog), load=load_vit, guided_backprop=False,
+                       default_model=None)

@@ -19,7 +19,7 @@ import torch
 from pytorch_grad_cam.base_cam import BaseCAM, model_state_guard
 from pytorch_grad_cam.metrics._common import Maps, prepare_cams
 from pytorch_grad_cam.scoring import (
-    check_model, check_positive_int, check_targets, prepare_input)
+    check_model, check_positive_int, check_targets, chunks, prepare_input)
 from pytorch_grad_cam.metrics.perturbation_confidence import Percentile, original_scores
 from pytorch_grad_cam.metrics.road import ROADCombined
 
@@ -71,11 +71,16 @@ class Coherency:
     in [0, 1], higher is better.
 
     ``batch_size`` images at a time are passed to ``base_method`` (default:
-    the whole batch; the method chunks its own perturbation passes).
+    the whole batch; the method chunks its own perturbation passes, with
+    its own progress bar). ``progress``: a bar over those chunks of images,
+    described by ``desc`` (default "Coherency").
     """
 
-    def __init__(self, batch_size: Optional[int] = None) -> None:
+    def __init__(self, batch_size: Optional[int] = None, progress: bool = False,
+                 desc: Optional[str] = None) -> None:
         self.batch_size = check_positive_int("batch_size", batch_size, allow_none=True)
+        self.progress = bool(progress)
+        self.desc = "Coherency" if desc is None else str(desc)
 
     def __call__(self, input_tensor: torch.Tensor, grayscale_cams: Maps,
                  targets: Optional[Sequence[Callable]], model: torch.nn.Module,
@@ -94,8 +99,7 @@ class Coherency:
                     _, targets = original_scores(model, inputs, None, step)
             masked = inputs * cams.unsqueeze(1).to(inputs.dtype)
             parts = []
-            for start in range(0, inputs.shape[0], step):
-                stop = min(inputs.shape[0], start + step)
+            for start, stop in chunks(inputs.shape[0], step, self.desc, self.progress):
                 parts.append(torch.as_tensor(base_method(input_tensor=masked[start:stop],
                                                          targets=targets[start:stop])))
             mixed = torch.cat(parts).to(cams.device)
@@ -113,19 +117,21 @@ class ARCC:
     1.5.7's docstring calls this a geometric mean; its code, like this one,
     computes the harmonic mean. Use probability targets
     (``ClassifierOutputSoftmaxTarget``) as the paper's code does, so that
-    ROAD' is meaningful.
+    ROAD' is meaningful. ``progress``: the progress bars of Coherency and
+    ROAD.
     """
 
     def __init__(self, base_method: BaseCAM,
                  road_percentiles: Sequence[Percentile] = (20, 40, 60, 80),
-                 batch_size: Optional[int] = None, noise: float = 0.01, seed: int = 0) -> None:
+                 batch_size: Optional[int] = None, noise: float = 0.01, seed: int = 0,
+                 progress: bool = False) -> None:
         if not callable(base_method):
             raise TypeError(f"base_method must be a CAM object, got {base_method!r}")
         self.base_method = base_method
         self.complexity = Complexity()
-        self.coherency = Coherency()
+        self.coherency = Coherency(progress=progress)
         self.road = ROADCombined(percentiles=road_percentiles, batch_size=batch_size,
-                                 noise=noise, seed=seed)
+                                 noise=noise, seed=seed, progress=progress)
 
     def __call__(self, input_tensor: torch.Tensor, grayscale_cams: Maps,
                  targets: Optional[Sequence[Callable]], model: torch.nn.Module) -> np.ndarray:

@@ -40,10 +40,11 @@ multiply_tensor_with_cam.batched = True  # type: ignore[attr-defined]
 
 class CamMultImageConfidenceChange(PerturbationConfidenceMetric):
     """Per image: O - Y, the target score of the input multiplied by the
-    map minus that of the input (``return_diff=False``: O)."""
+    map minus that of the input (``return_diff=False``: O). ``progress``:
+    a progress bar of the passes."""
 
-    def __init__(self, batch_size: Optional[int] = None) -> None:
-        super().__init__(multiply_tensor_with_cam, batch_size)
+    def __init__(self, batch_size: Optional[int] = None, progress: bool = False) -> None:
+        super().__init__(multiply_tensor_with_cam, batch_size, progress=progress)
 
 
 class DropInConfidence(CamMultImageConfidenceChange):
@@ -56,8 +57,9 @@ class DropInConfidence(CamMultImageConfidenceChange):
     (``ClassifierOutputSoftmaxTarget``) as the paper does.
     """
 
-    def __init__(self, batch_size: Optional[int] = None, relative: bool = True) -> None:
-        super().__init__(batch_size)
+    def __init__(self, batch_size: Optional[int] = None, relative: bool = True,
+                 progress: bool = False) -> None:
+        super().__init__(batch_size, progress=progress)
         self.relative = bool(relative)
 
     @overload

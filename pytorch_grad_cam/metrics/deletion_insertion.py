@@ -64,7 +64,8 @@ class _CausalMetric:
     label = ""
 
     def __init__(self, n_steps: int = 100, substrate: Union[str, Callable, None] = None,
-                 batch_size: Optional[int] = None, seed: int = 0) -> None:
+                 batch_size: Optional[int] = None, seed: int = 0, progress: bool = False,
+                 desc: Optional[str] = None) -> None:
         n_steps = check_positive_int("n_steps", n_steps)
         substrate = self.default_substrate if substrate is None else substrate
         if isinstance(substrate, str):
@@ -78,6 +79,8 @@ class _CausalMetric:
         self.substrate = substrate
         self.batch_size = check_positive_int("batch_size", batch_size, allow_none=True)
         self.seed = check_seed(seed)
+        self.progress = bool(progress)
+        self.desc = f"{type(self).__name__} ({self.n_steps} steps)" if desc is None else str(desc)
 
     @overload
     def __call__(self, input_tensor: torch.Tensor, cams: Maps,
@@ -125,7 +128,7 @@ class _CausalMetric:
                 return torch.where(swap[:, None], finish[b], start[b])
 
             scores, _ = chunked_scores(model, batch * points, make_inputs, owners, targets,
-                                       batch_size)
+                                       batch_size, progress=self.progress, desc=self.desc)
             curves = scores.reshape(batch, points)
             areas = auc(curves)
         result = areas.cpu().numpy().astype(np.float32)
@@ -144,9 +147,11 @@ class DeletionAUC(_CausalMetric):
             pixels replaced (RISE replaces 224 pixels a step on 224 x 224
             images, n_steps=224).
         substrate: "zero", "blur" or a callable B x C x H x W -> same shape.
-        batch_size: inputs per forward pass (default 64 on a GPU, 16 on a
+        batch_size: inputs per forward pass (default 64 on a GPU, 8 on a
             CPU).
         seed: order of equally relevant pixels (a fixed pseudo-random one).
+        progress: show a progress bar of the images x (n_steps + 1) passes.
+        desc: the bar's description (default: the class name and the steps).
     """
 
 

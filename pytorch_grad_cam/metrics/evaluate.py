@@ -147,7 +147,10 @@ def evaluate_cam_methods(model: torch.nn.Module,
         n_steps: steps of the deletion and insertion curves.
         method_kwargs: extra constructor arguments per row name, e.g.
             ``{"SSCAM": {"n_samples": 8}}``.
-        progress: show the methods' progress bars.
+        progress: show progress bars: the methods' own, and one per metric
+            and method, described by what it computes (``"GradCAM:
+            ROADMoRF/LeRF/Combined (imputing + scoring)"``, ``"GradCAM:
+            Deletion (50 steps)"``, ...).
         per_image: return per-image numpy arrays instead of means.
 
     Returns:
@@ -187,7 +190,7 @@ def evaluate_cam_methods(model: torch.nn.Module,
                     reshape_transform=reshape_transform, progress=progress, **kwargs) as cam:
             maps = cam(input_tensor=inputs, targets=targets)
             values = _score(names, cam, model, inputs, maps, targets, metric_targets, regions,
-                            batch_size, road_percentiles, n_steps)
+                            batch_size, road_percentiles, n_steps, progress, name)
         rows[name] = {metric: (values[metric] if per_image else float(np.mean(values[metric])))
                       for metric in names}
     return rows
@@ -196,15 +199,22 @@ def evaluate_cam_methods(model: torch.nn.Module,
 def _score(names: Sequence[str], cam: BaseCAM, model: torch.nn.Module, inputs: torch.Tensor,
            maps: Maps, cam_targets: Sequence[Callable], targets: Sequence[Callable],
            regions: Optional[Regions], batch_size: Optional[int],
-           percentiles: Sequence[Percentile], n_steps: int) -> Dict[str, np.ndarray]:
+           percentiles: Sequence[Percentile], n_steps: int, progress: bool = False,
+           row: str = "") -> Dict[str, np.ndarray]:
     """Per-image values of the metrics ``names`` for one method's maps;
     ``cam_targets`` are what the maps explain (Coherency recomputes a map
-    for them), ``targets`` what the other metrics score."""
+    for them), ``targets`` what the other metrics score. With ``progress``
+    a bar per metric, described ``"<row>: <metric>"``."""
     values: Dict[str, np.ndarray] = {}
     wanted = set(names)
+    prefix = f"{row}: " if row else ""
+    confidence = "/".join(m.replace("InConfidence", "") for m in
+                          ("DropInConfidence", "IncreaseInConfidence") if m in wanted)
     if wanted & {"DropInConfidence", "IncreaseInConfidence"}:
         before, after = run_perturbations(inputs, maps, targets, model,
-                                          [multiply_tensor_with_cam], batch_size)
+                                          [multiply_tensor_with_cam], batch_size,
+                                          progress=progress,
+                                          desc=f"{prefix}{confidence}InConfidence")
         after = after[0]
         if "DropInConfidence" in wanted:
             if bool((before <= 0).any()):
@@ -215,21 +225,27 @@ def _score(names: Sequence[str], cam: BaseCAM, model: torch.nn.Module, inputs: t
     if wanted & {"ROADMoRF", "ROADLeRF", "ROADCombined", "ARCC"}:
         morf = [ROADMostRelevantFirst(p).perturbation for p in percentiles]
         lerf = [ROADLeastRelevantFirst(p).perturbation for p in percentiles]
-        before, after = run_perturbations(inputs, maps, targets, model, morf + lerf, batch_size)
+        before, after = run_perturbations(inputs, maps, targets, model, morf + lerf, batch_size,
+                                          progress=progress, desc=f"{prefix}ROADMoRF/LeRF/"
+                                                                  "Combined (imputing + scoring)")
         morf_mean, lerf_mean = after[:len(morf)].mean(dim=0), after[len(morf):].mean(dim=0)
         values["ROADMoRF"] = (morf_mean - before).cpu().numpy()
         values["ROADLeRF"] = (lerf_mean - before).cpu().numpy()
         values["ROADCombined"] = ((lerf_mean - morf_mean) / 2).cpu().numpy()
     if "Deletion" in wanted:
-        values["Deletion"] = DeletionAUC(n_steps, batch_size=batch_size)(inputs, maps, targets,
-                                                                           model)
+        values["Deletion"] = DeletionAUC(n_steps, batch_size=batch_size, progress=progress,
+                                         desc=f"{prefix}Deletion ({n_steps} steps)")(
+            inputs, maps, targets, model)
     if "Insertion" in wanted:
-        values["Insertion"] = InsertionAUC(n_steps, batch_size=batch_size)(inputs, maps, targets,
-                                                                             model)
+        values["Insertion"] = InsertionAUC(n_steps, batch_size=batch_size, progress=progress,
+                                           desc=f"{prefix}Insertion ({n_steps} steps)")(
+            inputs, maps, targets, model)
     if wanted & {"Complexity", "ARCC"}:
         values["Complexity"] = Complexity()(maps)
     if wanted & {"Coherency", "ARCC"}:
-        values["Coherency"] = Coherency()(inputs, maps, cam_targets, model, cam)
+        values["Coherency"] = Coherency(progress=progress, desc=f"{prefix}Coherency (the map "
+                                                              "of the masked input)")(
+            inputs, maps, cam_targets, model, cam)
     if "ARCC" in wanted:
         values["ARCC"] = arcc_from_parts(values["Coherency"], values["Complexity"],
                                          values["ROADCombined"])

@@ -44,24 +44,25 @@ def apply_perturbation(perturbation: Callable, inputs: torch.Tensor,
 
 def original_scores(model: torch.nn.Module, inputs: torch.Tensor,
                     targets: Optional[Sequence[Callable]], batch_size: int,
-                    output_selector: Optional[Callable] = None
-                    ) -> Tuple[torch.Tensor, List[Callable]]:
+                    output_selector: Optional[Callable] = None, progress: bool = False,
+                    desc: str = "") -> Tuple[torch.Tensor, List[Callable]]:
     """The target scores of the unperturbed inputs, chunked; targets=None
     resolves to each image's top class. Returns (scores, targets)."""
     return chunked_scores(model, inputs.shape[0], lambda start, stop: inputs[start:stop], None,
-                          targets, batch_size, output_selector)
+                          targets, batch_size, output_selector, progress=progress, desc=desc)
 
 
 def perturbed_scores(model: torch.nn.Module, inputs: torch.Tensor, cams: torch.Tensor,
                      perturbations: Sequence[Callable], targets: Optional[Sequence[Callable]],
                      batch_size: int, keep_inputs: bool = False,
-                     output_selector: Optional[Callable] = None
-                     ) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+                     output_selector: Optional[Callable] = None, progress: bool = False,
+                     desc: str = "") -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
     """Scores of every image under every perturbation: P x B.
 
     The work list is perturbation-major; each chunk of ``batch_size`` rows
-    is built when it is needed. With ``keep_inputs`` the perturbed inputs
-    are returned too (P * B x C x H x W), else None."""
+    is built when it is needed (inside the progress bar ``desc`` when
+    ``progress``). With ``keep_inputs`` the perturbed inputs are returned
+    too (P * B x C x H x W), else None."""
     batch, count = inputs.shape[0], inputs.shape[0] * len(perturbations)
     owners = torch.arange(batch, device=inputs.device).repeat(len(perturbations))
     kept: List[torch.Tensor] = []
@@ -80,7 +81,7 @@ def perturbed_scores(model: torch.nn.Module, inputs: torch.Tensor, cams: torch.T
         return chunk
 
     scores, _ = chunked_scores(model, count, make_inputs, owners, targets, batch_size,
-                               output_selector)
+                               output_selector, progress=progress, desc=desc)
     return scores.reshape(len(perturbations), batch), (torch.cat(kept) if keep_inputs else None)
 
 
@@ -92,15 +93,20 @@ class PerturbationConfidenceMetric:
             with attribute ``batched = True`` it gets n x C x H x W inputs
             and n x H x W maps, otherwise one image at a time (C x H x W,
             H x W) as in grad-cam 1.5.7.
-        batch_size: images per forward pass (default 64 on a GPU, 16 on a
+        batch_size: images per forward pass (default 64 on a GPU, 8 on a
             CPU).
+        progress: show a progress bar of the perturbed passes.
+        desc: the bar's description (default: the class name).
     """
 
-    def __init__(self, perturbation: Callable, batch_size: Optional[int] = None) -> None:
+    def __init__(self, perturbation: Callable, batch_size: Optional[int] = None,
+                 progress: bool = False, desc: Optional[str] = None) -> None:
         if not callable(perturbation):
             raise TypeError(f"perturbation must be callable, got {perturbation!r}")
         self.perturbation = perturbation
         self.batch_size = check_positive_int("batch_size", batch_size, allow_none=True)
+        self.progress = bool(progress)
+        self.desc = type(self).__name__ if desc is None else str(desc)
 
     def scores(self, input_tensor: torch.Tensor, cams: Maps,
                targets: Optional[Sequence[Callable]], model: torch.nn.Module,
@@ -118,7 +124,8 @@ class PerturbationConfidenceMetric:
             if need_original or targets is None:
                 before, targets = original_scores(model, inputs, targets, batch_size)
             after, visualization = perturbed_scores(model, inputs, cams, [self.perturbation],
-                                                    targets, batch_size, return_visualization)
+                                                    targets, batch_size, return_visualization,
+                                                    progress=self.progress, desc=self.desc)
         return before, after[0], visualization
 
     @overload
@@ -249,11 +256,13 @@ class AveragerAcrossThresholds:
     ``imputer(percentile)`` makes the metric for one percentile (for
     example ``ROADMostRelevantFirst``). When it is a
     PerturbationConfidenceMetric all percentiles run in one batched pass
-    that shares the unperturbed forward pass.
+    that shares the unperturbed forward pass (one progress bar with
+    ``progress``, described by ``desc``, default the class name).
     """
 
     def __init__(self, imputer: Callable, percentiles: Sequence[Percentile] = DEFAULT_PERCENTILES,
-                 batch_size: Optional[int] = None) -> None:
+                 batch_size: Optional[int] = None, progress: bool = False,
+                 desc: Optional[str] = None) -> None:
         if not callable(imputer):
             raise TypeError(f"imputer must be callable, got {imputer!r}")
         percentiles = list(percentiles)
@@ -264,6 +273,8 @@ class AveragerAcrossThresholds:
         self.imputer = imputer
         self.percentiles = percentiles
         self.batch_size = check_positive_int("batch_size", batch_size, allow_none=True)
+        self.progress = bool(progress)
+        self.desc = type(self).__name__ if desc is None else str(desc)
 
     def __call__(self, input_tensor: torch.Tensor, cams: Maps,
                  targets: Optional[Sequence[Callable]], model: torch.nn.Module) -> np.ndarray:
@@ -273,7 +284,8 @@ class AveragerAcrossThresholds:
                                       dtype=np.float32), axis=0)
         batch_size = self.batch_size or metrics[0].batch_size
         before, after = run_perturbations(input_tensor, cams, targets, model,
-                                          [m.perturbation for m in metrics], batch_size)
+                                          [m.perturbation for m in metrics], batch_size,
+                                          progress=self.progress, desc=self.desc)
         return (after - before).mean(dim=0).cpu().numpy().astype(np.float32)
 
 
@@ -281,20 +293,24 @@ class AveragerAcrossThresholds:
 def run_perturbations(input_tensor: torch.Tensor, cams: Maps,
                       targets: Optional[Sequence[Callable]], model: torch.nn.Module,
                       perturbations: Sequence[Callable], batch_size: Optional[int],
-                      need_original: Literal[True] = True) -> Tuple[torch.Tensor, torch.Tensor]: ...
+                      need_original: Literal[True] = True, progress: bool = False,
+                      desc: str = "") -> Tuple[torch.Tensor, torch.Tensor]: ...
 @overload
 def run_perturbations(input_tensor: torch.Tensor, cams: Maps,
                       targets: Optional[Sequence[Callable]], model: torch.nn.Module,
                       perturbations: Sequence[Callable], batch_size: Optional[int],
-                      need_original: bool = True) -> Tuple[Optional[torch.Tensor], torch.Tensor]: ...
+                      need_original: bool = True, progress: bool = False,
+                      desc: str = "") -> Tuple[Optional[torch.Tensor], torch.Tensor]: ...
 
 
 def run_perturbations(input_tensor: torch.Tensor, cams: Maps,
                       targets: Optional[Sequence[Callable]], model: torch.nn.Module,
                       perturbations: Sequence[Callable], batch_size: Optional[int],
-                      need_original: bool = True) -> Tuple[Optional[torch.Tensor], torch.Tensor]:
+                      need_original: bool = True, progress: bool = False,
+                      desc: str = "") -> Tuple[Optional[torch.Tensor], torch.Tensor]:
     """(original scores B or None, perturbed scores P x B) of several
-    perturbations in one batched pass."""
+    perturbations in one batched pass (a progress bar ``desc`` of the
+    perturbed inputs with ``progress``)."""
     check_model(model)
     with model_state_guard(model), torch.inference_mode():
         inputs = prepare_input(input_tensor, model, volumes=False)
@@ -304,5 +320,6 @@ def run_perturbations(input_tensor: torch.Tensor, cams: Maps,
         before = None
         if need_original or targets is None:
             before, targets = original_scores(model, inputs, targets, batch_size)
-        after, _ = perturbed_scores(model, inputs, cams, perturbations, targets, batch_size)
+        after, _ = perturbed_scores(model, inputs, cams, perturbations, targets, batch_size,
+                                    progress=progress, desc=desc)
     return before, after

@@ -11,7 +11,9 @@ every removed pixel becomes the weighted mean of its 8 neighbours (weight
 linear system over all removed pixels, plus Gaussian noise. Unlike
 replacing pixels by a constant, the imputed image does not leak the shape
 of the removed region to the model. A faithful map makes the score fall
-fast under MoRF and slowly under LeRF.
+fast under MoRF and slowly under LeRF. The imputations are made chunk by
+chunk with the forward passes, so the progress bar of ``progress=True``
+("ROAD ... (imputing + scoring)") counts them too.
 
 The linear system is solved here in torch, batched, on the model's
 device: conjugate gradients (the system is symmetric positive definite on
@@ -239,9 +241,10 @@ class ROADMostRelevantFirst(PerturbationConfidenceMetric):
     """
 
     def __init__(self, percentile: Percentile = 80, batch_size: Optional[int] = None,
-                 noise: float = 0.01, seed: int = 0) -> None:
+                 noise: float = 0.01, seed: int = 0, progress: bool = False) -> None:
         super().__init__(RemoveMostRelevantFirst(percentile, NoisyLinearImputer(noise, seed=seed),
-                                                 seed=seed), batch_size)
+                                                 seed=seed), batch_size, progress=progress,
+                         desc=f"ROAD MoRF {percentile} (imputing + scoring)")
 
 
 class ROADLeastRelevantFirst(PerturbationConfidenceMetric):
@@ -254,9 +257,10 @@ class ROADLeastRelevantFirst(PerturbationConfidenceMetric):
     """
 
     def __init__(self, percentile: Percentile = 20, batch_size: Optional[int] = None,
-                 noise: float = 0.01, seed: int = 0) -> None:
+                 noise: float = 0.01, seed: int = 0, progress: bool = False) -> None:
         super().__init__(RemoveLeastRelevantFirst(percentile, NoisyLinearImputer(noise, seed=seed),
-                                                  seed=seed), batch_size)
+                                                  seed=seed), batch_size, progress=progress,
+                         desc=f"ROAD LeRF {percentile} (imputing + scoring)")
 
 
 class ROADMostRelevantFirstAverage(AveragerAcrossThresholds):
@@ -264,9 +268,11 @@ class ROADMostRelevantFirstAverage(AveragerAcrossThresholds):
     pass)."""
 
     def __init__(self, percentiles: Sequence[Percentile] = DEFAULT_PERCENTILES,
-                 batch_size: Optional[int] = None, noise: float = 0.01, seed: int = 0) -> None:
+                 batch_size: Optional[int] = None, noise: float = 0.01, seed: int = 0,
+                 progress: bool = False) -> None:
         super().__init__(lambda p: ROADMostRelevantFirst(p, batch_size, noise, seed),
-                         _percentiles(percentiles), batch_size)
+                         _percentiles(percentiles), batch_size, progress=progress,
+                         desc="ROAD MoRF (imputing + scoring)")
 
 
 class ROADLeastRelevantFirstAverage(AveragerAcrossThresholds):
@@ -274,9 +280,11 @@ class ROADLeastRelevantFirstAverage(AveragerAcrossThresholds):
     pass)."""
 
     def __init__(self, percentiles: Sequence[Percentile] = DEFAULT_PERCENTILES,
-                 batch_size: Optional[int] = None, noise: float = 0.01, seed: int = 0) -> None:
+                 batch_size: Optional[int] = None, noise: float = 0.01, seed: int = 0,
+                 progress: bool = False) -> None:
         super().__init__(lambda p: ROADLeastRelevantFirst(p, batch_size, noise, seed),
-                         _percentiles(percentiles), batch_size)
+                         _percentiles(percentiles), batch_size, progress=progress,
+                         desc="ROAD LeRF (imputing + scoring)")
 
 
 class ROADCombined:
@@ -288,9 +296,11 @@ class ROADCombined:
     """
 
     def __init__(self, percentiles: Sequence[Percentile] = DEFAULT_PERCENTILES,
-                 batch_size: Optional[int] = None, noise: float = 0.01, seed: int = 0) -> None:
+                 batch_size: Optional[int] = None, noise: float = 0.01, seed: int = 0,
+                 progress: bool = False) -> None:
         self.percentiles = _percentiles(percentiles)
         self.batch_size = check_positive_int("batch_size", batch_size, allow_none=True)
+        self.progress = bool(progress)
         self.morf = [ROADMostRelevantFirst(p, batch_size, noise, seed).perturbation
                      for p in self.percentiles]
         self.lerf = [ROADLeastRelevantFirst(p, batch_size, noise, seed).perturbation
@@ -299,7 +309,9 @@ class ROADCombined:
     def __call__(self, input_tensor: torch.Tensor, cams: Maps,
                  targets: Optional[Sequence[Callable]], model: torch.nn.Module) -> np.ndarray:
         _, after = run_perturbations(input_tensor, cams, targets, model, self.lerf + self.morf,
-                                     self.batch_size, need_original=False)
+                                     self.batch_size, need_original=False,
+                                     progress=self.progress,
+                                     desc="ROADCombined (imputing + scoring)")
         count = len(self.percentiles)
         combined = (after[:count].mean(dim=0) - after[count:].mean(dim=0)) / 2
         return combined.cpu().numpy().astype(np.float32)

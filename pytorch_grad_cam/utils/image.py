@@ -37,31 +37,77 @@ def deprocess_image(img: np.ndarray) -> np.ndarray:
     return np.uint8(img * 255)
 
 
+def _overlay_photo(img: np.ndarray) -> np.ndarray:
+    """The photo of :func:`show_cam_on_image` as floats in [0, 1]: a uint8
+    photo (0..255) is divided by 255; a float one must already be in
+    [0, 1] and is used as it is."""
+    img = np.asarray(img)
+    if img.ndim != 3 or img.shape[2] not in (1, 3):
+        raise ValueError(f"img must be an H x W x 3 image, got shape {img.shape}")
+    if img.dtype == np.uint8:
+        return img.astype(np.float32) / 255
+    if not np.issubdtype(img.dtype, np.floating):
+        raise ValueError(f"img must be a uint8 image (0..255) or a float image with values in "
+                         f"[0, 1], got dtype {img.dtype}; convert it, for example with "
+                         "np.float32(img) / img.max()")
+    low, high = float(np.min(img)), float(np.max(img))
+    if high > 1 + 1e-6 or low < -1e-6:
+        hint = ("; divide it by 255 (np.float32(img) / 255) or pass it as uint8"
+                if high <= 255 else "")
+        raise ValueError("img must be a float image with values in [0, 1] (or a uint8 image, "
+                         f"0..255), got dtype {img.dtype} with range [{low}, {high}]{hint}")
+    return img
+
+
+def _overlay_mask(mask: np.ndarray, size: Tuple[int, int], resize: bool) -> np.ndarray:
+    """The map of :func:`show_cam_on_image` at the photo's ``size`` (H, W):
+    as it is, or with ``resize`` bilinearly resized; a ValueError that names
+    the resize call otherwise."""
+    mask = np.asarray(mask, dtype=np.float32)
+    height, width = size
+    if mask.shape == (height, width):
+        return mask
+    if mask.ndim != 2:
+        raise ValueError(f"mask must be an H x W map, got shape {mask.shape} (for a CAM's "
+                         "B x H x W output pass one map, grayscale_cam[0])")
+    if not resize:
+        raise ValueError(f"mask has shape {mask.shape} but the image is {(height, width)}; "
+                         "pass resize=True to resize the map to the image, or resize it "
+                         f"first: cv2.resize(mask, ({width}, {height}))")
+    return cv2.resize(mask, (width, height), interpolation=cv2.INTER_LINEAR)
+
+
 def show_cam_on_image(img: np.ndarray, mask: np.ndarray, use_rgb: bool = False,
-                      colormap: int = cv2.COLORMAP_JET, image_weight: float = 0.5) -> np.ndarray:
+                      colormap: int = cv2.COLORMAP_JET, image_weight: float = 0.5,
+                      resize: bool = False) -> np.ndarray:
     """Overlay a map on an image.
 
     Args:
-        img: H x W x 3 float image in [0, 1] (RGB or BGR, see use_rgb).
-        mask: H x W map in [0, 1].
+        img: H x W x 3 image (RGB or BGR, see use_rgb): float with values in
+            [0, 1], or uint8 (0..255), which is converted (divided by 255).
+        mask: H x W map in [0, 1] (values outside are clipped). A map of
+            another size (a CAM's map at the model's input size over the
+            original photo) needs ``resize=True``; without it the error names
+            the call that resizes it, ``cv2.resize(mask, (W, H))``.
         use_rgb: whether to return the heat map in RGB order (default BGR,
             as cv2.imwrite expects).
         colormap: an OpenCV colormap.
         image_weight: weight of the image in the blend, in [0, 1].
+        resize: resize a map of another size bilinearly to the image's
+            (``cv2.resize(mask, (W, H))``).
 
     Returns:
         uint8 H x W x 3 overlay.
+
+    Example::
+
+        photo = cv2.cvtColor(cv2.imread("chelsea.jpg"), cv2.COLOR_BGR2RGB)   # uint8, any size
+        overlay = show_cam_on_image(photo, grayscale_cam[0], use_rgb=True, resize=True)
     """
-    img = np.asarray(img)
-    mask = np.asarray(mask, dtype=np.float32)
-    if img.dtype == np.uint8 or np.max(img) > 1 + 1e-6 or np.min(img) < -1e-6:
-        raise ValueError("img must be a float image with values in [0, 1] "
-                         f"(got dtype {img.dtype}, range [{np.min(img)}, {np.max(img)}]); "
-                         "divide a uint8 image by 255")
+    img = _overlay_photo(img)
     if not 0 <= image_weight <= 1:
         raise ValueError(f"image_weight must be in [0, 1], got {image_weight}")
-    if mask.shape != img.shape[:2]:
-        raise ValueError(f"mask has shape {mask.shape} but the image is {img.shape[:2]}")
+    mask = _overlay_mask(mask, img.shape[:2], resize)
     heatmap = cv2.applyColorMap(np.uint8(255 * np.clip(mask, 0, 1)), colormap)
     if use_rgb:
         heatmap = cv2.cvtColor(heatmap, cv2.COLOR_BGR2RGB)

