@@ -1,0 +1,34 @@
+"""Explain a whole dataset: a resumable runner with a sharded results
+store, dataset-level metrics, an HTML report, and several processes, GPUs
+or nodes through torchrun.
+
+    from pytorch_grad_cam.datasets import explain_dataset, load_results, open_results
+
+    summary = explain_dataset("photos/", model, ["gradcam", "scorecam"],
+                              target_layers=["layer4[-1]"], out="results/")
+    frame = load_results("results/")            # pandas, one row per (image, method)
+    cam = open_results("results/").map(0, size=(480, 640))
+
+Modules: :mod:`~pytorch_grad_cam.datasets.runner` (``explain_dataset``),
+:mod:`~pytorch_grad_cam.datasets.sources` (folders, lists, Datasets,
+decoding), :mod:`~pytorch_grad_cam.datasets.store` (the shards and the
+loader), :mod:`~pytorch_grad_cam.datasets.evaluation` (metrics per batch,
+streaming statistics, ranking), :mod:`~pytorch_grad_cam.datasets.summary`
+(the finalised index), :mod:`~pytorch_grad_cam.datasets.report` (HTML),
+:mod:`~pytorch_grad_cam.datasets.distributed` (torchrun) and
+:mod:`~pytorch_grad_cam.datasets.cli` (``explain-dataset``).
+"""
+from pytorch_grad_cam.datasets.evaluation import (
+    DATASET_METRICS, BatchMetrics, RunningStats, check_metrics, rank_methods)
+from pytorch_grad_cam.datasets.report import write_overlays, write_report
+from pytorch_grad_cam.datasets.runner import explain_dataset, model_fingerprint
+from pytorch_grad_cam.datasets.sources import STATUSES, Preprocess, decode_image
+from pytorch_grad_cam.datasets.store import Results, load_results, open_results, resize_map
+from pytorch_grad_cam.datasets.summary import RunSummary
+
+__all__ = [
+    "DATASET_METRICS", "STATUSES", "BatchMetrics", "Preprocess", "Results", "RunSummary",
+    "RunningStats", "check_metrics", "decode_image", "explain_dataset", "load_results",
+    "model_fingerprint", "open_results", "rank_methods", "resize_map", "write_overlays",
+    "write_report",
+]

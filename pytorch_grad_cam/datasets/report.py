@@ -1,0 +1,334 @@
+"""A static HTML report of a results store: one file, no server.
+
+``write_report("results/")`` writes ``results/report.html`` and, beside it,
+``results/report_files/``: the overlay JPEGs of the gallery
+(``show_cam_on_image`` of each method's map on the photo) and one PNG per
+metric with its distribution per method (matplotlib, an optional
+dependency: without it the report says so and leaves the plots out).
+
+The report shows the run's summary (items by status, per method the
+statuses and empty maps), the metrics table (mean, std, 95% confidence
+interval, count, NaN and skipped, and whether higher or lower is better),
+the ranked comparison of the methods, the items that could not be
+explained with their reasons, and a gallery of the most and the least
+confident explanations (by the softmax probability of the explained
+class).
+"""
+from __future__ import annotations
+
+import html
+import math
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Optional, Union
+
+import cv2
+import numpy as np
+
+from pytorch_grad_cam.datasets.evaluation import DATASET_METRICS
+from pytorch_grad_cam.datasets.sources import (
+    BadItem, Preprocess, Source, decode_image)
+from pytorch_grad_cam.datasets.store import Results, atomic_write
+from pytorch_grad_cam.datasets.summary import compute_index
+from pytorch_grad_cam.scoring import check_positive_int
+from pytorch_grad_cam.utils.image import show_cam_on_image
+
+__all__ = ["write_overlays", "write_report"]
+
+FILES = "report_files"
+DISPLAY_SIDE = 224
+
+_STYLE = """
+body { font-family: system-ui, sans-serif; margin: 2em; color: #222; }
+table { border-collapse: collapse; margin: 0.5em 0 1.5em; }
+th, td { border: 1px solid #ccc; padding: 3px 8px; text-align: right; }
+th { background: #f3f3f3; } td.text, th.text { text-align: left; }
+figure { display: inline-block; margin: 4px; text-align: center; font-size: 0.8em; }
+figure img { display: block; }
+.note { color: #a60; }
+"""
+
+
+def _cell(value: Any, digits: int = 4) -> str:
+    if isinstance(value, float):
+        return "nan" if math.isnan(value) else f"{value:.{digits}f}"
+    return html.escape(str(value))
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[Any]], text_columns: int = 1) -> str:
+    def cls(i: int) -> str:
+        return ' class="text"' if i < text_columns else ""
+
+    head = "".join(f"<th{cls(i)}>{html.escape(h)}</th>" for i, h in enumerate(header))
+    body = "".join("<tr>" + "".join(f"<td{cls(i)}>{_cell(v)}</td>" for i, v in enumerate(row))
+                   + "</tr>" for row in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def _imagenet_names(num_classes: int) -> Optional[list[str]]:
+    if num_classes != 1000:
+        return None
+    try:
+        import torchvision
+
+        return list(torchvision.models.ResNet50_Weights.IMAGENET1K_V2.meta["categories"])
+    except (ImportError, AttributeError, KeyError):
+        return None
+
+
+def _display_size(height: int, width: int, side: int = DISPLAY_SIDE) -> tuple[int, int]:
+    if height <= 0 or width <= 0:
+        return side, side
+    scale = side / max(height, width)
+    return max(1, round(height * scale)), max(1, round(width * scale))
+
+
+def _picture(row: Any, source: Optional[Source], preprocess: Preprocess) -> Optional[np.ndarray]:
+    """The item's photo as float32 RGB in [0, 1], or None."""
+    position = int(row["position"])
+    try:
+        if source is not None and 0 <= position < len(source) \
+                and source.item_id(position) == row["id"]:
+            return source.picture(position, preprocess)
+        if row["path"] and os.path.isfile(row["path"]):
+            array = decode_image(row["path"])
+            scale = 65535 if array.dtype == np.uint16 else 255
+            return array.astype(np.float32) / scale
+    except BadItem:
+        return None
+    return None
+
+
+def _write_jpeg(path: Path, rgb: np.ndarray) -> None:
+    ok, data = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR),
+                            [cv2.IMWRITE_JPEG_QUALITY, 90])
+    if not ok:
+        raise RuntimeError(f"OpenCV could not encode {path.name}")
+    atomic_write(path, lambda handle: handle.write(data.tobytes()))
+
+
+def _overlay(results: Results, row: int, source: Optional[Source], preprocess: Preprocess,
+             side: Optional[int]) -> tuple[Optional[np.ndarray], np.ndarray]:
+    """(the photo or None, the overlay of row ``row``'s map), RGB uint8 /
+    float, at the photo's aspect ratio with ``side`` pixels on the longer
+    side (None: the photo's own size)."""
+    entry = results.frame.iloc[row]
+    height, width = int(entry["height"]), int(entry["width"])
+    if side is not None:
+        height, width = _display_size(height, width, side)
+    elif height <= 0 or width <= 0:
+        height, width = _display_size(0, 0)
+    photo = _picture(entry, source, preprocess)
+    if photo is not None and photo.shape[:2] != (height, width):
+        photo = cv2.resize(photo, (width, height), interpolation=cv2.INTER_AREA)
+    base = np.full((height, width, 3), 0.5, np.float32) if photo is None else photo
+    cam = results.map(row, size=(height, width))
+    return photo, show_cam_on_image(np.clip(base, 0, 1), cam, use_rgb=True)
+
+
+def _safe_name(text: str) -> str:
+    keep = "".join(c if c.isalnum() or c in "-_." else "_" for c in text)
+    return keep.strip("._") or "item"
+
+
+def write_overlays(store: Union[str, "os.PathLike[str]"], folder: Union[str, "os.PathLike[str]"],
+                   rows: Optional[Sequence[int]] = None, *, source: Optional[Source] = None,
+                   preprocess: Optional[Preprocess] = None,
+                   side: Optional[int] = None) -> list[Path]:
+    """Overlay pictures on request: ``show_cam_on_image`` of the stored map
+    on the photo, one JPEG per row that has a map (all rows, or ``rows``:
+    positions in ``Results.frame``, for example of a filtered DataFrame's
+    ``.index``), named ``<id>_<method>.jpg`` (characters other than letters,
+    digits, ``-_.`` replaced by ``_``). At the photo's size, or ``side``
+    pixels on its longer side. Returns the files written."""
+    results = Results(store)
+    preprocess = preprocess or _stored_preprocess(results.config)
+    target = Path(folder)
+    target.mkdir(parents=True, exist_ok=True)
+    written = []
+    for row, _ in results.iter_maps(rows):
+        entry = results.frame.iloc[row]
+        _, overlay = _overlay(results, row, source, preprocess, side)
+        path = target / f"{_safe_name(str(entry['id']))}_{_safe_name(str(entry['method']))}.jpg"
+        _write_jpeg(path, overlay)
+        written.append(path)
+    return written
+
+
+def _stored_preprocess(config: dict) -> Preprocess:
+    settings = config.get("preprocess", {})
+    return Preprocess(size=tuple(settings.get("size", (224, 224))),
+                      mean=tuple(settings.get("mean", (0.485, 0.456, 0.406))),
+                      std=tuple(settings.get("std", (0.229, 0.224, 0.225))))
+
+
+def _gallery(results: Results, folder: Path, source: Optional[Source], preprocess: Preprocess,
+             size: int, class_names: Optional[Sequence[str]]) -> str:
+    frame = results.frame
+    methods = list(results.config.get("methods", []))
+    if not methods:
+        return "<p>No methods.</p>"
+    first = frame[(frame["method"] == methods[0]) & (frame["status"] == "ok")]
+    if first.empty:
+        return "<p>No explained item.</p>"
+    ranked = first.sort_values(["prob", "position"], ascending=[False, True], kind="stable")
+    most = list(ranked.index[:size])
+    least = [i for i in list(ranked.index[::-1][:size]) if i not in most]
+    parts = []
+    for title, rows in (("Most confident", most), ("Least confident", least)):
+        if not rows:
+            continue
+        parts.append(f"<h3>{title}</h3>")
+        for rank, row_index in enumerate(rows):
+            row = frame.loc[row_index]
+            height, width = _display_size(int(row["height"]), int(row["width"]))
+            kind = title.split()[0].lower()
+            target = int(row["target"])
+            name = class_names[target] if class_names and 0 <= target < len(class_names) else ""
+            label = f"{row['id']}: class {target}{' ' + name if name else ''}, p={row['prob']:.3f}"
+            figures: list[tuple[str, str]] = []
+            for method in methods:
+                hits = frame.index[(frame["id"] == row["id"]) & (frame["method"] == method)]
+                if len(hits) == 0:
+                    continue
+                position = int(frame.index.get_loc(hits[0]))
+                if int(frame["map_row"].iat[position]) < 0:
+                    continue
+                photo, overlay = _overlay(results, position, source, preprocess, DISPLAY_SIDE)
+                if photo is not None and not figures:
+                    image_name = f"{kind}-{rank:03d}-image.jpg"
+                    _write_jpeg(folder / image_name, np.uint8(np.clip(photo, 0, 1) * 255))
+                    figures.append((image_name, "image"))
+                file_name = f"{kind}-{rank:03d}-{method}.jpg"
+                _write_jpeg(folder / file_name, overlay)
+                figures.append((file_name, method))
+            cells = "".join(f'<figure><img src="{FILES}/{html.escape(f)}" width="{width}" '
+                            f'height="{height}" alt="{html.escape(c)}">'
+                            f"<figcaption>{html.escape(c)}</figcaption></figure>"
+                            for f, c in figures)
+            parts.append(f"<div><p>{html.escape(label)}</p>{cells}</div>")
+    return "\n".join(parts)
+
+
+def _plots(results: Results, folder: Path) -> str:
+    metrics = list(results.config.get("metrics", []))
+    if not metrics:
+        return "<p>No metrics were computed (run with metrics=...).</p>"
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError:
+        return ('<p class="note">matplotlib is not installed: the plots of the metrics\' '
+                "distributions are left out (pip install matplotlib).</p>")
+    frame = results.frame
+    ok = frame[frame["status"] == "ok"]
+    parts = []
+    for metric in metrics:
+        figure = Figure(figsize=(6, 3.2), dpi=100)
+        FigureCanvasAgg(figure)
+        axes = figure.add_subplot(1, 1, 1)
+        drawn = False
+        for method in results.config.get("methods", []):
+            values = ok.loc[ok["method"] == method, metric].to_numpy(dtype=np.float64)
+            values = values[np.isfinite(values)]
+            if values.size:
+                axes.hist(values, bins=30, alpha=0.5, label=f"{method} (n={values.size})")
+                drawn = True
+        axes.set_title(f"{metric} ({DATASET_METRICS.get(metric, '?')} is better)")
+        axes.set_xlabel(metric)
+        axes.set_ylabel("images")
+        if drawn:
+            axes.legend(fontsize=8)
+        figure.tight_layout()
+        name = f"metric-{metric}.png"
+        path = folder / name
+        temporary = folder / f".{name}.tmp-{os.getpid()}.png"
+        figure.savefig(temporary, format="png")
+        os.replace(temporary, path)
+        parts.append(f'<figure><img src="{FILES}/{html.escape(name)}" alt="{html.escape(metric)}">'
+                     f"</figure>")
+    return "\n".join(parts)
+
+
+def write_report(store: Union[str, "os.PathLike[str]"], *, source: Optional[Source] = None,
+                 preprocess: Optional[Preprocess] = None, gallery_size: int = 6,
+                 class_names: Optional[Sequence[str]] = None) -> Path:
+    """Write ``<store>/report.html`` and its pictures in
+    ``<store>/report_files/``; returns the HTML file's path.
+
+    Args:
+        store: the results store folder.
+        source: the run's source, for the photos of Dataset items (files are
+            read from their paths without it).
+        preprocess: to turn Dataset items that are model inputs back into
+            photos (default: the store's normalisation).
+        gallery_size: items in each of the most / least confident galleries.
+        class_names: names of the classes (default: ImageNet's for 1,000
+            classes, else none).
+    """
+    gallery_size = int(check_positive_int("gallery_size", gallery_size) or 1)
+    results = Results(store)
+    config = results.config
+    if preprocess is None:
+        preprocess = _stored_preprocess(config)
+    index = results.index if results.complete else compute_index(results.store, config)
+    if class_names is None:
+        class_names = _imagenet_names(int(config.get("num_classes", 0)))
+    folder = results.path / FILES
+    folder.mkdir(exist_ok=True)
+    assert index is not None
+    methods = list(config.get("methods", []))
+    statuses = index.get("status_counts", {})
+    sections = [f"<h1>Explanations of {html.escape(str(results.path))}</h1>"]
+    if not results.complete:
+        sections.append('<p class="note">The last run did not finish: this report shows the '
+                        "items explained so far.</p>")
+    sections.append("<h2>Summary</h2>" + _table(
+        ["", "value"],
+        [["items", index.get("items", 0)], *[[f"status {s}", n] for s, n in statuses.items()],
+         ["model", config.get("model", {}).get("class", "?")],
+         ["target layers", ", ".join(config.get("target_layers", []))],
+         ["methods", ", ".join(methods)], ["targets", config.get("targets")],
+         ["input size", " x ".join(map(str, config.get("preprocess", {}).get("size", [])))],
+         ["stored map size", " x ".join(map(str, config.get("map_size", [])))]]))
+    sections.append("<h2>Methods</h2>" + _table(
+        ["method", *sorted({s for m in index.get("methods", {}).values()
+                            for s in m["status_counts"]}), "empty maps"],
+        [[m, *[index["methods"][m]["status_counts"].get(s, 0)
+               for s in sorted({s for x in index["methods"].values() for s in x["status_counts"]})],
+          index["methods"][m]["empty_maps"]] for m in methods if m in index.get("methods", {})]))
+    metric_rows = []
+    for method, by_metric in index.get("metrics", {}).items():
+        for metric, s in by_metric.items():
+            metric_rows.append([method, metric, DATASET_METRICS.get(metric, "?"), s["mean"],
+                                s["std"], s["ci95_low"], s["ci95_high"], s["count"], s["nan"],
+                                s["skipped"]])
+    if metric_rows:
+        sections.append("<h2>Metrics</h2>" + _table(
+            ["method", "metric", "better", "mean", "std", "95% CI low", "95% CI high", "n",
+             "NaN", "skipped"], metric_rows, text_columns=3))
+    ranking = index.get("ranking", [])
+    if ranking:
+        metrics = list(config.get("metrics", []))
+        sections.append("<h2>Which method is most faithful here?</h2>" + _table(
+            ["method", "mean rank", *metrics, "best at (clear = 95% intervals apart)"],
+            [[row["method"], row["mean_rank"], *[row["ranks"].get(m, math.nan) for m in metrics],
+              ", ".join(f"{m}{' (clear)' if row['clear'].get(m) else ''}" for m in row["wins"])]
+             for row in ranking]))
+    frame = results.frame
+    bad = frame[(frame["status"] != "ok") & (frame["method"] == (methods[0] if methods else ""))]
+    if len(bad):
+        shown = bad.head(100)
+        sections.append(f"<h2>Items not explained ({len(bad)})</h2>" + _table(
+            ["id", "status", "reason"],
+            [[r["id"], r["status"], r["reason"]] for _, r in shown.iterrows()], text_columns=3)
+            + ("<p>(the first 100)</p>" if len(bad) > 100 else ""))
+    sections.append("<h2>Gallery</h2>" + _gallery(results, folder, source, preprocess,
+                                                   gallery_size, class_names))
+    sections.append("<h2>Distributions of the metrics</h2>" + _plots(results, folder))
+    page = ("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>CAM report</title>"
+            f"<style>{_STYLE}</style></head><body>\n" + "\n".join(sections) + "\n</body></html>\n")
+    path = results.path / "report.html"
+    atomic_write(path, lambda handle: handle.write(page.encode("utf-8")))
+    return path

@@ -1,0 +1,185 @@
+"""The finalised index of a results store and the summary of a run.
+
+:func:`finalise` reads every committed shard once, one at a time (never
+the whole store in memory), and writes ``index.json``: the shards, the
+items by status (an item is ``ok`` when every method explained it, else it
+takes its first other status), per method the statuses and the number of
+empty maps, the dataset-level metric statistics
+(:class:`~pytorch_grad_cam.datasets.evaluation.RunningStats`) and the ranked
+comparison of the methods. It is computed from the store, not from one
+run's memory, so a resumed run, or one made of several processes, gets the
+numbers of the whole store.
+"""
+from __future__ import annotations
+
+import math
+import time
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+
+from pytorch_grad_cam.datasets.evaluation import DATASET_METRICS, RunningStats, rank_methods
+from pytorch_grad_cam.datasets.store import (
+    METRIC_PREFIX, STORE_FORMAT, STORE_VERSION, Store, fingerprint, read_shard)
+
+__all__ = ["RunSummary", "compute_index", "finalise", "summary_from_index"]
+
+
+def finalise(store: Store, config: Mapping[str, Any]) -> dict[str, Any]:
+    """Compute (:func:`compute_index`) and write the store's ``index.json``;
+    returns it."""
+    index = compute_index(store, config)
+    store.write_index(index)
+    return index
+
+
+def compute_index(store: Store, config: Mapping[str, Any]) -> dict[str, Any]:
+    """The index of the store's committed shards (see the module
+    docstring), reading one shard at a time. RuntimeError if an item
+    appears in two shards (two runs wrote into the store at the same
+    time)."""
+    methods: list[str] = list(config["methods"])
+    metrics: list[str] = list(config.get("metrics", []))
+    shards = []
+    item_status: Counter = Counter()
+    method_status: dict[str, Counter] = {m: Counter() for m in methods}
+    empty: Counter = Counter()
+    stats = {m: {name: RunningStats() for name in metrics} for m in methods}
+    seen: set[str] = set()
+    duplicates: list[str] = []
+    rows_total = 0
+    for path in store.committed_shards():
+        data = read_shard(path, ["id", "method", "status", "empty_map",
+                                 *(METRIC_PREFIX + name for name in metrics)])
+        ids, row_methods, statuses = data["id"], data["method"], data["status"]
+        first: dict[str, str] = {}
+        for item_id, status in zip(ids.tolist(), statuses.tolist()):
+            if item_id not in first or (first[item_id] == "ok" and status != "ok"):
+                first[item_id] = status
+        for item_id, status in first.items():
+            if item_id in seen:
+                duplicates.append(item_id)
+            seen.add(item_id)
+            item_status[status] += 1
+        ok = statuses == "ok"
+        for method in methods:
+            mine = row_methods == method
+            for status, count in zip(*np.unique(statuses[mine], return_counts=True)):
+                method_status[method][str(status)] += int(count)
+            empty[method] += int((data["empty_map"] & mine).sum())
+            for name in metrics:
+                column = data.get(METRIC_PREFIX + name)
+                if column is None:
+                    continue
+                stats[method][name].update(column[mine & ok])
+                stats[method][name].skip(int((mine & ~ok).sum()))
+        shards.append({"name": path.name, "rows": int(len(ids)), "items": len(first)})
+        rows_total += int(len(ids))
+    if duplicates:
+        raise RuntimeError(f"{len(duplicates)} item(s) appear in more than one shard of "
+                           f"{str(store.root)!r}, for example {duplicates[0]!r}: two runs wrote "
+                           "into this store at the same time; run once more with overwrite=True")
+    results = {m: {name: s.result() for name, s in by_metric.items()}
+               for m, by_metric in stats.items()}
+    index = {
+        "format": STORE_FORMAT, "version": STORE_VERSION, "fingerprint": fingerprint(config),
+        "finalised": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "shards": shards, "items": len(seen), "rows": rows_total,
+        "status_counts": dict(sorted(item_status.items())),
+        "methods": {m: {"status_counts": dict(sorted(method_status[m].items())),
+                        "empty_maps": int(empty[m])} for m in methods},
+        "metrics": results,
+        "ranking": rank_methods(results, metrics) if metrics and len(methods) > 1 else [],
+    }
+    return index
+
+
+def _number(value: float, digits: int = 4) -> str:
+    return "nan" if value is None or (isinstance(value, float) and math.isnan(value)) \
+        else f"{value:.{digits}f}"
+
+
+@dataclass
+class RunSummary:
+    """What a call of ``explain_dataset`` did, and what the store holds.
+
+    Attributes:
+        out: the store folder.
+        items: items in the source.
+        skipped: of these, already in the store before this run.
+        processed: explained (or recorded as bad) by this run, all processes.
+        status_counts: the store's items by status (``ok``, ``unreadable``,
+            ``too_small``, ``no_label``, ``model_error``).
+        methods: per method ``status_counts`` (rows) and ``empty_maps``.
+        metrics: ``{method: {metric: statistics}}`` over the store (count,
+            mean, std, ci95_low, ci95_high, min, max, nan, skipped).
+        ranking: the methods, most faithful first (``rank_methods``).
+        seconds: wall time of this run's explaining loop (slowest process).
+        images_per_second: ``processed / seconds``.
+        world_size: processes of the run; workers: DataLoader workers per
+            process; batch_size: images per batch.
+        report: the HTML report, when asked for.
+    """
+
+    out: Path
+    items: int
+    skipped: int
+    processed: int
+    status_counts: dict[str, int]
+    methods: dict[str, dict[str, Any]]
+    metrics: dict[str, dict[str, dict[str, float]]]
+    ranking: list[dict[str, Any]]
+    seconds: float
+    world_size: int = 1
+    workers: int = 0
+    batch_size: int = 1
+    device: str = "cpu"
+    report: Optional[Path] = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def images_per_second(self) -> float:
+        return self.processed / self.seconds if self.seconds > 0 else math.nan
+
+    @property
+    def bad(self) -> int:
+        """Items of the store that are not ``ok``."""
+        return sum(n for status, n in self.status_counts.items() if status != "ok")
+
+    def __str__(self) -> str:
+        lines = [f"results in {self.out}: {sum(self.status_counts.values())} items "
+                 f"({', '.join(f'{n} {s}' for s, n in self.status_counts.items()) or 'none'})",
+                 f"this run: {self.processed} explained, {self.skipped} already done, "
+                 f"{self.seconds:.1f} s, {self.images_per_second:.1f} images/s "
+                 f"({self.world_size} process(es) on {self.device}, {self.workers} "
+                 f"DataLoader worker(s) each, batch {self.batch_size})"]
+        for method, info in self.methods.items():
+            if info.get("empty_maps"):
+                lines.append(f"{method}: {info['empty_maps']} empty map(s)")
+        for method, by_metric in self.metrics.items():
+            for name, s in by_metric.items():
+                better = DATASET_METRICS.get(name, "?")
+                lines.append(f"{method:>12} {name:<20} mean {_number(s['mean'])} "
+                             f"(95% CI {_number(s['ci95_low'])} .. {_number(s['ci95_high'])}, "
+                             f"std {_number(s['std'])}, n {s['count']}, NaN {s['nan']}, "
+                             f"skipped {s['skipped']}; {better} is better)")
+        if self.ranking:
+            order = ", ".join(f"{row['method']} (mean rank {row['mean_rank']:.2f})"
+                              for row in self.ranking)
+            lines.append(f"ranking, most faithful first: {order}")
+        if self.report is not None:
+            lines.append(f"report: {self.report}")
+        return "\n".join(lines)
+
+
+def summary_from_index(index: Mapping[str, Any], out: Path, items: int, skipped: int,
+                       processed: int, seconds: float, **options: Any) -> RunSummary:
+    return RunSummary(out=out, items=items, skipped=skipped, processed=processed,
+                      status_counts=dict(index.get("status_counts", {})),
+                      methods=dict(index.get("methods", {})),
+                      metrics=dict(index.get("metrics", {})),
+                      ranking=list(index.get("ranking", [])), seconds=seconds, **options)

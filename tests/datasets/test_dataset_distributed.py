@@ -1,0 +1,105 @@
+"""Under ``torchrun --standalone --nproc_per_node=2`` (gloo, CPU) the runner
+gives exactly the results of one process over a folder of 40 images: no
+item missing or doubled, each rank's own shards, rank 0's index."""
+import json
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from dataset_helpers import LAYER, SMALL, TinyNet, environment, write_photos
+from pytorch_grad_cam.datasets import explain_dataset, open_results
+
+TORCHRUN = Path(sys.executable).with_name("torchrun")
+if not TORCHRUN.exists() and shutil.which("torchrun"):
+    TORCHRUN = Path(shutil.which("torchrun"))
+
+pytestmark = pytest.mark.skipif(not TORCHRUN.exists() or not torch.distributed.is_available(),
+                                reason="needs torchrun and torch.distributed")
+
+OPTIONS = dict(target_layers=[LAYER], preprocess=SMALL, workers=0, batch_size=3, shard_size=5,
+               metrics=["Complexity"], progress=False)
+
+SCRIPT = textwrap.dedent("""
+    import json, os, sys
+    import torch
+    from dataset_helpers import LAYER, SMALL, TinyNet
+    from pytorch_grad_cam.datasets import explain_dataset
+
+    folder, out = sys.argv[1:3]
+    seed = int(os.environ["RANK"]) if len(sys.argv) > 3 else 0  # "differ": other weights per rank
+    summary = explain_dataset(folder, TinyNet(seed=seed), ["gradcam", "gradcam++"], out=out,
+                              target_layers=[LAYER], preprocess=SMALL, workers=0, batch_size=3,
+                              shard_size=5, metrics=["Complexity"], progress=False)
+    rank = int(os.environ["RANK"])
+    with open(f"{out}.rank{rank}.json", "w") as handle:
+        json.dump({"rank": rank, "world": summary.world_size, "processed": summary.processed,
+                   "status": summary.status_counts,
+                   "initialised": torch.distributed.is_initialized()}, handle)
+""")
+
+
+def test_torchrun_two_processes_equal_one(tmp_path):
+    folder = tmp_path / "photos"
+    write_photos(folder, 40)
+    script = tmp_path / "run.py"
+    script.write_text(SCRIPT)
+    completed = subprocess.run(
+        [str(TORCHRUN), "--standalone", "--nproc_per_node=2", str(script), str(folder),
+         str(tmp_path / "two")], env=environment(), capture_output=True, text=True, timeout=180)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    summaries = [json.loads((tmp_path / f"two.rank{rank}.json").read_text()) for rank in (0, 1)]
+    assert [s["rank"] for s in summaries] == [0, 1]
+    for s in summaries:  # every rank returns the whole store's summary; the group is left
+        assert s["world"] == 2 and s["processed"] == 40 and s["status"] == {"ok": 40}
+        assert s["initialised"] is False
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as torchrun's processes (OMP_NUM_THREADS=1)
+    try:
+        explain_dataset(folder, TinyNet(), ["gradcam", "gradcam++"], out=tmp_path / "one",
+                        **OPTIONS)
+    finally:
+        torch.set_num_threads(threads)
+    two, one = open_results(tmp_path / "two"), open_results(tmp_path / "one")
+    assert two.complete and one.complete
+    shards = list(two.frame["shard"].astype(str).unique())
+    ranks = {name.split("-")[1] for name in shards}
+    assert ranks == {"r0000", "r0001"}  # each rank wrote its own shards
+    per_rank = two.frame[two.frame["method"] == "gradcam"].groupby(
+        two.frame["shard"].astype(str).str.split("-").str[1], observed=True).size()
+    assert per_rank.to_dict() == {"r0000": 20, "r0001": 20}  # items 0, 2, 4... and 1, 3, 5...
+    assert two.frame["id"].tolist() == one.frame["id"].tolist()
+    assert len(two.frame) == 80 and not two.frame.duplicated(["id", "method"]).any()
+    # ids, statuses, classes, scores, probabilities and the stored maps are identical; the
+    # metric values, computed on float32 maps of batches made up differently, equal to rounding
+    columns = [c for c in one.frame.columns if c not in ("shard", "map_row", "Complexity")]
+    assert two.frame[columns].equals(one.frame[columns])
+    for row in range(80):
+        np.testing.assert_array_equal(two.map(row), one.map(row))
+    np.testing.assert_allclose(two.frame["Complexity"], one.frame["Complexity"], atol=1e-6)
+    for method in ("gradcam", "gradcam++"):
+        a, b = two.index["metrics"][method]["Complexity"], one.index["metrics"][method]["Complexity"]
+        assert a["count"] == b["count"] == 40
+        assert a["mean"] == pytest.approx(b["mean"], abs=1e-6)
+    assert two.index["items"] == 40 and len(two.index["shards"]) == 8
+
+
+def test_ranks_with_different_weights_all_fail_before_any_work(tmp_path):
+    folder = tmp_path / "photos"
+    write_photos(folder, 4)
+    script = tmp_path / "run.py"
+    script.write_text(SCRIPT)
+    completed = subprocess.run(
+        [str(TORCHRUN), "--standalone", "--nproc_per_node=2", str(script), str(folder),
+         str(tmp_path / "two"), "differ"], env=environment(), capture_output=True, text=True,
+        timeout=180)
+    assert completed.returncode != 0
+    assert completed.stderr.count("rank 1's configuration differs from rank 0's "
+                                  "(model.state_dict_blake2b") >= 2  # raised on both ranks
+    assert not list((tmp_path / "two").glob("shards/*.npz"))

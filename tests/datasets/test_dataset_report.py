@@ -1,0 +1,114 @@
+"""pytorch_grad_cam.datasets.report: one static HTML file with the summary,
+the metrics, the ranking, the bad items, a gallery of overlays (the
+library's show_cam_on_image of the stored maps) and the distribution
+plots, or a note when matplotlib is missing."""
+import re
+import sys
+
+import cv2
+import numpy as np
+import pytest
+
+from dataset_helpers import LAYER, SMALL, TinyNet, write_photos
+from pytorch_grad_cam.datasets import explain_dataset, open_results, write_overlays, write_report
+from pytorch_grad_cam.utils.image import show_cam_on_image
+
+OPTIONS = dict(target_layers=[LAYER], preprocess=SMALL, workers=0, progress=False)
+
+
+@pytest.fixture
+def store(tmp_path):
+    write_photos(tmp_path / "photos", 9, sizes=[(40, 60), (50, 50)])
+    (tmp_path / "photos" / "broken.png").write_bytes(b"")
+    summary = explain_dataset(tmp_path / "photos", TinyNet(), ["gradcam", "gradcam++"],
+                              metrics=["Complexity", "DropInConfidence"], report=True,
+                              out=tmp_path / "out", **OPTIONS)
+    return tmp_path / "out", summary
+
+
+def test_report_has_the_numbers_and_the_pictures(store):
+    out, summary = store
+    assert summary.report == out / "report.html"
+    page = summary.report.read_text()
+    assert page.startswith("<!DOCTYPE html>") and "http" not in page  # static, nothing to fetch
+    assert "<td>status ok</td><td>9</td>" in page.replace(' class="text"', "")
+    assert "<td>status unreadable</td><td>1</td>" in page.replace(' class="text"', "")
+    mean = summary.metrics["gradcam"]["Complexity"]["mean"]
+    assert f"{mean:.4f}" in page
+    assert "Which method is most faithful here?" in page
+    assert summary.ranking[0]["method"] in page
+    assert "the file is empty (0 bytes)" in page
+    pictures = re.findall(r'<img src="report_files/([^"]+)"', page)
+    assert {"metric-Complexity.png", "metric-DropInConfidence.png"} <= set(pictures)
+    for name in pictures:
+        image = cv2.imread(str(out / "report_files" / name))
+        assert image is not None, name
+    # 6 most and 3 least confident items (9 explained), each: photo + 2 methods
+    assert len([p for p in pictures if p.endswith(".jpg")]) == 9 * 3
+
+
+def test_the_gallery_shows_the_most_confident_first_with_the_stored_maps(store):
+    out, _ = store
+    results = open_results(out)
+    frame = results.frame
+    page = (out / "report.html").read_text()
+    first = frame[(frame["method"] == "gradcam") & (frame["status"] == "ok")]
+    best = first.loc[first["prob"].idxmax()]
+    captions = re.findall(r"<div><p>([^<]+)</p>", page)
+    assert captions[0].startswith(f"{best['id']}: class {best['target']}, p={best['prob']:.3f}")
+    worst = first.loc[first["prob"].idxmin()]
+    assert captions[6].startswith(f"{worst['id']}:")  # the least confident section starts there
+    # the overlay is show_cam_on_image of the photo and the stored map at the display size
+    row = int(best.name)
+    photo = cv2.imread(str(out / "report_files" / "most-000-image.jpg"))
+    height, width = photo.shape[:2]
+    assert max(height, width) == 224
+    assert width / height == pytest.approx(best["width"] / best["height"], rel=0.02)
+    original = cv2.cvtColor(cv2.imread(best["path"]), cv2.COLOR_BGR2RGB).astype(np.float32) / 255
+    resized = cv2.resize(original, (width, height), interpolation=cv2.INTER_AREA)
+    expected = show_cam_on_image(resized, results.map(row, size=(height, width)), use_rgb=True)
+    written = cv2.cvtColor(cv2.imread(str(out / "report_files" / "most-000-gradcam.jpg")),
+                           cv2.COLOR_BGR2RGB)
+    assert np.abs(written.astype(int) - expected.astype(int)).mean() < 3  # JPEG's loss only
+
+
+def test_without_matplotlib_the_plots_are_left_out_with_a_note(store, monkeypatch):
+    out, _ = store
+    for name in [n for n in sys.modules if n == "matplotlib" or n.startswith("matplotlib.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib -> ImportError
+    for path in (out / "report_files").glob("*.png"):
+        path.unlink()
+    page = write_report(out).read_text()
+    assert "matplotlib is not installed" in page
+    assert not list((out / "report_files").glob("*.png"))
+    assert "Gallery" in page and "Metrics" in page
+
+
+def test_a_report_of_an_unfinished_store_says_so(store):
+    out, _ = store
+    (out / "index.json").unlink()
+    page = write_report(out, gallery_size=1).read_text()
+    assert "The last run did not finish" in page
+    assert "<td>status ok</td><td>9</td>" in page.replace(' class="text"', "")
+    with pytest.raises(ValueError, match="gallery_size must be >= 1"):
+        write_report(out, gallery_size=0)
+
+
+def test_overlays_on_request(store, tmp_path):
+    out, _ = store
+    results = open_results(out)
+    frame = results.frame
+    chosen = frame.index[frame["method"] == "gradcam"]  # 9 explained + the broken file
+    written = write_overlays(out, tmp_path / "overlays", chosen)
+    assert len(written) == 9 and all(p.name.endswith("_gradcam.jpg") for p in written)
+    assert not (tmp_path / "overlays" / "broken.png_gradcam.jpg").exists()
+    row = results.find("img_000.png", "gradcam")
+    picture = cv2.cvtColor(cv2.imread(str(tmp_path / "overlays" / "img_000.png_gradcam.jpg")),
+                           cv2.COLOR_BGR2RGB)
+    assert picture.shape[:2] == (frame["height"][row], frame["width"][row])  # the photo's size
+    photo = cv2.cvtColor(cv2.imread(frame["path"][row]), cv2.COLOR_BGR2RGB).astype(np.float32) / 255
+    expected = show_cam_on_image(photo, results.map(row, size=photo.shape[:2]), use_rgb=True)
+    assert np.abs(picture.astype(int) - expected.astype(int)).mean() < 3
+    small = write_overlays(out, tmp_path / "small", [row], side=32)
+    assert max(cv2.imread(str(small[0])).shape[:2]) == 32

@@ -1,0 +1,127 @@
+"""A run killed with SIGKILL leaves nothing corrupt visible, and the
+resumed run's results equal an uninterrupted run's.
+
+The child process is made to stop at a known moment, deterministically:
+``computing``: a forward hook blocks the fourth forward pass (the first
+batch of the second shard; the first is the layer probe), after shard 1
+was committed; ``committing``: the store's ``_pre_commit`` hook blocks the
+second shard between writing its temporary file (complete, fsync'ed) and
+renaming it. Either way the child writes a marker file, the test kills it
+with SIGKILL, checks what a reader sees, resumes in this process and
+compares with a run that was never interrupted.
+"""
+import os
+import signal
+import subprocess
+import textwrap
+import time
+
+import numpy as np
+import pytest
+
+from dataset_helpers import LAYER, PYTHON, SMALL, TinyNet, environment, write_photos
+from pytorch_grad_cam.datasets import explain_dataset, load_results, open_results
+
+pytestmark = pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs SIGKILL (POSIX)")
+
+OPTIONS = dict(target_layers=[LAYER], preprocess=SMALL, workers=0, batch_size=2, shard_size=4,
+               progress=False)
+
+CHILD = textwrap.dedent("""
+    import sys, time
+    import pytorch_grad_cam.datasets.store as store
+    from dataset_helpers import LAYER, SMALL, TinyNet
+    from pytorch_grad_cam.datasets import explain_dataset
+
+    mode, folder, out, marker = sys.argv[1:5]
+    model = TinyNet()
+
+    def stop_here():
+        open(marker, "w").close()
+        time.sleep(60)  # killed long before
+
+    if mode == "computing":
+        calls = []
+
+        def hook(module, args, output):
+            calls.append(1)
+            if len(calls) == 4:  # probe, shard 1 (2 batches), then shard 2's first batch
+                stop_here()
+
+        model.register_forward_hook(hook)
+    else:
+        commits = []
+
+        def pre_commit(temporary, final):
+            if final.suffix == ".npz":
+                commits.append(final)
+                if len(commits) == 2:
+                    stop_here()
+
+        store._pre_commit = pre_commit
+    explain_dataset(folder, model, "gradcam", out=out, target_layers=[LAYER], preprocess=SMALL,
+                    workers=0, batch_size=2, shard_size=4, progress=False)
+""")
+
+
+def _kill_at_marker(tmp_path, mode, folder, out):
+    script = tmp_path / "child.py"
+    script.write_text(CHILD)
+    marker = tmp_path / "marker"
+    child = subprocess.Popen([PYTHON, str(script), mode, str(folder), str(out), str(marker)],
+                             env=environment(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 60
+        while not marker.exists():
+            if child.poll() is not None:
+                raise AssertionError(f"the child ended early: {child.communicate()[1].decode()}")
+            if time.monotonic() > deadline:
+                raise AssertionError("the child never reached the marker")
+            time.sleep(0.05)
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait(timeout=30)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait(timeout=30)
+        child.stdout.close()
+        child.stderr.close()
+    assert child.returncode == -signal.SIGKILL
+
+
+def _comparable(frame):
+    return frame.drop(columns=["shard", "map_row"]).reset_index(drop=True)
+
+
+@pytest.mark.parametrize("mode", ["computing", "committing"])
+def test_sigkill_then_resume_equals_an_uninterrupted_run(tmp_path, mode):
+    folder = tmp_path / "photos"
+    write_photos(folder, 10)
+    out = tmp_path / "killed"
+    _kill_at_marker(tmp_path, mode, folder, out)
+
+    shard_dir = out / "shards"
+    committed = sorted(p.name for p in shard_dir.glob("*.npz"))
+    temporary = sorted(p.name for p in shard_dir.iterdir() if p.name.startswith("."))
+    assert len(committed) == 1
+    if mode == "committing":
+        assert len(temporary) == 1 and ".tmp-" in temporary[0]  # written, never renamed
+    # a reader sees the committed shard only, complete, and knows the run did not finish
+    partial = open_results(out)
+    assert len(partial.frame) == 4 and not partial.complete
+    assert (partial.frame["status"] == "ok").all()
+    assert not (out / "index.json").exists()
+
+    summary = explain_dataset(folder, TinyNet(), "gradcam", out=out, **OPTIONS)
+    assert (summary.skipped, summary.processed) == (4, 6)
+    assert not [p for p in shard_dir.iterdir() if p.name.startswith(".")]  # cleaned up
+
+    explain_dataset(folder, TinyNet(), "gradcam", out=tmp_path / "reference", **OPTIONS)
+    resumed, reference = open_results(out), open_results(tmp_path / "reference")
+    assert resumed.complete and reference.complete
+    assert len(resumed.frame) == 10
+    assert _comparable(resumed.frame).equals(_comparable(reference.frame))
+    for row in range(10):
+        np.testing.assert_array_equal(resumed.map(row), reference.map(row))
+    assert resumed.index["status_counts"] == reference.index["status_counts"] == {"ok": 10}
+    assert load_results(out)["id"].is_unique
