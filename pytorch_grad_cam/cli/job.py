@@ -62,6 +62,7 @@ from pytorch_grad_cam.layers import (
 )
 from pytorch_grad_cam.registry import METHODS, get_method
 from pytorch_grad_cam.scoring import describe, select_output
+from pytorch_grad_cam.utils.class_names import match_class_name
 from pytorch_grad_cam.utils.image import preprocess_image
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
@@ -273,10 +274,6 @@ def choose_device(requested: str, use_cuda: bool) -> torch.device:
     return torch.device(requested)
 
 
-def _normalise_name(text: str) -> str:
-    return " ".join(text.replace("_", " ").lower().split())
-
-
 def resolve_category(text: str | None, class_names: Sequence[str] | None = IMAGENET_CLASSES,
                      num_classes: int | None = None, prog: str = PROG) -> int | None:
     """An index or a class name (case-insensitive) -> the class index."""
@@ -294,21 +291,12 @@ def resolve_category(text: str | None, class_names: Sequence[str] | None = IMAGE
     if not class_names:
         raise UsageError(f"--target-category {text!r}: this model's classes have no names; "
                          "give the class index")
-    wanted = _normalise_name(text)
-    normalised = [_normalise_name(name) for name in class_names]
-    matches = [i for i, name in enumerate(normalised) if name == wanted]
+    matches, close = match_class_name(text, class_names)
     if len(matches) == 1:
         return matches[0]
     if len(matches) > 1:
         listed = ", ".join(f"{i} ({class_names[i]})" for i in matches)
         raise UsageError(f"--target-category {text!r} is ambiguous: {listed}; give the index")
-    close = [i for i, name in enumerate(normalised) if wanted in name]
-    close += [normalised.index(name) for name in
-              difflib.get_close_matches(wanted, normalised, n=5, cutoff=0.6)]
-    words = set(wanted.split())
-    if len(words) > 1:  # 'tabby cat' -> 'tiger cat', 'Persian cat', ...
-        close += [i for i, name in enumerate(normalised) if words & set(name.split())]
-    close = list(dict.fromkeys(close))[:8]
     hint = ("; close matches: " + ", ".join(f"{i} ({class_names[i]})" for i in close)
             if close else f"; {_list_classes_command(prog)} prints all of them")
     raise UsageError(f"--target-category {text!r}: no class has that name{hint}")

@@ -45,6 +45,7 @@ from pytorch_grad_cam.demo.models import DEFAULT_MODEL, DemoError, DemoModel, Mo
 from pytorch_grad_cam.metrics.cam_mult_image import DropInConfidence, IncreaseInConfidence
 from pytorch_grad_cam.registry import METHODS, MethodInfo, get_method, registered_methods
 from pytorch_grad_cam.scoring import select_output
+from pytorch_grad_cam.utils.class_names import match_class_name
 from pytorch_grad_cam.utils.image import preprocess_image, show_cam_on_image
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputSoftmaxTarget, ClassifierOutputTarget
 
@@ -231,10 +232,6 @@ def parse_methods(names: Sequence[str] | str | None) -> list[MethodInfo]:
 
 
 # ------------------------------------------------------------------ classes
-def _normalise_name(text: str) -> str:
-    return " ".join(text.replace("_", " ").lower().split())
-
-
 def resolve_class(text: str | int | None, class_names: Sequence[str] | None,
                   num_classes: int) -> int | None:
     """The Class box -> a class index, or ``None`` for the top class.
@@ -266,21 +263,12 @@ def resolve_class(text: str | int | None, class_names: Sequence[str] | None,
     if not class_names:
         raise DemoError(f"class {stripped!r}: this model's classes have no names; give the "
                         f"class index (0 to {num_classes - 1})")
-    wanted = _normalise_name(stripped)
-    normalised = [_normalise_name(name) for name in class_names]
-    matches = [i for i, name in enumerate(normalised) if name == wanted]
+    matches, close = match_class_name(stripped, class_names)
     if len(matches) == 1:
         return matches[0]
     if len(matches) > 1:
         listed = ", ".join(f"{class_names[i]} ({i})" for i in matches)
         raise DemoError(f"class {stripped!r} is ambiguous: {listed}; choose one of them")
-    close = [normalised.index(name) for name in
-             difflib.get_close_matches(wanted, normalised, n=5, cutoff=0.6)]
-    close += [i for i, name in enumerate(normalised) if wanted in name]
-    words = set(wanted.split())
-    if len(words) > 1:  # 'tabby cat' -> 'tabby', 'tiger cat', 'Persian cat', ...
-        close += [i for i, name in enumerate(normalised) if words & set(name.split())]
-    close = list(dict.fromkeys(close))[:8]
     if close:
         hint = "; close matches: " + ", ".join(f"{class_names[i]} ({i})" for i in close)
     else:

@@ -102,3 +102,4 @@ def test_grid_checks_its_rows():
         vis.grid([[_picture(4, 4), _picture(5, 4)]], ["a", "b"], ["r"])
     with pytest.raises(ValueError, match="row_titles has 2 entries for 1 rows"):
         vis.grid([[_picture(4, 4)]], ["a"], ["r", "s"])
+
