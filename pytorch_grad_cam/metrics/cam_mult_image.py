@@ -18,14 +18,12 @@ papers' percentages). The papers' Y and O are class probabilities: use
 input as given (for ImageNet-normalised inputs, removed pixels become the
 mean colour), as grad-cam 1.5.7 does.
 """
-from typing import Callable, Literal, Optional, Sequence, overload
+from typing import Optional
 
-import numpy as np
 import torch
 
-from pytorch_grad_cam.metrics._common import Maps
 from pytorch_grad_cam.metrics.perturbation_confidence import (
-    PerturbationConfidenceMetric, WithVisualization)
+    PerturbationConfidenceMetric)
 
 
 def multiply_tensor_with_cam(input_tensor: torch.Tensor, cam: torch.Tensor) -> torch.Tensor:
@@ -62,24 +60,12 @@ class DropInConfidence(CamMultImageConfidenceChange):
         super().__init__(batch_size, progress=progress)
         self.relative = bool(relative)
 
-    @overload
-    def __call__(self, input_tensor: torch.Tensor, cams: Maps,
-                 targets: Optional[Sequence[Callable]], model: torch.nn.Module,
-                 return_visualization: Literal[False] = False,
-                 return_diff: bool = True) -> np.ndarray: ...
-    @overload
-    def __call__(self, input_tensor: torch.Tensor, cams: Maps,
-                 targets: Optional[Sequence[Callable]], model: torch.nn.Module,
-                 return_visualization: bool = False,
-                 return_diff: bool = True) -> WithVisualization: ...
+    def needs_original(self, return_diff: bool) -> bool:
+        return True
 
-    def __call__(self, input_tensor: torch.Tensor, cams: Maps,
-                 targets: Optional[Sequence[Callable]], model: torch.nn.Module,
-                 return_visualization: bool = False,
-                 return_diff: bool = True) -> WithVisualization:
-        before, after, visualization = self.scores(input_tensor, cams, targets, model,
-                                                   return_visualization)
-        assert before is not None  # need_original
+    def compare(self, before: Optional[torch.Tensor], after: torch.Tensor,
+                return_diff: bool) -> torch.Tensor:
+        assert before is not None  # needs_original
         drop = (before - after).clamp_min(0)
         if self.relative:
             if bool((before <= 0).any()):
@@ -89,31 +75,17 @@ class DropInConfidence(CamMultImageConfidenceChange):
                                  "(ClassifierOutputSoftmaxTarget) as the paper does, or "
                                  "DropInConfidence(relative=False) for the absolute drop")
             drop = drop / before
-        result = drop.cpu().numpy().astype(np.float32)
-        return (result, visualization) if return_visualization else result
+        return drop
 
 
 class IncreaseInConfidence(CamMultImageConfidenceChange):
     """Per image: 1 if the input multiplied by the map scores higher than
     the input (O > Y), else 0 (higher is better)."""
 
-    @overload
-    def __call__(self, input_tensor: torch.Tensor, cams: Maps,
-                 targets: Optional[Sequence[Callable]], model: torch.nn.Module,
-                 return_visualization: Literal[False] = False,
-                 return_diff: bool = True) -> np.ndarray: ...
-    @overload
-    def __call__(self, input_tensor: torch.Tensor, cams: Maps,
-                 targets: Optional[Sequence[Callable]], model: torch.nn.Module,
-                 return_visualization: bool = False,
-                 return_diff: bool = True) -> WithVisualization: ...
+    def needs_original(self, return_diff: bool) -> bool:
+        return True
 
-    def __call__(self, input_tensor: torch.Tensor, cams: Maps,
-                 targets: Optional[Sequence[Callable]], model: torch.nn.Module,
-                 return_visualization: bool = False,
-                 return_diff: bool = True) -> WithVisualization:
-        before, after, visualization = self.scores(input_tensor, cams, targets, model,
-                                                   return_visualization)
-        assert before is not None  # need_original
-        result = (after > before).cpu().numpy().astype(np.float32)
-        return (result, visualization) if return_visualization else result
+    def compare(self, before: Optional[torch.Tensor], after: torch.Tensor,
+                return_diff: bool) -> torch.Tensor:
+        assert before is not None  # needs_original
+        return (after > before).float()

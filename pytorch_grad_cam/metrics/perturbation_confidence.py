@@ -143,17 +143,30 @@ class PerturbationConfidenceMetric:
                  targets: Optional[Sequence[Callable]], model: torch.nn.Module,
                  return_visualization: bool = False,
                  return_diff: bool = True) -> WithVisualization:
-        """Per image: score(perturbed) - score(input) (``return_diff=True``)
-        or score(perturbed). With ``return_visualization`` also the
-        perturbed inputs (a tensor on the model's device)."""
+        """Per image: :meth:`compare` of the scores of the input and of the
+        perturbed input (here score(perturbed) - score(input) with
+        ``return_diff=True``, else score(perturbed)). With
+        ``return_visualization`` also the perturbed inputs (a tensor on the
+        model's device)."""
         before, after, visualization = self.scores(input_tensor, cams, targets, model,
-                                                   return_visualization, return_diff)
-        values = after
-        if return_diff:
-            assert before is not None  # scores(need_original=return_diff) computed it
-            values = after - before
-        result = values.cpu().numpy().astype(np.float32)
+                                                   return_visualization,
+                                                   self.needs_original(return_diff))
+        result = self.compare(before, after, return_diff).cpu().numpy().astype(np.float32)
         return (result, visualization) if return_visualization else result
+
+    def needs_original(self, return_diff: bool) -> bool:
+        """Whether :meth:`compare` needs the scores of the unperturbed input."""
+        return return_diff
+
+    def compare(self, before: Optional[torch.Tensor], after: torch.Tensor,
+                return_diff: bool) -> torch.Tensor:
+        """The metric's value per image from the target scores of the input
+        (``before``; None unless :meth:`needs_original`) and of the
+        perturbed input (``after``): the one override of a metric."""
+        if not return_diff:
+            return after
+        assert before is not None  # needs_original(return_diff)
+        return after - before
 
 
 def _check_percentile(percentile: Percentile) -> Percentile:
