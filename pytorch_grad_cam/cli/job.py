@@ -430,9 +430,9 @@ def prepare(args: argparse.Namespace, load: Loader | None = None,
     default ``--model``/``--weights`` of the image command). Raises
     UsageError. ``default_model``: the model whose name the file names
     leave out (None: every model is named, as ``vit`` does)."""
-    images = collect_images(args.image_path)
     device = choose_device(args.device, args.use_cuda)
     methods, left_out = select_methods(args.method, device)
+    images = collect_images(args.image_path)  # reads every image: after the cheaper checks
     output_dir = check_output_dir(args.output_dir)
     given_names = read_class_names(args.class_names) if getattr(args, "class_names", None) \
         else None
