@@ -12,6 +12,8 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from pytorch_grad_cam.cli.parser import positive_int
+
 __all__ = ["PROG", "SUMMARY", "build_parser", "main"]
 
 PROG = "grad-cam demo"
@@ -19,18 +21,8 @@ PROG = "grad-cam demo"
 SUMMARY = "serve the web demo (a page on http://127.0.0.1:7860; needs grad-cam[demo])"
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
-
-
 def _port(text: str) -> int:
-    value = _positive_int(text)
+    value = positive_int(text)
     if value > 65535:
         raise argparse.ArgumentTypeError(f"a port is 1..65535, got {text!r}")
     return value
@@ -54,9 +46,9 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     parser.add_argument("--device", default="auto",
                         help="where the models run: auto (CUDA when available), cpu, cuda, "
                              "cuda:1 (default auto)")
-    parser.add_argument("--concurrency", type=_positive_int, default=4,
+    parser.add_argument("--concurrency", type=positive_int, default=4,
                         help="how many requests run at once (default 4)")
-    parser.add_argument("--max-pixels", type=_positive_int, default=4_000_000,
+    parser.add_argument("--max-pixels", type=positive_int, default=4_000_000,
                         help="photos with more pixels are downscaled first (default 4000000)")
     parser.add_argument("--no-preload", action="store_true",
                         help="do not load the starting model before serving")
