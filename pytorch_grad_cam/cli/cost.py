@@ -74,9 +74,17 @@ def samples_of(info: MethodInfo, cam: Any = None) -> int:
 
 
 def method_cost(name: str, channels: Sequence[int], aug_smooth: bool = False,
-                cam: Any = None) -> Cost:
+                cam: Any = None, input_size: int | None = None) -> Cost:
     """The passes ``name`` makes for one image when its target layers have
-    ``channels`` channels (see the module's docstring)."""
+    ``channels`` channels (see the module's docstring). ``cam`` wrapped in
+    SESS (``cam.base_cam``): one pass of the whole image, then a scoring pass
+    and the method's passes for each of its windows of an ``input_size``
+    square image."""
+    if cam is not None and hasattr(cam, "patch_count") and input_size is not None:
+        base = method_cost(name, channels, aug_smooth, cam.base_cam)
+        patches = cam.patch_count(input_size, input_size)
+        return Cost(1 + patches + patches * base.forward, patches * base.backward,
+                    base.approximate)
     info = get_method(name)
     total = sum(int(c) for c in channels)
     approximate = False
@@ -101,7 +109,7 @@ def method_cost(name: str, channels: Sequence[int], aug_smooth: bool = False,
 
 def cost_report(methods: Sequence[str], channels: Sequence[int], device: torch.device,
                 aug_smooth: bool = False, cams: Mapping[str, Any] | None = None,
-                images: int = 1) -> str:
+                images: int = 1, input_size: int | None = None) -> str:
     """The lines printed before a run: each method's passes per image on
     ``device`` (methods of the same cost share a line), and with several
     images the total."""
@@ -109,7 +117,7 @@ def cost_report(methods: Sequence[str], channels: Sequence[int], device: torch.d
     groups: dict[str, list[str]] = {}
     forward = 0
     for name in methods:
-        cost = method_cost(name, channels, aug_smooth, cams.get(name))
+        cost = method_cost(name, channels, aug_smooth, cams.get(name), input_size)
         forward += cost.forward
         groups.setdefault(cost.describe(device), []).append(name)
     extra = f" (x{AUG_SMOOTH_COPIES} for --aug-smooth)" if aug_smooth else ""

@@ -62,6 +62,7 @@ from pytorch_grad_cam.layers import (
 )
 from pytorch_grad_cam.registry import METHODS, get_method
 from pytorch_grad_cam.scoring import describe, select_output
+from pytorch_grad_cam.sess import SESS
 from pytorch_grad_cam.utils.class_names import match_class_name
 from pytorch_grad_cam.utils.image import preprocess_image
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
@@ -131,6 +132,8 @@ class Job:
     name_parts: list[str] = field(default_factory=list)
     aug_smooth: bool = False
     eigen_smooth: bool = False
+    #: with --sess: SESS's options (every method is wrapped in SESS), else None
+    sess: dict[str, Any] | None = None
     batch_size: int | None = None
     progress: bool = True
     guided_backprop: bool = True
@@ -418,6 +421,25 @@ def _imagenet_for_sure(args: argparse.Namespace) -> bool:
                 or spec.startswith((TIMM_PREFIX, HF_PREFIX)))
 
 
+#: --sess-* option -> SESS argument
+SESS_OPTIONS = {"sess_scales": "num_scales", "sess_step": "step_size",
+                "sess_pre_filter": "pre_filter_ratio", "sess_pool": "pool"}
+
+
+def sess_options(args: argparse.Namespace) -> dict[str, Any] | None:
+    """SESS's arguments from --sess and its options; None without --sess
+    (its options alone are a usage error)."""
+    given = {argument: getattr(args, option) for option, argument in SESS_OPTIONS.items()
+             if getattr(args, option, None) is not None}
+    if not getattr(args, "sess", False):
+        if given:
+            flags = ", ".join("--" + option.replace("_", "-") for option in SESS_OPTIONS
+                              if getattr(args, option, None) is not None)
+            raise UsageError(f"{flags} only work with --sess (give --sess too)")
+        return None
+    return given
+
+
 def _default_load(args: argparse.Namespace) -> LoadedModel:
     return load_model(args.model, args.weights, num_classes=getattr(args, "num_classes", None),
                       random_weights=getattr(args, "random_weights", False))
@@ -432,6 +454,7 @@ def prepare(args: argparse.Namespace, load: Loader | None = None,
     leave out (None: every model is named, as ``vit`` does)."""
     device = choose_device(args.device, args.use_cuda)
     methods, left_out = select_methods(args.method, device)
+    sess = sess_options(args)
     images = collect_images(args.image_path)  # reads every image: after the cheaper checks
     output_dir = check_output_dir(args.output_dir)
     given_names = read_class_names(args.class_names) if getattr(args, "class_names", None) \
@@ -460,6 +483,8 @@ def prepare(args: argparse.Namespace, load: Loader | None = None,
     parts = [part for part in (model_tag(args, default_model),
                                None if category is None else class_slug(category, class_names))
              if part]
+    if sess is not None:
+        parts.append("sess")
     return Job(images=images, methods=methods, device=device, model=model,
                model_name=loaded.name, input_size=loaded.input_size, mean=loaded.mean,
                std=loaded.std, target_layers=layers, layer_names=layer_names,
@@ -467,7 +492,7 @@ def prepare(args: argparse.Namespace, load: Loader | None = None,
                output_dir=output_dir, layer_source=source,
                channels=[shape[0] for shape in probe.map_shapes], left_out=left_out,
                name_parts=parts, aug_smooth=args.aug_smooth,
-               eigen_smooth=args.eigen_smooth, batch_size=args.batch_size,
+               eigen_smooth=args.eigen_smooth, sess=sess, batch_size=args.batch_size,
                progress=not args.no_progress, guided_backprop=guided_backprop,
                evaluate=getattr(args, "evaluate", False))
 
@@ -481,7 +506,10 @@ def make_cams(job: Job, stack: contextlib.ExitStack) -> None:
             "reshape_transform": job.reshape_transform, "progress": job.progress}
         if job.batch_size is not None:
             options["batch_size"] = job.batch_size
-        cam = METHODS[name](**options)
+        if job.sess is not None:
+            cam: Any = SESS(base_method=name, **options, **job.sess)
+        else:
+            cam = METHODS[name](**options)
         job.cams[name] = stack.enter_context(cam) if hasattr(cam, "__enter__") else cam
 
 
@@ -534,8 +562,11 @@ def header(job: Job) -> str:
         lines.append(f"--method all leaves out {', '.join(job.left_out)} on {job.device.type} "
                      "(sampling methods: tens of thousands of forward passes per image); "
                      "--method everything takes them too")
+    if job.sess is not None:
+        lines.append("every method wrapped in SESS: its map of every window of the rescaled "
+                     "copies, fused (files named <image>_sess_<method>_...)")
     lines.append(cost_report(job.methods, job.channels, job.device, job.aug_smooth, job.cams,
-                             len(job.images)))
+                             len(job.images), input_size=job.input_size))
     return "\n".join(lines)
 
 

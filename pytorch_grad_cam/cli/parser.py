@@ -80,6 +80,17 @@ def positive_int(text: str) -> int:
     return value
 
 
+def unit_interval(text: str) -> float:
+    """argparse ``type=``: a number in [0, 1)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number in [0, 1), got {text!r}") from None
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"must be a number in [0, 1), got {text!r}")
+    return value
+
+
 def batch_size_help() -> str:
     """--batch-size's help: what it batches and the library's defaults."""
     chunked = ", ".join(info.name for info in registered_methods(extra_passes=True))
@@ -150,6 +161,23 @@ def add_common_arguments(parser: argparse.ArgumentParser, model_default: str | N
                              "(removes noise)")
     parser.add_argument("--eigen_smooth", action="store_true", dest="eigen_smooth",
                         help=argparse.SUPPRESS)
+    sess = parser.add_argument_group(
+        "SESS", "--sess wraps every --method in SESS (saliency enhancing with scaling and "
+                "sliding, Tursun et al., ECCV 2022): the method's maps of the windows of 12 "
+                "rescaled copies of the image, weighted by each window's class score and "
+                "fused; robust to the object's scale and to several objects, at the cost of "
+                "one pass of the method per window (122 windows at 224 x 224)")
+    sess.add_argument("--sess", action="store_true", help="wrap every method in SESS")
+    sess.add_argument("--sess-scales", type=positive_int, metavar="N", default=None,
+                      help="the number of scales (default: 12)")
+    sess.add_argument("--sess-step", type=positive_int, metavar="PIXELS", default=None,
+                      help="the stride of the window (default: the window size, the "
+                           "image's shorter side)")
+    sess.add_argument("--sess-pre-filter", type=unit_interval, metavar="RATIO", default=None,
+                      help="the share of lowest-scoring windows left out, in [0, 1) "
+                           "(default: 0)")
+    sess.add_argument("--sess-pool", choices=["mean", "max"], default=None,
+                      help="how the windows' maps are fused (default: mean)")
     parser.add_argument("--batch-size", type=positive_int, metavar="N", default=None,
                         help=batch_size_help())
     parser.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], default="auto",
