@@ -23,6 +23,10 @@ from pytorch_grad_cam.original_cam import CAM
 from pytorch_grad_cam.smooth_grad_cam_plusplus import SmoothGradCAMPlusPlus
 from pytorch_grad_cam.sscam import SSCAM
 from pytorch_grad_cam.iscam import ISCAM
+# the methods for Vision Transformers' attention (registry trait ``attention``)
+from pytorch_grad_cam.legrad import LeGrad
+from pytorch_grad_cam.attention_rollout import AttentionRollout
+from pytorch_grad_cam.gradient_attention import GradientWeightedAttention
 from pytorch_grad_cam.ablation_layer import AblationLayer, AblationLayerVit
 from pytorch_grad_cam.activations_and_gradients import ActivationsAndGradients
 from pytorch_grad_cam.base_cam import BaseCAM
@@ -43,4 +47,5 @@ __all__ = [
     "get_method", "register_method", "__version__",
     "run_dff_on_image", "ScoreCAM", "SegEigenCAM", "ShapleyCAM", "SmoothGradCAMPlusPlus",
     "SSCAM", "XGradCAM",
+    "AttentionRollout", "GradientWeightedAttention", "LeGrad",
 ]

@@ -49,6 +49,10 @@ class MethodInfo:
         uses_target_layers: False for a method that picks the layers it
             records itself (FullGrad).
         randomised: its map is random by design (a baseline).
+        attention: it needs a Vision Transformer's attention probabilities
+            (LeGrad, attention rollout, ...): its target layers are the
+            transformer blocks, found by the model's family when left out
+            (``pytorch_grad_cam.attention``); it does not apply to CNNs.
     """
 
     name: str
@@ -61,6 +65,7 @@ class MethodInfo:
     needs_linear_head: bool = False
     uses_target_layers: bool = True
     randomised: bool = False
+    attention: bool = False
 
     @property
     def summary(self) -> str:
@@ -98,8 +103,8 @@ METHODS: Mapping[str, type] = _MethodTable()
 
 def register_method(name: str, *, class_specific: bool = True, perturbation: bool = False,
                     sampling: bool = False, extra_passes: bool = False,
-                    needs_linear_head: bool = False,
-                    randomised: bool = False) -> Callable[[T], T]:
+                    needs_linear_head: bool = False, randomised: bool = False,
+                    attention: bool = False) -> Callable[[T], T]:
     """Class decorator: register a CAM method under ``name`` with its traits
     (see :class:`MethodInfo`; ``uses_gradients`` and ``uses_target_layers``
     are read from the class's attributes of those names)."""
@@ -116,7 +121,7 @@ def register_method(name: str, *, class_specific: bool = True, perturbation: boo
             sampling=sampling, extra_passes=extra_passes or perturbation or sampling,
             needs_linear_head=needs_linear_head,
             uses_target_layers=bool(getattr(cls, "uses_target_layers", True)),
-            randomised=randomised)
+            randomised=randomised, attention=attention)
         return cls
 
     return decorate
@@ -155,11 +160,13 @@ def registered_methods(*, uses_gradients: Optional[bool] = None,
                        perturbation: Optional[bool] = None,
                        sampling: Optional[bool] = None,
                        extra_passes: Optional[bool] = None,
-                       randomised: Optional[bool] = None) -> List[MethodInfo]:
+                       randomised: Optional[bool] = None,
+                       attention: Optional[bool] = None) -> List[MethodInfo]:
     """The registered methods, in registration order, filtered by traits
-    (``None``: either)."""
+    (``None``: either); ``attention=False`` gives the methods that apply to
+    any network with feature maps (CNNs included)."""
     wanted = {"uses_gradients": uses_gradients, "class_specific": class_specific,
               "perturbation": perturbation, "sampling": sampling,
-              "extra_passes": extra_passes, "randomised": randomised}
+              "extra_passes": extra_passes, "randomised": randomised, "attention": attention}
     return [info for info in _REGISTRY.values()
             if all(value is None or getattr(info, key) == value for key, value in wanted.items())]

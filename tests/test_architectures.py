@@ -3,7 +3,9 @@
 The usual target layers: ResNet ``layer4[-1]``, VGG ``features[-2]`` (the
 last convolution's in-place ReLU), DenseNet ``features[-1]``, MnasNet
 ``layers[-1]``, MobileNetV3 ``features[-1]`` and ViT
-``encoder.layers[-1].ln_1`` with ``vit_reshape_transform``.
+``encoder.layers[-1].ln_1`` with ``vit_reshape_transform``; the attention
+methods (LeGrad, attention rollout, gradient-weighted attention) run on the
+ViT only, on all its blocks.
 
 Inputs are as small as the architectures allow while the target layer
 keeps at least two positions (a one-pixel feature map gives a constant,
@@ -96,9 +98,11 @@ def must_be_nonempty(arch: Arch, method) -> bool:
 
 
 # CAM reads the weights of a linear classifier on pooled features: only the
-# architectures that end so
+# architectures that end so; the attention methods (LeGrad, ...) only the
+# Vision Transformer, with their default target layers (all its blocks)
 CASES = [(name, info) for name in ARCHS for info in METHODS
-         if not (info.needs_linear_head and ARCHS[name].linear_head is None)]
+         if not (info.needs_linear_head and ARCHS[name].linear_head is None)
+         and (not info.attention or ARCHS[name].reshape_transform is not None)]
 
 
 @pytest.mark.parametrize("name,info", CASES, ids=[f"{n}-{i.name}" for n, i in CASES])
@@ -122,10 +126,17 @@ def test_method_runs_on_architecture(name, info):
 
     if not info.uses_target_layers:
         kwargs["reshape_transform"] = None  # FullGrad explains every convolution itself
+    layers = [arch.layer(model)]
+    if info.attention:
+        # the transformer blocks, found by the model's family; they read
+        # attention probabilities, no reshape_transform
+        layers, kwargs["reshape_transform"] = None, None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # FullGrad: the target layer is ignored
-        cam = method(model=model, target_layers=[arch.layer(model)],
+        cam = method(model=model, target_layers=layers,
                      **{"reshape_transform": arch.reshape_transform, **kwargs})
+    if info.attention:
+        assert cam.target_layers == list(model.encoder.layers)
     with cam:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")

@@ -12,7 +12,9 @@ from pytorch_grad_cam import METHODS, GuidedBackpropReLUModel
 from pytorch_grad_cam.registry import registered_methods
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
-ALL = sorted(METHODS)
+# the CNN methods (the attention methods have their own degenerate cases in
+# tests/test_attention_guarantees.py)
+ALL = sorted(info.name for info in registered_methods(attention=False))
 GRADIENT_METHODS = [m for m in ALL if METHODS[m].uses_gradients]
 # FullGrad explains the whole network (the input- and bias-gradients of every
 # layer), not the target layer: degenerate target-layer activations leave
@@ -20,7 +22,7 @@ GRADIENT_METHODS = [m for m in ALL if METHODS[m].uses_gradients]
 WHOLE_NETWORK = [m for m in ALL if not METHODS[m].uses_target_layers]
 # These map what the target layer holds, whatever the score: class-agnostic
 # (principal components, k-sigma masks) or random channel weights.
-TARGET_BLIND = [info.name for info in registered_methods(class_specific=False)]
+TARGET_BLIND = [info.name for info in registered_methods(class_specific=False, attention=False)]
 # Maps that jump where a value crosses a threshold: FEM's mask
 # A >= mean + k * std, FullGrad's bias-gradient through a ReLU (b * dY/dz
 # does not go to zero with z, unlike the gradient x activation products).

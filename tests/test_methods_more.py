@@ -728,7 +728,7 @@ DISCRIMINATIVE = ["hirescam", "gradcamelementwise", "layercam", "eigengradcam", 
 # and EigenCAM, KPCA_CAM and FEM, which ignore the target (they map what the layer
 # responds to most; on this photo that is the cat too, checked separately).
 CLASS_AGNOSTIC = [info.name for info in registered_methods(class_specific=False,
-                                                            randomised=False)]
+                                                            randomised=False, attention=False)]
 
 
 def _pretrained_map(model, photo, name, targets=None):

@@ -19,9 +19,10 @@ def test_every_public_method_class_is_registered_once():
               if inspect.isclass(obj) and issubclass(obj, BaseCAM) and obj is not BaseCAM}
     registered = {info.cls for info in registered_methods()}
     assert public == registered
-    assert len(METHODS) == len(registered) == 22
+    assert len(METHODS) == len(registered) == 25
     assert list(METHODS)[:6] == ["gradcam", "hirescam", "gradcam++", "xgradcam",
                                  "ablationcam", "scorecam"]
+    assert list(METHODS)[-3:] == ["legrad", "attentionrollout", "gradattention"]
 
 
 def test_traits_match_what_the_methods_do():
@@ -31,7 +32,13 @@ def test_traits_match_what_the_methods_do():
         "ablationcam", "scorecam", "sscam", "iscam"}
     assert {i.name for i in registered_methods(sampling=True)} == {"sscam", "iscam"}
     assert {i.name for i in registered_methods(class_specific=False)} == {
-        "eigencam", "kpcacam", "fem", "randomcam"}
+        "eigencam", "kpcacam", "fem", "randomcam", "attentionrollout"}
+    assert {i.name for i in registered_methods(attention=True)} == {
+        "legrad", "attentionrollout", "gradattention"}
+    assert {i.name for i in registered_methods(attention=True, uses_gradients=False)} == {
+        "attentionrollout"}
+    assert len(registered_methods(attention=False)) == 22
+    assert get_method("legrad").attention and not get_method("gradcam").attention
     assert {i.name for i in registered_methods(extra_passes=True)} == {
         "ablationcam", "scorecam", "sscam", "iscam", "smoothgradcam++"}
     assert get_method("cam").needs_linear_head and not get_method("gradcam").needs_linear_head

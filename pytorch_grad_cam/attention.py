@@ -1,0 +1,710 @@
+"""The attention probabilities of Vision Transformers, for the methods that
+explain them (LeGrad, attention rollout, gradient-weighted attention).
+
+Two things live here:
+
+- :func:`find_transformer`: what the library knows about each family of
+  Vision Transformers: where the model (or the ViT inside a wrapper
+  module) keeps its transformer blocks and their attention modules, how
+  many prefix tokens (class, distillation, register) come before the patch
+  tokens, and the model's own final norm and head, as a function of a
+  block's output tokens (:attr:`Transformer.head`);
+- :func:`capture_attention`: one forward pass that records the attention
+  probabilities ``A`` (B x heads x queries x keys) of chosen blocks.
+
+The captured ``A`` is the tensor the model multiplies with the values
+(``A @ V``), so that a gradient with respect to it is the model's real
+sensitivity, and the model's outputs are those of a plain forward pass.
+Nothing of the user's model is changed, not even for the call: no
+attribute, no config value, no forward method is switched. The capture
+works with
+
+- a ``torch.overrides.TorchFunctionMode``, active in the calling thread
+  only and only for the forward pass, that sees the attention kernels the
+  blocks call and computes them explicitly, as
+  ``softmax(Q K^T * scale + mask) @ V`` with the module's own projections:
+  ``F.multi_head_attention_forward`` of torchvision's
+  ``nn.MultiheadAttention`` (which the blocks call with
+  ``need_weights=False``; the weights it returns with ``need_weights=True``
+  are averaged or reshaped copies, not the tensor of the product), and
+  ``F.scaled_dot_product_attention`` of timm (``fused_attn=True``) and of
+  Hugging Face's ``"sdpa"`` implementation;
+- the tensors the model builds itself where it multiplies them: the
+  output of timm's ``attn_drop`` module (``fused_attn=False``; in eval
+  mode the probabilities themselves), and the output of the attention
+  dropout (``F.dropout``) inside a Hugging Face attention module with the
+  ``"eager"`` implementation;
+- forward hooks and pre-hooks on the blocks and their attention modules
+  for this one pass, acting only in the calling thread
+  (``owned_hooks``), removed in ``finally``.
+
+Supported families: torchvision ``VisionTransformer``; timm
+``VisionTransformer`` and its subclasses (ViT, DeiT and distilled DeiT,
+register tokens, any ``global_pool``) whose blocks use timm's
+``Attention``; Hugging Face transformers 5 ``ViTModel``,
+``ViTForImageClassification``, ``DeiTModel``,
+``DeiTForImageClassification(WithTeacher)``, ``CLIPVisionModel``,
+``CLIPVisionModelWithProjection`` and ``CLIPModel`` (its vision tower),
+with ``config._attn_implementation`` ``"eager"`` or ``"sdpa"``. Each may
+be the model itself or inside a wrapper module (for example a CLIP
+wrapper whose output is an image embedding).
+"""
+from __future__ import annotations
+
+import inspect
+import math
+import sys
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch.overrides import TorchFunctionMode
+
+from pytorch_grad_cam.activations_and_gradients import owned_hooks
+from pytorch_grad_cam.scoring import describe
+
+__all__ = ["SUPPORTED_FAMILIES", "Transformer", "AttentionCapture", "find_transformer",
+           "capture_attention", "patch_grid", "main_tensor"]
+
+#: the model families whose attention can be captured, for messages
+SUPPORTED_FAMILIES = (
+    "torchvision VisionTransformer; timm VisionTransformer (ViT, DeiT, distilled DeiT, "
+    "register tokens); Hugging Face ViTModel, ViTForImageClassification, DeiTModel, "
+    "DeiTForImageClassification(WithTeacher), CLIPVisionModel, CLIPVisionModelWithProjection "
+    "and CLIPModel; each also inside a wrapper module")
+
+#: Hugging Face attention implementations whose probabilities can be captured
+HF_IMPLEMENTATIONS = ("eager", "sdpa")
+
+
+@dataclass(frozen=True)
+class Transformer:
+    """A Vision Transformer found in a model (:func:`find_transformer`).
+
+    Attributes:
+        family: where the model comes from: ``"torchvision"``, ``"timm"``
+            or ``"transformers"``.
+        module: the Vision Transformer (the model itself, or a module
+            inside the user's wrapper).
+        path: its name inside the model (``""`` for the model itself).
+        blocks: the transformer blocks, in the order the forward pass runs
+            them.
+        attentions: the attention module of each block.
+        kind: how the attention is captured: ``"mha"`` (torchvision's
+            ``nn.MultiheadAttention``), ``"timm"`` or ``"hf"``.
+        num_prefix_tokens: the tokens before the patch tokens (class,
+            distillation, register tokens).
+        class_token: whether the first token is a class token.
+        head: the model's final norm and head as a function of a block's
+            output tokens (B x N x C), returning what ``module`` returns
+            (a tensor, or the Hugging Face ``ModelOutput`` of the class),
+            so that a target receives the same kind of output as from the
+            model; ``None`` where the family has no head of its own.
+        head_text: what ``head`` computes, in words (for messages).
+        config: the Hugging Face config (its ``_attn_implementation`` is
+            read at every call), else ``None``.
+    """
+
+    family: str
+    module: torch.nn.Module
+    path: str
+    blocks: Tuple[torch.nn.Module, ...]
+    attentions: Tuple[torch.nn.Module, ...]
+    kind: str
+    num_prefix_tokens: int
+    class_token: bool
+    head: Optional[Callable[[torch.Tensor], Any]]
+    head_text: str
+    config: Any = None
+
+    @property
+    def wrapped(self) -> bool:
+        """The Vision Transformer is inside the user's model, not the model."""
+        return self.path != ""
+
+    @property
+    def name(self) -> str:
+        """The class name of the Vision Transformer (and where it is)."""
+        where = f" at {self.path}" if self.path else ""
+        return f"{type(self.module).__name__}{where}"
+
+    def block_index(self, layer: torch.nn.Module) -> Optional[int]:
+        """The index of ``layer`` among the blocks, or ``None``."""
+        for index, block in enumerate(self.blocks):
+            if block is layer:
+                return index
+        return None
+
+    def check_implementation(self) -> None:
+        """Raise ValueError, before any forward pass, if a Hugging Face
+        model's attention implementation is one whose probabilities cannot
+        be captured (``flash_attention_2``, ``flex_attention``, ...)."""
+        if self.config is None:
+            return
+        implementation = getattr(self.config, "_attn_implementation", None)
+        if implementation not in HF_IMPLEMENTATIONS:
+            raise ValueError(
+                f"{self.name} uses config._attn_implementation={implementation!r}, whose "
+                f"attention probabilities cannot be read; allowed: "
+                f"{', '.join(map(repr, HF_IMPLEMENTATIONS))} (load the model with "
+                "attn_implementation='sdpa' or 'eager')")
+
+
+def _class(module_name: str, class_name: str) -> Optional[type]:
+    """A class of an already imported module (a model of that library
+    exists only if the library is imported; nothing is imported here)."""
+    module = sys.modules.get(module_name)
+    cls = getattr(module, class_name, None) if module is not None else None
+    return cls if isinstance(cls, type) else None
+
+
+def _is(module: torch.nn.Module, module_name: str, *class_names: str) -> bool:
+    classes = [c for c in (_class(module_name, n) for n in class_names) if c is not None]
+    return bool(classes) and isinstance(module, tuple(classes))
+
+
+def _child(module: torch.nn.Module, *paths: str) -> Optional[torch.nn.Module]:
+    """The first of the dotted child paths that exists."""
+    for path in paths:
+        current: Optional[torch.nn.Module] = module
+        for name in path.split("."):
+            current = current._modules.get(name) if current is not None else None
+        if current is not None:
+            return current
+    return None
+
+
+def _unsupported_block(name: str, index: int, block: torch.nn.Module, reason: str) -> ValueError:
+    return ValueError(f"block {index} ({type(block).__name__}) of {name} {reason}; the attention "
+                      f"of these blocks cannot be captured (supported: {SUPPORTED_FAMILIES})")
+
+
+def _torchvision(module: torch.nn.Module, path: str) -> Optional[Transformer]:
+    if not _is(module, "torchvision.models.vision_transformer", "VisionTransformer"):
+        return None
+    vit: Any = module
+    name = type(vit).__name__
+    blocks = tuple(vit.encoder.layers)
+    attentions = []
+    for index, block in enumerate(blocks):
+        mha = getattr(block, "self_attention", None)
+        if not isinstance(mha, torch.nn.MultiheadAttention):
+            raise _unsupported_block(name, index, block, "has no nn.MultiheadAttention "
+                                                         "self_attention")
+        if not (mha.batch_first and mha._qkv_same_embed_dim) or mha.bias_k is not None \
+                or mha.add_zero_attn:
+            raise _unsupported_block(name, index, block, "uses an nn.MultiheadAttention with "
+                                                         "separate key/value sizes, bias_k or "
+                                                         "add_zero_attn")
+        attentions.append(mha)
+    encoder_norm, heads = vit.encoder.ln, vit.heads
+
+    def head(tokens: torch.Tensor) -> torch.Tensor:
+        return heads(encoder_norm(tokens[:, 0]))
+
+    return Transformer("torchvision", vit, path, blocks, tuple(attentions), "mha", 1, True,
+                       head, "encoder.ln and heads on the class token")
+
+
+def _timm(module: torch.nn.Module, path: str) -> Optional[Transformer]:
+    if not _is(module, "timm.models.vision_transformer", "VisionTransformer"):
+        return None
+    vit: Any = module
+    attention_class = _class("timm.layers.attention", "Attention")
+    name = type(vit).__name__
+    blocks = tuple(vit.blocks)
+    attentions: List[torch.nn.Module] = []
+    for index, block in enumerate(blocks):
+        attn: Any = getattr(block, "attn", None)
+        if attention_class is None or type(attn) is not attention_class \
+                or not isinstance(getattr(attn, "attn_drop", None), torch.nn.Module):
+            raise _unsupported_block(name, index, block, f"does not use timm's Attention (its "
+                                                         f"attn is {type(attn).__name__})")
+        attentions.append(block.attn)
+
+    def head(tokens: torch.Tensor) -> torch.Tensor:
+        return vit.forward_head(vit.norm(tokens))
+
+    return Transformer("timm", vit, path, blocks, tuple(attentions), "timm",
+                       int(vit.num_prefix_tokens), bool(getattr(vit, "has_class_token", True)),
+                       head, "norm and forward_head")
+
+
+def _hf_outputs() -> Any:
+    return sys.modules.get("transformers.modeling_outputs")
+
+
+def _hf_encoder(model: torch.nn.Module, name: str) -> Tuple[Tuple[torch.nn.Module, ...],
+                                                              Tuple[torch.nn.Module, ...]]:
+    """The layers of a ViT/DeiT encoder (transformers 5: ``layers``; 4.x:
+    ``encoder.layer``) and their attention modules."""
+    container: Any = _child(model, "layers", "encoder.layer")
+    if container is None:
+        raise ValueError(f"{name} has neither layers nor encoder.layer; its blocks cannot be "
+                         f"found (supported: {SUPPORTED_FAMILIES})")
+    blocks = tuple(container)
+    attentions = []
+    for index, block in enumerate(blocks):
+        attention = getattr(block, "attention", None)
+        if not isinstance(attention, torch.nn.Module):
+            raise _unsupported_block(name, index, block, "has no attention module")
+        attentions.append(attention)
+    return blocks, tuple(attentions)
+
+
+def _hf_vit(module: torch.nn.Module, path: str) -> Optional[Transformer]:
+    model: Any = module
+    vit_module, deit_module = "transformers.models.vit.modeling_vit", \
+        "transformers.models.deit.modeling_deit"
+    outputs = _hf_outputs()
+    name = type(model).__name__
+    if _is(model, vit_module, "ViTForImageClassification") or \
+            _is(model, deit_module, "DeiTForImageClassification"):
+        base: Any = model.vit if hasattr(model, "vit") else model.deit
+        classifier = model.classifier
+        blocks, attentions = _hf_encoder(base, name)
+
+        def head(tokens: torch.Tensor) -> Any:
+            return outputs.ImageClassifierOutput(logits=classifier(base.layernorm(tokens)[:, 0]))
+
+        prefix = 2 if hasattr(model, "deit") else 1
+        return Transformer("transformers", model, path, blocks, attentions, "hf", prefix, True,
+                           head, "layernorm and classifier on the class token", model.config)
+    if _is(model, deit_module, "DeiTForImageClassificationWithTeacher"):
+        deit_outputs = sys.modules[deit_module]
+        base = model.deit
+        teacher: Any = model
+        blocks, attentions = _hf_encoder(base, name)
+
+        def head(tokens: torch.Tensor) -> Any:
+            normed = base.layernorm(tokens)
+            cls_logits = teacher.cls_classifier(normed[:, 0])
+            distillation_logits = teacher.distillation_classifier(normed[:, 1])
+            return deit_outputs.DeiTForImageClassificationWithTeacherOutput(
+                logits=(cls_logits + distillation_logits) / 2, cls_logits=cls_logits,
+                distillation_logits=distillation_logits)
+
+        return Transformer("transformers", model, path, blocks, attentions, "hf", 2, True, head,
+                           "layernorm, then the mean of cls_classifier on the class token and "
+                           "distillation_classifier on the distillation token", model.config)
+    if _is(model, vit_module, "ViTModel") or _is(model, deit_module, "DeiTModel"):
+        base = model
+        blocks, attentions = _hf_encoder(base, name)
+
+        def head(tokens: torch.Tensor) -> Any:
+            normed = base.layernorm(tokens)
+            pooled = base.pooler(normed) if base.pooler is not None else None
+            return outputs.BaseModelOutputWithPooling(last_hidden_state=normed,
+                                                      pooler_output=pooled)
+
+        prefix = 2 if _is(model, deit_module, "DeiTModel") else 1
+        return Transformer("transformers", model, path, blocks, attentions, "hf", prefix, True,
+                           head, "layernorm (and the pooler)", model.config)
+    return None
+
+
+def _hf_clip(module: torch.nn.Module, path: str) -> Optional[Transformer]:
+    model: Any = module
+    clip_module = "transformers.models.clip.modeling_clip"
+    outputs = _hf_outputs()
+    if not _is(model, clip_module, "CLIPVisionModel", "CLIPVisionModelWithProjection",
+               "CLIPModel"):
+        return None
+    name = type(model).__name__
+    tower: Any = model.vision_model if hasattr(model, "vision_model") else model
+    if hasattr(tower, "vision_model"):  # transformers 4.x: CLIPVisionModel.vision_model
+        tower = tower.vision_model
+    layers: Any = _child(tower, "encoder.layers")
+    if layers is None:
+        raise ValueError(f"{name} has no encoder.layers in its vision tower (supported: "
+                         f"{SUPPORTED_FAMILIES})")
+    blocks = tuple(layers)
+    attentions = []
+    for index, block in enumerate(blocks):
+        attention = getattr(block, "self_attn", None)
+        if not isinstance(attention, torch.nn.Module):
+            raise _unsupported_block(name, index, block, "has no self_attn module")
+        attentions.append(attention)
+    projection: Any = getattr(model, "visual_projection", None)
+    clip_outputs = sys.modules[clip_module]
+
+    def pooled(tokens: torch.Tensor) -> torch.Tensor:
+        return tower.post_layernorm(tokens[:, 0])
+
+    if _is(model, clip_module, "CLIPModel"):
+        def head(tokens: torch.Tensor) -> Any:
+            return projection(pooled(tokens))
+        text = "post_layernorm on the class token, then visual_projection (the image embedding)"
+    elif projection is not None:
+        def head(tokens: torch.Tensor) -> Any:
+            return clip_outputs.CLIPVisionModelOutput(image_embeds=projection(pooled(tokens)),
+                                                      last_hidden_state=tokens)
+        text = "post_layernorm on the class token, then visual_projection (image_embeds)"
+    else:
+        def head(tokens: torch.Tensor) -> Any:
+            return outputs.BaseModelOutputWithPooling(last_hidden_state=tokens,
+                                                      pooler_output=pooled(tokens))
+        text = "post_layernorm on the class token (pooler_output)"
+    return Transformer("transformers", model, path, blocks, tuple(attentions), "hf", 1, True,
+                       head, text, tower.config)
+
+
+_FINDERS = (_torchvision, _timm, _hf_vit, _hf_clip)
+
+
+def find_transformer(model: torch.nn.Module) -> Transformer:
+    """The Vision Transformer of ``model``: the model itself or the first
+    module inside it (in ``model.modules()`` order) of a supported family.
+
+    Raises:
+        TypeError: ``model`` is not a ``torch.nn.Module``.
+        ValueError: no supported Vision Transformer is found (a CNN, a Swin
+            Transformer, ...), or one of its blocks does not use the
+            family's attention module; the message names the model's class
+            and the supported families.
+    """
+    if not isinstance(model, torch.nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    for path, module in model.named_modules():
+        for finder in _FINDERS:
+            found = finder(module, path)
+            if found is not None:
+                return found
+    raise ValueError(f"model ({type(model).__name__}) is not and does not contain a Vision "
+                     "Transformer whose attention probabilities can be captured; these methods "
+                     f"support: {SUPPORTED_FAMILIES}")
+
+
+def main_tensor(output: Any) -> Any:
+    """The score tensor of what a family's head returns: the tensor itself,
+    else the ``logits``, ``image_embeds`` or ``pooler_output`` of a
+    ``ModelOutput`` (used for a Vision Transformer inside a wrapper, whose
+    own output selection the library does not know)."""
+    if isinstance(output, torch.Tensor):
+        return output
+    for name in ("logits", "image_embeds", "pooler_output"):
+        value = getattr(output, name, None)
+        if isinstance(value, torch.Tensor):
+            return value
+    return output
+
+
+def patch_grid(patches: int, size: Sequence[int]) -> Tuple[int, int]:
+    """(rows, columns) of ``patches`` patch tokens for an input of spatial
+    ``size`` (H, W): the factorisation whose aspect ratio is closest to the
+    input's (a square grid for a square input; of two equally close, the
+    one with fewer rows)."""
+    height, width = int(size[0]), int(size[1])
+    best: Optional[Tuple[float, int, int]] = None
+    for rows in range(1, patches + 1):
+        if patches % rows:
+            continue
+        columns = patches // rows
+        error = abs(math.log((rows / columns) / (height / width)))
+        if best is None or error < best[0] - 1e-9:
+            best = (error, rows, columns)
+    if best is None:
+        raise ValueError(f"no patch tokens left ({patches}) to lay out on a grid")
+    return best[1], best[2]
+
+
+# ------------------------------------------------------------------ capture
+@dataclass
+class AttentionCapture:
+    """What one forward pass under :func:`capture_attention` recorded.
+
+    Attributes:
+        attentions: per chosen block, the attention probabilities of its
+            last call (B x heads x queries x keys), the tensor multiplied
+            with the values; ``None`` if the block never ran.
+        outputs: per chosen block, its output tokens (B x N x C) with
+            ``keep_outputs``, else empty.
+        last_output: the output tokens of the model's last block with
+            ``keep_outputs`` (the input of the final norm and head).
+        runs: per chosen block, how often its attention module ran.
+    """
+
+    attentions: List[Optional[torch.Tensor]]
+    outputs: List[Optional[torch.Tensor]] = field(default_factory=list)
+    last_output: Optional[torch.Tensor] = None
+    runs: List[int] = field(default_factory=list)
+    current: Optional[int] = None
+
+    def release(self) -> None:
+        """Drop the recorded tensors (and with them the autograd graph)."""
+        self.attentions = [None] * len(self.attentions)
+        self.outputs = [None] * len(self.outputs)
+        self.last_output = None
+
+
+_MHA_SIGNATURE = inspect.signature(F.multi_head_attention_forward)
+
+
+def _softmax(scores: torch.Tensor) -> torch.Tensor:
+    if scores.dtype in (torch.float16, torch.bfloat16):
+        return torch.softmax(scores.float(), dim=-1).to(scores.dtype)
+    return torch.softmax(scores, dim=-1)
+
+
+def _masked(scores: torch.Tensor, attn_mask: Optional[torch.Tensor], is_causal: bool) -> torch.Tensor:
+    """Scores with a causal mask, a boolean mask (True: take part) or an
+    additive float mask applied, as ``scaled_dot_product_attention`` does."""
+    if is_causal:
+        rows, columns = scores.shape[-2:]
+        allowed = torch.ones(rows, columns, dtype=torch.bool, device=scores.device).tril()
+        scores = scores.masked_fill(~allowed, float("-inf"))
+    if attn_mask is not None:
+        if attn_mask.dtype == torch.bool:
+            scores = scores.masked_fill(~attn_mask, float("-inf"))
+        else:
+            scores = scores + attn_mask
+    return scores
+
+
+class _Capture:
+    """The per-call machinery of :func:`capture_attention`."""
+
+    def __init__(self, record: AttentionCapture, kind: str,
+                 edit: Optional[Callable[[int, torch.Tensor], Optional[torch.Tensor]]]) -> None:
+        self.record = record
+        self.kind = kind
+        self.edit = edit
+        self.stored_this_run = False
+
+    # the tensor of the product --------------------------------------
+    def store(self, probs: torch.Tensor) -> torch.Tensor:
+        index = self.record.current
+        assert index is not None
+        if self.edit is not None:
+            edited = self.edit(index, probs)
+            if edited is not None:
+                if not isinstance(edited, torch.Tensor) or edited.shape != probs.shape:
+                    raise ValueError(f"edit must return None or a tensor of shape "
+                                     f"{tuple(probs.shape)}, got {describe(edited)}")
+                probs = edited
+        self.record.attentions[index] = probs
+        self.stored_this_run = True
+        return probs
+
+    def sdpa(self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+             attn_mask: Optional[torch.Tensor] = None, dropout_p: float = 0.0,
+             is_causal: bool = False, scale: Optional[float] = None,
+             enable_gqa: bool = False) -> torch.Tensor:
+        """``F.scaled_dot_product_attention``, explicitly."""
+        if enable_gqa and key.shape[-3] != query.shape[-3]:
+            repeat = query.shape[-3] // key.shape[-3]
+            key = key.repeat_interleave(repeat, dim=-3)
+            value = value.repeat_interleave(repeat, dim=-3)
+        scale = query.shape[-1] ** -0.5 if scale is None else scale
+        scores = _masked(torch.matmul(query, key.transpose(-2, -1)) * scale, attn_mask, is_causal)
+        probs = _softmax(scores)
+        if dropout_p > 0:
+            probs = F.dropout(probs, p=dropout_p, training=True)
+        return torch.matmul(self.store(probs), value)
+
+    def mha(self, *args: Any, **kwargs: Any) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+        """``F.multi_head_attention_forward`` (inputs L x B x E), explicitly."""
+        bound = _MHA_SIGNATURE.bind(*args, **kwargs)
+        bound.apply_defaults()
+        a = bound.arguments
+        query, key, value = a["query"], a["key"], a["value"]
+        unsupported = [name for name in ("bias_k", "bias_v", "key_padding_mask", "static_k",
+                                         "static_v") if a[name] is not None]
+        if a["add_zero_attn"] or a["use_separate_proj_weight"] or query.dim() != 3:
+            unsupported.append("add_zero_attn / separate projections / unbatched input")
+        if unsupported:
+            raise ValueError(f"nn.MultiheadAttention called with {', '.join(unsupported)}: its "
+                             "attention probabilities cannot be captured")
+        length, batch, embed = query.shape
+        heads = int(a["num_heads"])
+        head_dim = embed // heads
+        weight, bias = a["in_proj_weight"], a["in_proj_bias"]
+        # batch first (nn.MultiheadAttention passes transposed views of its
+        # batch-first inputs): contiguous projections, as timm lays them out
+        if query is key and key is value:
+            qkv = F.linear(query.transpose(0, 1), weight, bias)
+            q, k, v = qkv.reshape(batch, length, 3, heads, head_dim).permute(2, 0, 3, 1, 4)
+        else:
+            weights = weight.chunk(3)
+            biases = bias.chunk(3) if bias is not None else (None, None, None)
+            q, k, v = (F.linear(t.transpose(0, 1), w, b)
+                       .reshape(batch, t.shape[0], heads, head_dim).transpose(1, 2)
+                       for t, w, b in zip((query, key, value), weights, biases))
+        attn_mask = a["attn_mask"]
+        if attn_mask is not None and attn_mask.dim() == 3:  # (B * heads) x L x S
+            attn_mask = attn_mask.reshape(batch, heads, *attn_mask.shape[1:])
+        scores = _masked(torch.matmul(q * head_dim ** -0.5, k.transpose(-2, -1)), attn_mask,
+                         bool(a["is_causal"]) and attn_mask is None)
+        probs = _softmax(scores)
+        if a["dropout_p"] > 0 and a["training"]:
+            probs = F.dropout(probs, p=a["dropout_p"], training=True)
+        probs = self.store(probs)
+        context = torch.matmul(probs, v).transpose(1, 2).reshape(batch, length, embed)
+        output = F.linear(context, a["out_proj_weight"], a["out_proj_bias"]).transpose(0, 1)
+        if not a["need_weights"]:
+            return output, None
+        return output, probs.mean(dim=1) if a["average_attn_weights"] else probs
+
+
+class _CaptureMode(TorchFunctionMode):
+    """Sees the torch functions the forward pass calls (in this thread
+    only); inside the attention module of a chosen block, computes the
+    attention kernel explicitly or keeps the attention dropout's output."""
+
+    def __init__(self, capture: _Capture) -> None:
+        super().__init__()
+        self.capture = capture
+
+    def __torch_function__(self, func: Any, types: Any, args: Sequence[Any] = (),
+                           kwargs: Optional[Dict[str, Any]] = None) -> Any:
+        kwargs = kwargs or {}
+        capture = self.capture
+        if capture.record.current is not None and not capture.stored_this_run:
+            if capture.kind == "mha" and func is F.multi_head_attention_forward:
+                return capture.mha(*args, **kwargs)
+            if capture.kind in ("timm", "hf") and func is F.scaled_dot_product_attention:
+                return capture.sdpa(*args, **kwargs)
+            if capture.kind == "hf" and func is F.dropout and args \
+                    and isinstance(args[0], torch.Tensor) and args[0].dim() == 4:
+                # transformers' eager attention: dropout(softmax(...)) is the
+                # tensor multiplied with the values (and returned)
+                return capture.store(func(*args, **kwargs))
+        return func(*args, **kwargs)
+
+
+def _with_input(args: Tuple[Any, ...], kwargs: Dict[str, Any],
+                change: Callable[[torch.Tensor], torch.Tensor]) -> Optional[Tuple[Any, Any]]:
+    """A block's (args, kwargs) with its token input (the first positional
+    tensor, or ``hidden_states``) changed."""
+    if args and isinstance(args[0], torch.Tensor):
+        return (change(args[0]),) + tuple(args[1:]), kwargs
+    if isinstance(kwargs.get("hidden_states"), torch.Tensor):
+        return args, dict(kwargs, hidden_states=change(kwargs["hidden_states"]))
+    return None
+
+
+def _tokens(output: Any) -> Optional[torch.Tensor]:
+    """A block's output tokens (transformers 4.x blocks return tuples)."""
+    if isinstance(output, torch.Tensor):
+        return output
+    if isinstance(output, (tuple, list)) and output and isinstance(output[0], torch.Tensor):
+        return output[0]
+    return None
+
+
+def _leaf(tensor: torch.Tensor) -> torch.Tensor:
+    """The tensor detached, a leaf that requires grad where autograd is on."""
+    detached = tensor.detach()
+    return detached.requires_grad_(True) if torch.is_grad_enabled() else detached
+
+
+@contextmanager
+def capture_attention(transformer: Transformer, blocks: Sequence[int], *,
+                      detach_inputs: bool = False, leaf_input: bool = False,
+                      keep_outputs: bool = False,
+                      edit: Optional[Callable[[int, torch.Tensor], Optional[torch.Tensor]]] = None
+                      ) -> Iterator[AttentionCapture]:
+    """While the block runs, the forward passes of this thread record the
+    attention probabilities of ``transformer.blocks[i]`` for every ``i`` of
+    ``blocks`` (indices into the blocks), in an :class:`AttentionCapture`.
+
+    Args:
+        transformer: from :func:`find_transformer`.
+        blocks: indices of the blocks whose attention is recorded.
+        detach_inputs: every block gets its input detached, as a new leaf
+            that requires grad (values unchanged): no gradient flows from
+            one block into the blocks before it, and each block's attention
+            is part of an autograd graph even when the parameters are
+            frozen (LeGrad's per-block scores in one backward pass).
+        leaf_input: the first block's input, if it does not require grad,
+            becomes a leaf that does, so that the attention of every block
+            is part of one autograd graph with frozen parameters (a
+            gradient pass through all blocks stops there).
+        keep_outputs: record the output tokens of the chosen blocks and of
+            the model's last block.
+        edit: ``edit(position, A)`` may return a tensor of A's shape that the
+            block uses instead of A (and that is recorded), ``position``
+            being the index into ``blocks``: to knock out or perturb the
+            attention of a block.
+
+    Nothing of the model changes: the hooks are removed and the torch
+    function mode is left when the block ends, also on an exception.
+
+    Raises:
+        ValueError: a Hugging Face model whose attention implementation is
+            neither "eager" nor "sdpa" (before any forward pass).
+    """
+    transformer.check_implementation()
+    blocks = list(blocks)
+    record = AttentionCapture(attentions=[None] * len(blocks),
+                              outputs=[None] * len(blocks) if keep_outputs else [],
+                              runs=[0] * len(blocks))
+    capture = _Capture(record, transformer.kind, edit)
+    handles = []
+    last_block: Any = transformer.blocks[-1]
+    with owned_hooks() as mine:
+
+        def enter(position: int) -> Callable[..., None]:
+            def hook(module: torch.nn.Module, args: Any) -> None:
+                if mine():
+                    record.current, capture.stored_this_run = position, False
+                    record.runs[position] += 1
+            return hook
+
+        def leave(module: torch.nn.Module, args: Any, output: Any) -> None:
+            if mine():
+                record.current = None
+
+        def attn_drop(module: torch.nn.Module, args: Any, output: Any) -> Any:
+            if mine() and record.current is not None and not capture.stored_this_run \
+                    and isinstance(output, torch.Tensor):
+                return capture.store(output)
+            return None
+
+        def detach(module: torch.nn.Module, args: Any, kwargs: Any) -> Any:
+            return _with_input(args, kwargs, _leaf) if mine() else None
+
+        def first_leaf(module: torch.nn.Module, args: Any, kwargs: Any) -> Any:
+            if not mine():
+                return None
+            return _with_input(args, kwargs,
+                               lambda x: x if x.requires_grad else _leaf(x))
+
+        def keep(position: Optional[int]) -> Callable[..., None]:
+            def hook(module: torch.nn.Module, args: Any, output: Any) -> None:
+                if not mine():
+                    return
+                tokens = _tokens(output)
+                if position is not None:
+                    record.outputs[position] = tokens
+                if module is last_block:
+                    record.last_output = tokens
+            return hook
+
+        try:
+            for position, index in enumerate(blocks):
+                attention = transformer.attentions[index]
+                handles.append(attention.register_forward_pre_hook(enter(position)))
+                handles.append(attention.register_forward_hook(leave))
+                if transformer.kind == "timm":
+                    drop: Any = attention.attn_drop
+                    handles.append(drop.register_forward_hook(attn_drop))
+            if detach_inputs:
+                for block in transformer.blocks:
+                    handles.append(block.register_forward_pre_hook(detach, with_kwargs=True))
+            elif leaf_input:
+                handles.append(transformer.blocks[0].register_forward_pre_hook(
+                    first_leaf, with_kwargs=True))
+            if keep_outputs:
+                positions = {index: position for position, index in enumerate(blocks)}
+                for index, block in enumerate(transformer.blocks):
+                    if index in positions or block is last_block:
+                        handles.append(block.register_forward_hook(keep(positions.get(index))))
+            with _CaptureMode(capture):
+                yield record
+        finally:
+            for handle in handles:
+                handle.remove()
+            record.current = None
