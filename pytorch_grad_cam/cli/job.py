@@ -38,6 +38,7 @@ import torchvision
 from tqdm.auto import tqdm
 
 from pytorch_grad_cam import GuidedBackpropReLUModel
+from pytorch_grad_cam.attention import SUPPORTED_FAMILIES, find_transformer
 from pytorch_grad_cam.cli import outputs
 from pytorch_grad_cam.cli.cost import cost_report
 from pytorch_grad_cam.cli.errors import UsageError
@@ -127,6 +128,9 @@ class Job:
     channels: list[int] = field(default_factory=list)
     #: what --method all left out on this device (the sampling methods on a CPU)
     left_out: list[str] = field(default_factory=list)
+    #: what --method all left out because the model is not a Vision Transformer
+    #: whose attention the library can read (the attention methods on a CNN)
+    not_applicable: list[str] = field(default_factory=list)
     #: the parts of the file names after the image's name: the model (unless it is
     #: the default) and the explained class (when it was given)
     name_parts: list[str] = field(default_factory=list)
@@ -244,6 +248,30 @@ def select_methods(names: Sequence[str], device: torch.device | None = None
     methods = list(dict.fromkeys(chosen))
     left_out = [name for name in METHODS if by_all and name not in methods]
     return methods, left_out
+
+
+def applicable_methods(methods: Sequence[str], model: torch.nn.Module, asked: Sequence[str],
+                       model_name: str) -> tuple[list[str], list[str]]:
+    """The methods that apply to ``model``, and those ``--method all`` or
+    ``everything`` brought in that do not: the attention methods (registry
+    trait ``attention``) need a Vision Transformer whose attention the
+    library reads (``pytorch_grad_cam.attention.find_transformer``). One of
+    them named on its own for another model is a UsageError."""
+    attention = [name for name in methods if get_method(name).attention]
+    if not attention:
+        return list(methods), []
+    try:
+        find_transformer(model)
+        return list(methods), []
+    except ValueError:
+        pass
+    named = {part.strip().lower() for text in asked for part in text.split(",")}
+    for name in attention:
+        if name in named or get_method(name).cls.__name__.lower() in named:
+            raise UsageError(f"--method {name} reads the attention of a Vision Transformer, and "
+                             f"--model {model_name} ({type(model).__name__}) is not one that "
+                             f"the library can read (supported: {SUPPORTED_FAMILIES})")
+    return [name for name in methods if name not in attention], attention
 
 
 def parse_methods(names: Sequence[str], device: torch.device | None = None) -> list[str]:
@@ -467,6 +495,10 @@ def prepare(args: argparse.Namespace, load: Loader | None = None,
             resolve_category(text, prog=prog)
     loaded = _default_load(args) if load is None else load(args)
     model = loaded.model.to(device).eval()
+    methods, not_applicable = applicable_methods(methods, model, args.method, loaded.name)
+    if not methods:
+        raise UsageError(f"--method: none of {', '.join(not_applicable)} applies to "
+                         f"--model {loaded.name}")
     layers, layer_names, reshape, source = choose_target_layers(model, args.target_layer)
     probe = _probe(model, layers, layer_names, reshape, loaded.input_size, device, prog)
     num_classes = probe.num_classes
@@ -491,6 +523,7 @@ def prepare(args: argparse.Namespace, load: Loader | None = None,
                reshape_transform=reshape, category=category, class_names=class_names,
                output_dir=output_dir, layer_source=source,
                channels=[shape[0] for shape in probe.map_shapes], left_out=left_out,
+               not_applicable=not_applicable,
                name_parts=parts, aug_smooth=args.aug_smooth,
                eigen_smooth=args.eigen_smooth, sess=sess, batch_size=args.batch_size,
                progress=not args.no_progress, guided_backprop=guided_backprop,
@@ -504,6 +537,8 @@ def make_cams(job: Job, stack: contextlib.ExitStack) -> None:
         options: dict[str, Any] = {
             "model": job.model, "target_layers": job.target_layers,
             "reshape_transform": job.reshape_transform, "progress": job.progress}
+        if get_method(name).attention:  # every block of the transformer, its own layout
+            options.update(target_layers=None, reshape_transform=None)
         if job.batch_size is not None:
             options["batch_size"] = job.batch_size
         if job.sess is not None:
@@ -558,6 +593,13 @@ def header(job: Job) -> str:
     how = f" (found by {job.layer_source})" if job.layer_source else ""
     lines = [f"model {job.model_name} on {job.device}, target layer {layers}{how}, "
              f"methods {', '.join(job.methods)}"]
+    attention = [name for name in job.methods if get_method(name).attention]
+    if attention:
+        lines.append(f"{', '.join(attention)}: the attention of every transformer block "
+                     "(not the target layer)")
+    if job.not_applicable:
+        lines.append(f"--method all leaves out {', '.join(job.not_applicable)}: they read a "
+                     f"Vision Transformer's attention, and {job.model_name} is not one")
     if job.left_out:
         lines.append(f"--method all leaves out {', '.join(job.left_out)} on {job.device.type} "
                      "(sampling methods: tens of thousands of forward passes per image); "

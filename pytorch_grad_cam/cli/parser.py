@@ -104,10 +104,13 @@ def method_help() -> str:
     """--method's help: every registered method, and what 'all' and
     'everything' mean (derived from the registry's ``sampling`` trait)."""
     sampling = ", ".join(info.name for info in registered_methods(sampling=True))
+    attention = ", ".join(info.name for info in registered_methods(attention=True))
     return ("one or more CAM methods, case-insensitive: " + ", ".join(METHODS)
             + "; 'everything' runs every method, 'all' the methods affordable on the device: "
               "on CUDA every method, elsewhere every method but the sampling methods "
               f"({sampling}: tens of thousands of forward passes per image on a CPU). "
+              f"The attention methods ({attention}) read every block of a Vision Transformer "
+              "and are left out for other models. "
               "Before the run the forward passes of each method are printed "
               "(default: gradcam)")
 

@@ -26,7 +26,8 @@ from typing import Optional
 
 from pytorch_grad_cam.cli.app import one_line_warnings
 from pytorch_grad_cam.cli.errors import UsageError
-from pytorch_grad_cam.cli.job import IMAGENET_CLASSES, choose_device, parse_methods, resolve_category
+from pytorch_grad_cam.cli.job import (IMAGENET_CLASSES, applicable_methods, choose_device,
+                                      parse_methods, resolve_category)
 from pytorch_grad_cam.cli.models import BUNDLED_MODEL, DEFAULT_MODEL, LoadedModel, load_model
 from pytorch_grad_cam.cli.parser import Parser, formatter, positive_int
 from pytorch_grad_cam.datasets.evaluation import DATASET_METRICS, check_metrics
@@ -153,6 +154,7 @@ def main(argv: Optional[Sequence[str]] = None, *, prog: str = PROG,
             device = choose_device(args.device, False)
             loaded = load_model(args.model, args.weights) if load is None else load(args)
             model = loaded.model.to(device).eval()
+            methods, _ = applicable_methods(methods, model, args.method, loaded.name)
             reshape = None
             if args.target_layer:
                 reshape = reshape_transform_for(model, family_layout(model))

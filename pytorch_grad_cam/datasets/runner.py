@@ -57,6 +57,7 @@ from pytorch_grad_cam.datasets.store import STORE_VERSION, ShardWriter, Store, c
 from pytorch_grad_cam.datasets.summary import RunSummary, finalise, summary_from_index
 from pytorch_grad_cam.layers import (
     LayerError, resolve_layer, probe_target_layers)
+from pytorch_grad_cam.attention import find_transformer
 from pytorch_grad_cam.registry import get_method, method_info
 from pytorch_grad_cam.scoring import (
     batch_size_or_default, check_model, check_positive_int, describe, given, model_device)
@@ -584,6 +585,12 @@ def explain_dataset(source: Any,
     if unknown:
         raise ValueError(f"method_options has entries for {unknown}, which are not among the "
                          f"methods {[name for name, _ in entries]}")
+    attention = [name for name, cls in entries if method_info(cls).attention]
+    if attention:  # before any file is written
+        try:
+            find_transformer(model)
+        except ValueError as error:
+            raise ValueError(f"methods {attention}: {error}") from None
     store = Store(out)
     items, loader_settings = make_source(source, recursive)
     if target_mode == "label" and isinstance(items, PathSource) and items.labels is None:
@@ -709,8 +716,11 @@ def _run(items: Source, model: torch.nn.Module, entries: list[tuple[str, type]],
             kwargs.setdefault("progress", False)
             if batch_size is not None and _chunks_by_batch_size(cls):
                 kwargs.setdefault("batch_size", batch_size)
-            cam = cls(model=model, target_layers=layers, reshape_transform=reshape_transform,
-                      **kwargs)
+            if method_info(cls).attention:  # the attention of every block, its own layout
+                cam = cls(model=model, **kwargs)
+            else:
+                cam = cls(model=model, target_layers=layers,
+                          reshape_transform=reshape_transform, **kwargs)
             cams.append((name, stack.enter_context(cam) if hasattr(cam, "__enter__") else cam))
         explainer = _Explainer(model, cams, device, target_mode, fixed_class, num_classes, top_k,
                                map_shape, preprocess.size, batch_metrics)

@@ -192,7 +192,9 @@ def method_choices() -> list[tuple[str, str]]:
     choices = []
     for info in registered_methods():
         label = info.cls.__name__
-        if info.sampling:
+        if info.attention:
+            label += " (Vision Transformers)"  # it reads the attention of every block
+        elif info.sampling:
             label += " (very slow)"  # thousands of forward passes
         elif info.perturbation:
             label += " (slow)"  # a forward pass per channel of the layer
@@ -398,6 +400,8 @@ def _run_method(info: MethodInfo, loaded: DemoModel, layers: TargetLayers,
                 input_tensor: torch.Tensor, category: int) -> np.ndarray:
     options: dict[str, Any] = {"model": loaded.model, "target_layers": list(layers.modules),
                                "reshape_transform": layers.reshape_transform, "progress": False}
+    if info.attention:  # the attention of every block of the transformer, its own layout
+        options.update(target_layers=None, reshape_transform=None)
     targets = [ClassifierOutputTarget(category)]
     cam = info.cls(**options)
     if hasattr(cam, "__enter__"):

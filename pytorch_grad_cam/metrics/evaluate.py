@@ -12,8 +12,9 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 import torch
 
+from pytorch_grad_cam.attention import find_transformer
 from pytorch_grad_cam.base_cam import BaseCAM, model_state_guard
-from pytorch_grad_cam.registry import METHODS
+from pytorch_grad_cam.registry import METHODS, get_method, method_info
 from pytorch_grad_cam.scoring import (
     batch_size_or_default, check_model, check_positive_int, check_targets, prepare_input)
 from pytorch_grad_cam.metrics._common import Maps
@@ -45,9 +46,22 @@ METRICS = {
 _NEED_REGIONS = ("PointingGame", "EnergyPointingGame")
 
 
-def _method_entries(methods: Optional[Sequence[Union[type, str]]]) -> List[Tuple[str, type]]:
+def _reads_attention(method: type) -> bool:
+    """A method of the registry's ``attention`` trait (or a subclass of one)."""
+    try:
+        return method_info(method).attention
+    except KeyError:
+        return False
+
+
+def _method_entries(methods: Optional[Sequence[Union[type, str]]],
+                    model: torch.nn.Module) -> List[Tuple[str, type]]:
     if methods is None:
-        methods = list(METHODS)
+        try:
+            find_transformer(model)
+            methods = list(METHODS)
+        except ValueError:  # not a Vision Transformer: the methods that apply to it
+            methods = [name for name in METHODS if not get_method(name).attention]
     if isinstance(methods, (str, type)) or not isinstance(methods, (list, tuple)):
         raise TypeError(f"methods must be a list of CAM classes or names of "
                         f"pytorch_grad_cam.METHODS, got {methods!r}")
@@ -115,7 +129,9 @@ def evaluate_cam_methods(model: torch.nn.Module,
             found with one forward pass); the maps explain these targets.
         methods: CAM classes (BaseCAM subclasses) or names of
             ``pytorch_grad_cam.METHODS``, e.g. ``[GradCAM, "scorecam"]``
-            (default: every method of METHODS; the perturbation methods
+            (default: every method of METHODS that applies to the model,
+            the attention methods only for a Vision Transformer (they
+            use every block, not ``target_layers``); the perturbation methods
             cost hundreds of forward passes per image, SSCAM and ISCAM
             that times their ``n_samples``). A row is named by the class
             name, or by the name given.
@@ -160,7 +176,7 @@ def evaluate_cam_methods(model: torch.nn.Module,
         says for each metric whether higher or lower is better.
     """
     check_model(model)
-    entries = _method_entries(methods)
+    entries = _method_entries(methods, model)
     names = _metric_names(metrics, regions)
     batch_size = check_positive_int("batch_size", batch_size, allow_none=True)
     n_steps = check_positive_int("n_steps", n_steps)
@@ -186,8 +202,12 @@ def evaluate_cam_methods(model: torch.nn.Module,
         kwargs = dict(method_kwargs.get(name, {}))
         if batch_size is not None:
             kwargs.setdefault("batch_size", batch_size)
-        with method(model=model, target_layers=target_layers,
-                    reshape_transform=reshape_transform, progress=progress, **kwargs) as cam:
+        layers: Optional[List[torch.nn.Module]] = target_layers
+        reshape = reshape_transform
+        if _reads_attention(method):  # the attention of every block, its own layout
+            layers, reshape = None, None
+        with method(model=model, target_layers=layers, reshape_transform=reshape,
+                    progress=progress, **kwargs) as cam:
             maps = cam(input_tensor=inputs, targets=targets)
             values = _score(names, cam, model, inputs, maps, targets, metric_targets, regions,
                             batch_size, road_percentiles, n_steps, progress, name)

@@ -306,12 +306,20 @@ def test_a_method_that_cannot_explain_the_layer_is_reported(store, chelsea_path)
         explain(chelsea_path, model=TINY, methods=["cam"], layer="features[0]", store=store)
 
 
+def test_an_attention_method_on_a_cnn_is_a_failure_the_page_shows(chelsea_path, store):
+    result = explain(chelsea_path, model=TINY, methods=["gradcam", "legrad"], store=store)
+    assert set(result.maps) == {"gradcam"}
+    assert "is not and does not contain a Vision Transformer" in result.failures["legrad"]
+
+
 def test_every_registered_method_is_offered_and_the_costly_ones_marked():
     values = [value for _, value in method_choices()]
     assert values == list(METHODS)
     labels = dict((value, label) for label, value in method_choices())
     for info in registered_methods():
-        if info.sampling:
+        if info.attention:
+            assert labels[info.name].endswith("(Vision Transformers)")
+        elif info.sampling:
             assert labels[info.name].endswith("(very slow)")
         elif info.perturbation:
             assert labels[info.name].endswith("(slow)")
