@@ -137,7 +137,8 @@ def main() -> None:
                 "gradattention": (GradientWeightedAttention(model=model), "forward+backward"),
                 "attentionrollout": (AttentionRollout(model=model), "forward")}
         for name, (cam, floor) in cams.items():
-            ms = 1000 * median_seconds(lambda: cam(x, targets), args.repeats)
+            ms = 1000 * median_seconds(lambda cam=cam, x=x, targets=targets: cam(x, targets),
+                                       args.repeats)
             extra = "| | |"
             if name == "legrad" and have_torchcam:
                 theirs = torchcam_legrad(model, x)

@@ -27,12 +27,13 @@ from pytorch_grad_cam.iscam import ISCAM
 from pytorch_grad_cam.legrad import LeGrad
 from pytorch_grad_cam.attention_rollout import AttentionRollout
 from pytorch_grad_cam.gradient_attention import GradientWeightedAttention
-from pytorch_grad_cam.ablation_layer import AblationLayer, AblationLayerVit
+from pytorch_grad_cam.ablation_layer import AblationLayer, AblationLayerFasterRCNN, AblationLayerVit
 from pytorch_grad_cam.activations_and_gradients import ActivationsAndGradients
 from pytorch_grad_cam.base_cam import BaseCAM
 from pytorch_grad_cam.feature_factorization.deep_feature_factorization import (
     DeepFeatureFactorization, run_dff_on_image)
 from pytorch_grad_cam.guided_backprop import GuidedBackpropReLUModel
+from pytorch_grad_cam.sess import SESS
 
 from pytorch_grad_cam._version import __version__
 from pytorch_grad_cam.registry import METHODS, MethodInfo, get_method, register_method
@@ -40,12 +41,13 @@ from pytorch_grad_cam.registry import METHODS, MethodInfo, get_method, register_
 import pytorch_grad_cam.metrics  # noqa: E402,F401  (pytorch_grad_cam.metrics.road etc.)
 
 __all__ = [
-    "AblationCAM", "AblationLayer", "AblationLayerVit", "ActivationsAndGradients", "BaseCAM",
+    "AblationCAM", "AblationLayer", "AblationLayerFasterRCNN", "AblationLayerVit",
+    "ActivationsAndGradients", "BaseCAM",
     "CAM", "DeepFeatureFactorization", "EigenCAM", "EigenGradCAM", "FEM", "FinerCAM",
     "FullGrad", "GradCAM", "GradCAMElementWise", "GradCAMPlusPlus", "GuidedBackpropReLUModel",
     "HiResCAM", "ISCAM", "KPCA_CAM", "LayerCAM", "METHODS", "MethodInfo", "RandomCAM", "RefineCAM",
     "get_method", "register_method", "__version__",
     "run_dff_on_image", "ScoreCAM", "SegEigenCAM", "ShapleyCAM", "SmoothGradCAMPlusPlus",
     "SSCAM", "XGradCAM",
-    "AttentionRollout", "GradientWeightedAttention", "LeGrad",
+    "AttentionRollout", "GradientWeightedAttention", "LeGrad", "SESS",
 ]

@@ -1,16 +1,36 @@
-import math
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import torch
 
 from pytorch_grad_cam.ablation_layer import AblationLayer
-from pytorch_grad_cam.activations_and_gradients import owned_hooks
+from pytorch_grad_cam.activations_and_gradients import (is_structured, output_leaves,
+                                                        owned_hooks, rebuild_output)
 from pytorch_grad_cam.base_cam import BaseCAM, _all_modules, current_call
 from pytorch_grad_cam.registry import register_method
 
 
 class _PrefixMismatch(Exception):
     pass
+
+
+# the ways the ablated copies can run, fastest first (see AblationCAM)
+_NEXT_MODE = {"prefix": "layer", "layer": "full"}
+
+#: one tensor of the raw output whose channels are channels of the maps:
+#: (its position in output_leaves order, its channel axis, the index of its
+#: first channel in the maps, its number of channels)
+_Part = Tuple[int, int, int, int]
+
+
+def _channel_leaves(reshape_transform: Optional[Callable], raw: Any) -> List[int]:
+    """The positions of the raw output's tensors whose channels make up the
+    maps' channels, in order: what the transform says
+    (``channel_leaves``), else all of them (a transform that concatenates
+    the levels)."""
+    said = getattr(reshape_transform, "channel_leaves", None)
+    if said is not None:
+        return list(said(raw))
+    return list(range(len(output_leaves(raw))))
 
 
 @register_method("ablationcam", perturbation=True)
@@ -32,10 +52,16 @@ class AblationCAM(BaseCAM):
     unablated copy as a control; when the rest of the network cannot take
     the larger batch (for example features from before the target layer
     concatenated after it, as in DenseNet), or the control does not
-    reproduce the image's score, the copies run as full forward passes of
-    the repeated input instead, ``batch_size`` images at a time
-    (``used_prefix_once`` and ``fallback_reason`` tell what ran).
-    ``prefix_once=False`` always does the latter.
+    reproduce the image's score, the copies run as forward passes of the
+    repeated input instead, ``batch_size`` images at a time: first with
+    the target layer itself computed once (its input cut to the first
+    copy, its output replaced by the ablated copies; the layers before it
+    run on every copy), and if that fails too, as full forward passes
+    (``ablation_mode`` is ``"prefix"``, ``"layer"`` or ``"full"``;
+    ``used_prefix_once`` and ``fallback_reason`` tell what ran and why).
+    Detection models, whose heads take as many images as the input has,
+    use the second way: the backbone runs once. ``prefix_once=False``
+    always runs full forward passes.
 
     Chunk size: the prefix runs once per chunk, so large chunks are what
     makes it fast. Unless ``batch_size`` is given, a chunk takes as many
@@ -48,7 +74,15 @@ class AblationCAM(BaseCAM):
     its weight is exactly 0.
 
     ``ratio_channels_to_ablate`` < 1 ablates only that share of the channels
-    (those with the largest mean activation); the others get weight 0.
+    (by default those with the largest mean activation; the ablation
+    layer's ``select_channels`` decides); the others get weight 0.
+
+    A target layer that returns a dict, tuple or list of feature maps (a
+    feature pyramid) is explained through its reshape transform, which
+    concatenates the levels (``fasterrcnn_reshape_transform``,
+    ``combine_levels``) or selects one (``select_output_key``): channel k
+    of the maps is ablated in the level it comes from. grad-cam 1.5.7's
+    Faster R-CNN recipe: ``ablation_layer=AblationLayerFasterRCNN()``.
     """
 
     uses_gradients = False
@@ -81,6 +115,10 @@ class AblationCAM(BaseCAM):
         self.used_prefix_once: Optional[bool] = None
         #: why the last call fell back to full forward passes (None if it did not)
         self.fallback_reason: Optional[str] = None
+        #: how the ablated copies of the last call ran: "prefix" (only the
+        #: layers after the target layer), "layer" (the target layer once,
+        #: the layers before it on every copy) or "full" (None before)
+        self.ablation_mode: Optional[str] = None
         #: ablated copies per chunk in the last call
         self.last_chunk_size: Optional[int] = None
 
@@ -110,12 +148,13 @@ class AblationCAM(BaseCAM):
             if not mine():
                 return  # another thread's forward pass
             index = layers.get(id(module))
-            if index is not None and isinstance(output, torch.Tensor):
-                fired[index] = (len(sizes), output.data_ptr())  # its last call counts
+            leaves = output_leaves(output)
+            if index is not None and leaves:
+                # its last call counts; a structure counts by its first tensor
+                fired[index] = (len(sizes), leaves[0].data_ptr())
                 return
-            for tensor in (output if isinstance(output, (tuple, list)) else (output,)):
-                if isinstance(tensor, torch.Tensor):
-                    sizes.append((tensor.data_ptr(), tensor.numel() * tensor.element_size()))
+            for tensor in leaves:
+                sizes.append((tensor.data_ptr(), tensor.numel() * tensor.element_size()))
 
         with owned_hooks() as mine:
             handles = [m.register_forward_hook(measure) for m in _all_modules(self.model)]
@@ -133,6 +172,36 @@ class AblationCAM(BaseCAM):
         current_call().state["suffix_bytes"] = suffix_bytes
         return result
 
+    def _channel_parts(self, raw: Any, activations: torch.Tensor) -> List[_Part]:
+        """Where each channel of the maps ``activations`` (B x C x H x W)
+        lies in the raw output of the layer (a tensor or a structure)."""
+        channels = activations.shape[1]
+        if isinstance(raw, torch.Tensor):
+            return [(0, self._channel_dim(raw, channels), 0, channels)]
+        leaves = output_leaves(raw)
+        positions = _channel_leaves(self.reshape_transform, raw)
+        if len(positions) == 1:
+            leaf = leaves[positions[0]]
+            same = tuple(leaf.shape) == tuple(activations.shape)
+            return [(positions[0], 1 if same else self._channel_dim(leaf, channels), 0, channels)]
+        axis = self.ablation_layer.channel_dim if self.ablation_layer is not None else 1
+        parts: List[_Part] = []
+        offset = 0
+        for position in positions:
+            leaf = leaves[position]
+            dim = axis % leaf.dim()
+            parts.append((position, dim, offset, leaf.shape[dim]))
+            offset += leaf.shape[dim]
+        if offset != channels:
+            raise ValueError(
+                f"the maps of the target layer have {channels} channels, but its output's "
+                f"tensors that the reshape transform combines have {offset} on axis {axis}; "
+                "AblationCAM ablates channel k of the maps in the tensor it comes from, so the "
+                "transform must concatenate the tensors' channels in order (like "
+                "combine_levels and fasterrcnn_reshape_transform) or say where they come from "
+                "with a channel_leaves(output) method")
+        return parts
+
     def get_cam_weights(self, input_tensor: torch.Tensor, target_layer: torch.nn.Module,
                         targets: List[Callable], activations: torch.Tensor,
                         grads: Optional[torch.Tensor]) -> torch.Tensor:
@@ -140,94 +209,120 @@ class AblationCAM(BaseCAM):
         index = call.layer_index
         raw = call.activations[index]
         batch, channels = activations.shape[:2]
-        channel_dim = self._channel_dim(raw, channels)
+        parts = self._channel_parts(raw, activations)
+        leaves = output_leaves(raw)
         value = self.ablation_layer.value if self.ablation_layer is not None else 0.0
-        per_channel = raw.movedim(channel_dim, 1).flatten(2)  # B x C x N
+        per_channel = [leaves[position].movedim(dim, 1).flatten(2)  # B x C_j x N_j
+                       for position, dim, _, _ in parts]
         if self.zero_channel_shortcut:
-            active = (per_channel != value).any(dim=2)
+            active = torch.cat([(x != value).any(dim=2) for x in per_channel], dim=1)
         else:
-            active = torch.ones(per_channel.shape[:2], dtype=torch.bool, device=raw.device)
+            active = torch.ones((batch, channels), dtype=torch.bool, device=activations.device)
         if self.ratio_channels_to_ablate < 1:
-            keep = max(1, math.ceil(self.ratio_channels_to_ablate * channels))
-            top = per_channel.float().mean(dim=2).topk(keep, dim=1).indices
-            active &= torch.zeros_like(active).scatter_(1, top, True)
+            means = torch.cat([x.float().mean(dim=2) for x in per_channel], dim=1)
+            selector = self.ablation_layer if self.ablation_layer is not None else AblationLayer()
+            active &= selector.select_channels(activations, means,
+                                               self.ratio_channels_to_ablate).to(active.device)
         original = self.target_scores(targets, call.outputs).float()
         scores = original[:, None].repeat(1, channels)
-        # per call: the path taken, the chunk size and one buffer for the copies
-        state: Dict[str, Any] = {"prefix_once": self.prefix_once, "checked": False,
-                                 "original": original, "buffer": None, "step": self.batch_size,
-                                 "fallback_reason": None}
+        # per call: the path taken, the chunk size and the buffers for the copies
+        state: Dict[str, Any] = {"mode": "prefix" if self.prefix_once else "full",
+                                 "checked": False, "original": original, "buffers": {},
+                                 "step": self.batch_size, "fallback_reason": None}
         if self.prefix_once and self._batch_size is None:
-            per_copy = raw[:1].numel() * raw.element_size() + call.state["suffix_bytes"][index]
-            budget = self.chunk_memory or (2 ** 29 if raw.device.type == "cuda" else 2 ** 27)
+            raw_bytes = sum(leaf[:1].numel() * leaf.element_size() for leaf in leaves)
+            per_copy = raw_bytes + call.state["suffix_bytes"][index]
+            device = activations.device
+            budget = self.chunk_memory or (2 ** 29 if device.type == "cuda" else 2 ** 27)
             state["step"] = max(self.batch_size, budget // max(1, per_copy))
         with torch.inference_mode():
             for image in range(batch):
                 ablate = active[image].nonzero().flatten()
                 if len(ablate):
-                    scores[image, ablate] = self._ablated_scores(
-                        input_tensor[image:image + 1], image, index, channel_dim, ablate,
-                        targets[image], value, state)
+                    scores[image, ablate.to(scores.device)] = self._ablated_scores(
+                        input_tensor[image:image + 1], image, index, parts, ablate,
+                        targets[image], value, state).to(scores.device)
         # what the call did, for the caller to read
-        self.used_prefix_once = state["prefix_once"]
+        self.ablation_mode = state["mode"]
+        self.used_prefix_once = state["mode"] == "prefix"
         self.last_chunk_size = state["step"]
         self.fallback_reason = state["fallback_reason"]
         denominator = torch.where(original.abs() < 1e-7, torch.full_like(original, 1e-7), original)
         return (original[:, None] - scores) / denominator[:, None]
 
     def _ablated_scores(self, image: torch.Tensor, image_index: int, index: int,
-                        channel_dim: int, ablate: torch.Tensor, target: Callable, value: float,
+                        parts: List[_Part], ablate: torch.Tensor, target: Callable, value: float,
                         state: Dict[str, Any]) -> torch.Tensor:
         results, done = [], 0
-        if state["prefix_once"] and not state["checked"]:
-            # the first chunk of the call decides, with one unablated copy
-            state["checked"] = True
-            # the control copy counts towards the chunk: at most `step` copies a pass
-            chunk = ablate[:state["step"] - 1]
+        while state["mode"] != "full" and not state["checked"]:
+            # the first chunk of the call decides, with one unablated copy;
+            # the control copy counts towards the chunk, which is at most
+            # batch_size copies: a way that fails costs no more than that
+            chunk = ablate[:min(state["step"], self.batch_size) - 1]
+            reason = None
             try:
-                scores = self._run(image, index, channel_dim, chunk, target, value, True, state,
-                                   control=True)
+                scores = self._run(image, index, parts, chunk, target, value, state["mode"],
+                                   state, control=True)
             except Exception as error:  # the full forwards below raise real errors again
-                state["fallback_reason"] = f"{type(error).__name__}: {error}"
+                reason = f"{type(error).__name__}: {error}"
             else:
                 expected = float(state["original"][image_index])
                 if abs(float(scores[-1]) - expected) <= 1e-3 * max(1.0, abs(expected)):
+                    state["checked"] = True
                     results.append(scores[:-1])
                     done = len(chunk)
                 else:
-                    state["fallback_reason"] = "the unablated copy did not reproduce the score"
-            if state["fallback_reason"] is not None:
-                state.update(prefix_once=False, step=self.batch_size, buffer=None)
+                    reason = "the unablated copy did not reproduce the score"
+            if reason is not None:
+                if state["fallback_reason"] is None:
+                    state["fallback_reason"] = reason  # why the fastest way failed
+                state.update(mode=_NEXT_MODE[state["mode"]], step=self.batch_size, buffers={})
         for start, stop in self.chunks(len(ablate) - done, "AblationCAM", size=state["step"]):
             chunk = ablate[done + start:done + stop]
-            results.append(self._run(image, index, channel_dim, chunk, target, value,
-                                     state["prefix_once"], state))
+            results.append(self._run(image, index, parts, chunk, target, value, state["mode"],
+                                     state))
         return torch.cat(results)
 
-    def _run(self, image: torch.Tensor, index: int, channel_dim: int, chunk: torch.Tensor,
-             target: Callable, value: float, prefix_once: bool, state: Dict[str, Any],
+    def _run(self, image: torch.Tensor, index: int, parts: List[_Part], chunk: torch.Tensor,
+             target: Callable, value: float, mode: str, state: Dict[str, Any],
              control: bool = False) -> torch.Tensor:
         """Scores of the image with each channel of ``chunk`` ablated (plus,
         with ``control``, a last unablated copy)."""
         count = len(chunk) + int(control)
         rows = torch.arange(len(chunk), device=chunk.device)
+        # the rows and channels to ablate in each part of the output
+        where = []
+        for position, dim, offset, size in parts:
+            if len(parts) == 1:
+                where.append((position, dim, rows, chunk))
+                continue
+            inside = (chunk >= offset) & (chunk < offset + size)
+            where.append((position, dim, rows[inside], chunk[inside] - offset))
 
-        def replace(output: torch.Tensor) -> torch.Tensor:
-            shape = (count,) + tuple(output.shape[1:])
-            # one buffer for the copies of all chunks of the call: a fresh
-            # one per chunk costs as much in page faults as the prefix
-            buffer = state["buffer"]
-            if (buffer is None or buffer.shape[0] < count or buffer.shape[1:] != shape[1:]
-                    or buffer.dtype != output.dtype or buffer.device != output.device):
-                buffer = state["buffer"] = torch.empty(shape, dtype=output.dtype,
-                                                       device=output.device)
-            copies = buffer[:count]
-            copies.copy_(output.expand(shape))
-            copies.movedim(channel_dim, 1)[rows, chunk] = value
-            return copies
+        def replace(output: Any) -> Any:
+            # one buffer per tensor for the copies of all chunks of the call:
+            # a fresh one per chunk costs as much in page faults as the prefix
+            buffers = state["buffers"]
+            copies = []
+            for position, leaf in enumerate(output_leaves(output)):
+                shape = (count,) + tuple(leaf.shape[1:])
+                buffer = buffers.get(position)
+                if (buffer is None or buffer.shape[0] < count or buffer.shape[1:] != shape[1:]
+                        or buffer.dtype != leaf.dtype or buffer.device != leaf.device):
+                    buffer = buffers[position] = torch.empty(shape, dtype=leaf.dtype,
+                                                             device=leaf.device)
+                leaf_copies = buffer[:count]
+                leaf_copies.copy_(leaf.expand(shape))
+                copies.append(leaf_copies)
+            for position, dim, part_rows, part_channels in where:
+                part_rows = part_rows.to(copies[position].device)
+                part_channels = part_channels.to(copies[position].device)
+                copies[position].movedim(dim, 1)[part_rows, part_channels] = value
+            return rebuild_output(output, copies) if is_structured(output) else copies[0]
 
-        x = image if prefix_once else image.expand((count,) + tuple(image.shape[1:]))
-        with self.activations_and_grads.replace_output(index, replace):
+        x = image if mode == "prefix" else image.expand((count,) + tuple(image.shape[1:]))
+        with self.activations_and_grads.replace_output(index, replace,
+                                                       single_input=mode == "layer"):
             outputs = self.select_output(self.model(x))
         if len(outputs) != count:
             raise _PrefixMismatch(f"{len(outputs)} outputs for {count} copies")

@@ -13,12 +13,26 @@ Several threads may run calls on one shared model at once: a hook acts only
 in the thread (more exactly, the ``contextvars`` context) whose call
 registered it, so a forward pass of another thread through the same layer
 is neither recorded nor changed.
+
+A target layer may return a tensor or a *structure* of tensors: a (nested)
+dict, tuple or list, such as the ``OrderedDict`` of feature pyramid levels
+of a detection backbone. Every tensor of the structure (a *leaf*) is
+recorded like a tensor output, and the structure is kept: the recorded
+activations, and the gradients BaseCAM computes for them, are structures
+of the same shape (:func:`map_output`, :func:`output_leaves`,
+:func:`rebuild_output`); a ``reshape_transform`` turns one into B x C x H x
+W (``utils.reshape_transforms``: ``fasterrcnn_reshape_transform``,
+``select_output_key``, ``combine_levels``).
 """
+import copy
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any, Callable, Iterator, List, Optional, Tuple
 
 import torch
+
+__all__ = ["ActivationsAndGradients", "owned_hooks", "is_structured", "output_leaves",
+           "output_paths", "map_output", "rebuild_output", "describe_output"]
 
 # the hook owners active in the current thread's context
 _ACTIVE: ContextVar[Tuple[object, ...]] = ContextVar("pytorch_grad_cam_active_hooks", default=())
@@ -38,6 +52,103 @@ def owned_hooks() -> Iterator[Callable[[], bool]]:
         _ACTIVE.reset(token)
 
 
+# ------------------------------------------------ structured layer outputs
+def is_structured(output: Any) -> bool:
+    """True for a dict, tuple or list (the containers a layer output may be
+    made of), False for a tensor or anything else."""
+    return isinstance(output, (dict, tuple, list))
+
+
+def _children(output: Any) -> List[Tuple[Any, Any]]:
+    """(key or index, value) of a container, in its order."""
+    if isinstance(output, dict):
+        return list(output.items())
+    return list(enumerate(output))
+
+
+def output_paths(output: Any) -> List[Tuple[Any, ...]]:
+    """The path (keys and indices from the top) of every tensor of a layer
+    output, in the order of :func:`output_leaves`; ``[()]`` for a tensor.
+
+    >>> output_paths({"0": t0, "pool": (t1, None)})
+    [('0',), ('pool', 0)]
+    """
+    if isinstance(output, torch.Tensor):
+        return [()]
+    if not is_structured(output):
+        return []
+    return [(key,) + path for key, value in _children(output) for path in output_paths(value)]
+
+
+def output_leaves(output: Any) -> List[torch.Tensor]:
+    """Every tensor of a layer output (depth first, dicts in their key
+    order); ``[output]`` for a tensor. Other values (None, numbers) are no
+    leaves."""
+    if isinstance(output, torch.Tensor):
+        return [output]
+    if not is_structured(output):
+        return []
+    return [leaf for _, value in _children(output) for leaf in output_leaves(value)]
+
+
+def _rebuild(output: Any, leaves: Iterator[Any]) -> Any:
+    if isinstance(output, torch.Tensor):
+        return next(leaves)
+    if not is_structured(output):
+        return output
+    if isinstance(output, dict):
+        # a copy keeps the dict's type (OrderedDict, a ModelOutput, ...)
+        result = copy.copy(output)
+        for key, value in output.items():
+            result[key] = _rebuild(value, leaves)
+        return result
+    values = [_rebuild(value, leaves) for value in output]
+    if isinstance(output, list):
+        return values
+    if hasattr(output, "_fields"):  # a namedtuple
+        return type(output)(*values)
+    if type(output) is tuple:
+        return tuple(values)
+    return type(output)(values)  # torch.return_types and other tuple types
+
+
+def rebuild_output(output: Any, leaves: List[Any]) -> Any:
+    """``output`` with its tensors replaced, in :func:`output_leaves`
+    order, by ``leaves`` (for example their gradients)."""
+    if len(leaves) != len(output_leaves(output)):
+        raise ValueError(f"{len(leaves)} tensors for a layer output with "
+                         f"{len(output_leaves(output))}")
+    return _rebuild(output, iter(leaves))
+
+
+def map_output(function: Callable[[torch.Tensor], Any], output: Any) -> Any:
+    """``output`` with ``function`` applied to each of its tensors (to the
+    tensor itself if it is one); the structure and the other values stay."""
+    if isinstance(output, torch.Tensor):
+        return function(output)
+    return rebuild_output(output, [function(leaf) for leaf in output_leaves(output)])
+
+
+def describe_output(output: Any) -> str:
+    """A layer output for messages: its type, its keys or length, and the
+    shape of each tensor, for example ``OrderedDict with keys ['0', 'pool']
+    ('0': (1, 256, 8, 8), 'pool': (1, 256, 1, 1))``."""
+    if isinstance(output, torch.Tensor):
+        return f"a tensor of shape {tuple(output.shape)}"
+    name = type(output).__name__
+    if isinstance(output, dict):
+        head = f"{name} with keys {list(output)}"
+    elif is_structured(output):
+        head = f"{name} of length {len(output)}"
+    else:
+        return name
+    shapes = ", ".join(
+        f"{'.'.join(repr(k) if isinstance(k, str) else f'[{k}]' for k in path)}: "
+        f"{tuple(leaf.shape)}"
+        for path, leaf in zip(output_paths(output), output_leaves(output)))
+    return f"{head} ({shapes or 'no tensors'})"
+
+
 class ActivationsAndGradients:
     """Records the output of each target layer during a forward pass.
 
@@ -54,8 +165,10 @@ class ActivationsAndGradients:
         self.target_layers = list(target_layers)
         self.reshape_transform = reshape_transform
         self.every_call = every_call
-        self.activations: List[Optional[torch.Tensor]] = self._empty()
-        self.gradients: List[Optional[torch.Tensor]] = self._empty()
+        #: per target layer its recorded output: a tensor, or a structure
+        #: (dict / tuple / list) of tensors as the layer returned it
+        self.activations: List[Any] = self._empty()
+        self.gradients: List[Any] = self._empty()
         #: with ``every_call``: the target layer index of each recorded entry
         self.recorded_layers: List[int] = []
         #: how often each target layer ran in the last recorded forward pass
@@ -64,12 +177,31 @@ class ActivationsAndGradients:
 
     def _hook(self, index: int, module: torch.nn.Module, inputs: Any, output: Any) -> Any:
         self.call_counts[index] += 1
-        if not isinstance(output, torch.Tensor):
+        if isinstance(output, torch.Tensor):
+            saved, replacement = self._record_tensor(output)
+            self._store(index, saved)
+            return replacement
+        leaves = output_leaves(output)
+        if not leaves:
             raise TypeError(
                 f"target_layers[{index}] ({type(module).__name__}) returned "
-                f"{type(output).__name__}, but a target layer must return a tensor; "
-                "choose a layer whose output is a tensor (for example a "
-                "submodule of this one)")
+                f"{describe_output(output)}, which holds no tensor; a target layer must return "
+                "a tensor, or a dict, tuple or list of tensors; choose another layer (for "
+                "example a submodule of this one)")
+        if len({id(leaf) for leaf in leaves}) != len(leaves):
+            # one tensor at several places of the structure (a layer that
+            # returns (x, x)): each place gets its own node in the graph,
+            # so that each gets the gradient of its own uses
+            leaves = [leaf.view_as(leaf) if leaf.requires_grad else leaf for leaf in leaves]
+        recorded = [self._record_tensor(leaf) for leaf in leaves]
+        self._store(index, rebuild_output(output, [saved for saved, _ in recorded]))
+        if recorded[0][1] is None:
+            return None
+        return rebuild_output(output, [replacement for _, replacement in recorded])
+
+    def _record_tensor(self, output: torch.Tensor) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+        """(the tensor to record, the tensor the network goes on with, or
+        None to leave the output as it is)."""
         if self.track_gradients and torch.is_grad_enabled():
             if output.requires_grad:
                 saved = output
@@ -77,18 +209,16 @@ class ActivationsAndGradients:
                 # nothing upstream is tracked (frozen parameters): start the
                 # graph here, so the backward pass stops at this layer.
                 saved = output.detach().requires_grad_(True)
-            self._store(index, saved)
             # the rest of the network works on a copy, so that an in-place
             # operation after this layer can neither change the recorded
             # values nor break the gradient.
-            return saved.clone()
-        self._store(index, output.detach().clone())
-        return None
+            return saved, saved.clone()
+        return output.detach().clone(), None
 
     def _empty(self) -> List[Any]:
         return [] if self.every_call else [None] * len(self.target_layers)
 
-    def _store(self, index: int, tensor: torch.Tensor) -> None:
+    def _store(self, index: int, tensor: Any) -> None:
         if self.every_call:
             self.activations.append(tensor)
             self.recorded_layers.append(index)
@@ -116,18 +246,35 @@ class ActivationsAndGradients:
                     handle.remove()
 
     @contextmanager
-    def replace_output(self, index: int,
-                       function: Callable[[torch.Tensor], torch.Tensor]) -> Iterator[None]:
+    def replace_output(self, index: int, function: Callable[[Any], Any],
+                       single_input: bool = False) -> Iterator[None]:
         """While the block runs, the output of target_layers[index] is
         replaced by function(output) (perturbation methods use this to
-        change a layer's output without touching the model).
+        change a layer's output without touching the model); for a layer
+        that returns a structure of tensors, ``function`` gets and returns
+        the structure.
+
+        With ``single_input``, the layer computes only the first item of
+        its input batch on the call that is replaced (every tensor argument
+        is cut to its first item; for a batch of copies of one image whose
+        output ``function`` replaces anyway).
 
         A layer that ran several times in the recorded forward pass has its
         last call recorded, so only that call is replaced (the n-th call of
         every forward pass, n the number of calls recorded)."""
         every = max(1, self.call_counts[index])
         calls = [0]
+        pre_calls = [0]
         with owned_hooks() as mine:
+
+            def pre_hook(module: torch.nn.Module, args: Any) -> Any:
+                if not mine():
+                    return None  # another thread's forward pass
+                pre_calls[0] += 1
+                if pre_calls[0] % every != 0:
+                    return None
+                return tuple(a[:1] if isinstance(a, torch.Tensor) and a.dim() > 0 else a
+                             for a in args)
 
             def hook(module: torch.nn.Module, inputs: Any, output: Any) -> Any:
                 if not mine():
@@ -135,11 +282,14 @@ class ActivationsAndGradients:
                 calls[0] += 1
                 return function(output) if calls[0] % every == 0 else None
 
-            handle = self.target_layers[index].register_forward_hook(hook)
+            layer = self.target_layers[index]
+            handles = [layer.register_forward_pre_hook(pre_hook)] if single_input else []
             try:
+                handles.append(layer.register_forward_hook(hook))
                 yield
             finally:
-                handle.remove()
+                for handle in handles:
+                    handle.remove()
 
     def __call__(self, x: torch.Tensor) -> Any:
         with self.record():

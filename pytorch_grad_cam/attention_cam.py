@@ -179,6 +179,13 @@ class AttentionCAM(BaseCAM):
         return scale_cam_image(torch.relu(cam), size)[:, None]
 
     # ------------------------------------------------------ method hooks
+    def empty_map_message(self, images: List[int]) -> str:
+        return (f"the map is all zeros for image(s) {images}: every patch token has the same "
+                "relevance, or (for the gradient methods) the target score's gradient with "
+                "respect to the attention is nowhere positive, for example because the score "
+                "does not depend on the input (a classifier left at its initial zeros, as "
+                "torchvision's ViT head starts). Try another target or another method")
+
     def token_relevance(self, attentions: List[torch.Tensor],
                         grads: List[Optional[torch.Tensor]]) -> torch.Tensor:
         """The method's idea: B x N, one relevance per token (prefix tokens

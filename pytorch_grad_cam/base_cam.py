@@ -19,6 +19,17 @@ A call reads top to bottom (``__call__`` -> ``forward``):
 7. **aggregate**: the layers' maps averaged and normalised again
    (``aggregate_multi_layers``).
 
+A target layer may return a tensor or a dict / tuple / list of tensors
+(detection backbones return their feature pyramid as a dict): the
+activations and their gradients then keep that structure until
+``reshape_transform`` turns them into B x C x H x W
+(``utils.reshape_transforms``).
+
+:meth:`BaseCAM.differentiable_maps` runs the same steps without detaching
+anything and returns maps that carry the autograd graph, for losses on
+the maps during training (the gradient methods with ``differentiable =
+True``).
+
 Per-call state (the outputs, the recorded activations, the input gradient,
 the index of the layer being explained, options of one call, a method's
 intermediate results) lives in a :class:`CallContext` that the call opens;
@@ -47,7 +58,8 @@ import numpy as np
 import torch
 import ttach as tta
 
-from pytorch_grad_cam.activations_and_gradients import ActivationsAndGradients
+from pytorch_grad_cam.activations_and_gradients import (
+    ActivationsAndGradients, describe_output, map_output, output_leaves, rebuild_output)
 from pytorch_grad_cam.scoring import (
     check_input_tensor, check_positive_int, check_targets, check_targets_against_outputs,
     batch_size_or_default, chunked_scores, chunks, describe, given, model_device,
@@ -56,8 +68,8 @@ from pytorch_grad_cam.utils.image import scale_cam_image
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from pytorch_grad_cam.utils.svd_on_activations import get_2d_projection
 
-__all__ = ["BaseCAM", "CallContext", "current_call", "model_state_guard", "check_target_layers",
-           "warn_at_caller", "select_output", "check_input_tensor",
+__all__ = ["BaseCAM", "CallContext", "current_call", "open_call", "model_state_guard",
+           "check_target_layers", "warn_at_caller", "select_output", "check_input_tensor",
            "check_targets_against_outputs", "model_device"]
 
 _LEGACY = object()
@@ -214,12 +226,16 @@ class CallContext:
             ``aug_smooth``: the augmented copies of the current pass).
         targets: one target callable per image of that pass.
         outputs: the score tensor the model returned (``select_output``).
-        activations: the raw outputs of the target layers, as recorded.
+        activations: the raw outputs of the target layers, as recorded (a
+            tensor or a structure of tensors per layer).
         input_gradient: d(score)/d(input) with ``compute_input_gradient``.
         layer_index: the index in ``target_layers`` of the layer whose map
             is being made.
         state: what a method computes once per pass and reads in a later
             step (for example AblationCAM's memory per copy).
+        differentiable: the call keeps the autograd graph
+            (``differentiable_maps``): nothing is detached and the
+            gradients are taken with ``create_graph=True``.
     """
 
     options: Dict[str, Any] = field(default_factory=dict)
@@ -230,10 +246,26 @@ class CallContext:
     input_gradient: Optional[torch.Tensor] = None
     layer_index: int = 0
     state: Dict[str, Any] = field(default_factory=dict)
+    differentiable: bool = False
 
 
 _CURRENT_CALL: ContextVar[Optional[CallContext]] = ContextVar("pytorch_grad_cam_call",
                                                               default=None)
+
+
+def _detach(value: Any) -> Any:
+    """A tensor, or every tensor of a structure, detached."""
+    return map_output(torch.Tensor.detach, value)
+
+
+def _working_float(tensor: torch.Tensor) -> torch.Tensor:
+    """The dtype maps are computed in: float32, or float64 for a float64
+    tensor in a differentiable call (so that its gradients can be checked
+    in double precision)."""
+    context = _CURRENT_CALL.get()
+    if tensor.dtype == torch.float64 and context is not None and context.differentiable:
+        return tensor
+    return tensor.float()
 
 
 def current_call() -> CallContext:
@@ -245,7 +277,9 @@ def current_call() -> CallContext:
 
 
 @contextmanager
-def _open_call(context: CallContext) -> Iterator[CallContext]:
+def open_call(context: CallContext) -> Iterator[CallContext]:
+    """Make ``context`` the current call of this thread for the block (a
+    wrapper that runs a method's steps itself, as SESS does per chunk)."""
     token = _CURRENT_CALL.set(context)
     try:
         yield context
@@ -293,6 +327,10 @@ class BaseCAM:
     projects = False
     #: names of the extra keyword options a call takes (``cam(x, alpha=...)``)
     call_options: Tuple[str, ...] = ()
+    #: True for a method whose map is a differentiable function of the
+    #: activations and their gradients, so that ``differentiable_maps``
+    #: can return it with its autograd graph
+    differentiable = False
 
     def __init__(self,
                  model: torch.nn.Module,
@@ -393,6 +431,82 @@ class BaseCAM:
 
         ``options``: the method's per-call options (``call_options``), for
         example FinerCAM's ``alpha``."""
+        context, input_tensor, targets = self._start_call(input_tensor, targets, aug_smooth,
+                                                          target_category, options)
+        with model_state_guard(self.model), open_call(context):
+            if aug_smooth:
+                cam = self.forward_augmentation_smoothing(input_tensor, targets, eigen_smooth)
+            else:
+                cam = self.forward(input_tensor, targets, eigen_smooth)
+        result = cam.detach().float().cpu().numpy()
+        self._warn_if_empty(result)
+        return result
+
+    def differentiable_maps(self, input_tensor: torch.Tensor,
+                            targets: Optional[Sequence[Callable]] = None,
+                            aug_smooth: bool = False, **options: Any) -> torch.Tensor:
+        """The maps as a torch tensor that carries the autograd graph to the
+        model's parameters, for losses on the maps during training.
+
+        Returns a float tensor B x H x W (B x D x H x W for volumes) on the
+        model's device, min-max normalised to [0, 1] per image like the
+        numpy maps of ``cam(input_tensor, targets)``, and equal to them
+        when the model is in eval mode (float32 rounding aside; float64 for
+        a float64 model). The gradients of the target scores with respect
+        to the target layers are taken with ``create_graph=True``, so a
+        loss on the maps differentiates through them (double backward)::
+
+            cam = GradCAM(model, target_layers=[model.layer4[-1]])
+            maps = cam.differentiable_maps(images, [ClassifierOutputTarget(c) for c in labels])
+            loss = task_loss + (maps * outside_mask).mean()
+            loss.backward()
+
+        Unlike a call of the CAM, this runs the model as it is: in the mode
+        it is in (training mode: dropout active, BatchNorm with the batch's
+        statistics, which it updates as a training step would), with the
+        parameters' ``requires_grad`` untouched, so the graph reaches every
+        parameter that requires grad, before and after the target layers
+        (and the input, if ``input_tensor`` requires grad). It runs with
+        autograd enabled even inside ``torch.no_grad()``. The call itself
+        writes no ``.grad``: only a ``backward`` of the caller does. Hooks
+        are removed when it returns or raises. A constant map (for example
+        all-zero gradients) normalises to zeros, without dividing by zero.
+
+        Available for the methods whose map is a differentiable function
+        of the activations and their gradients (class attribute
+        ``differentiable``: GradCAM, HiResCAM, GradCAM++, XGradCAM,
+        LayerCAM, GradCAMElementWise); TypeError for the others.
+        ``aug_smooth`` is supported; ``eigen_smooth`` (an SVD) is not.
+        """
+        if not self.differentiable:
+            from pytorch_grad_cam.registry import registered_methods
+
+            supported = [info.cls.__name__ for info in registered_methods()
+                         if getattr(info.cls, "differentiable", False)]
+            raise TypeError(f"{type(self).__name__} has no differentiable maps (its map is not a "
+                            "differentiable function of the activations and gradients); "
+                            f"differentiable_maps() is available for {', '.join(supported)}")
+        if "eigen_smooth" in options:
+            raise ValueError("differentiable_maps() does not support eigen_smooth (the first "
+                             "principal component of an SVD); call it without eigen_smooth")
+        given_input = input_tensor
+        context, input_tensor, targets = self._start_call(input_tensor, targets, aug_smooth,
+                                                          _LEGACY, options)
+        context.differentiable = True
+        with open_call(context), torch.inference_mode(False), torch.enable_grad():
+            if isinstance(given_input, torch.Tensor) and given_input.requires_grad:
+                # the caller wants the graph to reach the input too
+                input_tensor = given_input.to(device=input_tensor.device,
+                                              dtype=input_tensor.dtype)
+            if aug_smooth:
+                return self.forward_augmentation_smoothing(input_tensor, targets)
+            return self.forward(input_tensor, targets)
+
+    def _start_call(self, input_tensor: Any, targets: Any, aug_smooth: bool,
+                    target_category: Any, options: Dict[str, Any]
+                    ) -> Tuple[CallContext, torch.Tensor, Any]:
+        """The checks of a call, before any work: its context, the input
+        on the model's device and the targets."""
         if target_category is not _LEGACY:
             if targets is not None:
                 raise ValueError("pass either targets=[...] or the deprecated "
@@ -412,14 +526,7 @@ class BaseCAM:
             raise ValueError(f"aug_smooth=True needs images of shape B x C x H x W that "
                              f"ttach can flip; got input_tensor of shape "
                              f"{tuple(input_tensor.shape)}")
-        with model_state_guard(self.model), _open_call(context):
-            if aug_smooth:
-                cam = self.forward_augmentation_smoothing(input_tensor, targets, eigen_smooth)
-            else:
-                cam = self.forward(input_tensor, targets, eigen_smooth)
-        result = cam.detach().float().cpu().numpy()
-        self._warn_if_empty(result)
-        return result
+        return context, input_tensor, targets
 
     def check_call_options(self, options: Dict[str, Any]) -> Dict[str, Any]:
         """The checked per-call options (a method with ``call_options``
@@ -495,8 +602,9 @@ class BaseCAM:
                                  "that the forward pass uses")
         return input_tensor, raw
 
-    def recorded_activations(self) -> List[torch.Tensor]:
-        """The outputs of the target layers that the last ``record`` saw
+    def recorded_activations(self) -> List[Any]:
+        """The outputs of the target layers that the last ``record`` saw,
+        each a tensor or a structure of tensors as the layer returned it
         (every entry is set: ``record`` raises for a layer never called)."""
         return [a for a in self.activations_and_grads.activations if a is not None]
 
@@ -506,7 +614,7 @@ class BaseCAM:
         the model's device."""
         context = _CURRENT_CALL.get()
         if context is None:  # called directly, outside __call__
-            with _open_call(CallContext()):
+            with open_call(CallContext()):
                 return self.forward(input_tensor, targets, eigen_smooth)
         batch = input_tensor.shape[0]
         try:
@@ -515,26 +623,31 @@ class BaseCAM:
             targets = self.resolve_targets(targets, outputs, batch)
             activations = self.recorded_activations()
             self._check_layer_shapes(activations, input_tensor)
+            keep_graph = context.differentiable
             if self.uses_gradients:
                 with torch.inference_mode(False), torch.enable_grad():
                     scores = self.target_scores(targets, outputs)
-                    wrt = list(activations)
+                    wrt = [leaf for activation in activations
+                           for leaf in output_leaves(activation)]
                     if self.compute_input_gradient:
                         wrt.append(input_tensor)
-                    computed = [g.detach() for g in self.compute_gradients(scores, wrt)]
+                    computed = self.compute_gradients(scores, wrt)
+                    if not keep_graph:
+                        computed = [g.detach() for g in computed]
                 if self.compute_input_gradient:
                     context.input_gradient = computed.pop()
-                grads: List[Optional[torch.Tensor]] = list(computed)
+                grads: List[Any] = _restructure(computed, activations)
             else:
                 grads = [None] * len(activations)
                 # the targets are checked once here, before any perturbation pass
                 self.target_scores(targets, outputs)
-            outputs = outputs.detach() if isinstance(outputs, torch.Tensor) else outputs
-            self.outputs = outputs
-            activations = [a.detach() for a in activations]
+            self.outputs = outputs = _detach(outputs)
+            if not keep_graph:
+                activations = [_detach(a) for a in activations]
+                input_tensor = input_tensor.detach()
             context.input_tensor, context.targets = input_tensor.detach(), targets
             context.outputs, context.activations = outputs, activations
-            cam_per_layer = self.compute_cam_per_layer(input_tensor.detach(), targets,
+            cam_per_layer = self.compute_cam_per_layer(input_tensor, targets,
                                                        activations, grads, eigen_smooth)
             return self.aggregate_multi_layers(cam_per_layer)
         finally:
@@ -542,36 +655,57 @@ class BaseCAM:
             context.activations = []
             self.activations_and_grads.release()
 
-    def _check_layer_shapes(self, activations: Sequence[torch.Tensor],
+    def _check_layer_shapes(self, activations: Sequence[Any],
                             input_tensor: torch.Tensor) -> None:
         """Raise before the backward pass and the perturbation passes if a
         layer's output (after reshape_transform) is not B x C x H x W."""
         batch, spatial = input_tensor.shape[0], input_tensor.dim() - 2
-        for index, activation in enumerate(activations):
-            self._to_bchw(activation.detach(), index, "activations", batch, spatial)
+        with torch.no_grad():
+            for index, activation in enumerate(activations):
+                self._to_bchw(_detach(activation), index, "activations", batch, spatial)
 
     def compute_gradients(self, scores: torch.Tensor,
-                          inputs: Sequence[torch.Tensor]) -> List[torch.Tensor]:
+                          inputs: Sequence[Any]) -> List[Any]:
         """Step 4: gradients of the summed target scores with respect to
         ``inputs``: the recorded outputs of the target layers (their raw
-        layout, before ``reshape_transform``), followed by the input batch
-        when ``compute_input_gradient`` is set. Zeros where a score does not
-        depend on an input. The images of a batch are independent, so the
-        sum gives every image its own gradient.
+        layout, before ``reshape_transform``; ``forward`` passes the
+        tensors of a structured output one by one), followed by the input
+        batch when ``compute_input_gradient`` is set. Zeros where a score
+        does not depend on an input. The images of a batch are
+        independent, so the sum gives every image its own gradient. All
+        gradients come from one ``torch.autograd.grad``; an input that is
+        a structure of tensors gets a structure of gradients. In a
+        differentiable call (``differentiable_maps``) they are taken with
+        ``create_graph=True``.
 
         This is the extension point of methods whose "gradient" is more
         than the first derivative (ShapleyCAM adds a Hessian-vector
         product); it runs with autograd enabled.
         """
+        inputs = list(inputs)
+        if not all(isinstance(x, torch.Tensor) for x in inputs):
+            leaves = [leaf for x in inputs for leaf in output_leaves(x)]
+            return _restructure(self.compute_gradients(scores, leaves), inputs)
         if not scores.requires_grad:
             return [torch.zeros_like(x) for x in inputs]
-        grads = torch.autograd.grad(scores.sum(), list(inputs), allow_unused=True)
+        context = _CURRENT_CALL.get()
+        create_graph = context is not None and context.differentiable
+        grads = torch.autograd.grad(scores.sum(), inputs, allow_unused=True,
+                                    create_graph=create_graph)
         return [torch.zeros_like(x) if g is None else g for x, g in zip(inputs, grads)]
 
-    def _to_bchw(self, tensor: torch.Tensor, index: int, what: str, batch: int,
+    def _to_bchw(self, tensor: Any, index: int, what: str, batch: int,
                  spatial: int) -> torch.Tensor:
         if self.reshape_transform is not None:
             tensor = self.reshape_transform(tensor)
+        elif not isinstance(tensor, torch.Tensor):
+            raise ValueError(
+                f"target_layers[{index}] ({describe(self.target_layers[index])}) returns "
+                f"{describe_output(tensor)}, not a tensor; pass a reshape_transform that turns "
+                "it into B x C x H x W, for example from pytorch_grad_cam.utils."
+                "reshape_transforms: select_output_key(key) for one entry, combine_levels() for "
+                "all of them resized to one size and concatenated, or "
+                "fasterrcnn_reshape_transform for the backbone of torchvision's Faster R-CNN")
         if not isinstance(tensor, torch.Tensor) or tensor.dim() != 2 + spatial \
                 or tensor.shape[0] != batch:
             shape = tuple(tensor.shape) if isinstance(tensor, torch.Tensor) else type(tensor).__name__
@@ -582,7 +716,7 @@ class BaseCAM:
                     "outputs of Vision Transformers: reshape_transforms.vit_reshape_transform)")
             raise ValueError(f"the {what} of target_layers[{index}] have shape {shape}, "
                              f"expected {expected} with B={batch}; {hint}")
-        return tensor.float()
+        return _working_float(tensor)
 
     def layer_gradients(self, tensor: torch.Tensor, input_tensor: torch.Tensor) -> torch.Tensor:
         """A tensor laid out like the raw output of the current layer (for
@@ -591,11 +725,13 @@ class BaseCAM:
                              input_tensor.shape[0], input_tensor.dim() - 2)
 
     def compute_cam_per_layer(self, input_tensor: torch.Tensor, targets: List[Callable],
-                              activations: List[torch.Tensor],
-                              grads: List[Optional[torch.Tensor]],
+                              activations: List[Any],
+                              grads: List[Any],
                               eigen_smooth: bool) -> torch.Tensor:
         """Step 6: B x layers x H x W, every layer's map ReLU'd, normalised
-        and scaled to the input size."""
+        and scaled to the input size. ``activations`` and ``grads``: per
+        layer a tensor or a structure as recorded (``reshape_transform``
+        makes them B x C x H x W)."""
         context = current_call()
         batch, spatial = input_tensor.shape[0], input_tensor.dim() - 2
         size = tuple(input_tensor.shape[2:])
@@ -610,8 +746,8 @@ class BaseCAM:
                 layer_grads = self._to_bchw(grad, index, "gradients", batch, spatial)
             cam = self.get_cam_image(input_tensor, layer, targets, layer_activations,
                                      layer_grads, eigen_smooth)
-            cam = torch.nan_to_num(cam.float(), nan=0.0, posinf=torch.finfo(torch.float32).max,
-                                   neginf=0.0)
+            cam = torch.nan_to_num(_working_float(cam), nan=0.0,
+                                   posinf=torch.finfo(torch.float32).max, neginf=0.0)
             cams.append(scale_cam_image(torch.relu(cam), size))
         return cams[0][:, None] if len(cams) == 1 else torch.stack(cams, dim=1)
 
@@ -631,12 +767,17 @@ class BaseCAM:
         empty = np.flatnonzero(cam.reshape(len(cam), -1).max(axis=1) <= 0).tolist()
         if empty:
             self._warned_empty = True
-            warn_at_caller(
-                f"the class activation map is all zeros for image(s) {empty}: no location of "
-                "the target layer has a positive weighted activation, or all have the same value "
-                "(for example zero gradients, as at a Vision Transformer's last block). Try "
-                f"{_earlier_layer_hint(self.model)}, another target or another method "
-                "(shown once per CAM object).", RuntimeWarning)
+            warn_at_caller(self.empty_map_message(empty) + " (shown once per CAM object).",
+                           RuntimeWarning)
+
+    def empty_map_message(self, images: List[int]) -> str:
+        """Why the maps of ``images`` may be all zeros and what to try (a
+        method whose maps come from elsewhere than a layer's channels
+        overrides this)."""
+        return (f"the class activation map is all zeros for image(s) {images}: no location of "
+                "the target layer has a positive weighted activation, or all have the same "
+                "value (for example zero gradients, as at a Vision Transformer's last block). "
+                f"Try {_earlier_layer_hint(self.model)}, another target or another method")
 
     # ------------------------------------------------------ method hooks
     def get_cam_weights(self, input_tensor: torch.Tensor, target_layer: torch.nn.Module,
@@ -741,6 +882,23 @@ class BaseCAM:
 
 
 _BLOCK_NORMS = ("ln_1", "norm1", "layernorm_before", "layer_norm1")
+
+
+def _restructure(flat: List[Any], structures: Sequence[Any]) -> List[Any]:
+    """``flat`` (one entry per tensor of ``structures``, in order, plus
+    any extra entries at the end, kept as they are) regrouped as one
+    entry per structure, in its structure."""
+    result: List[Any] = []
+    start = 0
+    for structure in structures:
+        if isinstance(structure, torch.Tensor):
+            result.append(flat[start])
+            start += 1
+            continue
+        count = len(output_leaves(structure))
+        result.append(rebuild_output(structure, list(flat[start:start + count])))
+        start += count
+    return result + list(flat[start:])
 
 
 def _earlier_layer_hint(model: torch.nn.Module) -> str:

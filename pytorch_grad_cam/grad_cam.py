@@ -16,6 +16,8 @@ class GradCAM(BaseCAM):
     Gradient-based Localization", ICCV 2017, https://arxiv.org/abs/1610.02391
     """
 
+    differentiable = True  # differentiable_maps(): the map carries the autograd graph
+
     def get_cam_weights(self, input_tensor: torch.Tensor, target_layer: torch.nn.Module,
                         targets: List[Callable], activations: torch.Tensor,
                         grads: Optional[torch.Tensor]) -> torch.Tensor:

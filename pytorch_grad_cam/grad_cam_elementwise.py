@@ -21,6 +21,8 @@ class GradCAMElementWise(BaseCAM):
     separate paper.
     """
 
+    differentiable = True  # differentiable_maps(): the map carries the autograd graph
+
     def get_weighted_activations(self, input_tensor: torch.Tensor,
                                  target_layer: torch.nn.Module, targets: List[Callable],
                                  activations: torch.Tensor,

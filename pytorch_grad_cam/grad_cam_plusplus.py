@@ -19,6 +19,8 @@ class GradCAMPlusPlus(BaseCAM):
     Convolutional Networks", WACV 2018, https://arxiv.org/abs/1710.11063
     """
 
+    differentiable = True  # differentiable_maps(): the map carries the autograd graph
+
     def get_cam_weights(self, input_tensor: torch.Tensor, target_layer: torch.nn.Module,
                         targets: List[Callable], activations: torch.Tensor,
                         grads: Optional[torch.Tensor]) -> torch.Tensor:

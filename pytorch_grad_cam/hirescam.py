@@ -22,6 +22,8 @@ class HiResCAM(BaseCAM):
     https://arxiv.org/abs/2011.08891
     """
 
+    differentiable = True  # differentiable_maps(): the map carries the autograd graph
+
     def get_weighted_activations(self, input_tensor: torch.Tensor,
                                  target_layer: torch.nn.Module, targets: List[Callable],
                                  activations: torch.Tensor,

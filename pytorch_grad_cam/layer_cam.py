@@ -23,6 +23,8 @@ class LayerCAM(BaseCAM):
     shallow-layer maps before fusing them is not applied.
     """
 
+    differentiable = True  # differentiable_maps(): the map carries the autograd graph
+
     def get_weighted_activations(self, input_tensor: torch.Tensor,
                                  target_layer: torch.nn.Module, targets: List[Callable],
                                  activations: torch.Tensor,

@@ -16,7 +16,10 @@ typo, names the close matches::
 their target layer path(s) and the *token layout* of those layers'
 outputs: ``None`` for B x C x H x W feature maps, ``"vit"`` for a Vision
 Transformer's B x tokens x C (class token first), ``"swin"`` for a Swin
-Transformer's B x H x W x C. :func:`default_target_layers` picks a model's
+Transformer's B x H x W x C, ``"fasterrcnn"`` and ``"levels"`` for the
+dict of feature pyramid levels of a detection backbone (grad-cam 1.5.7's
+``fasterrcnn_reshape_transform``, or ``combine_levels()`` for pyramids
+without its ``'pool'`` level). :func:`default_target_layers` picks a model's
 row, :func:`reshape_transform_for` turns a layout into the
 ``reshape_transform`` the CAM methods take, and
 :func:`probe_target_layers` checks with one forward pass of a blank image
@@ -44,8 +47,11 @@ from typing import Any
 
 import torch
 
+from pytorch_grad_cam.activations_and_gradients import describe_output
 from pytorch_grad_cam.scoring import describe, model_device, select_output
 from pytorch_grad_cam.utils.reshape_transforms import (
+    combine_levels,
+    fasterrcnn_reshape_transform,
     swinT_reshape_transform,
     vit_reshape_transform,
 )
@@ -69,7 +75,7 @@ __all__ = [
     "vit_tokens_to_maps",
 ]
 
-ReshapeTransform = Callable[[torch.Tensor], torch.Tensor]
+ReshapeTransform = Callable[[Any], torch.Tensor]
 
 
 class LayerError(ValueError):
@@ -173,7 +179,8 @@ class FamilyLayers:
         family: the model's class name (``type(model).__name__``).
         paths: the target layer path(s), explained together.
         layout: the token layout of their outputs: ``None`` (B x C x H x W
-            maps), or a key of :data:`LAYOUTS` (``"vit"``, ``"swin"``, ``"tokens"``).
+            maps), or a key of :data:`LAYOUTS` (``"vit"``, ``"swin"``,
+            ``"tokens"``, ``"fasterrcnn"``, ``"levels"``).
         source: where models of this family come from (``"torchvision"``,
             ``"timm"``, ``"transformers"``, ``"open_clip"``, ``"bundled"``).
     """
@@ -254,6 +261,21 @@ DEFAULT_LAYERS: tuple[FamilyLayers, ...] = _rows(
     ("ModifiedResNet", "layer4[-1]", None, "open_clip"),
     ("CLIP", "visual.transformer.resblocks[-1].ln_1", "tokens", "open_clip"),
     ("CLIP", "visual.layer4[-1]", None, "open_clip"),
+    # torchvision segmentation models (outputs {"out": B x classes x H x W}; explain
+    # with SemanticSegmentationTarget): the last stage of the backbone
+    ("FCN", "backbone.layer4"),                             # fcn_resnet50/101
+    ("DeepLabV3", "backbone.layer4"),                       # deeplabv3_resnet50/101
+    ("DeepLabV3", "backbone.16"),                           # deeplabv3_mobilenet_v3_large
+    ("LRASPP", "backbone.16"),                              # lraspp_mobilenet_v3_large
+    # torchvision detection models (a list of dicts per image; explain with
+    # FasterRCNNBoxScoreTarget): the backbone, whose output is the dict of
+    # feature pyramid levels, as grad-cam 1.5.7's Faster R-CNN tutorial
+    ("FasterRCNN", "backbone", "fasterrcnn"),   # resnet50_fpn(_v2), mobilenet_v3_large(_320)_fpn
+    ("MaskRCNN", "backbone", "fasterrcnn"),
+    ("KeypointRCNN", "backbone", "fasterrcnn"),
+    ("RetinaNet", "backbone", "levels"),        # levels '0', '1', '2', 'p6', 'p7'
+    ("FCOS", "backbone", "levels"),
+    ("SSD", "backbone", "levels"),              # ssd300_vgg16, ssdlite320_mobilenet_v3_large
 )
 
 
@@ -344,6 +366,13 @@ LAYOUTS: dict[str, Callable[[torch.nn.Module], ReshapeTransform]] = {
     # B x tokens x C whose grid is square: the prefix tokens (0 to 8) and the
     # grid derived from the token count at every call (any input size)
     "tokens": lambda model: vit_reshape_transform,
+    # the dict of feature pyramid levels of torchvision's R-CNN backbones
+    # (levels '0'... and 'pool'): grad-cam 1.5.7's transform, every level's
+    # absolute value at the size of 'pool', concatenated
+    "fasterrcnn": lambda model: fasterrcnn_reshape_transform,
+    # any dict / tuple / list of levels: all at the size of the first
+    # (largest) level, concatenated, signs kept
+    "levels": lambda model: combine_levels(),
 }
 
 
@@ -390,8 +419,9 @@ def probe_target_layers(model: torch.nn.Module, layers: Sequence[torch.nn.Module
 
     The model must give B x classes scores (found with
     :func:`pytorch_grad_cam.scoring.select_output`), and every layer must
-    run in the forward pass and output a tensor that (after
-    ``reshape_transform``) is a 1 x C x H x W map. The forward pass runs
+    run in the forward pass and output a tensor (or, with a
+    ``reshape_transform``, a dict / tuple / list of tensors) that after
+    ``reshape_transform`` is a 1 x C x H x W map. The forward pass runs
     under ``torch.inference_mode`` with a temporary forward hook per layer,
     removed before this returns (also when it raises); nothing else about
     the model changes (put it in eval mode first).
@@ -448,10 +478,13 @@ def probe_target_layers(model: torch.nn.Module, layers: Sequence[torch.nn.Module
             raise LayerError(name, "the layer is not used in the model's forward pass; "
                                    "pick another one")
         value = seen[index]
-        if not isinstance(value, torch.Tensor):
+        if not isinstance(value, torch.Tensor) and reshape_transform is None:
             raise LayerError(name, f"its output is a {type(value).__name__}, not a tensor; "
-                                   "pick one of its sub-layers")
-        shape = tuple(value.shape)
+                                   "pick one of its sub-layers, or pass a reshape_transform "
+                                   "that makes it B x C x H x W (utils.reshape_transforms."
+                                   "select_output_key, combine_levels)")
+        shape = (tuple(value.shape) if isinstance(value, torch.Tensor)
+                 else describe_output(value))
         try:
             maps = reshape_transform(value) if reshape_transform is not None else value
         except Exception:  # noqa: BLE001  (a transform that fails: not a map, reported below)

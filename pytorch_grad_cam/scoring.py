@@ -9,7 +9,8 @@ Nothing here keeps state between calls.
 from __future__ import annotations
 
 import numbers
-from typing import Any, Callable, Iterable, Iterator, List, Optional, Sequence, Tuple, overload
+from typing import (Any, Callable, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple,
+                    overload)
 
 import numpy as np
 import torch
@@ -221,11 +222,24 @@ def check_targets_against_outputs(targets: Sequence[Callable], outputs: Any) -> 
             raise ValueError(f"targets[{index}] ({describe(target)}): {error}") from error
 
 
+def _looks_like_detections(outputs: Any) -> bool:
+    """A list (or tuple) of dicts with ``boxes``, as detection models return."""
+    return (isinstance(outputs, (list, tuple)) and len(outputs) > 0
+            and all(isinstance(o, Mapping) and "boxes" in o for o in outputs))
+
+
 def resolve_targets(targets: Optional[Sequence[Callable]], outputs: Any,
                     batch: Optional[int] = None) -> List[Callable]:
     """Per-image target callables, checked against the outputs; None means
     each image's top class."""
     if targets is None:
+        if _looks_like_detections(outputs):
+            raise ValueError(
+                "targets=None picks each image's top class, but this model is a detector: its "
+                "output is a list with one dict of boxes, labels and scores per image, which "
+                "has no top class; a detection model needs box targets, one per image, for "
+                "example targets=[FasterRCNNBoxScoreTarget(labels, boxes)] with the labels and "
+                "boxes of the detections to explain (from a forward pass of the model)")
         if not (isinstance(outputs, torch.Tensor) and outputs.dim() == 2):
             raise ValueError("targets=None picks each image's top class and needs a "
                              "model output of shape B x num_classes; this model's output "

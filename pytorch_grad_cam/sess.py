@@ -18,13 +18,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from pytorch_grad_cam.base_cam import BaseCAM, CallContext, _open_call, model_state_guard
+from pytorch_grad_cam.base_cam import BaseCAM, CallContext, model_state_guard, open_call
 from pytorch_grad_cam.grad_cam import GradCAM
 from pytorch_grad_cam.registry import get_method
 from pytorch_grad_cam.scoring import (
     batch_size_or_default, check_positive_int, check_targets, chunked_scores, chunks, given,
     model_device, prepare_input, resolve_targets, select_output)
-from pytorch_grad_cam.utils.image import _bilinear_matrix, scale_cam_image
+from pytorch_grad_cam.utils.image import bilinear_matrix, scale_cam_image
 
 __all__ = ["SESS", "sliding_window", "window_starts"]
 
@@ -275,7 +275,7 @@ class SESS:
         for start, stop in chunks(len(kept), self.batch_size, "SESS maps", self.progress):
             ids = kept[start:stop]
             chunk_targets = [chosen[i // patches.per_image] for i in ids]
-            with _open_call(CallContext(options=options)):
+            with open_call(CallContext(options=options)):
                 crops = patches.crop(ids)
                 if aug_smooth:
                     maps = base.forward_augmentation_smoothing(crops, chunk_targets,
@@ -418,8 +418,8 @@ class _Patches:
         for patch in ids:
             level, x, y = self.table[patch % self.per_image]
             height, width, _ = layout.levels[level]
-            rows.append(_bilinear_matrix(height, layout.height, maps.device, maps.dtype)[:, y:y + w])
-            columns.append(_bilinear_matrix(width, layout.width, maps.device, maps.dtype)[:, x:x + w])
+            rows.append(bilinear_matrix(height, layout.height, maps.device, maps.dtype)[:, y:y + w])
+            columns.append(bilinear_matrix(width, layout.width, maps.device, maps.dtype)[:, x:x + w])
         return torch.stack(rows) @ maps @ torch.stack(columns).transpose(1, 2)
 
 

@@ -2,6 +2,7 @@ from typing import Any, Callable, List, Optional
 
 import torch
 
+from pytorch_grad_cam.activations_and_gradients import output_leaves, rebuild_output
 from pytorch_grad_cam.base_cam import BaseCAM, current_call
 from pytorch_grad_cam.grad_cam_plusplus import plusplus_weights
 from pytorch_grad_cam.scoring import check_non_negative, check_positive_int, check_seed
@@ -84,15 +85,21 @@ class SmoothGradCAMPlusPlus(BaseCAM):
                 scores = self.target_scores([targets[b] for b in images], outputs)
                 layer_grads = self.compute_gradients(scores, self.recorded_activations())
             self.activations_and_grads.release()
+            # a layer's gradient may be a structure of tensors (a dict of FPN
+            # levels): its moments are accumulated tensor by tensor
+            leaves = [output_leaves(g) for g in layer_grads]
             if sums is None:
-                sums = [[torch.zeros((batch,) + tuple(g.shape[1:]), dtype=torch.float32,
-                                     device=g.device) for _ in range(3)] for g in layer_grads]
-            for layer_sums, g in zip(sums, layer_grads):
-                g = g.detach().float()
-                for power, total in enumerate(layer_sums, start=1):
-                    total.index_add_(0, index.to(g.device), g.pow(power))
+                templates = list(layer_grads)
+                sums = [[[torch.zeros((batch,) + tuple(leaf.shape[1:]), dtype=torch.float32,
+                                      device=leaf.device) for leaf in layer] for _ in range(3)]
+                        for layer in leaves]
+            for layer_sums, layer in zip(sums, leaves):
+                for power, totals in enumerate(layer_sums, start=1):
+                    for total, leaf in zip(totals, layer):
+                        total.index_add_(0, index.to(leaf.device), leaf.detach().float().pow(power))
         assert sums is not None  # at least one chunk ran
-        return [[total / n for total in layer_sums] for layer_sums in sums]
+        return [[rebuild_output(template, [total / n for total in totals]) for totals in layer_sums]
+                for template, layer_sums in zip(templates, sums)]
 
     def get_cam_weights(self, input_tensor: torch.Tensor, target_layer: torch.nn.Module,
                         targets: List[Callable], activations: torch.Tensor,

@@ -16,6 +16,8 @@ class XGradCAM(BaseCAM):
     Explanation of CNNs", BMVC 2020, https://arxiv.org/abs/2008.02312
     """
 
+    differentiable = True  # differentiable_maps(): the map carries the autograd graph
+
     def get_cam_weights(self, input_tensor: torch.Tensor, target_layer: torch.nn.Module,
                         targets: List[Callable], activations: torch.Tensor,
                         grads: Optional[torch.Tensor]) -> torch.Tensor:

@@ -162,7 +162,7 @@ CASES = {
         ValueError, ["reshape_transform", "(2, 8, 256)", "B x C x H x W"], 1,
         lambda cls, m: call(cls, m, reshape_transform=lambda t: t.flatten(2))),
     "layer whose output is not a tensor": (
-        TypeError, ["target_layers[0]", "Pair", "tuple", "tensor"], 1,
+        ValueError, ["target_layers[0]", "Pair", "tuple", "reshape_transform"], 1,
         lambda cls, m: call(cls, m, target_layers=[m.pair])),
     "target layer never called in the forward pass": (
         ValueError, ["target_layers[0]", "Conv2d(8, 8", "never called", "forward pass uses"], 1,

@@ -12,8 +12,8 @@ from pytorch_grad_cam import METHODS, GuidedBackpropReLUModel
 from pytorch_grad_cam.registry import registered_methods
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
-# the CNN methods (the attention methods have their own degenerate cases in
-# tests/test_attention_guarantees.py)
+# the CNN methods (the attention methods: the last test of this file, and their
+# half-precision and constant cases in tests/test_attention_guarantees.py)
 ALL = sorted(info.name for info in registered_methods(attention=False))
 GRADIENT_METHODS = [m for m in ALL if METHODS[m].uses_gradients]
 # FullGrad explains the whole network (the input- and bias-gradients of every
@@ -322,3 +322,26 @@ def test_the_all_zero_warning_names_a_layer_of_the_model_at_hand():
             torch.randn(1, 3, 8, 8), [ClassifierOutputTarget(1)])
     (warning,) = [w for w in caught if "all zeros" in str(w.message)]
     assert "encoder.layer.1.layernorm_before" in str(warning.message)
+
+
+@pytest.mark.parametrize("method", [info.name for info in
+                                    registered_methods(attention=True, uses_gradients=True)])
+def test_an_attention_method_with_a_constant_score_gives_zeros_and_says_why(method):
+    """torchvision's ViT starts its classifier at zero: no score depends on
+    the attention. The map is zeros (no NaN), with one warning that names
+    that cause and does not send the user to another layer."""
+    from torchvision.models.vision_transformer import VisionTransformer
+
+    torch.manual_seed(0)
+    vit = VisionTransformer(image_size=16, patch_size=8, num_layers=2, num_heads=2,
+                            hidden_dim=8, mlp_dim=16, num_classes=3).eval()
+    cam = METHODS[method](vit)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        first = cam(torch.randn(2, 3, 16, 16), [ClassifierOutputTarget(1)] * 2)
+        cam(torch.randn(2, 3, 16, 16), [ClassifierOutputTarget(1)] * 2)
+    assert np.isfinite(first).all() and (first == 0).all()
+    messages = [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)]
+    assert len(messages) == 1
+    assert "all zeros for image(s) [0, 1]" in messages[0]
+    assert "does not depend on the input" in messages[0] and "earlier layer" not in messages[0]

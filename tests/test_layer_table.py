@@ -1,6 +1,8 @@
 """The family table: for every family the README's table lists, the layer
 found without target_layers is the documented one, and GradCAM with it
-gives a non-empty map for a class target (random weights, no downloads)."""
+gives a non-empty map for a class target (random weights, no downloads);
+for torchvision's segmentation models a mask target, for its detection
+models a box target."""
 import warnings
 
 import numpy as np
@@ -11,7 +13,11 @@ import torchvision
 from pytorch_grad_cam import GradCAM
 from pytorch_grad_cam.layer_finder import locate_layers
 from pytorch_grad_cam.layers import resolve_layer
-from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+from pytorch_grad_cam.utils.model_targets import (ClassifierOutputTarget,
+                                                  FasterRCNNBoxScoreTarget,
+                                                  SemanticSegmentationTarget)
+from pytorch_grad_cam.utils.reshape_transforms import (CombineLevels,
+                                                       fasterrcnn_reshape_transform)
 
 pytestmark = pytest.mark.slow
 
@@ -154,3 +160,130 @@ def test_found_layer_is_the_documented_one_and_gives_a_map(build, path, size):
 
 def test_the_table_covers_thirty_architectures():
     assert len(CASES) >= 30
+
+
+# ------------------------------------------- torchvision segmentation and detection
+def seg(name):
+    return lambda: getattr(torchvision.models.segmentation, name)(weights=None,
+                                                                  weights_backbone=None)
+
+
+# small inputs and few boxes, so that a forward pass takes a fraction of a
+# second; score threshold 0, so that random weights still give boxes
+_SMALL = dict(min_size=96, max_size=96)
+
+
+def det(name, **kwargs):
+    return lambda: getattr(torchvision.models.detection, name)(weights=None,
+                                                               weights_backbone=None, **kwargs)
+
+
+def rcnn(name, **kwargs):
+    build = det(name, box_score_thresh=0.0, box_detections_per_img=5,
+                rpn_pre_nms_top_n_test=100, rpn_post_nms_top_n_test=20, **_SMALL, **kwargs)
+
+    def build_with_anchor_boxes():
+        # random box regressions stretch most boxes over the image border,
+        # where clipping leaves them zero wide (no IoU, no target); without
+        # them the boxes are the anchors, and the scores still depend on
+        # the features
+        model = build()
+        with torch.no_grad():
+            for layer in (model.rpn.head.bbox_pred, model.roi_heads.box_predictor.bbox_pred):
+                layer.weight.zero_()
+                layer.bias.zero_()
+        return model
+    return build_with_anchor_boxes
+
+
+# (id, builder, documented layer path, reshape transform (None, "fasterrcnn" or
+# "levels"), input size or None). None: only the table row is checked here,
+# the map of the family is checked with a lighter sibling (the ResNet-101
+# models are their ResNet-50 siblings with more blocks; SSD300's VGG-16 at
+# its fixed 300 x 300 costs seconds a pass): their maps were checked by hand
+# when the rows were added.
+def _few(**kwargs):
+    return dict(score_thresh=0.0, detections_per_img=5, topk_candidates=20, **kwargs)
+
+
+DENSE_CASES = [
+    ("tv-fcn_resnet50", seg("fcn_resnet50"), "backbone.layer4", None, 64),
+    ("tv-fcn_resnet101", seg("fcn_resnet101"), "backbone.layer4", None, None),
+    ("tv-deeplabv3_resnet50", seg("deeplabv3_resnet50"), "backbone.layer4", None, 64),
+    ("tv-deeplabv3_resnet101", seg("deeplabv3_resnet101"), "backbone.layer4", None, None),
+    ("tv-deeplabv3_mobilenet_v3_large", seg("deeplabv3_mobilenet_v3_large"), "backbone.16",
+     None, 64),
+    ("tv-lraspp_mobilenet_v3_large", seg("lraspp_mobilenet_v3_large"), "backbone.16", None, 64),
+    ("tv-fasterrcnn_resnet50_fpn", rcnn("fasterrcnn_resnet50_fpn"), "backbone", "fasterrcnn",
+     96),
+    ("tv-fasterrcnn_resnet50_fpn_v2", rcnn("fasterrcnn_resnet50_fpn_v2"), "backbone",
+     "fasterrcnn", 96),
+    ("tv-fasterrcnn_mobilenet_v3_large_fpn", rcnn("fasterrcnn_mobilenet_v3_large_fpn"),
+     "backbone", "fasterrcnn", 96),
+    ("tv-fasterrcnn_mobilenet_v3_large_320_fpn", rcnn("fasterrcnn_mobilenet_v3_large_320_fpn"),
+     "backbone", "fasterrcnn", 96),
+    ("tv-maskrcnn_resnet50_fpn", rcnn("maskrcnn_resnet50_fpn"), "backbone", "fasterrcnn", 96),
+    ("tv-keypointrcnn_resnet50_fpn", rcnn("keypointrcnn_resnet50_fpn"), "backbone",
+     "fasterrcnn", 96),
+    ("tv-retinanet_resnet50_fpn", det("retinanet_resnet50_fpn", **_few(**_SMALL)), "backbone",
+     "levels", 64),
+    ("tv-fcos_resnet50_fpn", det("fcos_resnet50_fpn", **_few(**_SMALL)), "backbone", "levels",
+     64),
+    # the SSDs resize every image to their fixed size (300 x 300, 320 x 320)
+    ("tv-ssd300_vgg16", det("ssd300_vgg16", **_few()), "backbone", "levels", None),
+    ("tv-ssdlite320_mobilenet_v3_large", det("ssdlite320_mobilenet_v3_large", **_few()),
+     "backbone", "levels", 64),
+]
+
+
+def _targets_to_try(model, x, is_detector):
+    """Targets for the one image of x, the likeliest to give a map first:
+    the mask of the class that covers most of the image, or the model's own
+    box whose shorter side is the longest (random weights give many boxes
+    of zero width, whose IoU with themselves is undefined: no target)."""
+    with torch.no_grad():
+        output = model(x)
+    if not is_detector:
+        scores = output["out"][0]
+        classes = scores.argmax(dim=0)
+        counts = torch.bincount(classes.flatten(), minlength=scores.shape[0])
+        return [SemanticSegmentationTarget(int(c), (classes == c).float().numpy())
+                for c in counts.argsort(descending=True)[:3]]
+    detections = output[0]
+    boxes = detections["boxes"]
+    assert len(boxes) > 0, "the detector gives no box at score threshold 0"
+    sides = torch.minimum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])
+    return [FasterRCNNBoxScoreTarget(detections["labels"][i:i + 1], boxes[i:i + 1])
+            for i in sides.argsort(descending=True)[:3].tolist()]
+
+
+@pytest.mark.parametrize("build,path,layout,size", [c[1:] for c in DENSE_CASES],
+                         ids=[c[0] for c in DENSE_CASES])
+def test_segmentation_and_detection_rows(build, path, layout, size):
+    torch.manual_seed(0)
+    model = build().eval()
+    found = locate_layers(model)
+    assert found.source == "table" and found.layers == [resolve_layer(model, path)]
+    if layout is None:
+        assert found.reshape_transform is None
+    elif layout == "fasterrcnn":
+        assert found.reshape_transform is fasterrcnn_reshape_transform
+    else:
+        assert isinstance(found.reshape_transform, CombineLevels)
+    if size is None:
+        return
+    x = torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(1))
+    cam = GradCAM(model)
+    assert cam.target_layers == found.layers
+    # random weights: a target's map may be empty, so up to three are tried
+    peaks = []
+    for target in _targets_to_try(model, x, layout is not None):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            maps = cam(x, [target])
+        assert maps.shape == (1, size, size) and np.isfinite(maps).all()
+        peaks.append(float(maps.max()))
+        if peaks[-1] > 0.99:
+            break
+    assert peaks[-1] > 0.99, f"every target's map is empty: {peaks}"
+    assert not any(m._forward_hooks or m._forward_pre_hooks for m in model.modules())

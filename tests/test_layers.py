@@ -155,7 +155,8 @@ def test_unknown_family():
 
 def test_reshape_transform_for_a_bad_layout():
     assert reshape_transform_for(torch.nn.Module(), None) is None
-    with pytest.raises(ValueError, match="layout must be None or one of vit, swin, tokens, got 'grid'"):
+    with pytest.raises(ValueError, match="layout must be None or one of vit, swin, tokens, "
+                                         "fasterrcnn, levels, got 'grid'"):
         reshape_transform_for(torch.nn.Module(), "grid")
 
 

@@ -118,7 +118,7 @@ def show_cam_on_image(img: np.ndarray, mask: np.ndarray, use_rgb: bool = False,
 
 
 @functools.lru_cache(maxsize=32)
-def _bilinear_matrix(size_in: int, size_out: int, device: torch.device,
+def bilinear_matrix(size_in: int, size_out: int, device: torch.device,
                      dtype: torch.dtype) -> torch.Tensor:
     """size_out x size_in matrix of 1-D linear interpolation with the
     sampling of ``F.interpolate(mode="bilinear", align_corners=False)``:
@@ -146,8 +146,8 @@ def _resize(cam: torch.Tensor, size: Tuple[int, ...]) -> torch.Tensor:
     than its kernel on a CPU (GPUs keep the kernel: no TF32 matmul there)."""
     if (len(size) == 2 and cam.device.type == "cpu" and cam.dtype in (torch.float32, torch.float64)
             and size[0] >= cam.shape[1] and size[1] >= cam.shape[2]):
-        rows = _bilinear_matrix(cam.shape[1], size[0], cam.device, cam.dtype)
-        columns = _bilinear_matrix(cam.shape[2], size[1], cam.device, cam.dtype)
+        rows = bilinear_matrix(cam.shape[1], size[0], cam.device, cam.dtype)
+        columns = bilinear_matrix(cam.shape[2], size[1], cam.device, cam.dtype)
         return rows @ cam @ columns.T
     mode = {1: "linear", 2: "bilinear", 3: "trilinear"}[len(size)]
     return F.interpolate(cam[:, None], size=tuple(size), mode=mode, align_corners=False)[:, 0]

@@ -88,16 +88,36 @@ class SemanticSegmentationTarget:
         return (model_output[self.category, :, :] * mask).sum()
 
 
+def _as_tensor(value: Any, **kwargs: Any) -> torch.Tensor:
+    """A tensor, a numpy array or a (nested) list as a tensor with
+    ``kwargs`` (device, dtype); tensors may be on any device."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().to(**kwargs)
+    if isinstance(value, (list, tuple)) and value and isinstance(value[0], torch.Tensor):
+        return torch.stack([v.detach().to(**kwargs) for v in value])
+    return torch.as_tensor(np.asarray(value), **kwargs)
+
+
 class FasterRCNNBoxScoreTarget:
-    """For detection outputs (a dict with ``boxes``, ``labels``, ``scores``):
-    for each reference box, the detection that overlaps it most counts if
-    the IoU is above ``iou_threshold`` and the labels agree; the target is
-    the sum of IoU + score over the counted detections.
+    """For detection outputs (a dict with ``boxes``, ``labels``, ``scores``,
+    as torchvision's detection models return per image): for each
+    reference box, the detection that overlaps it most counts if the IoU is
+    above ``iou_threshold`` and the labels agree; the target is the sum of
+    IoU + score over the counted detections (grad-cam 1.5.7's target).
 
     Args:
-        labels: the label of each reference box.
-        bounding_boxes: N x 4 reference boxes (x1, y1, x2, y2).
+        labels: the label of each reference box (a sequence, numpy array or
+            tensor on any device).
+        bounding_boxes: N x 4 reference boxes (x1, y1, x2, y2), in the
+            coordinates of the model's output (a sequence, array or tensor
+            on any device; usually the detections to explain, taken from a
+            forward pass of the model).
         iou_threshold: minimum IoU for a detection to count.
+
+    The references are moved to the device of the model's output at every
+    call; the score keeps the autograd graph of the detections' scores and
+    boxes (the gradient methods differentiate it), also when nothing
+    matches (then it is a zero that depends on the scores).
     """
 
     def __init__(self, labels: Union[Sequence[int], np.ndarray, torch.Tensor],
@@ -106,6 +126,11 @@ class FasterRCNNBoxScoreTarget:
         self.labels = labels
         self.bounding_boxes = bounding_boxes
         self.iou_threshold = iou_threshold
+        count_labels = len(_as_tensor(labels).reshape(-1))
+        count_boxes = len(_as_tensor(bounding_boxes, dtype=torch.float32).reshape(-1, 4))
+        if count_labels != count_boxes:
+            raise ValueError(f"labels has {count_labels} entries but bounding_boxes has "
+                             f"{count_boxes} boxes; give one label per box")
 
     def __call__(self, model_outputs: Mapping[str, torch.Tensor]) -> torch.Tensor:
         boxes = model_outputs["boxes"]
@@ -113,14 +138,18 @@ class FasterRCNNBoxScoreTarget:
         output = scores.sum() * 0  # keeps dtype, device and the graph
         if boxes.numel() == 0:
             return output
-        references = torch.as_tensor(np.asarray(self.bounding_boxes), dtype=boxes.dtype,
-                                     device=boxes.device).reshape(-1, 4)
-        labels = torch.as_tensor(np.asarray(self.labels), device=boxes.device).reshape(-1)
+        references = _as_tensor(self.bounding_boxes, dtype=boxes.dtype,
+                                device=boxes.device).reshape(-1, 4)
+        labels = _as_tensor(self.labels, device=boxes.device).reshape(-1)
         ious = torchvision.ops.box_iou(references, boxes)  # refs x detections
         best_iou, best = ious.max(dim=1)
         keep = (best_iou > self.iou_threshold) & (model_outputs["labels"][best] == labels)
         # IoU plus score of each matched detection; no Python branch on values
         return output + torch.where(keep, best_iou + scores[best], torch.zeros_like(best_iou)).sum()
+
+    def __repr__(self) -> str:
+        count = len(_as_tensor(self.labels).reshape(-1))
+        return f"FasterRCNNBoxScoreTarget(<{count} box(es)>, iou_threshold={self.iou_threshold})"
 
 
 class ClassifierOutputReST:
