@@ -59,9 +59,10 @@ class SmoothGradCAMPlusPlus(BaseCAM):
                                              eigen_smooth)
 
     def _noisy_moments(self, input_tensor: torch.Tensor,
-                       targets: List[Callable]) -> List[List[torch.Tensor]]:
+                       targets: List[Callable]) -> List[List[Any]]:
         """Per target layer, the means of g, g^2 and g^3 over the noisy
-        copies (raw layout of the layer's output, one row per image)."""
+        copies (raw layout of the layer's output, one row per image; a structure
+        of tensors for a layer that returns one)."""
         batch, n = input_tensor.shape[0], self.num_samples
         device, dtype = input_tensor.device, input_tensor.dtype
         flat = input_tensor.flatten(1)
@@ -70,7 +71,8 @@ class SmoothGradCAMPlusPlus(BaseCAM):
         if self.seed is not None:
             generators = [torch.Generator(device=device).manual_seed(self.seed)
                           for _ in range(batch)]
-        sums: Optional[List[List[torch.Tensor]]] = None
+        sums: Optional[List[List[List[torch.Tensor]]]] = None  # layer, power, leaf
+        templates: List[Any] = []
         for start, stop in self.chunks(batch * n, "SmoothGradCAM++"):
             images = [k // n for k in range(start, stop)]
             with torch.inference_mode(False):  # the copies must be able to enter autograd
