@@ -25,7 +25,7 @@ from pytorch_grad_cam.attention import capture_attention, find_transformer, patc
 from pytorch_grad_cam.scoring import select_output
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
-from conftest import MORE_VIT_CASES, VIT_CASES  # tests/conftest.py
+from vit_cases import MORE_VIT_CASES, VIT_CASES  # tests/vit_cases.py
 
 X = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
 CASES = {**VIT_CASES, **MORE_VIT_CASES}

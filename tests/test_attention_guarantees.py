@@ -44,7 +44,7 @@ from pytorch_grad_cam.registry import get_method, registered_methods
 from pytorch_grad_cam.scoring import select_output
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
-from conftest import VIT_CASES  # tests/conftest.py: the tiny Vision Transformers
+from vit_cases import VIT_CASES  # tests/vit_cases.py: the tiny Vision Transformers
 
 X = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(5))
 X3 = torch.randn(3, 3, 32, 32, generator=torch.Generator().manual_seed(3))
