@@ -471,6 +471,9 @@ class BaseCAM:
         writes no ``.grad``: only a ``backward`` of the caller does. Hooks
         are removed when it returns or raises. A constant map (for example
         all-zero gradients) normalises to zeros, without dividing by zero.
+        It does not take part in the model-state guard that calls share:
+        do not run it on a model that another thread is explaining at the
+        same time (that call freezes the parameters for its duration).
 
         Available for the methods whose map is a differentiable function
         of the activations and their gradients (class attribute
