@@ -45,6 +45,7 @@ from pytorch_grad_cam.scoring import select_output
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
 from vit_cases import VIT_CASES  # tests/vit_cases.py: the tiny Vision Transformers
+from fault_helpers import Boom, Counter, FailingTarget, Trap  # tests/fault_helpers.py
 
 X = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(5))
 X3 = torch.randn(3, 3, 32, 32, generator=torch.Generator().manual_seed(3))
@@ -136,25 +137,6 @@ def test_half_precision_models_on_cpu(attention_method, vit, dtype):
 
 
 # ------------------------------------------------------------ model state
-class Boom(Exception):
-    """Raised on purpose; nothing in the library may catch it."""
-
-
-class Trap(nn.Module):
-    """Identity that raises Boom from its ``fail_at``-th call on."""
-
-    def __init__(self):
-        super().__init__()
-        self.fail_at = None
-        self.calls = 0
-
-    def forward(self, x):
-        self.calls += 1
-        if self.fail_at is not None and self.calls >= self.fail_at:
-            raise Boom("forward")
-        return x
-
-
 class Trapped(nn.Module):
     """The user's Vision Transformer, followed by a trap."""
 
@@ -165,20 +147,6 @@ class Trapped(nn.Module):
 
     def forward(self, x):
         return self.trap(self.vit(x))
-
-
-class FailingTarget(ClassifierOutputTarget):
-    """The score of ``category``; raises Boom from its ``fail_at``-th call on."""
-
-    def __init__(self, category, fail_at=None):
-        super().__init__(category)
-        self.fail_at, self.calls = fail_at, 0
-
-    def __call__(self, output):
-        self.calls += 1
-        if self.fail_at is not None and self.calls >= self.fail_at:
-            raise Boom("target")
-        return output[..., self.category]
 
 
 def user_model(vit):
@@ -608,24 +576,6 @@ def test_another_threads_call_in_the_middle_of_a_forward_pass(attention_method, 
 
 
 # -------------------------------------------------------------- bad inputs
-class Counter:
-    """Counts the model's forward passes and the backward passes."""
-
-    def __init__(self, model, monkeypatch):
-        self.forwards = self.backwards = 0
-        self.handle = model.register_forward_pre_hook(self._forward)
-        grad = torch.autograd.grad
-
-        def counting_grad(*args, **kwargs):
-            self.backwards += 1
-            return grad(*args, **kwargs)
-
-        monkeypatch.setattr(torch.autograd, "grad", counting_grad)
-
-    def _forward(self, module, inputs):
-        self.forwards += 1
-
-
 def _with_nan():
     x = X.clone()
     x[0, 1, 2, 3] = float("nan")

@@ -22,6 +22,7 @@ from pytorch_grad_cam import METHODS, GuidedBackpropReLUModel
 from pytorch_grad_cam.layers import LayerError
 from pytorch_grad_cam.registry import registered_methods
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+from fault_helpers import Counter  # tests/fault_helpers.py
 
 ROOT = Path(__file__).resolve().parents[1]
 # the methods for CNNs (the attention methods, which need a Vision
@@ -180,25 +181,6 @@ CASES = {
 RECORDED_LAYER_CASES = ["reshape_transform returning the wrong rank",
                         "layer whose output is not a tensor",
                         "target layer never called in the forward pass"]
-
-
-class Counter:
-    """Counts the model's forward passes and the backward passes."""
-
-    def __init__(self, model, monkeypatch):
-        self.forwards = 0
-        self.backwards = 0
-        self.handle = model.register_forward_pre_hook(self._forward)
-        grad = torch.autograd.grad
-
-        def counting_grad(*args, **kwargs):
-            self.backwards += 1
-            return grad(*args, **kwargs)
-
-        monkeypatch.setattr(torch.autograd, "grad", counting_grad)
-
-    def _forward(self, module, inputs):
-        self.forwards += 1
 
 
 def check_raised(excinfo, expected_type, fragments, counter, max_forwards):

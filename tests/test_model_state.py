@@ -17,28 +17,10 @@ from torch import nn
 
 from pytorch_grad_cam.registry import get_method
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+from fault_helpers import Boom, FailingTarget, Trap  # tests/fault_helpers.py
 
 # Every test takes ``method_name`` and so runs for every registered method
 # (conftest.py generates the parameters from the registry).
-
-
-class Boom(Exception):
-    """Raised on purpose; nothing in the library may catch it."""
-
-
-class Trap(nn.Module):
-    """Identity that raises Boom from its ``fail_at``-th call on."""
-
-    def __init__(self):
-        super().__init__()
-        self.fail_at = None
-        self.calls = 0
-
-    def forward(self, x):
-        self.calls += 1
-        if self.fail_at is not None and self.calls >= self.fail_at:
-            raise Boom("forward")
-        return x
 
 
 class Net(nn.Module):
@@ -55,21 +37,6 @@ class Net(nn.Module):
     def forward(self, x):
         x = self.trap(self.relu(self.bn(self.conv(x))))
         return self.fc(self.drop(self.pool(x).flatten(1)))
-
-
-class FailingTarget(ClassifierOutputTarget):
-    """The logit of ``category``; raises Boom from its ``fail_at``-th call on
-    (a class target, so that CAM, which reads the classifier, takes it)."""
-
-    def __init__(self, category, fail_at):
-        super().__init__(category)
-        self.fail_at, self.calls = fail_at, 0
-
-    def __call__(self, output):
-        self.calls += 1
-        if self.calls >= self.fail_at:
-            raise Boom("target")
-        return output[..., self.category]
 
 
 def user_model():

@@ -23,6 +23,7 @@ from pytorch_grad_cam.base_cam import BaseCAM
 from pytorch_grad_cam.registry import get_method, registered_methods
 from pytorch_grad_cam.sess import SESS, sliding_window, window_starts
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+from fault_helpers import Boom, FailingTarget  # tests/fault_helpers.py
 
 REFERENCE = Path(__file__).parent / "data" / "sess_reference_157.npz"
 
@@ -472,24 +473,6 @@ def test_scale_below_the_window_is_named_before_any_model_pass():
 
 
 # --------------------------------------------------------- model state
-class Boom(Exception):
-    pass
-
-
-class FailingTarget(ClassifierOutputTarget):
-    """The logit of ``category``; raises Boom from its ``fail_at``-th call on."""
-
-    def __init__(self, category, fail_at):
-        super().__init__(category)
-        self.fail_at, self.calls = fail_at, 0
-
-    def __call__(self, output):
-        self.calls += 1
-        if self.calls >= self.fail_at:
-            raise Boom("target")
-        return output[..., self.category]
-
-
 def user_model():
     """Partly in training mode, partly frozen, with gradients and hooks of its own."""
     model = net()

@@ -1,0 +1,64 @@
+"""What the tests of the guarantees on exception paths share: an exception
+nothing may catch, a layer and a target that raise it on purpose, and a
+counter of the forward and backward passes a call made
+(``from fault_helpers import Boom, Counter, FailingTarget, Trap``).
+
+Not in conftest.py: a test file's ``from conftest import`` may find
+tests/demo/conftest.py instead."""
+import torch
+from torch import nn
+
+from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+
+class Boom(Exception):
+    """Raised on purpose; nothing in the library may catch it."""
+
+
+class Trap(nn.Module):
+    """Identity that raises Boom from its ``fail_at``-th call on."""
+
+    def __init__(self):
+        super().__init__()
+        self.fail_at = None
+        self.calls = 0
+
+    def forward(self, x):
+        self.calls += 1
+        if self.fail_at is not None and self.calls >= self.fail_at:
+            raise Boom("forward")
+        return x
+
+
+class FailingTarget(ClassifierOutputTarget):
+    """The score of ``category``; raises Boom from its ``fail_at``-th call on
+    (never with ``fail_at=None``). A class target, so that CAM, which reads
+    the classifier, takes it."""
+
+    def __init__(self, category, fail_at=None):
+        super().__init__(category)
+        self.fail_at, self.calls = fail_at, 0
+
+    def __call__(self, output):
+        self.calls += 1
+        if self.fail_at is not None and self.calls >= self.fail_at:
+            raise Boom("target")
+        return output[..., self.category]
+
+
+class Counter:
+    """Counts the model's forward passes and the backward passes."""
+
+    def __init__(self, model, monkeypatch):
+        self.forwards = self.backwards = 0
+        self.handle = model.register_forward_pre_hook(self._forward)
+        grad = torch.autograd.grad
+
+        def counting_grad(*args, **kwargs):
+            self.backwards += 1
+            return grad(*args, **kwargs)
+
+        monkeypatch.setattr(torch.autograd, "grad", counting_grad)
+
+    def _forward(self, module, inputs):
+        self.forwards += 1
