@@ -61,8 +61,8 @@ import ttach as tta
 from pytorch_grad_cam.activations_and_gradients import (
     ActivationsAndGradients, describe_output, map_output, output_leaves, rebuild_output)
 from pytorch_grad_cam.scoring import (
-    check_input_tensor, check_positive_int, check_targets, check_targets_against_outputs,
-    batch_size_or_default, chunked_scores, chunks, describe, given, model_device,
+    DeviceBatchSize, check_input_tensor, check_targets, check_targets_against_outputs,
+    chunked_scores, chunks, describe, given, model_device,
     model_float_dtype, prepare_input, resolve_targets, select_output, target_scores)
 from pytorch_grad_cam.utils.image import scale_cam_image
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
@@ -287,7 +287,7 @@ def open_call(context: CallContext) -> Iterator[CallContext]:
         _CURRENT_CALL.reset(token)
 
 
-class BaseCAM:
+class BaseCAM(DeviceBatchSize):
     """Base class of the class activation map methods.
 
     Args:
@@ -411,18 +411,6 @@ class BaseCAM:
         self._warned_empty = False
 
     # ------------------------------------------------------------------ API
-    @property
-    def device(self) -> torch.device:
-        return model_device(self.model)
-
-    @property
-    def batch_size(self) -> int:
-        return batch_size_or_default(self._batch_size, self.device)
-
-    @batch_size.setter
-    def batch_size(self, value: Optional[int]) -> None:
-        self._batch_size = check_positive_int("batch_size", value, allow_none=True)
-
     def __call__(self, input_tensor: torch.Tensor, targets: Optional[Sequence[Callable]] = None,
                  aug_smooth: bool = False, eigen_smooth: bool = False,
                  target_category: Any = _LEGACY, **options: Any) -> np.ndarray:

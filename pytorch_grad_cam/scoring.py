@@ -19,7 +19,8 @@ from tqdm.auto import tqdm
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
 __all__ = [
-    "default_batch_size", "batch_size_or_default", "describe", "given", "check_positive_int", "check_seed",
+    "DeviceBatchSize", "default_batch_size", "batch_size_or_default", "describe", "given",
+    "check_positive_int", "check_seed",
     "check_non_negative", "check_model", "check_input_tensor", "prepare_input", "check_targets",
     "resolve_targets", "check_targets_against_outputs", "select_output", "target_scores",
     "chunks", "chunked_scores", "model_device", "model_float_dtype",
@@ -116,6 +117,27 @@ def model_float_dtype(model: torch.nn.Module) -> Optional[torch.dtype]:
 def batch_size_or_default(batch_size: Optional[int], device: torch.device) -> int:
     """``batch_size`` if given, else the device's default."""
     return default_batch_size(device) if batch_size is None else batch_size
+
+
+class DeviceBatchSize:
+    """``device`` (the model's) and ``batch_size`` (checked when set; None:
+    the device's default, read when used) of an object that explains
+    ``self.model``: the CAM methods and the wrappers that run them (SESS)."""
+
+    model: torch.nn.Module
+    _batch_size: Optional[int]
+
+    @property
+    def device(self) -> torch.device:
+        return model_device(self.model)
+
+    @property
+    def batch_size(self) -> int:
+        return batch_size_or_default(self._batch_size, self.device)
+
+    @batch_size.setter
+    def batch_size(self, value: Optional[int]) -> None:
+        self._batch_size = check_positive_int("batch_size", value, allow_none=True)
 
 
 def default_batch_size(device: torch.device) -> int:

@@ -22,8 +22,8 @@ from pytorch_grad_cam.base_cam import BaseCAM, CallContext, model_state_guard, o
 from pytorch_grad_cam.grad_cam import GradCAM
 from pytorch_grad_cam.registry import get_method
 from pytorch_grad_cam.scoring import (
-    batch_size_or_default, check_positive_int, check_targets, chunked_scores, chunks, given,
-    model_device, prepare_input, resolve_targets, select_output)
+    DeviceBatchSize, check_positive_int, check_targets, chunked_scores, chunks, given,
+    prepare_input, resolve_targets, select_output)
 from pytorch_grad_cam.utils.image import bilinear_matrix, scale_cam_image
 
 __all__ = ["SESS", "sliding_window", "window_starts"]
@@ -32,7 +32,7 @@ __all__ = ["SESS", "sliding_window", "window_starts"]
 _BLUR_SIZE, _BLUR_SIGMA = 11, 5.0
 
 
-class SESS:
+class SESS(DeviceBatchSize):
     """SESS: the base method's maps of multi-scale sliding-window patches, fused by patch score.
 
     For an image X (H x W), its target t and the window size w (default
@@ -160,18 +160,6 @@ class SESS:
         self.model = self.base_cam.model
 
     # ------------------------------------------------------------------ API
-    @property
-    def device(self) -> torch.device:
-        return model_device(self.model)
-
-    @property
-    def batch_size(self) -> int:
-        return batch_size_or_default(self._batch_size, self.device)
-
-    @batch_size.setter
-    def batch_size(self, value: Optional[int]) -> None:
-        self._batch_size = check_positive_int("batch_size", value, allow_none=True)
-
     def get_scales(self, window_size: int) -> List[int]:
         """The sizes of the shorter side of the resized images (step 1)."""
         if self.scales is not None:
