@@ -3,15 +3,36 @@ that decides the class.
 
 No pretrained Vision Transformer can be downloaded here, so this file
 trains its own two models (the session fixture ``shape_models``, seeded,
-trained once per session, 50-55 s on two idle CPU cores) on synthetic
-images (``pytorch_grad_cam.utils.synthetic_shapes``: a disc, a ring or a cross of random
-size, rotation and colour at a random position on clutter that holds no
-class shape; 48 x 48 pixels): a small CNN (four convolutions, global
+trained once per session, about 70 s on two idle CPU cores: 57 s for the
+ViT, 14 s for the CNN) on synthetic images
+(``pytorch_grad_cam.utils.synthetic_shapes``: a disc, a ring or a cross of
+random size, rotation and colour at a random position on clutter that holds
+no class shape; 48 x 48 pixels): a small CNN (four convolutions, global
 average pooling, one linear head, so that CAM applies; a 12 x 12 feature
-map) and a small torchvision ``VisionTransformer`` (3 blocks, 8 x 8
-patches: a 6 x 6 token grid). Their held-out accuracy is asserted, so that
-a model that did not learn the shapes fails there, loudly, and not as bad
-maps later.
+map; one shape per image, cross-entropy) and a small torchvision
+``VisionTransformer`` (3 blocks, 8 x 8 patches: a 6 x 6 token grid),
+trained as a detector of each class (``train(..., multilabel=True)``:
+images with no shape, one, or two of different classes; binary
+cross-entropy), so that each class's logit is evidence for its own shape
+and no class can be "none of the others". Their held-out accuracy is
+asserted, so that a model that did not learn the shapes fails there,
+loudly, and not as bad maps later.
+
+The ViT's recipe matters, and so does its seed (``bench/vit_quality_sweep.py``
+trains seeds 2-6 with both recipes and prints the table). Trained with
+cross-entropy on one shape per image, every seed has a class whose LeGrad
+maps peak off the shape in most of its images, and LeGrad scores 0.14-0.66, Grad-CAM at the
+last block's ``ln_1`` 0.36-0.78 (gradient-weighted attention 0.83-0.98,
+rollout 1.00). As detectors, LeGrad scores 0.52-0.98 and that Grad-CAM
+0.47-0.94 (gradient-weighted attention 0.97-1.00, rollout 1.00); this
+file's seed, 2 (the seed the fixture had before the recipe changed), gives
+0.98 and 0.94, and on two more held-out sets of 256 images 0.97 and
+0.92-0.94. So the two bars below hold for this model, not for every small
+ViT: LeGrad scores each token by the gradient of the class score with
+respect to the attention paid to it, not weighted by that attention, and a
+small ViT can gain score from attention to background that it does not
+pay; the methods that weight the gradient by the attention, or follow the
+attention itself, do not depend on that.
 
 Scoring: every method explains the same ``HELD_OUT`` held-out images, all
 of them (not only those the model gets right: the target is the true
@@ -45,9 +66,6 @@ is scored without anyone editing a list:
   (RandomCAM weights the CNN's activations randomly; those are largest on
   the bright shape, so it scores well above chance: 0.61, Grad-CAM 0.98.)
 
-Below the bar, measured and kept as strict expected failures
-(``BELOW_BAR``, see there): LeGrad and Grad-CAM on the ViT.
-
 ``pytest -s`` prints every method's score and, at the end, the table of
 them all; every assertion message has the score too.
 """
@@ -57,10 +75,8 @@ import time
 import warnings
 from typing import Any, Dict, List, NamedTuple, Optional
 
-import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 import torchvision
 
 from pytorch_grad_cam.registry import MethodInfo, get_method, registered_methods
@@ -68,7 +84,7 @@ from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from pytorch_grad_cam.utils.reshape_transforms import vit_reshape_transform
 
 from pytorch_grad_cam.utils.synthetic_shapes import (
-    CLASSES, SmallCNN, make_shapes, model_input, train_cnn, train_vit)
+    CLASSES, SmallCNN, dilated, make_shapes, model_input, peak_hits, train_cnn, train_vit)
 
 #: held-out images every method is scored on
 HELD_OUT = 64
@@ -92,26 +108,9 @@ MAX_CHANCE = 0.4
 METHOD_OPTIONS: Dict[str, Dict[str, Any]] = {"sscam": {"n_samples": 8}}
 
 #: cases measured below their bar with these models, kept as strict
-#: expected failures (a case that starts passing fails as XPASS: then
-#: remove it here). Measured on the same ViT and images: the class token's
-#: attention is on the shape in the first block (its 4 heads put 0.37-0.98
-#: of it on the tokens that touch the shape's region, 23% of the tokens),
-#: less so in the second (0.50-0.68) and the last (0.44-0.52), where every
-#: token has already mixed in what the first blocks read. The methods that
-#: follow the attention back through the blocks score 0.95
-#: (gradient-weighted attention) and 1.00 (attention rollout).
-BELOW_BAR: Dict[str, str] = {
-    "vit-legrad": (
-        "LeGrad measures 0.656 (pooling='model': 0.469; only the last block: 0.469, the last "
-        "two: 0.625, the first: 0.625): each block is scored by its own positive attention "
-        "gradients of the head applied to that block's tokens, with no relevance carried "
-        "through the blocks, and on this small ViT that does not single out the shape"),
-    "vit-gradcam": (
-        "Grad-CAM at encoder.layers[-1].ln_1 measures 0.453 (at the ln_1 of blocks 0 and 1: "
-        "0.438, 0.641): its map, gradient-weighted token features not gated by the "
-        "attention, is often largest on the background, where the last block's tokens "
-        "carry the class as well"),
-}
+#: expected failures with the measured score as the reason (a case that
+#: starts passing fails as XPASS: then remove it here); none at present
+BELOW_BAR: Dict[str, str] = {}
 
 
 class ShapeModels(NamedTuple):
@@ -135,8 +134,7 @@ def shape_models() -> ShapeModels:
     with torch.no_grad():
         accuracy = {name: float((model(inputs).argmax(dim=1) == data.labels).float().mean())
                     for name, model in (("cnn", cnn), ("vit", vit))}
-    regions = F.max_pool2d(data.regions[:, None].float(), 2 * DILATION + 1, stride=1,
-                           padding=DILATION)[:, 0] > 0
+    regions = dilated(data.regions, DILATION)
     chance = float(regions.float().mean())
     print(f"\n[quality] trained the CNN in {cnn_seconds:.1f} s (held-out accuracy "
           f"{accuracy['cnn']:.3f}) and the ViT in {vit_seconds:.1f} s ({accuracy['vit']:.3f}) "
@@ -198,14 +196,6 @@ def make_cam(case: Case, models: ShapeModels) -> Any:
     return info.cls(model=models.cnn, target_layers=[models.cnn.features[-1]], **options)
 
 
-def peak_hits(maps: np.ndarray, regions: torch.Tensor) -> torch.Tensor:
-    """Per image: whether the map's argmax lies in the region (an all-zero
-    map: False)."""
-    flat = torch.from_numpy(maps.reshape(len(maps), -1))
-    inside = regions.flatten(1)[torch.arange(len(maps)), flat.argmax(dim=1)]
-    return inside & (flat.amax(dim=1) > 0)
-
-
 def score(case: Case, models: ShapeModels) -> float:
     """The fraction of held-out images whose map peaks in the shape's
     region (computed once per session)."""
@@ -233,18 +223,6 @@ def teardown_module() -> None:
             f"   {_SECONDS[name]:5.1f} s"
             for name, value in sorted(_SCORES.items(), key=lambda item: -item[1]))
         print(f"\n[quality] map peak inside the shape, {HELD_OUT} held-out images:\n{rows}")
-
-
-def test_peak_hits_counts_argmax_inside_the_region() -> None:
-    regions = torch.zeros(3, 4, 4, dtype=torch.bool)
-    regions[:, 1:3, 1:3] = True
-    maps = np.zeros((3, 4, 4), dtype=np.float32)
-    maps[0, 2, 1] = 1.0  # inside
-    maps[1, 0, 3] = 1.0  # outside
-    # maps[2] all zero: its argmax (0, 0) is outside, and an empty map is a miss anyway
-    assert peak_hits(maps, regions).tolist() == [True, False, False]
-    regions[2, 0, 0] = True
-    assert peak_hits(maps, regions).tolist() == [True, False, False]
 
 
 @pytest.mark.parametrize("case", SCORED)
