@@ -54,6 +54,8 @@ M = TypeVar("M", bound=torch.nn.Module)
 
 #: the ViT's patch size: a 6 x 6 token grid at SIZE
 PATCH = 8
+#: the range of the shapes' radii, in pixels
+MIN_RADIUS, MAX_RADIUS = 7.0, 11.0
 
 
 class Shapes(NamedTuple):
@@ -119,8 +121,8 @@ def _labels_and_shapes(n: int, g: torch.Generator, size: int, min_radius: float,
     return (labels, *_draw_shapes(labels, size, g, min_radius, max_radius))
 
 
-def make_shapes(n: int, seed: int, size: int = SIZE, min_radius: float = 7.0,
-                max_radius: float = 11.0, lines: int = 4, blobs: int = 3,
+def make_shapes(n: int, seed: int, size: int = SIZE, min_radius: float = MIN_RADIUS,
+                max_radius: float = MAX_RADIUS, lines: int = 4, blobs: int = 3,
                 noise: float = 0.06) -> Shapes:
     """``n`` images of ``size`` x ``size`` pixels with their labels
     (balanced, in random order), the shapes' masks and regions, from
@@ -195,7 +197,7 @@ def multilabel_batch(n: int, seed: int) -> Tuple[torch.Tensor, torch.Tensor]:
     g = torch.Generator().manual_seed(seed)
     first = make_shapes(n, seed=seed)
     other_labels, other_masks, _ = _labels_and_shapes(
-        n, torch.Generator().manual_seed(seed + 7_919), SIZE, 7.0, 11.0)
+        n, torch.Generator().manual_seed(seed + 7_919), SIZE, MIN_RADIUS, MAX_RADIUS)
     keep = torch.rand(n, generator=g) >= EMPTY
     background = background_colour(first.images, first.masks)
     images = torch.where((~keep[:, None, None] & first.masks)[:, None],
