@@ -1,7 +1,9 @@
 """What the tests of the guarantees on exception paths share: an exception
 nothing may catch, a layer and a target that raise it on purpose, and a
 counter of the forward and backward passes a call made
-(``from fault_helpers import Boom, Counter, FailingTarget, Trap``).
+(``from fault_helpers import Boom, Counter, FailingTarget, Trap``); and the
+injection sites of the fault-injection tests: a ``Site`` that raises on its
+``fire_at``-th call, a ``Bomb`` layer and a ``SiteTarget`` that tick one.
 
 Not in conftest.py: a test file's ``from conftest import`` may find
 tests/demo/conftest.py instead."""
@@ -62,3 +64,53 @@ class Counter:
 
     def _forward(self, module, inputs):
         self.forwards += 1
+
+
+class Injected(Exception):
+    """The exception the tests inject (not a RuntimeError, which a method
+    might legitimately retry)."""
+
+
+class Site:
+    """Counts the calls of one place and raises on the ``fire_at``-th."""
+
+    def __init__(self):
+        self.calls = 0
+        self.fire_at = 0
+        self.exception = Injected
+
+    def arm(self, fire_at: int, exception):
+        self.calls, self.fire_at, self.exception = 0, fire_at, exception
+
+    def disarm(self):
+        self.calls, self.fire_at = 0, 0
+
+    def tick(self):
+        self.calls += 1
+        if self.calls == self.fire_at:
+            raise self.exception(f"injected at call {self.calls}")
+
+
+class Bomb(nn.Module):
+    """Identity that ticks its site on every call."""
+
+    def __init__(self, site: Site):
+        super().__init__()
+        self.site = site
+
+    def forward(self, x):
+        self.site.tick()
+        return x
+
+
+class SiteTarget(ClassifierOutputTarget):
+    """Score of one class; ticks its site on every call (a class-logit
+    target, so that CAM, which reads the classifier's weights, takes it)."""
+
+    def __init__(self, category: int, site: Site):
+        super().__init__(category)
+        self.site = site
+
+    def __call__(self, output):
+        self.site.tick()
+        return output[..., self.category]

@@ -45,7 +45,8 @@ from pytorch_grad_cam.scoring import select_output
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
 from vit_cases import VIT_CASES  # tests/vit_cases.py: the tiny Vision Transformers
-from fault_helpers import Boom, Counter, FailingTarget, Trap  # tests/fault_helpers.py
+from fault_helpers import (Bomb, Boom, Counter, FailingTarget, Injected, Site,  # tests/fault_helpers.py
+                           SiteTarget, Trap)
 
 X = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(5))
 X3 = torch.randn(3, 3, 32, 32, generator=torch.Generator().manual_seed(3))
@@ -310,35 +311,6 @@ def test_frozen_model_and_input_requiring_grad(attention_method, vit):
 
 
 # ----------------------------------------------------------- fault injection
-class Injected(Exception):
-    """The exception injected (not a RuntimeError, which could be retried)."""
-
-
-class Site:
-    """Counts the calls of one place and raises on the ``fire_at``-th."""
-
-    def __init__(self):
-        self.calls, self.fire_at, self.exception = 0, 0, Injected
-
-    def arm(self, fire_at, exception):
-        self.calls, self.fire_at, self.exception = 0, fire_at, exception
-
-    def tick(self):
-        self.calls += 1
-        if self.calls == self.fire_at:
-            raise self.exception(f"injected at call {self.calls}")
-
-
-class Bomb(nn.Module):
-    def __init__(self, site):
-        super().__init__()
-        self.site = site
-
-    def forward(self, x):
-        self.site.tick()
-        return x
-
-
 class Bombed(nn.Module):
     """The Vision Transformer with a bomb after it."""
 
@@ -348,16 +320,6 @@ class Bombed(nn.Module):
 
     def forward(self, x):
         return self.bomb(self.vit(x))
-
-
-class SiteTarget(ClassifierOutputTarget):
-    def __init__(self, category, site):
-        super().__init__(category)
-        self.site = site
-
-    def __call__(self, output):
-        self.site.tick()
-        return output[..., self.category]
 
 
 class Selector:

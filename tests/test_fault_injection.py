@@ -21,7 +21,8 @@ from torch import nn
 
 from pytorch_grad_cam import METHODS, GuidedBackpropReLUModel
 from pytorch_grad_cam.registry import registered_methods
-from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+from fault_helpers import Bomb, Injected, Site, SiteTarget  # tests/fault_helpers.py
 
 HOOK_DICTS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks",
               "_forward_hooks_with_kwargs", "_forward_hooks_always_called",
@@ -30,43 +31,6 @@ HOOK_DICTS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backw
 GLOBAL_HOOKS = ("_global_forward_hooks", "_global_forward_pre_hooks", "_global_backward_hooks",
                 "_global_backward_pre_hooks", "_global_forward_hooks_with_kwargs",
                 "_global_forward_hooks_always_called")
-
-
-class Injected(Exception):
-    """The exception the tests inject (not a RuntimeError, which a method
-    might legitimately retry)."""
-
-
-class Site:
-    """Counts the calls of one place and raises on the ``fire_at``-th."""
-
-    def __init__(self):
-        self.calls = 0
-        self.fire_at = 0
-        self.exception = Injected
-
-    def arm(self, fire_at: int, exception):
-        self.calls, self.fire_at, self.exception = 0, fire_at, exception
-
-    def disarm(self):
-        self.calls, self.fire_at = 0, 0
-
-    def tick(self):
-        self.calls += 1
-        if self.calls == self.fire_at:
-            raise self.exception(f"injected at call {self.calls}")
-
-
-class Bomb(nn.Module):
-    """Identity that ticks its site on every call."""
-
-    def __init__(self, site: Site):
-        super().__init__()
-        self.site = site
-
-    def forward(self, x):
-        self.site.tick()
-        return x
 
 
 class Net(nn.Module):
@@ -81,19 +45,6 @@ class Net(nn.Module):
 
     def forward(self, x):
         return self.head(self.bomb(self.features(x)))
-
-
-class Target(ClassifierOutputTarget):
-    """Score of one class; ticks its site on every call (a class-logit
-    target, so that CAM, which reads the classifier's weights, takes it)."""
-
-    def __init__(self, category: int, site: Site):
-        super().__init__(category)
-        self.site = site
-
-    def __call__(self, output):
-        self.site.tick()
-        return output[..., self.category]
 
 
 class Selector:
@@ -214,7 +165,7 @@ MATRIX = [(method, site, position) for method in ALL for site, position in SITES
 @pytest.mark.parametrize("method", ALL)
 def test_batch_loop_methods_are_listed(method):
     model, sites = make_model()
-    _make_cam(method, model, sites)(input_tensor=X, targets=[Target(1, sites["target"])] * 2)
+    _make_cam(method, model, sites)(input_tensor=X, targets=[SiteTarget(1, sites["target"])] * 2)
     assert (sites["batch_loop"].calls > 0) == (method in BATCH_LOOP_METHODS)
 
 
@@ -222,7 +173,7 @@ def test_batch_loop_methods_are_listed(method):
 @pytest.mark.parametrize("method,site_name,position", MATRIX)
 def test_cam_restores_model_after_exception(method, site_name, position, exception, grad_mode):
     model, sites = make_model()
-    targets = [Target(1, sites["target"]), Target(3, sites["target"])]
+    targets = [SiteTarget(1, sites["target"]), SiteTarget(3, sites["target"])]
     cam = _make_cam(method, model, sites)
     before = snapshot(model)
 
@@ -253,7 +204,7 @@ def test_cam_restores_model_after_exception(method, site_name, position, excepti
 def test_cam_context_manager_propagates_and_restores(method, exception, grad_mode):
     model, sites = make_model()
     before = snapshot(model)
-    targets = [Target(1, sites["target"]), Target(3, sites["target"])]
+    targets = [SiteTarget(1, sites["target"]), SiteTarget(3, sites["target"])]
     sites["forward"].arm(1, exception)
     with pytest.raises(exception):
         with _make_cam(method, model, sites) as cam:
@@ -269,7 +220,7 @@ GB_SITES = [("target", "first"), ("target", "middle"), ("forward", "first"),
 @pytest.mark.parametrize("site_name,position", GB_SITES, ids=lambda v: v)
 def test_guided_backprop_restores_model_after_exception(site_name, position, exception, grad_mode):
     model, sites = make_model()
-    targets = [Target(1, sites["target"]), Target(3, sites["target"])]
+    targets = [SiteTarget(1, sites["target"]), SiteTarget(3, sites["target"])]
     gb = GuidedBackpropReLUModel(model, output_selector=Selector(sites["selector"]))
     before = snapshot(model)
     relus = [m for m in model.modules() if isinstance(m, nn.ReLU)]
