@@ -244,6 +244,20 @@ class TupleNet(nn.Module):
         return self.u(a.mean(dim=(2, 3))) + self.v(b.mean(dim=(2, 3)))
 
 
+def spy_weights(cam):
+    """The list that every weights array ``cam.get_cam_weights`` returns from
+    now on is appended to (one per target layer and call)."""
+    weights = []
+    original = cam.get_cam_weights
+
+    def spy(*args):
+        weights.append(original(*args))
+        return weights[-1]
+
+    cam.get_cam_weights = spy
+    return weights
+
+
 def _expected_gradcam(activations, weights, size):
     """ReLU(sum_k w_k A_k), min-max normalised, resized as the library does."""
     cam = torch.relu((weights[:, :, None, None] * activations).sum(dim=1))
@@ -277,16 +291,9 @@ def test_the_same_tensor_twice_in_a_tuple_gets_the_gradient_of_each_place():
     model = TupleNet(SameTwice()).eval()
     x = torch.randn(1, 3, 6, 6, generator=torch.Generator().manual_seed(4))
     cam = GradCAM(model, [model.block], reshape_transform=select_output_key(0))
-    captured = {}
-    original = cam.get_cam_weights
-
-    def spy(*args):
-        captured["weights"] = original(*args)
-        return captured["weights"]
-
-    cam.get_cam_weights = spy
+    weights = spy_weights(cam)
     cam(x, [lambda out: out[2]])
-    torch.testing.assert_close(captured["weights"][0], model.u.weight[2].detach() / 36)
+    torch.testing.assert_close(weights[-1][0], model.u.weight[2].detach() / 36)
 
 
 def test_combine_levels_and_fasterrcnn_transform_by_hand():
@@ -351,14 +358,7 @@ def test_ablation_of_a_combined_dict_ablates_each_channel_in_its_level(prefix_on
     cam = AblationCAM(model, [model.backbone], reshape_transform=combine_levels(),
                       ablation_layer=AblationLayer(value=-1.0), prefix_once=prefix_once,
                       progress=False)
-    captured = {}
-    original = cam.get_cam_weights
-
-    def spy(*args):
-        captured["weights"] = original(*args)
-        return captured["weights"]
-
-    cam.get_cam_weights = spy
+    weights = spy_weights(cam)
     maps = cam(x, [lambda out: out[category]])
     assert cam.ablation_mode == ("prefix" if prefix_once else "full")
     with torch.no_grad():
@@ -376,7 +376,7 @@ def test_ablation_of_a_combined_dict_ablates_each_channel_in_its_level(prefix_on
                 expected.append(float((y - model(x)[0, category]) / y))
             finally:
                 handle.remove()
-    torch.testing.assert_close(captured["weights"][0], torch.tensor(expected), atol=1e-5,
+    torch.testing.assert_close(weights[-1][0], torch.tensor(expected), atol=1e-5,
                                rtol=1e-4)
     assert np.isfinite(maps).all() and no_hooks(model)
 
@@ -438,19 +438,10 @@ def test_parity_with_grad_cam_1_5_7(detector, reference):
     before = model_state(model)
     targets = [FasterRCNNBoxScoreTarget(reference["target_labels"][k:k + 1],
                                         reference["target_boxes"][k:k + 1]) for k in range(2)]
-    weights = []
-
-    def spying(cam):
-        original = cam.get_cam_weights
-
-        def spy(*args):
-            weights.append(original(*args))
-            return weights[-1]
-        cam.get_cam_weights = spy
-        return cam
-
     # GradCAM at the four FPN layers that compute the levels '0'..'3'
-    gradcam = spying(GradCAM(model, list(model.backbone.fpn.layer_blocks)))(images, targets)
+    cam = GradCAM(model, list(model.backbone.fpn.layer_blocks))
+    weights = spy_weights(cam)
+    gradcam = cam(images, targets)
     np.testing.assert_allclose(gradcam, reference["gradcam"].astype(np.float32), atol=5e-4)
     # 1.5.7 computes the layers' weights in the order the forward pass calls them (3, 2, 1, 0)
     for index in range(4):
@@ -467,11 +458,10 @@ def test_parity_with_grad_cam_1_5_7(detector, reference):
     assert all(_pearson(ours[k], reference["eigencam"][k].astype(np.float32)) > 0.85
                for k in range(2))
     # AblationCAM with 1.5.7's ablation layer (value -1000, its channel choice)
-    weights.clear()
-    cam = spying(AblationCAM(model, [model.backbone],
-                             reshape_transform=fasterrcnn_reshape_transform,
-                             ablation_layer=AblationLayerFasterRCNN(),
-                             ratio_channels_to_ablate=0.005, progress=False))
+    cam = AblationCAM(model, [model.backbone], reshape_transform=fasterrcnn_reshape_transform,
+                      ablation_layer=AblationLayerFasterRCNN(), ratio_channels_to_ablate=0.005,
+                      progress=False)
+    weights = spy_weights(cam)
     ablation = cam(images, targets)
     cam_ablation_mode = (cam.ablation_mode, cam.fallback_reason)
     np.testing.assert_allclose(ablation, reference["ablationcam"].astype(np.float32), atol=5e-4)
