@@ -25,7 +25,7 @@ from pytorch_grad_cam.attention import capture_attention, find_transformer, patc
 from pytorch_grad_cam.scoring import select_output
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
-from vit_cases import MORE_VIT_CASES, VIT_CASES  # tests/vit_cases.py
+from vit_cases import MORE_VIT_CASES, VIT_CASES, module_inputs  # tests/vit_cases.py
 
 X = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
 CASES = {**VIT_CASES, **MORE_VIT_CASES}
@@ -41,25 +41,6 @@ def vit(request):
 
 def scores(vit, output):
     return select_output(output, vit.output_selector)
-
-
-def attention_inputs(transformer, model, x):
-    """Every block's attention module input (hidden states), recorded by a
-    test hook."""
-    seen = []
-
-    def hook(module, args, kwargs):
-        seen.append(args[0] if args else kwargs["hidden_states"])
-
-    handles = [a.register_forward_pre_hook(hook, with_kwargs=True)
-               for a in transformer.attentions]
-    try:
-        with torch.no_grad():
-            model(x)
-    finally:
-        for handle in handles:
-            handle.remove()
-    return seen
 
 
 def hand_probabilities(transformer, attention, h):
@@ -93,7 +74,7 @@ def test_outputs_are_unchanged_and_probabilities_are_the_softmax(vit, grad):
     torch.testing.assert_close(output.detach(), plain, atol=1e-5, rtol=0)
     tokens = 16 + vit.prefix
     expected = [hand_probabilities(transformer, a, h)
-                for a, h in zip(transformer.attentions, attention_inputs(transformer, model, X))]
+                for a, h in zip(transformer.attentions, module_inputs(transformer.attentions, model, X))]
     for got, want in zip(captured.attentions, expected):
         assert got.shape == (2, 2, tokens, tokens)
         torch.testing.assert_close(got.detach(), want, atol=1e-6, rtol=0)

@@ -25,6 +25,8 @@ from pytorch_grad_cam.utils.model_targets import (ClassifierOutputSoftmaxTarget,
                                                    ClassifierOutputTarget,
                                                    SimilarityToConceptTarget)
 
+from vit_cases import module_inputs  # tests/vit_cases.py
+
 CLASSES = 3
 
 
@@ -166,15 +168,7 @@ def test_rollout_of_a_model_without_class_token_is_the_mean_of_the_rows():
         model.pos_embed.normal_(std=1.0)
     x = images()
     # the attention of every block by hand, from its input and its weights
-    inputs = []
-    handles = [b.attn.register_forward_hook(lambda m, a, o: inputs.append(a[0]))
-               for b in model.blocks]
-    try:
-        with torch.no_grad():
-            model(x)
-    finally:
-        for handle in handles:
-            handle.remove()
+    inputs = module_inputs([b.attn for b in model.blocks], model, x)
     attentions = []
     for block, h in zip(model.blocks, inputs):
         qkv = block.attn.qkv(h).reshape(2, 17, 3, 2, 4).permute(2, 0, 3, 1, 4)

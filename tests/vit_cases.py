@@ -1,9 +1,29 @@
 """Tiny Vision Transformers of every family the attention methods support,
 for the tests (``from vit_cases import VIT_CASES``; the ``vit`` fixture of
-tests/conftest.py gives one per family)."""
+tests/conftest.py gives one per family), and ``module_inputs``, the inputs
+some of their modules get in a forward pass."""
 from typing import Any, Callable, NamedTuple, Optional
 
 import torch
+
+
+def module_inputs(modules, model, x):
+    """The input (the first positional argument, else ``hidden_states``)
+    each of ``modules`` gets in one no-grad forward pass of ``model`` on
+    ``x``, in call order; recorded by test hooks, removed afterwards."""
+    seen = []
+
+    def hook(module, args, kwargs):
+        seen.append(args[0] if args else kwargs["hidden_states"])
+
+    handles = [m.register_forward_pre_hook(hook, with_kwargs=True) for m in modules]
+    try:
+        with torch.no_grad():
+            model(x)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return seen
 
 class ViTCase(NamedTuple):
     """A tiny Vision Transformer of one supported family (2 blocks, 2 heads,
