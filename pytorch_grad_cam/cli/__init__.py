@@ -12,7 +12,11 @@ Modules:
 - :mod:`~pytorch_grad_cam.cli.parser`: the options and the usage errors;
 - :mod:`~pytorch_grad_cam.cli.models`: loading torchvision models, the
   bundled offline EfficientNet-Lite0, ``timm:<name>`` and ``hf:<folder or
-  hub id>`` models, checkpoints (with their own number of classes);
+  hub id>`` models, checkpoints (with their own number of classes; read
+  by :mod:`pytorch_grad_cam.utils.checkpoints`, pickled objects only with
+  ``--trust-checkpoint``);
+- :mod:`~pytorch_grad_cam.cli.folders`: checking that an output folder can
+  be written, before the work;
 - :mod:`~pytorch_grad_cam.cli.job`: checking a request and running it;
 - :mod:`~pytorch_grad_cam.cli.cost`: the forward passes a run will make,
   printed before it;

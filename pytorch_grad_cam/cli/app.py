@@ -3,7 +3,10 @@
 :func:`run_command` is what every command that explains images shares (the
 image command and ``vit``): warnings become ``<prog>: warning: ...`` lines,
 a :class:`~pytorch_grad_cam.cli.errors.UsageError` becomes
-``<prog>: error: ...`` and exit status 2, Ctrl-C exit status 130.
+``<prog>: error: ...`` and exit status 2, Ctrl-C exit status 130. A read or
+write that fails during the run (a full disk, a folder removed meanwhile)
+is an error too: ``<prog>: error: <path>: <reason>``, exit status 2, as
+every error of the command line, without a traceback.
 """
 from __future__ import annotations
 
@@ -14,8 +17,8 @@ import warnings
 from collections.abc import Iterator, Sequence
 from typing import TextIO
 
-from pytorch_grad_cam.cli.errors import UsageError
-from pytorch_grad_cam.cli.job import IMAGENET_CLASSES, Loader, prepare, run
+from pytorch_grad_cam.cli.errors import UsageError, os_error_line
+from pytorch_grad_cam.cli.job import IMAGENET_CLASSES, Job, Loader, prepare, run
 from pytorch_grad_cam.cli.models import DEFAULT_MODEL, read_class_names
 
 __all__ = ["one_line_warnings", "run_command"]
@@ -46,8 +49,10 @@ def run_command(argv: Sequence[str] | None, parser: argparse.ArgumentParser,
     the classes or prepare and run the job (the model from ``load(args)``,
     default ``--model``/``--weights``; ``default_model``: the model the file
     names leave out, None to name every model). 0 on success, 2 for a usage
-    error (one line on stderr), 130 when interrupted."""
+    error or a failed read or write (one line on stderr), 130 when
+    interrupted."""
     prog = parser.prog
+    job: Job | None = None
     with one_line_warnings(prog):
         try:
             args = parser.parse_args(argv)
@@ -62,6 +67,10 @@ def run_command(argv: Sequence[str] | None, parser: argparse.ArgumentParser,
             run(job)
         except UsageError as error:
             print(f"{prog}: error: {error}", file=sys.stderr)
+            return 2
+        except OSError as error:
+            folder = None if job is None else str(job.output_dir)
+            print(f"{prog}: error: {os_error_line(error, folder)}", file=sys.stderr)
             return 2
         except KeyboardInterrupt:
             print(f"{prog}: interrupted", file=sys.stderr)

@@ -42,6 +42,7 @@ from pytorch_grad_cam.attention import SUPPORTED_FAMILIES, find_transformer
 from pytorch_grad_cam.cli import outputs
 from pytorch_grad_cam.cli.cost import cost_report
 from pytorch_grad_cam.cli.errors import UsageError
+from pytorch_grad_cam.cli.folders import check_output_folder
 from pytorch_grad_cam.cli.models import (
     DEFAULT_MODEL,
     HF_PREFIX,
@@ -338,11 +339,9 @@ def _list_classes_command(prog: str) -> str:
 
 
 def check_output_dir(text: str) -> Path:
-    """``--output-dir``: a folder, or a path where one can be made."""
-    path = Path(text)
-    if path.exists() and not path.is_dir():
-        raise UsageError(f"--output-dir {text}: exists and is not a folder")
-    return path
+    """``--output-dir``: a folder, or a path where one can be made, that
+    files can be written in (:func:`~pytorch_grad_cam.cli.folders.check_output_folder`)."""
+    return check_output_folder("--output-dir", text)
 
 
 def resolve_target_layers(model: torch.nn.Module,
@@ -470,7 +469,8 @@ def sess_options(args: argparse.Namespace) -> dict[str, Any] | None:
 
 def _default_load(args: argparse.Namespace) -> LoadedModel:
     return load_model(args.model, args.weights, num_classes=getattr(args, "num_classes", None),
-                      random_weights=getattr(args, "random_weights", False))
+                      random_weights=getattr(args, "random_weights", False),
+                      trust_checkpoint=getattr(args, "trust_checkpoint", False))
 
 
 def prepare(args: argparse.Namespace, load: Loader | None = None,

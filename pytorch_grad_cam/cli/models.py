@@ -18,10 +18,13 @@
 
 ``--weights FILE`` loads a local checkpoint instead of the pretrained
 weights: a state_dict (also under ``state_dict`` / ``model_state_dict`` /
-``model``, with or without DataParallel's ``module.`` prefix) or a whole
-pickled model. A state_dict of a fine-tuned model with its own number of
-classes builds the architecture with that number (read off the final
-classifier's weight in the file, or ``--num-classes N``).
+``model``, with or without DataParallel's ``module.`` prefix), read with
+``torch.load(weights_only=True)``, or, only with ``--trust-checkpoint``
+(``trust_checkpoint=True``), a whole pickled model or any other file of
+pickled objects (:mod:`pytorch_grad_cam.utils.checkpoints`). A
+state_dict of a fine-tuned model with its own number of classes builds the
+architecture with that number (read off the final classifier's weight in
+the file, or ``--num-classes N``).
 ``--random-weights`` builds the architecture without weights, for smoke
 tests. The default model falls back, with a warning, to the bundled one
 when its weights can be had neither from the cache nor from the network.
@@ -50,6 +53,8 @@ import torch
 import torchvision
 
 from pytorch_grad_cam.cli.errors import UsageError
+from pytorch_grad_cam.utils import checkpoints
+from pytorch_grad_cam.utils.checkpoints import checkpoint_classes, classifier_key
 from pytorch_grad_cam.utils.image import IMAGENET_MEAN, IMAGENET_STD
 
 __all__ = [
@@ -232,83 +237,26 @@ def load_bundled() -> LoadedModel:
     return LoadedModel(model, BUNDLED_MODEL, 224)
 
 
-def _read_checkpoint(path: str, file: Path) -> object:
+def read_checkpoint(path: str, *, trust_checkpoint: bool = False
+                    ) -> torch.nn.Module | dict[str, torch.Tensor]:
+    """:func:`pytorch_grad_cam.utils.checkpoints.read_checkpoint` (the
+    state_dict or, with ``trust_checkpoint``, the whole model a file holds),
+    its errors as UsageError."""
     try:
-        try:
-            return torch.load(str(file), map_location="cpu", weights_only=True)
-        except Exception as error:
-            if "weights_only" not in str(error) and "Weights only" not in str(error):
-                raise
-            # a whole pickled model (torch.save(model)): the user's own file
-            return torch.load(str(file), map_location="cpu", weights_only=False)
-    except Exception as error:  # noqa: BLE001  (whatever is wrong with the file is reported)
-        raise UsageError(f"--weights {path}: cannot load it ({_first_line(error)})") from None
+        return checkpoints.read_checkpoint(path, trust_checkpoint=trust_checkpoint)
+    except checkpoints.UntrustedCheckpointError as error:
+        reason = error.explain("add --trust-checkpoint (trust_checkpoint=True in Python)")
+        raise UsageError(f"--weights {path}: {reason}") from None
+    except checkpoints.CheckpointError as error:
+        raise UsageError(f"--weights {path}: {error.reason}") from None
 
 
-def read_checkpoint(path: str) -> torch.nn.Module | dict[str, torch.Tensor]:
-    """The whole model a checkpoint file holds, or its state_dict (taken
-    from under ``state_dict`` / ``model_state_dict`` / ``model`` when it is
-    wrapped, DataParallel's ``module.`` prefix removed). UsageError when
-    the file is missing, unreadable, or holds neither."""
-    file = Path(path)
-    if not file.is_file():
-        raise UsageError(f"--weights {path}: no such file")
-    checkpoint = _read_checkpoint(path, file)
-    if isinstance(checkpoint, dict):
-        for key in ("state_dict", "model_state_dict", "model"):
-            if isinstance(checkpoint.get(key), (dict, torch.nn.Module)):
-                checkpoint = checkpoint[key]
-                break
-    if isinstance(checkpoint, torch.nn.Module):
-        return checkpoint.eval()
-    if not isinstance(checkpoint, dict) or not all(
-            isinstance(v, torch.Tensor) for v in checkpoint.values()):
-        raise UsageError(f"--weights {path}: holds {type(checkpoint).__name__}, neither a "
-                         "state_dict nor a model")
-    return {str(k).removeprefix("module."): v for k, v in checkpoint.items()}
-
-
-def classifier_key(model: torch.nn.Module) -> str | None:
-    """The state_dict key of the weight of the model's final classifier
-    (``fc.weight``, ``classifier.1.weight``, ``heads.head.weight``, ...):
-    timm's ``get_classifier()``, else the last ``Linear`` or ``Conv2d`` layer
-    with as many outputs as the model has classes. None if there is none."""
-    names = {id(module): name for name, module in model.named_modules()}
-    get_classifier = getattr(model, "get_classifier", None)
-    if callable(get_classifier):
-        try:
-            head = get_classifier()
-        except Exception:  # noqa: BLE001  (a model whose method does something else)
-            head = None
-        if isinstance(head, torch.nn.Module) and id(head) in names \
-                and isinstance(getattr(head, "weight", None), torch.Tensor):
-            return f"{names[id(head)]}.weight"
-    outputs = None
-    for module in model.modules():  # the model's number of classes: its last layer's outputs
-        if isinstance(module, torch.nn.Linear):
-            outputs = module.out_features
-        elif isinstance(module, torch.nn.Conv2d):
-            outputs = module.out_channels
-    found = None
-    for name, module in model.named_modules():
-        size = module.out_features if isinstance(module, torch.nn.Linear) else (
-            module.out_channels if isinstance(module, torch.nn.Conv2d) else None)
-        if size is not None and size == outputs and name:
-            found = f"{name}.weight"
-    return found
-
-
-def checkpoint_classes(state: dict[str, torch.Tensor], key: str | None) -> int | None:
-    """The number of classes of a state_dict: the rows of its classifier weight."""
-    if key is None or key not in state or state[key].dim() < 1:
-        return None
-    return int(state[key].shape[0])
-
-
-def load_checkpoint(path: str, model: torch.nn.Module | None, name: str) -> torch.nn.Module:
+def load_checkpoint(path: str, model: torch.nn.Module | None, name: str, *,
+                    trust_checkpoint: bool = False) -> torch.nn.Module:
     """Fill ``model`` from a state_dict file, or return the whole model the
-    file holds. UsageError when the file cannot be read or does not fit."""
-    return fill(read_checkpoint(path), model, name, path)
+    file holds (only with ``trust_checkpoint``: it is unpickled). UsageError
+    when the file cannot be read or does not fit."""
+    return fill(read_checkpoint(path, trust_checkpoint=trust_checkpoint), model, name, path)
 
 
 def fill(checkpoint: torch.nn.Module | dict[str, torch.Tensor], model: torch.nn.Module | None,
@@ -370,13 +318,15 @@ def _with_classes(name: str, classes: int | None) -> str:
 
 
 def load_torchvision(name: str, weights: str | None = None, num_classes: int | None = None,
-                     random_weights: bool = False) -> LoadedModel:
-    """A torchvision classifier: from a checkpoint (``weights``), random, or
-    pretrained (WeightsUnavailable when those cannot be had)."""
+                     random_weights: bool = False, *, trust_checkpoint: bool = False
+                     ) -> LoadedModel:
+    """A torchvision classifier: from a checkpoint (``weights``; a whole
+    pickled model only with ``trust_checkpoint``), random, or pretrained
+    (WeightsUnavailable when those cannot be had)."""
     size = torchvision_input_size(name)
     build = torchvision.models.get_model
     if weights:
-        checkpoint = read_checkpoint(weights)
+        checkpoint = read_checkpoint(weights, trust_checkpoint=trust_checkpoint)
         if isinstance(checkpoint, torch.nn.Module):
             return LoadedModel(checkpoint, f"{type(checkpoint).__name__} from {weights}", size)
         architecture = _quiet_build(build, name, weights=None)
@@ -438,9 +388,11 @@ def _timm_config(timm: Any, model: torch.nn.Module) -> tuple[int, tuple[float, .
 
 
 def load_timm(name: str, weights: str | None = None, num_classes: int | None = None,
-              random_weights: bool = False, spec: str | None = None) -> LoadedModel:
-    """A timm model: from a checkpoint, random, or pretrained from the
-    Hugging Face cache (downloaded when the network is reachable)."""
+              random_weights: bool = False, spec: str | None = None, *,
+              trust_checkpoint: bool = False) -> LoadedModel:
+    """A timm model: from a checkpoint (a whole pickled model only with
+    ``trust_checkpoint``), random, or pretrained from the Hugging Face cache
+    (downloaded when the network is reachable)."""
     spec = spec or TIMM_PREFIX + name
     try:
         import timm
@@ -452,7 +404,7 @@ def load_timm(name: str, weights: str | None = None, num_classes: int | None = N
         raise UsageError(f"--model {spec!r}: timm has no model of that name{hint}")
     label = spec
     if weights:
-        checkpoint = read_checkpoint(weights)
+        checkpoint = read_checkpoint(weights, trust_checkpoint=trust_checkpoint)
         if isinstance(checkpoint, torch.nn.Module):
             model = checkpoint
         else:
@@ -560,9 +512,12 @@ def _hf_class_names(model: torch.nn.Module) -> list[str] | None:
 
 
 def load_hf(source: str, weights: str | None = None, num_classes: int | None = None,
-            random_weights: bool = False, spec: str | None = None) -> LoadedModel:
+            random_weights: bool = False, spec: str | None = None, *,
+            trust_checkpoint: bool = False) -> LoadedModel:
     """A Hugging Face transformers image classifier from a local folder
-    (``save_pretrained``) or a hub id (the cache, or downloaded)."""
+    (``save_pretrained``) or a hub id (the cache, or downloaded); with
+    ``weights``, filled from that checkpoint (a whole pickled model only
+    with ``trust_checkpoint``)."""
     spec = spec or HF_PREFIX + source
     try:
         import transformers
@@ -607,7 +562,7 @@ def load_hf(source: str, weights: str | None = None, num_classes: int | None = N
         raise UsageError(f"--model {spec}: cannot load it ({_first_line(error)[:160]})") from None
     label = spec
     if weights:
-        model = load_checkpoint(weights, model, spec)
+        model = load_checkpoint(weights, model, spec, trust_checkpoint=trust_checkpoint)
     elif random_weights:
         model = randomise(model, spec)
         label = f"{spec} (random weights)"
@@ -617,18 +572,21 @@ def load_hf(source: str, weights: str | None = None, num_classes: int | None = N
 
 # --------------------------------------------------------------- dispatch
 def load_model(name: str | None, weights: str | None, *, num_classes: int | None = None,
-               random_weights: bool = False) -> LoadedModel:
-    """``--model`` / ``--weights`` (``--num-classes``, ``--random-weights``)
-    -> the model, in eval mode on the CPU."""
+               random_weights: bool = False, trust_checkpoint: bool = False) -> LoadedModel:
+    """``--model`` / ``--weights`` (``--num-classes``, ``--random-weights``,
+    ``--trust-checkpoint``) -> the model, in eval mode on the CPU. A
+    ``weights`` file that holds pickled objects (a whole model) is refused
+    unless ``trust_checkpoint``."""
     if weights and random_weights:
         raise UsageError("--weights and --random-weights exclude each other")
     explicit = name is not None
     spec = (name or DEFAULT_MODEL).strip()
     if spec.lower().startswith(TIMM_PREFIX):
         return load_timm(spec[len(TIMM_PREFIX):].strip(), weights, num_classes, random_weights,
-                         spec)
+                         spec, trust_checkpoint=trust_checkpoint)
     if spec.lower().startswith(HF_PREFIX):
-        return load_hf(spec[len(HF_PREFIX):].strip(), weights, num_classes, random_weights, spec)
+        return load_hf(spec[len(HF_PREFIX):].strip(), weights, num_classes, random_weights, spec,
+                       trust_checkpoint=trust_checkpoint)
     name = spec.lower()
     if name == BUNDLED_MODEL:
         if random_weights or num_classes is not None:
@@ -637,7 +595,8 @@ def load_model(name: str | None, weights: str | None, *, num_classes: int | None
                              "torchvision, timm: or hf: model")
         loaded = load_bundled()
         if weights:
-            loaded.model = load_checkpoint(weights, loaded.model, name).eval()
+            loaded.model = load_checkpoint(weights, loaded.model, name,
+                                           trust_checkpoint=trust_checkpoint).eval()
         return loaded
     available = torchvision.models.list_models(module=torchvision.models)
     if name not in available:
@@ -648,7 +607,8 @@ def load_model(name: str | None, weights: str | None, *, num_classes: int | None
                          f"or name a timm model as {TIMM_PREFIX}NAME or a Hugging Face one as "
                          f"{HF_PREFIX}DIR_OR_ID")
     try:
-        return load_torchvision(name, weights, num_classes, random_weights)
+        return load_torchvision(name, weights, num_classes, random_weights,
+                                trust_checkpoint=trust_checkpoint)
     except WeightsUnavailable as error:
         if explicit:
             raise UsageError(f"--model {name}: {error}; copy the weights file into that "

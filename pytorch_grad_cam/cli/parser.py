@@ -22,6 +22,7 @@ __all__ = [
     "DEFAULT_IMAGE",
     "HELP_WIDTH",
     "PROG",
+    "TRUST_CHECKPOINT_HELP",
     "Parser",
     "UsageError",
     "add_common_arguments",
@@ -68,6 +69,13 @@ class _HelpFormatter(argparse.HelpFormatter):
 def formatter(prog: str) -> argparse.HelpFormatter:
     """The help layout of every command: HELP_WIDTH columns."""
     return _HelpFormatter(prog, width=HELP_WIDTH, max_help_position=30)
+
+
+#: --trust-checkpoint's help, the same for every command that takes --weights
+TRUST_CHECKPOINT_HELP = (
+    "load a --weights file that holds pickled Python objects (a whole model saved with "
+    "torch.save(model), a Namespace of training options): unpickling runs whatever code the "
+    "file holds, so give it only for files you trust (default: such files are refused)")
 
 
 def positive_int(text: str) -> int:
@@ -137,10 +145,12 @@ def add_common_arguments(parser: argparse.ArgumentParser, model_default: str | N
              "(chelsea_tabby_gradcam_cam.jpg) (default: each image's top-1 class)")
     parser.add_argument(
         "--weights", metavar="FILE", default=None,
-        help="a local checkpoint: a state_dict (also inside a dict under 'state_dict' or "
-             "'model') or a whole model saved with torch.save(model), which is unpickled: "
-             "use only files you trust. A state_dict of a model with its own number of "
-             "classes builds the model with the outputs of the file's final classifier")
+        help="a local checkpoint: a state_dict (also inside a dict under 'state_dict', "
+             "'model_state_dict' or 'model'), read without unpickling any object; a whole "
+             "model saved with torch.save(model) only with --trust-checkpoint. A state_dict "
+             "of a model with its own number of classes builds the model with the outputs of "
+             "the file's final classifier")
+    parser.add_argument("--trust-checkpoint", action="store_true", help=TRUST_CHECKPOINT_HELP)
     parser.add_argument(
         "--num-classes", type=positive_int, metavar="N", default=None,
         help="the model's number of classes, to build it for a --weights checkpoint "

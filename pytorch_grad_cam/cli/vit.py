@@ -61,8 +61,9 @@ token is dropped and the grid is read off the model.
 
 Weights. Pretrained weights are downloaded on first use (torchvision: into the
 torch hub cache, timm: into the Hugging Face cache). Offline, put the file
-there, or pass a checkpoint with --weights FILE. --random-weights runs with
-random weights, for smoke tests only: its maps mean nothing.
+there, or pass a checkpoint with --weights FILE (a whole pickled model only
+with --trust-checkpoint). --random-weights runs with random weights, for
+smoke tests only: its maps mean nothing.
 """
 
 
@@ -86,7 +87,8 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
 def load_torchvision_vit(args: argparse.Namespace, name: str) -> LoadedModel:
     """A torchvision ViT: from ``--weights``, random, or pretrained."""
     try:
-        return load_torchvision(name, args.weights, args.num_classes, args.random_weights)
+        return load_torchvision(name, args.weights, args.num_classes, args.random_weights,
+                                trust_checkpoint=args.trust_checkpoint)
     except WeightsUnavailable as error:
         raise UsageError(f"--model {name}: {error}; put the weights there on a machine with "
                          "network (or copy them), pass a checkpoint with --weights FILE, or "
@@ -111,7 +113,8 @@ def load_timm_vit(args: argparse.Namespace, name: str) -> LoadedModel:
         close = difflib.get_close_matches(name, vits, n=3, cutoff=0.6)
         hint = f" (did you mean {', '.join(close)}?)" if close else ""
         raise UsageError(f"--model {spec!r}: neither a torchvision nor a timm model{hint}")
-    return load_timm(name, args.weights, args.num_classes, args.random_weights, spec=spec)
+    return load_timm(name, args.weights, args.num_classes, args.random_weights, spec=spec,
+                     trust_checkpoint=args.trust_checkpoint)
 
 
 def load_vit(args: argparse.Namespace) -> LoadedModel:
@@ -121,7 +124,8 @@ def load_vit(args: argparse.Namespace) -> LoadedModel:
     name = args.model.strip()
     if name.lower().startswith(HF_PREFIX):
         return load_model(name, args.weights, num_classes=args.num_classes,
-                          random_weights=args.random_weights)
+                          random_weights=args.random_weights,
+                          trust_checkpoint=args.trust_checkpoint)
     if name.lower() in torchvision.models.list_models(module=torchvision.models):
         return load_torchvision_vit(args, name.lower())
     return load_timm_vit(args, name)

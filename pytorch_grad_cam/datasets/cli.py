@@ -9,10 +9,13 @@ The model options are the image command's (``grad-cam --help``, the same
 loader, :func:`pytorch_grad_cam.cli.models.load_model`): ``--model`` a
 torchvision classification model with its ImageNet weights from the torch
 hub cache (or downloaded), or ``efficientnet_lite0``, bundled and
-pretrained, offline; ``--weights FILE`` a local checkpoint; without
+pretrained, offline; ``--weights FILE`` a local checkpoint (a whole
+pickled model only with ``--trust-checkpoint``); without
 ``--model`` resnet50, falling back with a warning to the bundled model when
-its weights cannot be had. Errors are one line, ``<prog>: error: ...``, and
-exit status 2.
+its weights cannot be had. ``--out`` is checked (it can be created and
+written) before the model is loaded. Errors are one line, ``<prog>: error:
+...``, and exit status 2, a read or write that fails during the run
+(``<prog>: error: <path>: <reason>``) included.
 """
 from __future__ import annotations
 
@@ -25,11 +28,12 @@ from pathlib import Path
 from typing import Optional
 
 from pytorch_grad_cam.cli.app import one_line_warnings
-from pytorch_grad_cam.cli.errors import UsageError
+from pytorch_grad_cam.cli.errors import UsageError, os_error_line
+from pytorch_grad_cam.cli.folders import check_output_folder
 from pytorch_grad_cam.cli.job import (IMAGENET_CLASSES, applicable_methods, choose_device,
                                       parse_methods, resolve_category)
 from pytorch_grad_cam.cli.models import BUNDLED_MODEL, DEFAULT_MODEL, LoadedModel, load_model
-from pytorch_grad_cam.cli.parser import Parser, formatter, positive_int
+from pytorch_grad_cam.cli.parser import TRUST_CHECKPOINT_HELP, Parser, formatter, positive_int
 from pytorch_grad_cam.datasets.evaluation import DATASET_METRICS, check_metrics
 from pytorch_grad_cam.datasets.runner import explain_dataset
 from pytorch_grad_cam.datasets.sources import Preprocess
@@ -86,8 +90,10 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
              f"offline); default: {DEFAULT_MODEL} with its ImageNet weights if cached or "
              f"downloadable, else {BUNDLED_MODEL}")
     parser.add_argument("--weights", metavar="FILE", default=None,
-                        help="a local checkpoint (a state_dict, or a whole model saved with "
-                             "torch.save, which is unpickled: use only files you trust)")
+                        help="a local checkpoint: a state_dict, read without unpickling any "
+                             "object; a whole model saved with torch.save(model) only with "
+                             "--trust-checkpoint")
+    parser.add_argument("--trust-checkpoint", action="store_true", help=TRUST_CHECKPOINT_HELP)
     parser.add_argument(
         "--target-layer", nargs="+", metavar="LAYER", default=None,
         help="the layer(s) to explain, as a path such as 'layer4[-1]' (default: chosen for "
@@ -130,10 +136,12 @@ def _category(text: Optional[str], prog: str) -> Optional[int]:
 def main(argv: Optional[Sequence[str]] = None, *, prog: str = PROG,
          load: Optional[Loader] = None) -> int:
     """Run ``explain-dataset``; returns the exit status (0 success, 2 usage
-    error, 130 interrupted). ``load(args)`` loads the model (default: the
-    image command's ``--model`` / ``--weights``)."""
+    error or a read or write that failed, 130 interrupted). ``load(args)``
+    loads the model (default: the image command's ``--model`` /
+    ``--weights`` / ``--trust-checkpoint``)."""
     parser = build_parser(prog)
     args_list = list(sys.argv[1:] if argv is None else argv)
+    out: Optional[Path] = None
     with one_line_warnings(prog):
         try:
             args = parser.parse_args(args_list)
@@ -147,12 +155,14 @@ def main(argv: Optional[Sequence[str]] = None, *, prog: str = PROG,
             source = Path(args.source)
             if not source.is_dir():
                 raise UsageError(f"{args.source}: no such folder")
-            out = Path(args.out)
-            if out.exists() and not out.is_dir():
-                raise UsageError(f"--out {args.out}: exists and is not a folder")
+            out = check_output_folder("--out", args.out)
             category = _category(args.target_category, prog)
             device = choose_device(args.device, False)
-            loaded = load_model(args.model, args.weights) if load is None else load(args)
+            if load is None:
+                loaded = load_model(args.model, args.weights,
+                                    trust_checkpoint=args.trust_checkpoint)
+            else:
+                loaded = load(args)
             model = loaded.model.to(device).eval()
             methods, _ = applicable_methods(methods, model, args.method, loaded.name)
             reshape = None
@@ -170,8 +180,12 @@ def main(argv: Optional[Sequence[str]] = None, *, prog: str = PROG,
         except UsageError as error:
             print(f"{prog}: error: {error}", file=sys.stderr)
             return 2
-        except (ValueError, FileNotFoundError) as error:  # the runner's checks of the request
+        except ValueError as error:  # the runner's checks of the request
             print(f"{prog}: error: {' '.join(str(error).split())}", file=sys.stderr)
+            return 2
+        except OSError as error:  # a missing folder; a read or write that failed during the run
+            folder = None if out is None else str(out)
+            print(f"{prog}: error: {os_error_line(error, folder)}", file=sys.stderr)
             return 2
         except KeyboardInterrupt:
             print(f"{prog}: interrupted (run the same command again to resume)", file=sys.stderr)

@@ -12,6 +12,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from pytorch_grad_cam.cli.errors import os_error_line
 from pytorch_grad_cam.cli.parser import positive_int
 
 __all__ = ["PROG", "SUMMARY", "build_parser", "main"]
@@ -85,8 +86,11 @@ def main(argv: Sequence[str] | None = None, *, prog: str = PROG) -> int:
                preload=not args.no_preload, block=True, quiet=args.quiet)
     except KeyboardInterrupt:
         return 130
-    except OSError as error:  # the port is taken, the address cannot be bound
-        print(f"{prog}: error: cannot serve on {args.host}:{args.port or 7860}: {error}",
-              file=sys.stderr)
+    except OSError as error:
+        if error.filename is not None:  # a file the demo read or wrote
+            print(f"{prog}: error: {os_error_line(error)}", file=sys.stderr)
+        else:  # the port is taken, the address cannot be bound
+            print(f"{prog}: error: cannot serve on {args.host}:{args.port or 7860}: {error}",
+                  file=sys.stderr)
         return 2
     return 0

@@ -1,11 +1,14 @@
 """pytorch_grad_cam.cli.models: torchvision models, the offline fallback to
 the bundled EfficientNet-Lite0, checkpoints."""
+import os
+
 import pytest
 import torch
 import torchvision
 
 import cli_helpers
-from cli_helpers import EXAMPLES, OFFLINE_ENV
+from checkpoint_helpers import COMMAND_REFUSAL_END, write_hostile_checkpoint
+from cli_helpers import EXAMPLES, OFFLINE_ENV, run_module
 from photo_regions import ESPRESSO
 from pytorch_grad_cam.cli import UsageError, main, models
 
@@ -71,7 +74,10 @@ def test_checkpoints(tmp_path):
         loaded = models.load_checkpoint(str(tmp_path / file),
                                         torchvision.models.squeezenet1_1(), "squeezenet1_1")
         assert all(torch.equal(loaded.state_dict()[k], v) for k, v in state.items())
-    whole = models.load_checkpoint(str(tmp_path / "whole.pt"), None, "squeezenet1_1")
+    with pytest.raises(UsageError, match="holds pickled Python objects"):
+        models.load_checkpoint(str(tmp_path / "whole.pt"), None, "squeezenet1_1")
+    whole = models.load_checkpoint(str(tmp_path / "whole.pt"), None, "squeezenet1_1",
+                                   trust_checkpoint=True)
     assert isinstance(whole, torchvision.models.SqueezeNet)
     assert torch.equal(whole.features[0].weight, source.features[0].weight)
     with pytest.raises(UsageError, match="does not fit resnet18"):
@@ -198,7 +204,10 @@ def test_whole_model_of_an_unknown_family_gets_its_layer_by_probing(tmp_path, ca
     out = tmp_path / "out"
     argv = ["--image-path", str(EXAMPLES / "chelsea.jpg"), "--weights", str(tmp_path / "whole.pt"),
             "--target-category", "2", "--no-progress", "--output-dir", str(out)]
-    assert main(argv, prog="cam.py") == 0, capsys.readouterr().err
+    assert main(argv, prog="cam.py") == 2  # a whole model is unpickled: only when trusted
+    assert capsys.readouterr().err.startswith(f"cam.py: error: --weights {tmp_path / 'whole.pt'}: "
+                                              "holds pickled Python objects (")
+    assert main(argv + ["--trust-checkpoint"], prog="cam.py") == 0, capsys.readouterr().err
     text = capsys.readouterr().out
     # the last spatial map the score reaches: the second ReLU (not the pooling)
     assert f"model Sequential from {tmp_path / 'whole.pt'} on cpu, target layer 3 (found by " \
@@ -315,3 +324,94 @@ def test_hf_hub_id_offline_without_cache_is_one_line(monkeypatch, tmp_path, caps
     assert "https://huggingface.co is unreachable" in err[0] and "save_pretrained" in err[0]
     assert main(argv[:2] + ["--model", f"hf:{tmp_path / 'nowhere'}"], prog="cam.py") == 2
     assert "no such folder" in capsys.readouterr().err
+
+
+# ------------------------------------------------- hostile checkpoints
+def _refusal(path) -> str:
+    """The start of the one-line refusal of a hostile file (the names of its
+    objects follow, then COMMAND_REFUSAL_END)."""
+    return f"--weights {path}: holds pickled Python objects ("
+
+
+@pytest.mark.parametrize("wrapped", [False, True])
+def test_every_loader_refuses_a_hostile_checkpoint(tmp_path, wrapped):
+    marker = tmp_path / "marker"
+    evil = str(write_hostile_checkpoint(tmp_path / "evil.pt", marker, wrapped=wrapped))
+    calls = {
+        "read_checkpoint": lambda: models.read_checkpoint(evil),
+        "load_checkpoint": lambda: models.load_checkpoint(evil, torchvision.models.resnet18(),
+                                                          "resnet18"),
+        "load_model, no --model": lambda: models.load_model(None, evil),
+        "load_model resnet18": lambda: models.load_model("resnet18", evil),
+        "load_model bundled": lambda: models.load_model(models.BUNDLED_MODEL, evil),
+        "load_torchvision": lambda: models.load_torchvision("resnet18", evil),
+    }
+    for name, call in calls.items():
+        with pytest.raises(UsageError) as caught:
+            call()
+        message = str(caught.value)
+        assert message.startswith(_refusal(evil)) and message.endswith(COMMAND_REFUSAL_END), name
+        assert "\n" not in message and not marker.exists(), name
+
+
+def test_timm_and_hugging_face_loaders_refuse_a_hostile_checkpoint(tmp_path, tiny_hf_vit):
+    pytest.importorskip("timm")
+    marker = tmp_path / "marker"
+    evil = str(write_hostile_checkpoint(tmp_path / "evil.pt", marker))
+    _, folder, _ = tiny_hf_vit
+    for call in (lambda: models.load_timm("resnet18", evil),
+                 lambda: models.load_model("timm:resnet18", evil),
+                 lambda: models.load_hf(str(folder), evil),
+                 lambda: models.load_model(f"hf:{folder}", evil)):
+        with pytest.raises(UsageError, match="holds pickled Python objects"):
+            call()
+        assert not marker.exists()
+
+
+def test_trusted_a_whole_model_loads_through_every_loader(tmp_path):
+    torch.manual_seed(0)
+    source = torchvision.models.squeezenet1_1().eval()
+    torch.save(source, tmp_path / "whole.pt")
+    path = str(tmp_path / "whole.pt")
+    for loaded in (models.load_model(None, path, trust_checkpoint=True).model,
+                   models.load_model("squeezenet1_1", path, trust_checkpoint=True).model,
+                   models.load_torchvision("squeezenet1_1", path, trust_checkpoint=True).model):
+        assert isinstance(loaded, torchvision.models.SqueezeNet) and not loaded.training
+        assert torch.equal(loaded.features[0].weight, source.features[0].weight)
+
+
+def test_wrapped_state_dicts_load_without_the_flag(ten_classes):
+    """The documented layouts: no --trust-checkpoint needed."""
+    source, base = ten_classes
+    state = {k: v for k, v in source.state_dict().items()}
+    torch.save({"model_state_dict": state, "optimizer": {"lr": 0.1}, "epoch": 2},
+               base / "model_state_dict.pt")
+    torch.save({"model": {"module." + k: v for k, v in state.items()}}, base / "model_key.pt")
+    for file in ("r18_10classes.pt", "wrapped.pt", "model_state_dict.pt", "model_key.pt"):
+        loaded = models.load_model("resnet18", str(base / file)).model
+        assert all(torch.equal(loaded.state_dict()[k], v) for k, v in state.items()), file
+
+
+def test_the_command_refuses_a_hostile_checkpoint_in_one_line(tmp_path):
+    """``python -m pytorch_grad_cam --weights evil.pt``, as a user runs it:
+    exit status 2, one line, the file's code not run, nothing written."""
+    marker = tmp_path / "marker"
+    write_hostile_checkpoint(tmp_path / "evil.pt", marker)
+    result = run_module("--image-path", EXAMPLES / "chelsea.jpg", "--weights", "evil.pt",
+                        cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("python -m pytorch_grad_cam: error: " + _refusal("evil.pt"))
+    assert lines[0].endswith(COMMAND_REFUSAL_END)
+    assert not marker.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["evil.pt"]
+
+
+def test_weights_that_are_not_a_regular_file_are_refused(tmp_path):
+    if not hasattr(os, "mkfifo"):
+        pytest.skip("no named pipes here")
+    os.mkfifo(tmp_path / "pipe.pt")
+    with pytest.raises(UsageError) as caught:
+        models.load_model("resnet18", str(tmp_path / "pipe.pt"))
+    assert str(caught.value) == f"--weights {tmp_path / 'pipe.pt'}: is a named pipe, not a " \
+                                "regular file"

@@ -2,6 +2,7 @@
 import cv2
 import pytest
 
+from checkpoint_helpers import COMMAND_REFUSAL_END, write_hostile_checkpoint
 from cli_helpers import EXAMPLES, run_script
 from pytorch_grad_cam.cli import UsageError, vit
 
@@ -42,3 +43,23 @@ def test_weights_and_random_weights_exclude_each_other():
     args = vit.build_parser().parse_args(["--weights", "x.pt", "--random-weights"])
     with pytest.raises(UsageError, match="exclude each other"):
         vit.load_vit(args)
+
+
+
+@pytest.mark.parametrize("model", ["vit_b_16", "timm:deit_tiny_patch16_224"])
+def test_vit_refuses_a_hostile_checkpoint_unless_trusted(model, tmp_path, capsys):
+    if model.startswith("timm:"):
+        pytest.importorskip("timm")
+    marker = tmp_path / "marker"
+    evil = write_hostile_checkpoint(tmp_path / "evil.pt", marker)
+    argv = ["--image-path", str(EXAMPLES / "chelsea.jpg"), "--model", model, "--weights",
+            str(evil), "--output-dir", str(tmp_path / "out")]
+    assert vit.main(argv, prog="grad-cam vit") == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and err[0].startswith(
+        f"grad-cam vit: error: --weights {evil}: holds pickled Python objects (")
+    assert err[0].endswith(COMMAND_REFUSAL_END) and not marker.exists()
+    # trusted, the file is unpickled (and runs): the option reaches the loader
+    assert vit.main(argv + ["--trust-checkpoint"], prog="grad-cam vit") == 2
+    assert capsys.readouterr().err.endswith("holds NoneType, neither a state_dict nor a model\n")
+    assert marker.exists()

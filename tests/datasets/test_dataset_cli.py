@@ -2,12 +2,20 @@
 model options (the real bundled pretrained EfficientNet-Lite0 on real
 photos), resuming, errors as one line with exit status 2, and the module
 entry points."""
+import errno
+import os
 import subprocess
+import tempfile
 
 import cv2
 import pytest
+import torch
+import torchvision
 
+from checkpoint_helpers import COMMAND_REFUSAL_END, write_hostile_checkpoint
 from dataset_helpers import CAT_HEAD, EGYPTIAN_CAT, ESPRESSO, PYTHON, TABBY, environment, peak_in
+from pytorch_grad_cam.cli.models import LoadedModel
+from pytorch_grad_cam.datasets import cli as dataset_cli
 from pytorch_grad_cam.datasets import open_results
 from pytorch_grad_cam.datasets.cli import build_parser, main
 
@@ -95,3 +103,98 @@ def test_python_dash_m(module, photos, tmp_path):
                                  str(tmp_path / "o")], env=environment(), capture_output=True,
                                 text=True, timeout=120)
         assert failed.returncode == 2 and "no such folder" in failed.stderr
+
+
+# ------------------------------------------- hostile checkpoints, write errors
+def test_a_hostile_checkpoint_is_refused_in_one_line(photos, tmp_path, capsys):
+    marker = tmp_path / "marker"
+    evil = write_hostile_checkpoint(tmp_path / "evil.pt", marker)
+    argv = [str(photos), "--weights", str(evil), "--out", str(tmp_path / "o"), "--no-progress"]
+    for model in ([], ["--model", "squeezenet1_1"]):
+        assert main(argv + model) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"grad-cam explain-dataset: error: --weights {evil}: holds pickled "
+                              "Python objects (")
+        assert err.endswith(COMMAND_REFUSAL_END + "\n") and err.count("\n") == 1
+        assert not marker.exists()
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_hostile_checkpoint_is_refused_by_the_command_as_run(photos, tmp_path):
+    """``python -m pytorch_grad_cam explain-dataset DIR --weights evil.pt``."""
+    marker = tmp_path / "marker"
+    write_hostile_checkpoint(tmp_path / "evil.pt", marker)
+    result = subprocess.run([PYTHON, "-m", "pytorch_grad_cam", "explain-dataset", str(photos),
+                             "--weights", "evil.pt", "--out", "o"], cwd=tmp_path,
+                            env=environment(), capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(
+        "python -m pytorch_grad_cam explain-dataset: error: --weights evil.pt: holds pickled "
+        "Python objects (")
+    assert lines[0].endswith(COMMAND_REFUSAL_END) and not marker.exists()
+
+
+def test_a_whole_model_runs_with_trust_checkpoint(photos, tmp_path, capsys):
+    torch.manual_seed(0)
+    torch.save(torchvision.models.squeezenet1_1().eval(), tmp_path / "whole.pt")
+    argv = [str(photos), "--weights", str(tmp_path / "whole.pt"), "--out", str(tmp_path / "o"),
+            "--no-progress", "--workers", "0", "--input-size", "64"]
+    assert main(argv) == 2
+    assert "holds pickled Python objects (" in capsys.readouterr().err
+    assert main(argv + ["--trust-checkpoint"]) == 0, capsys.readouterr().err
+    assert "3 items (2 ok, 1 unreadable)" in capsys.readouterr().out
+
+
+class _SpyLoader:
+    def __init__(self):
+        self.calls = 0
+
+    def __call__(self, args):
+        self.calls += 1
+        raise AssertionError("the model was loaded")
+
+
+def test_an_out_under_a_file_stops_before_the_model_is_loaded(photos, tmp_path, capsys):
+    (tmp_path / "file.txt").write_text("x")
+    spy = _SpyLoader()
+    out = tmp_path / "file.txt" / "results"
+    assert main([str(photos), "--out", str(out)], load=spy) == 2 and spy.calls == 0
+    assert capsys.readouterr().err == (f"grad-cam explain-dataset: error: --out {out}: "
+                                       f"{tmp_path / 'file.txt'} is a file, not a folder\n")
+
+
+def test_an_unwritable_out_stops_before_the_model_is_loaded(photos, tmp_path, capsys,
+                                                            monkeypatch):
+    """(Root is not stopped by permissions: the failing creation is simulated.)"""
+    def denied(prefix=None, dir=None, **kwargs):
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(dir))
+    monkeypatch.setattr(tempfile, "mkdtemp", denied)
+    spy = _SpyLoader()
+    out = tmp_path / "results"
+    assert main([str(photos), "--out", str(out)], load=spy) == 2 and spy.calls == 0
+    assert capsys.readouterr().err == (f"grad-cam explain-dataset: error: --out {out}: cannot "
+                                       f"create it in {tmp_path} (permission denied)\n")
+
+
+@pytest.mark.parametrize("names_the_file", [True, False])
+def test_a_write_that_fails_during_the_run_is_one_line(photos, tmp_path, capsys, monkeypatch,
+                                                      names_the_file):
+    """One line with the file (or --out, when the error names no file, as a
+    failed write() does) and the reason; exit status 2."""
+    shard = tmp_path / "o" / "shards" / "part-0.npz"
+
+    def disk_full(*args, **kwargs):
+        if names_the_file:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(shard))
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    monkeypatch.setattr(dataset_cli, "explain_dataset", disk_full)
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU(),
+                                torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
+                                torch.nn.Linear(4, 3))
+    status = main([str(photos), "--out", str(tmp_path / "o"), "--no-progress"],
+                  load=lambda args: LoadedModel(model, "tiny", 32))
+    assert status == 2
+    where = shard if names_the_file else tmp_path / "o"
+    assert capsys.readouterr().err == \
+        f"grad-cam explain-dataset: error: {where}: no space left on device\n"
