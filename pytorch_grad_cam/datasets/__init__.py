@@ -12,7 +12,10 @@ or nodes through torchrun.
 Modules: :mod:`~pytorch_grad_cam.datasets.runner` (``explain_dataset``),
 :mod:`~pytorch_grad_cam.datasets.sources` (folders, lists, Datasets,
 decoding), :mod:`~pytorch_grad_cam.datasets.store` (the shards and the
-loader), :mod:`~pytorch_grad_cam.datasets.evaluation` (metrics per batch,
+loader), :mod:`~pytorch_grad_cam.datasets.ownership` (the files a store
+owns), :mod:`~pytorch_grad_cam.datasets.identity` (the source and files the
+results come from), :mod:`~pytorch_grad_cam.datasets.atomic` (atomic
+writes), :mod:`~pytorch_grad_cam.datasets.evaluation` (metrics per batch,
 streaming statistics, ranking), :mod:`~pytorch_grad_cam.datasets.summary`
 (the finalised index), :mod:`~pytorch_grad_cam.datasets.report` (HTML),
 :mod:`~pytorch_grad_cam.datasets.distributed` (torchrun) and
@@ -20,6 +23,7 @@ streaming statistics, ranking), :mod:`~pytorch_grad_cam.datasets.summary`
 """
 from pytorch_grad_cam.datasets.evaluation import (
     DATASET_METRICS, BatchMetrics, RunningStats, check_metrics, rank_methods)
+from pytorch_grad_cam.datasets.ownership import StoreRefused
 from pytorch_grad_cam.datasets.report import write_overlays, write_report
 from pytorch_grad_cam.datasets.runner import explain_dataset, model_fingerprint
 from pytorch_grad_cam.datasets.sources import STATUSES, Preprocess, decode_image
@@ -28,7 +32,7 @@ from pytorch_grad_cam.datasets.summary import RunSummary
 
 __all__ = [
     "DATASET_METRICS", "STATUSES", "BatchMetrics", "Preprocess", "Results", "RunSummary",
-    "RunningStats", "check_metrics", "decode_image", "explain_dataset", "load_results",
+    "RunningStats", "StoreRefused", "check_metrics", "decode_image", "explain_dataset", "load_results",
     "model_fingerprint", "open_results", "rank_methods", "resize_map", "write_overlays",
     "write_report",
 ]

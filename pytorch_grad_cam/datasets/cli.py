@@ -35,6 +35,7 @@ from pytorch_grad_cam.cli.job import (IMAGENET_CLASSES, applicable_methods, choo
 from pytorch_grad_cam.cli.models import BUNDLED_MODEL, DEFAULT_MODEL, LoadedModel, load_model
 from pytorch_grad_cam.cli.parser import TRUST_CHECKPOINT_HELP, Parser, formatter, positive_int
 from pytorch_grad_cam.datasets.evaluation import DATASET_METRICS, check_metrics
+from pytorch_grad_cam.datasets.ownership import StoreRefused
 from pytorch_grad_cam.datasets.runner import explain_dataset
 from pytorch_grad_cam.datasets.sources import Preprocess
 from pytorch_grad_cam.layers import family_layout, reshape_transform_for
@@ -120,8 +121,10 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
                         help="where to run (default: auto: cuda, then mps, then cpu; under "
                              "torchrun each process takes cuda:LOCAL_RANK)")
     parser.add_argument("--overwrite", action="store_true",
-                        help="replace the results in --out (default: resume them; a store of "
-                             "another configuration is an error)")
+                        help="replace the results in --out: delete the files the store wrote, "
+                             "nothing else (default: resume them; a store of another "
+                             "configuration or source is an error; a folder that is not a "
+                             "store is refused either way)")
     return parser
 
 
@@ -180,7 +183,11 @@ def main(argv: Optional[Sequence[str]] = None, *, prog: str = PROG,
         except UsageError as error:
             print(f"{prog}: error: {error}", file=sys.stderr)
             return 2
-        except ValueError as error:  # the runner's checks of the request
+        except StoreRefused as error:  # it names the option as this command spells it
+            print(f"{prog}: error: {' '.join(error.message('--overwrite').split())}",
+                  file=sys.stderr)
+            return 2
+        except (ValueError, FileNotFoundError) as error:  # the runner's checks of the request
             print(f"{prog}: error: {' '.join(str(error).split())}", file=sys.stderr)
             return 2
         except OSError as error:  # a missing folder; a read or write that failed during the run

@@ -27,6 +27,7 @@ import cv2
 import numpy as np
 
 from pytorch_grad_cam.datasets.evaluation import DATASET_METRICS
+from pytorch_grad_cam.datasets.ownership import NewFiles
 from pytorch_grad_cam.datasets.sources import (
     BadItem, Preprocess, Source, decode_image)
 from pytorch_grad_cam.datasets.store import Results, atomic_write
@@ -276,7 +277,7 @@ def write_report(store: Union[str, "os.PathLike[str]"], *, source: Optional[Sour
     if class_names is None:
         class_names = _imagenet_names(int(config.get("num_classes", 0)))
     folder = results.path / FILES
-    folder.mkdir(exist_ok=True)
+    written = NewFiles(results.path, folder)  # recorded as the store's files at the end
     assert index is not None
     methods = list(config.get("methods", []))
     statuses = index.get("status_counts", {})
@@ -331,4 +332,5 @@ def write_report(store: Union[str, "os.PathLike[str]"], *, source: Optional[Sour
             f"<style>{_STYLE}</style></head><body>\n" + "\n".join(sections) + "\n</body></html>\n")
     path = results.path / "report.html"
     atomic_write(path, lambda handle: handle.write(page.encode("utf-8")))
+    written.record(path)
     return path

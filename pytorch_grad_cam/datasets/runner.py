@@ -34,6 +34,7 @@ import contextlib
 import hashlib
 import numbers
 import os
+import secrets
 import time
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
@@ -50,6 +51,8 @@ from tqdm.auto import tqdm
 from pytorch_grad_cam.base_cam import BaseCAM, model_state_guard
 from pytorch_grad_cam.datasets.distributed import Context, join, share
 from pytorch_grad_cam.datasets.evaluation import BatchMetrics, check_metrics
+from pytorch_grad_cam.datasets.identity import FileStats, prepare
+from pytorch_grad_cam.datasets.ownership import read_marker
 from pytorch_grad_cam.datasets.sources import (
     Batch, PathSource, Preprocess, Record, Source, WorkItems, collate_records, make_source,
     model_input_size)
@@ -519,7 +522,8 @@ def explain_dataset(source: Any,
             device (moved to ``device`` when one is given; under torchrun a
             CUDA model goes to ``cuda:LOCAL_RANK``); its state is restored.
         methods: a registered name (``"gradcam"``), a CAM class, or a list.
-        out: the store folder (created; see ``store``).
+        out: the store folder: new, empty, or a store, which is resumed
+            (see ``store``); any other folder is refused (``ownership``).
         target_layers: modules of the model or layer paths
             (``"layer4[-1]"``); None: the default of the model's family
             (``pytorch_grad_cam.layers.default_target_layers``).
@@ -546,8 +550,10 @@ def explain_dataset(source: Any,
         device: where to run (default: the model's device).
         progress: a tqdm bar with images/s and the ETA (rank 0 only).
         report: also write ``out/report.html`` (see ``report``).
-        overwrite: delete the store's results first (else a store of another
-            configuration is an error, and a store of this one is resumed).
+        overwrite: delete the files the store wrote (nothing else) first.
+            Else a store of another configuration or source is refused and
+            a store of this one resumed: its items are skipped, except those
+            whose file changed since, which are explained again (``identity``).
         min_image_size: images smaller than this on a side are recorded as
             ``too_small`` rather than explained.
         recursive: search a folder's subfolders too.
@@ -559,8 +565,10 @@ def explain_dataset(source: Any,
     Raises:
         FileNotFoundError: the folder does not exist.
         ValueError / TypeError: a bad argument, an empty source, target
-            layers that cannot be explained, or a store written with another
-            configuration; all before any image is explained.
+            layers that cannot be explained; all before any image is
+            explained.
+        StoreRefused (a ValueError): ``out`` is not a store, or one of a
+            newer version, another configuration or source; nothing changed.
     """
     # ---------------------------------------------------- cheap checks first
     check_model(model)
@@ -592,6 +600,7 @@ def explain_dataset(source: Any,
         except ValueError as error:
             raise ValueError(f"methods {attention}: {error}") from None
     store = Store(out)
+    read_marker(store.root)  # a folder that is not a results store: refused before any work
     items, loader_settings = make_source(source, recursive)
     if target_mode == "label" and isinstance(items, PathSource) and items.labels is None:
         raise ValueError("targets='label' needs labels: a folder or a list of paths has none; "
@@ -678,16 +687,11 @@ def _run(items: Source, model: torch.nn.Module, entries: list[tuple[str, type]],
             changes = "; ".join(config_differences(configs[0], other)[:4])
             raise ValueError(f"rank {rank}'s configuration differs from rank 0's ({changes}); "
                              "every process must explain the same model with the same settings")
-    if not overwrite:  # with overwrite, rank 0 clears the store first: checked after that
-        store.check_config(config)
-    if context.is_main:
-        store.create(config, overwrite)
-    context.barrier()
-    store.check_config(config)
-    done = store.done_ids()
-    context.barrier()  # nobody writes before everybody has read what is done
-    remaining = [p for p in range(len(items)) if items.item_id(p) not in done]
+    token = secrets.token_hex(4)  # this rank's part of its shard names
+    plan = prepare(store, items, config, context, overwrite, token)
+    remaining = plan.remaining
     mine = share(remaining, context.rank, context.world_size)
+    files = FileStats(items, mine)
 
     # --------------------------------------------------------- the loop
     batch = batch_size_or_default(batch_size, device)
@@ -704,7 +708,7 @@ def _run(items: Source, model: torch.nn.Module, entries: list[tuple[str, type]],
                         worker_init_fn=_Worker(loader_settings.get("worker_init_fn")),
                         **loader_options)
     writer = ShardWriter(store, context.rank, [name for name, _ in entries], metric_names,
-                         top_k, map_shape, shard_size)
+                         top_k, map_shape, shard_size, token)
     failure_limit = max(64, 4 * batch)
     started = time.perf_counter()
     with contextlib.ExitStack() as stack:
@@ -731,7 +735,7 @@ def _run(items: Source, model: torch.nn.Module, entries: list[tuple[str, type]],
         try:
             for loaded in loader:
                 for item_rows in explainer.explain(loaded):
-                    writer.add(item_rows)
+                    writer.add(files.annotate(item_rows))
                     if item_rows and item_rows[0]["status"] != "ok":
                         bad += 1
                 bar.update(len(loaded.records))
@@ -763,7 +767,7 @@ def _run(items: Source, model: torch.nn.Module, entries: list[tuple[str, type]],
     return summary_from_index(index, store.root, items=len(items), skipped=len(items) - len(remaining),
                               processed=len(remaining), seconds=seconds,
                               world_size=context.world_size, workers=workers, batch_size=batch,
-                              device=str(device), report=report_path)
+                              device=str(device), report=report_path, changed=len(plan.changed))
 
 
 def _chunks_by_batch_size(cls: type) -> bool:

@@ -23,15 +23,21 @@ million images are about 2,000 files and 100 MB of maps per method.
 
 Safety: a shard is written to a hidden temporary name in ``shards/``,
 flushed and fsync'ed, then renamed over its final name (``os.replace``,
-atomic on POSIX and Windows) and the folder fsync'ed. A process killed at
-any moment (SIGKILL, power loss) leaves either the whole shard or only a
-hidden temporary file, which readers ignore and the next run deletes. The
-items of committed shards are done; a later run skips them (by id).
+atomic on POSIX and Windows) and the folder fsync'ed
+(:mod:`~pytorch_grad_cam.datasets.atomic`). A process killed at any moment
+(SIGKILL, power loss) leaves either the whole shard or only a hidden
+temporary file, which readers ignore and the next run deletes. The items
+of committed shards are done; a later run skips them (by id).
 
-A store belongs to one configuration (model weights, target layers,
-methods, targets, preprocessing, map size, metrics: see
-:func:`fingerprint`); a run with another configuration on the same folder
-is refused before any work (``overwrite=True`` starts the store afresh).
+A store is marked by ``grad-cam-store.json``, which records every file it
+writes: a run refuses a folder that is neither new, empty nor a store, and
+``overwrite=True`` deletes only the recorded files (see
+:mod:`~pytorch_grad_cam.datasets.ownership`). A store belongs to one
+configuration (model weights, target layers, methods, targets,
+preprocessing, map size, metrics: see :func:`fingerprint`) and one source
+(see :mod:`~pytorch_grad_cam.datasets.identity`); a run with another one on
+the same folder is refused before any work (``overwrite=True`` starts the
+store afresh).
 """
 from __future__ import annotations
 
@@ -43,17 +49,22 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from functools import lru_cache
 from pathlib import Path
-from typing import IO, Any, Optional, Union
+from typing import Any, Optional, Union
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from pytorch_grad_cam.datasets.atomic import atomic_write, fsync_dir, read_json, write_json
+from pytorch_grad_cam.datasets.ownership import (
+    OPTION, SEQUENCE, StoreRefused, owned_series, read_marker, record, remove_owned,
+    remove_temporaries)
 from pytorch_grad_cam.scoring import given
 
 __all__ = [
     "COLUMNS",
     "CONFIG_NAME",
+    "DEFAULTS",
     "INDEX_NAME",
     "SHARD_DIR",
     "STORE_FORMAT",
@@ -61,6 +72,7 @@ __all__ = [
     "Results",
     "ShardWriter",
     "Store",
+    "StoreRefused",
     "atomic_write",
     "config_differences",
     "fingerprint",
@@ -68,6 +80,7 @@ __all__ = [
     "open_results",
     "read_shard",
     "resize_map",
+    "shard_series",
 ]
 
 STORE_FORMAT = "pytorch_grad_cam.datasets/results"
@@ -94,57 +107,11 @@ COLUMNS: dict[str, str] = {
     "prob": "float32",     # its softmax probability
     "empty_map": "bool",   # the map is all zeros
     "map_row": "int64",    # index into the shard's maps, -1 for none
+    "file_size": "int64",      # the item's file when the run started: its size in bytes,
+    "file_mtime_ns": "int64",  # its modification time (ns); -1 for none or an unreadable one
 }
-
-
-# ------------------------------------------------------------ atomic files
-def _fsync_dir(folder: Path) -> None:
-    """Make a rename in ``folder`` durable (POSIX; a no-op where folders
-    cannot be opened, as on Windows)."""
-    try:
-        descriptor = os.open(str(folder), os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(descriptor)
-    except OSError:
-        pass  # some file systems do not support fsync on folders; the rename still happened
-    finally:
-        os.close(descriptor)
-
-
-def _pre_commit(temporary: Path, final: Path) -> None:
-    """Called between writing a temporary file and renaming it; a no-op
-    (the tests replace it to kill a process at that moment)."""
-
-
-def atomic_write(path: Path, write: Callable[[IO[bytes]], Any]) -> None:
-    """Write ``path`` all or nothing: ``write(file)`` into a hidden
-    temporary file in the same folder, fsync, rename over ``path``, fsync
-    the folder. The temporary file is removed if ``write`` raises."""
-    path = Path(path)
-    temporary = path.parent / f".{path.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
-    try:
-        with open(temporary, "wb") as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        _pre_commit(temporary, path)
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-
-
-def _write_json(path: Path, value: Any) -> None:
-    text = json.dumps(value, indent=1, sort_keys=True, allow_nan=True) + "\n"
-    atomic_write(path, lambda handle: handle.write(text.encode("utf-8")))
-
-
-def _read_json(path: Path) -> Any:
-    with open(path, encoding="utf-8") as handle:
-        return json.load(handle)
+#: what a row without them gets (the rows of a Dataset item without a file, older shards)
+DEFAULTS = {"file_size": -1, "file_mtime_ns": -1}
 
 
 # ------------------------------------------------------------ fingerprint
@@ -162,9 +129,22 @@ def config_differences(old: Mapping[str, Any], new: Mapping[str, Any], prefix: s
         if isinstance(a, Mapping) and isinstance(b, Mapping):
             found.extend(config_differences(a, b, f"{prefix}{key}."))
         elif a != b:
-            show_a, show_b = json.dumps(a)[:60], json.dumps(b)[:60]
-            found.append(f"{prefix}{key}: {show_a} in the store, {show_b} now")
+            found.append(f"{prefix}{key}: {_shown(a)} in the store, {_shown(b)} now")
     return found
+
+
+def _shown(value: Any, limit: int = 80) -> str:
+    """A value as JSON, a long one as its start and end around " ... "."""
+    text = json.dumps(value)
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit // 2]} ... {text[-(limit // 2):]} ({len(text)} characters)"
+
+
+def shard_series(rank: int, token: str) -> str:
+    """The names of the shards of one writer (``######``: the sequence
+    number), as the store's marker records them."""
+    return f"{SHARD_DIR}/part-r{rank:04d}-{token}-{SEQUENCE}{SHARD_SUFFIX}"
 
 
 # ------------------------------------------------------------------- store
@@ -181,80 +161,84 @@ class Store:
 
     # ---------------------------------------------------- configuration
     def check_config(self, config: Mapping[str, Any]) -> bool:
-        """Whether the store already exists; ValueError if it was written
-        with another configuration, or is not a results store."""
-        if self.root.exists() and not self.root.is_dir():
-            raise ValueError(f"out {str(self.root)!r} is a file, not a folder")
-        if not self.config_path.exists():
+        """Whether the store already exists; :class:`StoreRefused` (a
+        ValueError) if the folder is not a results store (see
+        :func:`~pytorch_grad_cam.datasets.ownership.read_marker`) or the
+        store was written with another configuration."""
+        if read_marker(self.root) is None or not self.config_path.exists():
             if self.shard_dir.exists() and any(self.committed_shards()):
-                raise ValueError(f"out {str(self.root)!r} holds shards but no {CONFIG_NAME}; "
-                                 "it is not a store this library can resume: choose another "
-                                 "folder or pass overwrite=True")
+                raise StoreRefused(f"out {str(self.root)!r} holds shards but no {CONFIG_NAME}; "
+                                   "it is not a store this library can resume: choose another "
+                                   "folder or pass ", OPTION, " to delete its results")
             return False
         try:
-            stored = _read_json(self.config_path)
+            stored = read_json(self.config_path)
         except (OSError, ValueError) as error:
-            raise ValueError(f"out {str(self.root)!r}: cannot read {CONFIG_NAME} ({error}); "
-                             "choose another folder or pass overwrite=True") from None
+            raise StoreRefused(f"out {str(self.root)!r}: cannot read {CONFIG_NAME} ({error}); "
+                               "choose another folder or pass ", OPTION, " to delete its "
+                               "results") from None
         if not isinstance(stored, dict) or stored.get("format") != STORE_FORMAT:
-            raise ValueError(f"out {str(self.root)!r}: {CONFIG_NAME} is not a results store "
-                             "of pytorch_grad_cam.datasets")
+            raise StoreRefused(f"out {str(self.root)!r}: {CONFIG_NAME} is not a results store "
+                               "of pytorch_grad_cam.datasets; choose another folder or pass ",
+                               OPTION, " to delete its results")
         if stored.get("fingerprint") != fingerprint(config):
             changes = config_differences(stored.get("config", {}), config)
             listed = "; ".join(changes[:6]) + ("; ..." if len(changes) > 6 else "")
-            raise ValueError(f"out {str(self.root)!r} holds results of another configuration "
-                             f"({listed or 'fingerprints differ'}); resume only with the same "
-                             "configuration, or choose another folder, or pass overwrite=True "
-                             "to replace its results")
+            raise StoreRefused(f"out {str(self.root)!r} holds results of another configuration "
+                               f"({listed or 'fingerprints differ'}); resume only with the same "
+                               "configuration, or choose another folder, or pass ", OPTION,
+                               " to replace its results")
         return True
 
-    def create(self, config: Mapping[str, Any], overwrite: bool = False) -> None:
-        """Prepare the folder for a run (the main process only): with
-        ``overwrite`` delete the store's own files first; write
-        config.json if absent; delete the finalised index (it is rewritten
-        at the end) and the temporary files of killed runs."""
+    def create(self, config: Mapping[str, Any], overwrite: bool = False, *,
+               source: Optional[Mapping[str, Any]] = None, series: Sequence[str] = ()) -> None:
+        """Prepare the folder for a run (the main process only): refuse a
+        folder that is not new, empty or a store; with ``overwrite``
+        delete the store's own files first (:meth:`clear`); record its
+        files, the shard ``series`` of the run's writers and its ``source``
+        in the marker; write config.json if absent; delete the finalised
+        index (it is rewritten at the end) and the temporary files of
+        killed runs."""
+        read_marker(self.root)
         if overwrite:
             self.clear()
-        self.shard_dir.mkdir(parents=True, exist_ok=True)
+        self.root.mkdir(parents=True, exist_ok=True)
+        record(self.root, files=[CONFIG_NAME, INDEX_NAME], series=series, source=source,
+               folders=[] if self.shard_dir.exists() else [SHARD_DIR])
+        self.shard_dir.mkdir(exist_ok=True)
         if not self.config_path.exists():
-            _write_json(self.config_path, {"format": STORE_FORMAT, "version": STORE_VERSION,
-                                           "fingerprint": fingerprint(config),
-                                           "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                                           "config": dict(config)})
+            write_json(self.config_path, {"format": STORE_FORMAT, "version": STORE_VERSION,
+                                          "fingerprint": fingerprint(config),
+                                          "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                                          "config": dict(config)})
         self.index_path.unlink(missing_ok=True)
-        for stale in self.shard_dir.glob(".*.tmp-*"):
-            stale.unlink(missing_ok=True)
-        _fsync_dir(self.shard_dir)
+        remove_temporaries(self.root)
+        fsync_dir(self.shard_dir)
 
     def clear(self) -> None:
-        """Delete the files this library writes in the store (shards,
-        config, index, report); other files are left alone."""
-        if self.shard_dir.is_dir():
-            for path in self.shard_dir.iterdir():
-                if path.is_file() and (path.suffix == SHARD_SUFFIX or ".tmp-" in path.name):
-                    path.unlink()
-        for name in (INDEX_NAME, CONFIG_NAME, "report.html"):
-            (self.root / name).unlink(missing_ok=True)
-        pictures = self.root / "report_files"
-        if pictures.is_dir():
-            for path in pictures.iterdir():
-                if path.is_file():
-                    path.unlink()
+        """Delete the files the store recorded as its own (shards, config,
+        index, report; see :func:`~pytorch_grad_cam.datasets.ownership.
+        remove_owned`); other files are left alone."""
+        remove_owned(self.root)
 
     def config(self) -> dict[str, Any]:
         if not self.config_path.exists():
             raise FileNotFoundError(f"{str(self.root)!r} is not a results store (no "
                                     f"{CONFIG_NAME})")
-        stored = _read_json(self.config_path)
+        stored = read_json(self.config_path)
         return dict(stored.get("config", {}))
 
     # ----------------------------------------------------------- shards
     def committed_shards(self) -> list[Path]:
-        """The complete shards, sorted by name (temporary files excluded)."""
+        """The complete shards of the store's writers, sorted by name
+        (temporary files and other files excluded)."""
         if not self.shard_dir.is_dir():
             return []
+        series = owned_series(self.root)
         return sorted(p for p in self.shard_dir.iterdir()
-                      if p.suffix == SHARD_SUFFIX and not p.name.startswith("."))
+                      if p.suffix == SHARD_SUFFIX and not p.name.startswith(".")
+                      and (series is None or any(s.fullmatch(f"{SHARD_DIR}/{p.name}")
+                                                 for s in series)))
 
     def done_ids(self) -> set[str]:
         """The ids of every item in a committed shard."""
@@ -267,10 +251,10 @@ class Store:
         """The finalised index, or None while it is absent."""
         if not self.index_path.exists():
             return None
-        return dict(_read_json(self.index_path))
+        return dict(read_json(self.index_path))
 
     def write_index(self, index: Mapping[str, Any]) -> None:
-        _write_json(self.index_path, dict(index))
+        write_json(self.index_path, dict(index))
 
 
 def read_shard(path: Path, names: Optional[Sequence[str]] = None) -> dict[str, np.ndarray]:
@@ -300,10 +284,15 @@ class ShardWriter:
         top_k: predictions per row.
         map_shape: (H, W) of the stored maps.
         shard_size: items per shard.
+        token: this writer's part of the shard names; its series
+            (:func:`shard_series`) must be recorded in the store's marker
+            before (the runner records every rank's at once). None: a new
+            one, recorded here.
     """
 
     def __init__(self, store: Store, rank: int, methods: Sequence[str], metrics: Sequence[str],
-                 top_k: int, map_shape: tuple[int, int], shard_size: int):
+                 top_k: int, map_shape: tuple[int, int], shard_size: int,
+                 token: Optional[str] = None):
         self.store = store
         self.rank = rank
         self.methods = list(methods)
@@ -311,7 +300,10 @@ class ShardWriter:
         self.top_k = top_k
         self.map_shape = map_shape
         self.shard_size = shard_size
-        self.token = secrets.token_hex(4)
+        self.token = token or secrets.token_hex(4)
+        self.series = shard_series(rank, self.token)
+        if token is None:  # the runner records every rank's series at once
+            record(store.root, series=[self.series])
         self.sequence = 0
         self.written: list[Path] = []
         self._reset()
@@ -332,9 +324,9 @@ class ShardWriter:
         collected."""
         for row in rows:
             for name in COLUMNS:
-                if name == "map_row":
-                    continue
-                self.columns[name].append(row[name])
+                if name != "map_row":
+                    self.columns[name].append(row.get(name, DEFAULTS[name]) if name in DEFAULTS
+                                              else row[name])
             picture = row.get("map")
             if picture is not None:
                 self.columns["map_row"].append(len(self.maps))
@@ -380,8 +372,7 @@ class ShardWriter:
             return None
         arrays = self.arrays()
         self.sequence += 1
-        path = self.store.shard_dir / (f"part-r{self.rank:04d}-{self.token}-"
-                                       f"{self.sequence:06d}{SHARD_SUFFIX}")
+        path = self.store.root / self.series.replace(SEQUENCE, f"{self.sequence:06d}")
         save: Callable[..., None] = np.savez
         atomic_write(path, lambda handle: save(handle, **arrays))
         self.written.append(path)
@@ -447,7 +438,9 @@ class Results:
         for path in shards:
             data = read_shard(path, [*COLUMNS, "pred_classes", "pred_probs",
                                      *(METRIC_PREFIX + m for m in metrics)])
-            columns: dict[str, Any] = {name: data[name] for name in COLUMNS}
+            columns: dict[str, Any] = {name: data[name] if name in data
+                                       else np.full(len(data["id"]), DEFAULTS[name])
+                                       for name in COLUMNS}
             columns["shard"] = np.full(len(data["id"]), path.name)
             for j in range(top_k):
                 columns[f"top{j + 1}_class"] = data["pred_classes"][:, j]

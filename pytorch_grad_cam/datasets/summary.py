@@ -112,6 +112,8 @@ class RunSummary:
         items: items in the source.
         skipped: of these, already in the store before this run.
         processed: explained (or recorded as bad) by this run, all processes.
+        changed: of these, items the store held whose file had changed
+            since (another size or modification time): explained again.
         status_counts: the store's items by status (``ok``, ``unreadable``,
             ``too_small``, ``no_label``, ``model_error``).
         methods: per method ``status_counts`` (rows) and ``empty_maps``.
@@ -139,6 +141,7 @@ class RunSummary:
     batch_size: int = 1
     device: str = "cpu"
     report: Optional[Path] = None
+    changed: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -153,7 +156,9 @@ class RunSummary:
     def __str__(self) -> str:
         lines = [f"results in {self.out}: {sum(self.status_counts.values())} items "
                  f"({', '.join(f'{n} {s}' for s, n in self.status_counts.items()) or 'none'})",
-                 f"this run: {self.processed} explained, {self.skipped} already done, "
+                 f"this run: {self.processed} explained"
+                 + (f" ({self.changed} again: file(s) changed since)" if self.changed else "")
+                 + f", {self.skipped} already done, "
                  f"{self.seconds:.1f} s, {self.images_per_second:.1f} images/s "
                  f"({self.world_size} process(es) on {self.device}, {self.workers} "
                  f"DataLoader worker(s) each, batch {self.batch_size})"]

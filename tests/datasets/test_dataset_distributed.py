@@ -2,6 +2,7 @@
 gives exactly the results of one process over a folder of 40 images: no
 item missing or doubled, each rank's own shards, rank 0's index."""
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -14,6 +15,7 @@ import torch
 
 from dataset_helpers import LAYER, SMALL, TinyNet, environment, write_photos
 from pytorch_grad_cam.datasets import explain_dataset, open_results
+from pytorch_grad_cam.datasets.ownership import read_marker
 
 TORCHRUN = Path(sys.executable).with_name("torchrun")
 if not TORCHRUN.exists() and shutil.which("torchrun"):
@@ -39,7 +41,7 @@ SCRIPT = textwrap.dedent("""
     rank = int(os.environ["RANK"])
     with open(f"{out}.rank{rank}.json", "w") as handle:
         json.dump({"rank": rank, "world": summary.world_size, "processed": summary.processed,
-                   "status": summary.status_counts,
+                   "changed": summary.changed, "status": summary.status_counts,
                    "initialised": torch.distributed.is_initialized()}, handle)
 """)
 
@@ -103,3 +105,32 @@ def test_ranks_with_different_weights_all_fail_before_any_work(tmp_path):
     assert completed.stderr.count("rank 1's configuration differs from rank 0's "
                                   "(model.state_dict_blake2b") >= 2  # raised on both ranks
     assert not list((tmp_path / "two").glob("shards/*.npz"))
+
+
+def test_torchrun_resumes_a_store_explaining_the_changed_files_again(tmp_path):
+    folder = tmp_path / "photos"
+    paths = write_photos(folder, 6)
+    out = tmp_path / "store"
+    explain_dataset(folder, TinyNet(), ["gradcam", "gradcam++"], out=out, **OPTIONS)
+    for path in (paths[0], paths[3]):  # checked by rank 0 and rank 1: the same bytes, touched
+        stat = os.stat(path)
+        os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
+    script = tmp_path / "run.py"
+    script.write_text(SCRIPT)
+    completed = subprocess.run([str(TORCHRUN), "--standalone", "--nproc_per_node=2", str(script),
+                                str(folder), str(out)], env=environment(), capture_output=True,
+                               text=True, timeout=180)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    for rank in (0, 1):
+        summary = json.loads((tmp_path / f"store.rank{rank}.json").read_text())
+        assert (summary["processed"], summary["changed"], summary["status"]) == (2, 2, {"ok": 6})
+    results = open_results(out)
+    frame = results.frame
+    assert results.complete and not frame.duplicated(["id", "method"]).any() and len(frame) == 12
+    for row in frame.itertuples():
+        info = os.stat(folder / row.id)
+        assert (row.file_size, row.file_mtime_ns) == (info.st_size, info.st_mtime_ns)
+    again = frame[frame["id"].isin(["img_000.png", "img_003.png"])]
+    ranks = sorted(again["shard"].astype(str).str.split("-").str[1].unique())
+    assert ranks == ["r0000", "r0001"]  # each rank explained one, into its own shard
+    assert len(read_marker(out)["series"]) == 3  # the first run's writer and the two ranks'

@@ -4,9 +4,9 @@ resumed run's results equal an uninterrupted run's.
 The child process is made to stop at a known moment, deterministically:
 ``computing``: a forward hook blocks the fourth forward pass (the first
 batch of the second shard; the first is the layer probe), after shard 1
-was committed; ``committing``: the store's ``_pre_commit`` hook blocks the
-second shard between writing its temporary file (complete, fsync'ed) and
-renaming it. Either way the child writes a marker file, the test kills it
+was committed; ``committing``: the ``_pre_commit`` hook of the atomic
+writes blocks the second shard between writing its temporary file
+(complete, fsync'ed) and renaming it. Either way the child writes a marker file, the test kills it
 with SIGKILL, checks what a reader sees, resumes in this process and
 compares with a run that was never interrupted.
 """
@@ -29,7 +29,7 @@ OPTIONS = dict(target_layers=[LAYER], preprocess=SMALL, workers=0, batch_size=2,
 
 CHILD = textwrap.dedent("""
     import sys, time
-    import pytorch_grad_cam.datasets.store as store
+    import pytorch_grad_cam.datasets.atomic as atomic
     from dataset_helpers import LAYER, SMALL, TinyNet
     from pytorch_grad_cam.datasets import explain_dataset
 
@@ -58,7 +58,7 @@ CHILD = textwrap.dedent("""
                 if len(commits) == 2:
                     stop_here()
 
-        store._pre_commit = pre_commit
+        atomic._pre_commit = pre_commit
     explain_dataset(folder, model, "gradcam", out=out, target_layers=[LAYER], preprocess=SMALL,
                     workers=0, batch_size=2, shard_size=4, progress=False)
 """)

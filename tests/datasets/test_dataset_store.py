@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-import pytorch_grad_cam.datasets.store as store_module
+import pytorch_grad_cam.datasets.atomic as atomic_module
 from pytorch_grad_cam.datasets.store import (
     COLUMNS, Results, ShardWriter, Store, atomic_write, fingerprint, load_results, read_shard,
     resize_map)
@@ -62,7 +62,7 @@ def test_atomic_write_renames_only_after_the_data_is_on_disk(tmp_path, monkeypat
     def check(temporary, final):
         seen.append((temporary.name, temporary.read_bytes(), final.exists()))
 
-    monkeypatch.setattr(store_module, "_pre_commit", check)
+    monkeypatch.setattr(atomic_module, "_pre_commit", check)
     atomic_write(tmp_path / "x.npz", lambda handle: handle.write(b"data"))
     (name, data, existed), = seen
     assert name.startswith(".x.npz.tmp-") and data == b"data" and not existed
@@ -110,12 +110,15 @@ def test_resize_map_is_bilinear_and_area(tmp_path):
 
 
 def test_temporary_and_foreign_files_are_not_results(tmp_path):
-    store, _ = _write(tmp_path / "s", range(2))
-    (store.shard_dir / ".part-r0000-dead-000009.npz.tmp-1-ab").write_bytes(b"half a shard")
+    store, writer = _write(tmp_path / "s", range(2))
+    killed = f".part-r0000-{writer.token}-000009.npz.tmp-1-ab"  # a shard of this store's writer
+    (store.shard_dir / killed).write_bytes(b"half a shard")
+    (store.shard_dir / ".mine.tmp-1").write_text("a hidden file of yours")
     (store.shard_dir / "README").write_text("mine")
     assert len(load_results(tmp_path / "s")) == 4
-    store.create(CONFIG)  # a new run deletes the temporary files of killed runs
-    assert sorted(p.name for p in store.shard_dir.iterdir() if p.name.startswith(".")) == []
+    store.create(CONFIG)  # a new run deletes the temporary files of the store's killed writes
+    assert sorted(p.name for p in store.shard_dir.iterdir() if p.name.startswith(".")) == [
+        ".mine.tmp-1"]
     assert (store.shard_dir / "README").exists()
 
 
