@@ -13,6 +13,8 @@ Modules:
 - :mod:`~pytorch_grad_cam.cli.models`: loading torchvision models, the
   bundled offline EfficientNet-Lite0, ``timm:<name>`` and ``hf:<folder or
   hub id>`` models, checkpoints (with their own number of classes);
+- :mod:`~pytorch_grad_cam.cli.images`: the images of ``--image-path``,
+  checked and read safely;
 - :mod:`~pytorch_grad_cam.cli.job`: checking a request and running it;
 - :mod:`~pytorch_grad_cam.cli.cost`: the forward passes a run will make,
   printed before it;
