@@ -17,6 +17,8 @@ Modules:
   ``--trust-checkpoint``);
 - :mod:`~pytorch_grad_cam.cli.folders`: checking that an output folder can
   be written, before the work;
+- :mod:`~pytorch_grad_cam.cli.images`: the images of ``--image-path``,
+  checked and read safely;
 - :mod:`~pytorch_grad_cam.cli.job`: checking a request and running it;
 - :mod:`~pytorch_grad_cam.cli.cost`: the forward passes a run will make,
   printed before it;

@@ -43,6 +43,7 @@ from pytorch_grad_cam.cli import outputs
 from pytorch_grad_cam.cli.cost import cost_report
 from pytorch_grad_cam.cli.errors import UsageError
 from pytorch_grad_cam.cli.folders import check_output_folder
+from pytorch_grad_cam.cli.images import IMAGE_SUFFIXES, collect_images, read_checked, read_image
 from pytorch_grad_cam.cli.models import (
     DEFAULT_MODEL,
     HF_PREFIX,
@@ -52,7 +53,7 @@ from pytorch_grad_cam.cli.models import (
     model_slug,
     read_class_names,
 )
-from pytorch_grad_cam.cli.parser import DEFAULT_IMAGE, PROG
+from pytorch_grad_cam.cli.parser import PROG
 from pytorch_grad_cam.layer_finder import locate_layers
 from pytorch_grad_cam.layers import (
     LayerError,
@@ -67,6 +68,7 @@ from pytorch_grad_cam.scoring import describe, select_output
 from pytorch_grad_cam.sess import SESS
 from pytorch_grad_cam.utils.class_names import match_class_name
 from pytorch_grad_cam.utils.image import preprocess_image
+from pytorch_grad_cam.utils.image_io import MAX_READ_PIXELS, bounded_copy
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
 __all__ = [
@@ -96,9 +98,6 @@ __all__ = [
     "slug",
 ]
 
-#: a clone's root, where the default image lives (examples/chelsea.jpg)
-SOURCE_ROOT = Path(__file__).resolve().parents[2]
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 IMAGENET_CLASSES: list[str] = list(
     torchvision.models.ResNet50_Weights.IMAGENET1K_V2.meta["categories"])
 
@@ -143,6 +142,8 @@ class Job:
     progress: bool = True
     guided_backprop: bool = True
     evaluate: bool = False
+    #: --max-pixels: images with more pixels (by their header) are refused
+    max_pixels: int = MAX_READ_PIXELS
     cams: dict[str, Any] = field(default_factory=dict)
 
 
@@ -151,7 +152,7 @@ class ImageResult:
     """One image explained: what the pictures (and any scoring) are made from."""
 
     path: Path
-    bgr: np.ndarray                 # the original image, uint8 H x W x 3, BGR
+    bgr: np.ndarray                 # the image pictured, uint8 H x W x 3, BGR (image_io.bounded_copy)
     input_tensor: torch.Tensor      # 1 x 3 x S x S, normalised, on the model's device
     probabilities: np.ndarray       # softmax over the classes
     category: int                   # the explained class
@@ -160,50 +161,6 @@ class ImageResult:
 
 
 # ------------------------------------------------------------ checking input
-def read_image(path: Path) -> np.ndarray | None:
-    """uint8 BGR image, or None when the file is not a readable image."""
-    try:
-        data = np.fromfile(str(path), dtype=np.uint8)
-    except OSError:  # unreadable (permissions, a broken link, ...)
-        return None
-    if data.size == 0:
-        return None
-    return cv2.imdecode(data, cv2.IMREAD_COLOR)
-
-
-def collect_images(paths: Sequence[str] | None, default: str = DEFAULT_IMAGE) -> list[Path]:
-    """The image files named or contained in ``paths`` (folders: every image
-    file directly inside, sorted); each one is decoded once to make sure it
-    is readable. Without paths: ``default``, in a clone's root if it is
-    there, else relative to the working directory."""
-    if not paths:
-        bundled = SOURCE_ROOT / default
-        paths = [str(bundled if bundled.exists() else default)]
-    images: list[Path] = []
-    for text in paths:
-        path = Path(text)
-        if path.is_dir():
-            found = sorted(p for p in path.iterdir()
-                           if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-            if not found:
-                raise UsageError(f"--image-path {text}: the folder holds no image "
-                                 f"({', '.join(IMAGE_SUFFIXES)})")
-            images.extend(found)
-        elif path.is_file():
-            images.append(path)
-        else:
-            raise UsageError(f"--image-path {text}: no such file or folder")
-    stems: dict[str, Path] = {}
-    for path in images:
-        if read_image(path) is None:
-            raise UsageError(f"--image-path {path}: cannot read it as an image")
-        if path.stem in stems and stems[path.stem] != path:
-            raise UsageError(f"--image-path: {stems[path.stem]} and {path} would write the same "
-                             f"output files ({path.stem}_*.jpg); rename one")
-        stems[path.stem] = path
-    return list(dict.fromkeys(images))
-
-
 def affordable(device: torch.device | None) -> list[str]:
     """What ``--method all`` means on ``device``: every method on CUDA (and
     without a device), elsewhere every method but the sampling ones (registry
@@ -483,7 +440,8 @@ def prepare(args: argparse.Namespace, load: Loader | None = None,
     device = choose_device(args.device, args.use_cuda)
     methods, left_out = select_methods(args.method, device)
     sess = sess_options(args)
-    images = collect_images(args.image_path)  # reads every image: after the cheaper checks
+    max_pixels = getattr(args, "max_pixels", MAX_READ_PIXELS)
+    images = collect_images(args.image_path, max_pixels=max_pixels)  # after the cheaper checks
     output_dir = check_output_dir(args.output_dir)
     given_names = read_class_names(args.class_names) if getattr(args, "class_names", None) \
         else None
@@ -527,7 +485,7 @@ def prepare(args: argparse.Namespace, load: Loader | None = None,
                name_parts=parts, aug_smooth=args.aug_smooth,
                eigen_smooth=args.eigen_smooth, sess=sess, batch_size=args.batch_size,
                progress=not args.no_progress, guided_backprop=guided_backprop,
-               evaluate=getattr(args, "evaluate", False))
+               evaluate=getattr(args, "evaluate", False), max_pixels=max_pixels)
 
 
 # -------------------------------------------------------------- computing
@@ -550,10 +508,9 @@ def make_cams(job: Job, stack: contextlib.ExitStack) -> None:
 
 def predict(job: Job, path: Path) -> ImageResult:
     """An image read, its predictions and (when the job has it) its guided
-    backpropagation; no maps yet."""
-    bgr = read_image(path)
-    if bgr is None:  # it was readable when checked; it changed since
-        raise UsageError(f"--image-path {path}: cannot read it as an image")
+    backpropagation; no maps yet. The model sees the image as read; the
+    pictures are made from a copy of at most ``image_io.PICTURE_PIXELS``."""
+    bgr = read_checked(path, job.max_pixels)  # it was readable when checked; it may have changed since
     rgb = cv2.cvtColor(cv2.resize(bgr, (job.input_size, job.input_size)), cv2.COLOR_BGR2RGB)
     input_tensor = preprocess_image(np.float32(rgb) / 255, job.mean, job.std).to(job.device)
     with torch.inference_mode():
@@ -564,7 +521,7 @@ def predict(job: Job, path: Path) -> ImageResult:
     if job.guided_backprop:
         guided = GuidedBackpropReLUModel(model=job.model)(
             input_tensor, targets=[ClassifierOutputTarget(category)])
-    return ImageResult(path=path, bgr=bgr, input_tensor=input_tensor,
+    return ImageResult(path=path, bgr=bounded_copy(bgr), input_tensor=input_tensor,
                        probabilities=probabilities, category=category, maps={}, guided=guided)
 
 

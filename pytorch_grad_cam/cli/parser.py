@@ -17,6 +17,7 @@ from pytorch_grad_cam.cli.errors import UsageError
 from pytorch_grad_cam.cli.models import BUNDLED_MODEL, DEFAULT_MODEL, HF_PREFIX, TIMM_PREFIX
 from pytorch_grad_cam.registry import METHODS, registered_methods
 from pytorch_grad_cam.scoring import check_positive_int, default_batch_size
+from pytorch_grad_cam.utils.image_io import MAX_READ_PIXELS
 
 __all__ = [
     "DEFAULT_IMAGE",
@@ -129,6 +130,10 @@ def add_common_arguments(parser: argparse.ArgumentParser, model_default: str | N
     parser.add_argument(
         "--image-path", nargs="+", metavar="PATH", default=None,
         help=f"image files and/or folders (every image in a folder); default: {DEFAULT_IMAGE}")
+    parser.add_argument(
+        "--max-pixels", type=positive_int, metavar="N", default=MAX_READ_PIXELS,
+        help="refuse an image whose header gives more pixels than this, before decoding it "
+             f"(default: {MAX_READ_PIXELS})")
     parser.add_argument("--method", nargs="+", metavar="NAME", default=["gradcam"],
                         help=method_help())
     parser.add_argument("--model", metavar="NAME", default=model_default, help=model_help)

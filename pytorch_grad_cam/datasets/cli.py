@@ -40,6 +40,7 @@ from pytorch_grad_cam.datasets.runner import explain_dataset
 from pytorch_grad_cam.datasets.sources import Preprocess
 from pytorch_grad_cam.layers import family_layout, reshape_transform_for
 from pytorch_grad_cam.registry import METHODS
+from pytorch_grad_cam.utils.image_io import MAX_READ_PIXELS
 
 __all__ = ["PROG", "SUMMARY", "build_parser", "main"]
 
@@ -113,6 +114,9 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     parser.add_argument("--map-size", choices=["layer", "input"], default="layer",
                         help="store the maps at the target layer's resolution (default) or at "
                              "the model's input size; float16 either way")
+    parser.add_argument("--max-pixels", type=positive_int, metavar="N", default=MAX_READ_PIXELS,
+                        help="images whose header gives more pixels are recorded as too_large "
+                             f"without being decoded (default: {MAX_READ_PIXELS})")
     parser.add_argument("--input-size", type=positive_int, metavar="N", default=None,
                         help="the side the images are resized to (default: the model's)")
     parser.add_argument("--top-k", type=positive_int, metavar="K", default=None,
@@ -179,7 +183,7 @@ def main(argv: Optional[Sequence[str]] = None, *, prog: str = PROG,
                 map_size=args.map_size, metrics=metrics, top_k=args.top_k,
                 batch_size=args.batch_size, workers=args.workers, shard_size=args.shard_size,
                 device=device, progress=not args.no_progress, report=args.report,
-                overwrite=args.overwrite)
+                overwrite=args.overwrite, max_pixels=args.max_pixels)
         except UsageError as error:
             print(f"{prog}: error: {error}", file=sys.stderr)
             return 2

@@ -28,12 +28,12 @@ import numpy as np
 
 from pytorch_grad_cam.datasets.evaluation import DATASET_METRICS
 from pytorch_grad_cam.datasets.ownership import NewFiles
-from pytorch_grad_cam.datasets.sources import (
-    BadItem, Preprocess, Source, decode_image)
+from pytorch_grad_cam.datasets.sources import BadItem, Preprocess, Source, load_picture
 from pytorch_grad_cam.datasets.store import Results, atomic_write
 from pytorch_grad_cam.datasets.summary import compute_index
 from pytorch_grad_cam.scoring import check_positive_int
 from pytorch_grad_cam.utils.image import show_cam_on_image
+from pytorch_grad_cam.utils.image_io import MAX_READ_PIXELS, PICTURE_PIXELS, fit_size
 
 __all__ = ["write_overlays", "write_report"]
 
@@ -86,16 +86,17 @@ def _display_size(height: int, width: int, side: int = DISPLAY_SIDE) -> tuple[in
 
 
 def _picture(row: Any, source: Optional[Source], preprocess: Preprocess) -> Optional[np.ndarray]:
-    """The item's photo as float32 RGB in [0, 1], or None."""
+    """The item's photo as float32 RGB in [0, 1] of at most PICTURE_PIXELS
+    pixels, or None. Read with the pixel limit of the size the run
+    explained it at (at least the default's)."""
     position = int(row["position"])
+    max_pixels = max(MAX_READ_PIXELS, int(row["height"]) * int(row["width"]))
     try:
         if source is not None and 0 <= position < len(source) \
                 and source.item_id(position) == row["id"]:
-            return source.picture(position, preprocess)
+            return source.picture(position, preprocess, max_pixels)
         if row["path"] and os.path.isfile(row["path"]):
-            array = decode_image(row["path"])
-            scale = 65535 if array.dtype == np.uint16 else 255
-            return array.astype(np.float32) / scale
+            return load_picture(row["path"], max_pixels)
     except BadItem:
         return None
     return None
@@ -113,13 +114,15 @@ def _overlay(results: Results, row: int, source: Optional[Source], preprocess: P
              side: Optional[int]) -> tuple[Optional[np.ndarray], np.ndarray]:
     """(the photo or None, the overlay of row ``row``'s map), RGB uint8 /
     float, at the photo's aspect ratio with ``side`` pixels on the longer
-    side (None: the photo's own size)."""
+    side (None: the photo's own size, shrunk to at most PICTURE_PIXELS)."""
     entry = results.frame.iloc[row]
     height, width = int(entry["height"]), int(entry["width"])
     if side is not None:
         height, width = _display_size(height, width, side)
     elif height <= 0 or width <= 0:
         height, width = _display_size(0, 0)
+    else:
+        width, height = fit_size(width, height, PICTURE_PIXELS)
     photo = _picture(entry, source, preprocess)
     if photo is not None and photo.shape[:2] != (height, width):
         photo = cv2.resize(photo, (width, height), interpolation=cv2.INTER_AREA)
@@ -141,8 +144,9 @@ def write_overlays(store: Union[str, "os.PathLike[str]"], folder: Union[str, "os
     on the photo, one JPEG per row that has a map (all rows, or ``rows``:
     positions in ``Results.frame``, for example of a filtered DataFrame's
     ``.index``), named ``<id>_<method>.jpg`` (characters other than letters,
-    digits, ``-_.`` replaced by ``_``). At the photo's size, or ``side``
-    pixels on its longer side. Returns the files written."""
+    digits, ``-_.`` replaced by ``_``). At the photo's size (shrunk to at
+    most ``image_io.PICTURE_PIXELS`` pixels), or ``side`` pixels on its
+    longer side. Returns the files written."""
     results = Results(store)
     preprocess = preprocess or _stored_preprocess(results.config)
     target = Path(folder)

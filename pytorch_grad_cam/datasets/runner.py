@@ -64,6 +64,7 @@ from pytorch_grad_cam.attention import find_transformer
 from pytorch_grad_cam.registry import get_method, method_info
 from pytorch_grad_cam.scoring import (
     batch_size_or_default, check_model, check_positive_int, describe, given, model_device)
+from pytorch_grad_cam.utils.image_io import MAX_READ_PIXELS
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
 __all__ = ["default_workers", "explain_dataset", "model_fingerprint", "resolve_methods",
@@ -503,6 +504,7 @@ def explain_dataset(source: Any,
                     report: bool = False,
                     overwrite: bool = False,
                     min_image_size: int = 8,
+                    max_pixels: int = MAX_READ_PIXELS,
                     recursive: bool = True,
                     method_options: Optional[Mapping[str, Mapping[str, Any]]] = None,
                     road_percentiles: Sequence[float] = (20, 40, 60, 80),
@@ -556,6 +558,8 @@ def explain_dataset(source: Any,
             whose file changed since, which are explained again (``identity``).
         min_image_size: images smaller than this on a side are recorded as
             ``too_small`` rather than explained.
+        max_pixels: images whose header gives more pixels are recorded as
+            ``too_large`` without being decoded (default 80 megapixels).
         recursive: search a folder's subfolders too.
         method_options: constructor arguments per method name, for example
             ``{"scorecam": {"batch_size": 32}}``.
@@ -580,6 +584,7 @@ def explain_dataset(source: Any,
     batch_size = check_positive_int("batch_size", batch_size, allow_none=True)
     top_k = check_positive_int("top_k", top_k, allow_none=True)
     min_image_size = int(check_positive_int("min_image_size", min_image_size) or 1)
+    max_pixels = int(check_positive_int("max_pixels", max_pixels) or 1)
     if workers is not None:
         if isinstance(workers, bool) or not isinstance(workers, numbers.Integral) or workers < 0:
             raise ValueError(f"workers must be None or an int >= 0, got {given(workers)}")
@@ -625,7 +630,8 @@ def explain_dataset(source: Any,
         return _run(items, model, entries, store, context, run_device, layers, layer_names,
                     reshape_transform, target_mode, fixed_class, map_spec, metric_names,
                     batch_metrics, top_k, batch_size, workers, shard_size, preprocess,
-                    progress, report, overwrite, min_image_size, options, loader_settings)
+                    progress, report, overwrite, min_image_size, options, loader_settings,
+                    max_pixels)
     finally:
         context.close()
 
@@ -638,7 +644,7 @@ def _run(items: Source, model: torch.nn.Module, entries: list[tuple[str, type]],
          batch_size: Optional[int], workers: Optional[int], shard_size: int,
          preprocess: Preprocess, progress: bool, report: bool, overwrite: bool,
          min_image_size: int, options: dict[str, Any],
-         loader_settings: dict[str, Any]) -> RunSummary:
+         loader_settings: dict[str, Any], max_pixels: int = MAX_READ_PIXELS) -> RunSummary:
     if model_device(model) != device:
         model.to(device)
     # ------------------------------------------- the model and its layers
@@ -702,8 +708,9 @@ def _run(items: Source, model: torch.nn.Module, entries: list[tuple[str, type]],
         for name in ("prefetch_factor", "multiprocessing_context", "timeout"):
             if loader_settings.get(name):
                 loader_options[name] = loader_settings[name]
-    loader = DataLoader(WorkItems(items, mine, preprocess, min_image_size), batch_size=batch,
-                        shuffle=False, num_workers=workers, collate_fn=collate_records,
+    loader = DataLoader(WorkItems(items, mine, preprocess, min_image_size, max_pixels),
+                        batch_size=batch, shuffle=False, num_workers=workers,
+                        collate_fn=collate_records,
                         pin_memory=device.type == "cuda",
                         worker_init_fn=_Worker(loader_settings.get("worker_init_fn")),
                         **loader_options)

@@ -8,15 +8,18 @@ where there is one, a file ``path`` and a class ``label``.
 
 Items are decoded in DataLoader workers (:class:`WorkItems`), so that
 decoding overlaps the model. A problem with one item (a file that is
-missing, empty, corrupt or not an image, an image smaller than
+missing, empty, corrupt or not an image, a named pipe or a device, an
+image with more pixels than ``max_pixels`` or smaller than
 ``min_image_size``, a Dataset whose ``__getitem__`` raises) does not raise:
 the item comes back as a :class:`Record` with a status and a reason, and the
 run goes on.
 
-Decoding (:func:`decode_image`): 8- and 16-bit files, grayscale (copied to
-the three channels), RGB, and RGBA or grayscale + alpha (the alpha channel
-is dropped, as ``PIL.Image.convert("RGB")`` does); EXIF orientation is
-applied. OpenCV decodes; formats it cannot read (GIF) go through Pillow.
+Files are read by :mod:`pytorch_grad_cam.utils.image_io`: regular files
+only, without blocking, at most ``MAX_FILE_BYTES``, and decoded only when
+their header's size is within ``max_pixels``. Decoding
+(:func:`decode_image`): 8- and 16-bit files, grayscale (copied to the three
+channels), RGB, and RGBA or grayscale + alpha (the alpha channel is
+dropped, as ``PIL.Image.convert("RGB")`` does); EXIF orientation is applied.
 """
 from __future__ import annotations
 
@@ -30,10 +33,14 @@ from typing import Any, Optional, Union
 import cv2
 import numpy as np
 import torch
+from PIL import Image
 from torch.utils.data import DataLoader, Dataset, IterableDataset
 
 from pytorch_grad_cam.scoring import describe, given
 from pytorch_grad_cam.utils.image import IMAGENET_MEAN, IMAGENET_STD
+from pytorch_grad_cam.utils.image_io import (IMAGE_SUFFIXES, MAX_READ_PIXELS, ImageError,
+                                             bounded_copy, decode, find_images, first_line,
+                                             pillow_array, read_file)
 
 __all__ = [
     "IMAGE_SUFFIXES",
@@ -49,19 +56,20 @@ __all__ = [
     "collate_records",
     "decode_image",
     "list_images",
+    "load_picture",
     "make_source",
     "model_input_size",
     "to_rgb",
 ]
 
-#: the file suffixes a folder is searched for (case-insensitive)
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm",
-                  ".pgm", ".pbm")
-
 #: what the ``status`` column of the results can say
 STATUSES = {
     "ok": "explained",
     "unreadable": "the file or Dataset item could not be read or decoded as an image",
+    "not_a_file": "the path is not a regular file (a named pipe, a device, a socket, a folder, "
+                  "a broken link): it is not read",
+    "too_large": "the image has more pixels than max_pixels (read from its header, before "
+                 "decoding), or its file is larger than image_io.MAX_FILE_BYTES",
     "too_small": "the image is smaller than min_image_size on a side",
     "no_label": "targets='label' but the item has no usable class label",
     "model_error": "the model (or the CAM method) raised on this item",
@@ -70,14 +78,9 @@ STATUSES = {
 PathLike = Union[str, "os.PathLike[str]"]
 
 
-class BadItem(Exception):
-    """One item that cannot be explained; ``status`` is a key of
-    :data:`STATUSES`, ``reason`` says why."""
-
-    def __init__(self, status: str, reason: str):
-        super().__init__(reason)
-        self.status = status
-        self.reason = reason
+#: one item that cannot be explained: ``BadItem(status, reason)``, ``status`` a key of
+#: :data:`STATUSES`; the image readers' own errors are BadItems too
+BadItem = ImageError
 
 
 # ------------------------------------------------------------ preprocessing
@@ -209,49 +212,35 @@ def _check_dtype(image: np.ndarray) -> np.ndarray:
     raise BadItem("unreadable", f"unsupported pixel type {image.dtype}")
 
 
-def _decode_with_pillow(data: bytes) -> np.ndarray:
-    import io
-
-    from PIL import Image, ImageOps, UnidentifiedImageError
-
-    try:
-        with Image.open(io.BytesIO(data)) as opened:
-            return to_rgb(ImageOps.exif_transpose(opened))
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as error:
-        raise BadItem("unreadable", f"not a readable image ({_first_line(error)})") from None
-
-
-def decode_image(source: Union[PathLike, bytes]) -> np.ndarray:
+def decode_image(source: Union[PathLike, bytes], max_pixels: int = MAX_READ_PIXELS) -> np.ndarray:
     """A file (or its bytes) -> H x W x 3 RGB array, uint8 or uint16.
 
-    Raises :class:`BadItem` (status ``unreadable``) for a missing, empty,
-    corrupt or unsupported file."""
-    image, bgr = _decode(source)
-    return _three_channels(image, bgr)
+    Raises :class:`BadItem`: status ``unreadable`` for a missing, empty,
+    corrupt or unsupported file, ``not_a_file`` for a named pipe, a device
+    or a broken link, ``too_large`` for an image whose header gives more
+    than ``max_pixels`` pixels (nothing is decoded then)."""
+    return _three_channels(*_decode(source, max_pixels))
 
 
-def _decode(source: Union[PathLike, bytes]) -> tuple[np.ndarray, bool]:
+def _decode(source: Union[PathLike, bytes], max_pixels: int) -> tuple[np.ndarray, bool]:
     """The image as decoded (H x W, or H x W x C in BGR order when the
     flag is True) and the flag; the channels are fixed by
     :func:`_three_channels`, after resizing, so that the full-size image
     is not copied once more."""
-    if isinstance(source, (bytes, bytearray, memoryview)):
-        data = np.frombuffer(source, dtype=np.uint8)
-    else:
-        try:
-            data = np.fromfile(os.fspath(source), dtype=np.uint8)
-        except FileNotFoundError:
-            raise BadItem("unreadable", "no such file") from None
-        except (OSError, ValueError) as error:  # permissions, a folder, a broken link, ...
-            raise BadItem("unreadable", f"cannot read the file ({_first_line(error)})") from None
-    if data.size == 0:
-        raise BadItem("unreadable", "the file is empty (0 bytes)")
-    # ANYDEPTH | ANYCOLOR: 16-bit stays 16-bit, grayscale stays one channel,
-    # alpha is dropped, and the EXIF orientation is applied
-    image = cv2.imdecode(data, cv2.IMREAD_ANYDEPTH | cv2.IMREAD_ANYCOLOR)
-    if image is None:
-        return _decode_with_pillow(data.tobytes()), False
-    return _check_dtype(image), True
+    data = bytes(source) if isinstance(source, (bytes, bytearray, memoryview)) \
+        else read_file(source)
+    # as stored: 16-bit stays 16-bit, grayscale one channel, alpha is dropped (OpenCV)
+    image, bgr = decode(data, max_pixels)
+    return _check_dtype(image), bgr
+
+
+def load_picture(source: Union[PathLike, bytes], max_pixels: int = MAX_READ_PIXELS
+                 ) -> np.ndarray:
+    """A file (or its bytes) as a picture for the report: H x W x 3
+    float32 RGB in [0, 1], shrunk to at most ``image_io.PICTURE_PIXELS``
+    pixels (before the channels are converted). Raises :class:`BadItem`."""
+    image, bgr = _decode(source, max_pixels)
+    return _to_unit(_three_channels(bounded_copy(image), bgr))
 
 
 def to_rgb(image: Any) -> np.ndarray:
@@ -259,16 +248,8 @@ def to_rgb(image: Any) -> np.ndarray:
     in [0, 1]): a PIL image, an H x W (x C) numpy array (RGB order, uint8,
     uint16 or float in [0, 1]) or a uint8 C x H x W tensor. Raises
     :class:`BadItem` for anything else."""
-    try:
-        from PIL import Image
-    except ImportError:  # pragma: no cover - Pillow comes with torchvision
-        Image = None  # type: ignore[assignment]
-    if Image is not None and isinstance(image, Image.Image):
-        if image.mode not in ("1", "L", "LA", "RGB", "RGBA", "I;16", "I;16B", "I;16L", "I", "F"):
-            image = image.convert("RGBA" if "A" in image.mode or "transparency" in image.info
-                                  else "RGB")
-        array = np.asarray(image)
-        return _three_channels(_check_dtype(array), bgr=False)
+    if isinstance(image, Image.Image):
+        return _three_channels(_check_dtype(pillow_array(image)), bgr=False)
     if isinstance(image, torch.Tensor):
         if image.dim() != 3 or image.dtype != torch.uint8:
             raise BadItem("unreadable", f"a tensor image must be uint8 C x H x W here, got "
@@ -278,11 +259,6 @@ def to_rgb(image: Any) -> np.ndarray:
         return _three_channels(_check_dtype(image), bgr=False)
     raise BadItem("unreadable", f"an item must be an image (a path, bytes, a PIL image, a "
                                 f"numpy array or a tensor), got {type(image).__name__}")
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return f"{type(error).__name__}: {text.splitlines()[0]}" if text else type(error).__name__
 
 
 # ---------------------------------------------------------------- sources
@@ -360,14 +336,18 @@ class Source:
         """The item's file, or "" (known without loading the item)."""
         return ""
 
-    def load(self, position: int, preprocess: Preprocess, min_image_size: int = 1) -> Record:
+    def load(self, position: int, preprocess: Preprocess, min_image_size: int = 1,
+             max_pixels: int = MAX_READ_PIXELS) -> Record:
         """The item decoded and preprocessed; BadItem for a bad one (an
-        image smaller than ``min_image_size`` on a side included)."""
+        image smaller than ``min_image_size`` on a side, or whose header
+        gives more than ``max_pixels`` pixels, included)."""
         raise NotImplementedError
 
-    def picture(self, position: int, preprocess: Preprocess) -> np.ndarray:
+    def picture(self, position: int, preprocess: Preprocess,
+                max_pixels: int = MAX_READ_PIXELS) -> np.ndarray:
         """The item as an H x W x 3 float32 RGB picture in [0, 1] (for the
-        report); BadItem when there is none."""
+        report), of at most ``image_io.PICTURE_PIXELS`` pixels; BadItem when
+        there is none."""
         raise NotImplementedError
 
     def describe(self) -> str:
@@ -395,16 +375,18 @@ class PathSource(Source):
     def item_path(self, position: int) -> str:
         return self.paths[position]
 
-    def load(self, position: int, preprocess: Preprocess, min_image_size: int = 1) -> Record:
+    def load(self, position: int, preprocess: Preprocess, min_image_size: int = 1,
+             max_pixels: int = MAX_READ_PIXELS) -> Record:
         label = self.labels[position] if self.labels is not None else -1
         record = Record(position, self.ids[position], self.paths[position], label)
-        image, bgr = _decode(self.paths[position])
+        image, bgr = _decode(self.paths[position], max_pixels)
         record.height, record.width = int(image.shape[0]), int(image.shape[1])
         record.tensor = _model_input(image, bgr, preprocess, min_image_size)
         return record
 
-    def picture(self, position: int, preprocess: Preprocess) -> np.ndarray:
-        return _to_unit(decode_image(self.paths[position]))
+    def picture(self, position: int, preprocess: Preprocess,
+                max_pixels: int = MAX_READ_PIXELS) -> np.ndarray:
+        return load_picture(self.paths[position], max_pixels)
 
     def describe(self) -> str:
         return f"folder {self.root}" if self.root is not None else f"{len(self)} paths"
@@ -450,7 +432,7 @@ class DatasetSource(Source):
         try:
             item = self.dataset[position]
         except Exception as error:  # noqa: BLE001  (any failure of the user's Dataset is a row)
-            raise BadItem("unreadable", f"the Dataset raised {_first_line(error)}") from None
+            raise BadItem("unreadable", f"the Dataset raised {first_line(error)}") from None
         label, path = -1, self._path(position)
         if isinstance(item, dict):
             image = next((item[k] for k in ("image", "img", "pixel_values") if k in item), None)
@@ -472,7 +454,8 @@ class DatasetSource(Source):
             path = str(image)
         return image, label, path
 
-    def load(self, position: int, preprocess: Preprocess, min_image_size: int = 1) -> Record:
+    def load(self, position: int, preprocess: Preprocess, min_image_size: int = 1,
+             max_pixels: int = MAX_READ_PIXELS) -> Record:
         image, label, path = self._get(position)
         record = Record(position, str(position), path, label)
         if isinstance(image, torch.Tensor) and image.is_floating_point():
@@ -487,19 +470,21 @@ class DatasetSource(Source):
             record.tensor = image.detach().float().contiguous()
             return record
         if isinstance(image, (str, Path, bytes)):
-            array, bgr = _decode(image)
+            array, bgr = _decode(image, max_pixels)
         else:
             array, bgr = to_rgb(image), False
         record.height, record.width = int(array.shape[0]), int(array.shape[1])
         record.tensor = _model_input(array, bgr, preprocess, min_image_size)
         return record
 
-    def picture(self, position: int, preprocess: Preprocess) -> np.ndarray:
+    def picture(self, position: int, preprocess: Preprocess,
+                max_pixels: int = MAX_READ_PIXELS) -> np.ndarray:
         image, _, _ = self._get(position)
         if isinstance(image, torch.Tensor) and image.is_floating_point():
             return preprocess.unnormalise(image)
-        rgb = decode_image(image) if isinstance(image, (str, Path, bytes)) else to_rgb(image)
-        return _to_unit(rgb)
+        if isinstance(image, (str, Path, bytes)):
+            return load_picture(image, max_pixels)
+        return _to_unit(bounded_copy(to_rgb(image)))
 
     def describe(self) -> str:
         return f"{type(self.dataset).__name__} of {self.length} items"
@@ -524,11 +509,12 @@ class WorkItems(Dataset):
     its status and reason instead of an exception."""
 
     def __init__(self, source: Source, positions: Sequence[int], preprocess: Preprocess,
-                 min_image_size: int = 1):
+                 min_image_size: int = 1, max_pixels: int = MAX_READ_PIXELS):
         self.source = source
         self.positions = list(positions)
         self.preprocess = preprocess
         self.min_image_size = min_image_size
+        self.max_pixels = max_pixels
 
     def __len__(self) -> int:
         return len(self.positions)
@@ -536,7 +522,8 @@ class WorkItems(Dataset):
     def __getitem__(self, k: int) -> Record:
         position = self.positions[k]
         try:
-            return self.source.load(position, self.preprocess, self.min_image_size)
+            return self.source.load(position, self.preprocess, self.min_image_size,
+                                    self.max_pixels)
         except BadItem as bad:
             return Record(position, self.source.item_id(position),
                           path=self.source.item_path(position), status=bad.status,
@@ -545,19 +532,10 @@ class WorkItems(Dataset):
 
 # --------------------------------------------------------- making a source
 def list_images(folder: Path, recursive: bool = True) -> list[Path]:
-    """The image files in ``folder`` (by suffix, hidden files left out),
-    sorted by their path relative to it."""
-    found: list[Path] = []
-    if recursive:
-        for directory, subdirs, files in os.walk(folder):
-            subdirs[:] = sorted(d for d in subdirs if not d.startswith("."))
-            found.extend(Path(directory) / f for f in files
-                         if not f.startswith(".") and Path(f).suffix.lower() in IMAGE_SUFFIXES)
-    else:
-        found = [p for p in folder.iterdir()
-                 if p.is_file() and not p.name.startswith(".")
-                 and p.suffix.lower() in IMAGE_SUFFIXES]
-    return sorted(found, key=lambda p: p.relative_to(folder).as_posix())
+    """The image files in ``folder`` (by suffix, hidden files left out;
+    regular files only, after resolving links), sorted by their path
+    relative to it (``image_io.find_images``)."""
+    return find_images(folder, recursive)[0]
 
 
 def make_source(source: Any, recursive: bool = True) -> tuple[Source, dict[str, Any]]:
@@ -586,7 +564,11 @@ def make_source(source: Any, recursive: bool = True) -> tuple[Source, dict[str, 
         if not folder.is_dir():
             raise ValueError(f"source {os.fspath(source)!r} is a file, not a folder; pass a "
                              "folder, a list of paths or a Dataset")
-        files = list_images(folder, recursive)
+        # the entries that are not regular files (a named pipe, a link to a device) are
+        # items too: reading them fails at once, and their rows say why
+        images, others = find_images(folder, recursive)
+        files = sorted(images + [path for path, _ in others],
+                       key=lambda p: p.relative_to(folder).as_posix())
         if not files:
             raise ValueError(f"source {os.fspath(source)!r}: the folder holds no image file "
                              f"({', '.join(IMAGE_SUFFIXES)}){' (searched recursively)' if recursive else ''}")

@@ -28,6 +28,7 @@ resolve.
 from __future__ import annotations
 
 import difflib
+import os
 import re
 import threading
 import time
@@ -39,7 +40,7 @@ from typing import Any, Union
 import cv2
 import numpy as np
 import torch
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps
 
 from pytorch_grad_cam.demo.models import DEFAULT_MODEL, DemoError, DemoModel, ModelStore, TargetLayers
 from pytorch_grad_cam.metrics.cam_mult_image import DropInConfidence, IncreaseInConfidence
@@ -47,6 +48,9 @@ from pytorch_grad_cam.registry import METHODS, MethodInfo, get_method, registere
 from pytorch_grad_cam.scoring import select_output
 from pytorch_grad_cam.utils.class_names import match_class_name
 from pytorch_grad_cam.utils.image import preprocess_image, show_cam_on_image
+from pytorch_grad_cam.utils.image_io import (MAX_READ_PIXELS, ImageError, TooManyPixels,
+                                             check_pixels, fit_size, megapixels, open_pillow,
+                                             read_file)
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputSoftmaxTarget, ClassifierOutputTarget
 
 __all__ = [
@@ -69,8 +73,6 @@ __all__ = [
 
 #: photos with more pixels than this are downscaled (the model sees 224 x 224 anyway)
 DEFAULT_MAX_PIXELS = 4_000_000
-#: photos with more pixels than this are refused before they are decoded
-MAX_READ_PIXELS = 80_000_000
 #: the long side of the overlays
 OVERLAY_SIDE = 640
 DEFAULT_METHODS: tuple[str, ...] = ("gradcam",)
@@ -286,11 +288,6 @@ def _downscale_note(width: int, height: int, new_width: int, new_height: int,
             f"{max_pixels / 1e6:.1f} megapixels).")
 
 
-def _fit(width: int, height: int, max_pixels: int) -> tuple[int, int]:
-    scale = (max_pixels / (width * height)) ** 0.5
-    return max(1, int(width * scale)), max(1, int(height * scale))
-
-
 def _array_to_rgb(array: np.ndarray) -> np.ndarray:
     if array.ndim == 2:
         array = np.stack([array] * 3, axis=-1)
@@ -329,7 +326,7 @@ def read_image(source: ImageSource, max_pixels: int = DEFAULT_MAX_PIXELS
         rgb = _array_to_rgb(source)
         height, width = rgb.shape[:2]
         if width * height > max_pixels:
-            new_size = _fit(width, height, max_pixels)
+            new_size = fit_size(width, height, max_pixels)
             rgb = cv2.resize(rgb, new_size, interpolation=cv2.INTER_AREA)
             notes.append(_downscale_note(width, height, *new_size, max_pixels))
         return rgb, notes
@@ -339,35 +336,42 @@ def read_image(source: ImageSource, max_pixels: int = DEFAULT_MAX_PIXELS
         raise DemoError(f"the photo must be a file, an image or an array, got "
                         f"{type(source).__name__}")
     path = Path(source)
-    if not path.is_file():
+    if not os.path.lexists(path):
         raise DemoError(f"no photo at {path.name!r}; upload one or pick a bundled photo")
+    try:  # a regular file (not a pipe or a device) of at most image_io.MAX_FILE_BYTES
+        data = read_file(path)
+    except ImageError as error:
+        raise DemoError(f"{path.name!r}: {error.reason}") from None
     try:
-        with Image.open(path) as image:
-            return _decode(image, repr(path.name), max_pixels, notes), notes
-    except Image.DecompressionBombError:
-        raise DemoError(f"{path.name!r} is too large: the demo reads photos of up to "
-                        f"{MAX_READ_PIXELS / 1e6:.0f} megapixels; downscale it first") from None
-    except UnidentifiedImageError:
+        image = open_pillow(data)  # its header only
+    except ImageError as error:
+        if error.status != "unreadable":
+            raise DemoError(f"{path.name!r}: {error.reason}") from None
         raise DemoError(f"the file {path.name!r} is not an image this demo can read; upload a "
                         "JPEG, PNG, WebP, BMP, GIF or TIFF photo") from None
+    with image:
+        return _decode(image, repr(path.name), max_pixels, notes), notes
 
 
 def _decode(image: Image.Image, what: str, max_pixels: int, notes: list[str]) -> np.ndarray:
     width, height = image.size
-    if width * height > MAX_READ_PIXELS:
+    try:  # the shared header check, before anything is decoded
+        check_pixels(width, height, MAX_READ_PIXELS)
+    except TooManyPixels:
         raise DemoError(f"{what} is too large: {width} x {height} is "
-                        f"{width * height / 1e6:.0f} megapixels, and the demo reads photos of "
-                        f"up to {MAX_READ_PIXELS / 1e6:.0f} megapixels; downscale it first")
+                        f"{megapixels(width * height)} megapixels, and the demo reads photos of "
+                        f"up to {megapixels(MAX_READ_PIXELS)} megapixels; downscale it first") \
+            from None
     try:
         if width * height > max_pixels:
-            image.draft("RGB", _fit(width, height, max_pixels))  # JPEG: decode at a lower scale
+            image.draft("RGB", fit_size(width, height, max_pixels))  # JPEG: decode at a lower scale
         image = ImageOps.exif_transpose(image)
         image = image.convert("RGB")
     except (OSError, ValueError, SyntaxError) as error:  # truncated or corrupt data
         raise DemoError(f"{what} could not be read: {str(error) or type(error).__name__}") \
             from None
     if image.width * image.height > max_pixels:
-        new_size = _fit(image.width, image.height, max_pixels)
+        new_size = fit_size(image.width, image.height, max_pixels)
         image = image.resize(new_size, Image.Resampling.LANCZOS)
     if (image.width, image.height) != (width, height) and width * height > max_pixels:
         notes.append(_downscale_note(width, height, image.width, image.height, max_pixels))

@@ -127,7 +127,7 @@ def _error_cases(tmp: Path):
     return {
         "missing image": (["--image-path", str(tmp / "nope.jpg")], "no such file or folder"),
         "unreadable image": (["--image-path", str(tmp / "broken.jpg")],
-                             "cannot read it as an image"),
+                             "broken.jpg: not a readable image (no image format recognises it)"),
         "folder without images": (["--image-path", str(tmp / "empty")], "holds no image"),
         "unknown method": (["--image-path", chelsea, "--method", "gradcm"], "did you mean gradcam"),
         "unknown model": (["--image-path", chelsea, "--model", "resnet5"], "did you mean resnet50"),

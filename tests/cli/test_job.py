@@ -3,6 +3,7 @@ class, target layers) and running it."""
 import argparse
 import contextlib
 
+import cv2
 import pytest
 import torch
 
@@ -156,6 +157,19 @@ def test_each_method_is_written_as_soon_as_it_is_done(bundled_once, tmp_path, mo
     assert f"  gradcam: wrote {out / f'chelsea_{LITE}_gradcam_cam.jpg'}" in captured.out
     assert "gradcam++: wrote" not in captured.out
     assert captured.err.strip().splitlines()[-1] == "cam.py: interrupted"
+
+
+def test_a_large_image_is_pictured_from_a_bounded_copy(bundled_once, tmp_path):
+    """A 6-megapixel photo's pictures have at most image_io.PICTURE_PIXELS
+    (4 megapixels), its aspect ratio kept; a normal photo's keep its size."""
+    chelsea = cv2.imread(str(EXAMPLES / "chelsea.jpg"))
+    cv2.imwrite(str(tmp_path / "large.jpg"), cv2.resize(chelsea, (3000, 2000)))
+    out = tmp_path / "out"
+    assert main(["--image-path", str(tmp_path / "large.jpg"), str(EXAMPLES / "chelsea.jpg"),
+                 *BUNDLED, "--no-progress", "--output-dir", str(out)]) == 0
+    for kind in ("cam", "gb", "cam_gb"):
+        assert cv2.imread(str(out / f"large_{LITE}_gradcam_{kind}.jpg")).shape == (1632, 2449, 3)
+        assert cv2.imread(str(out / f"chelsea_{LITE}_gradcam_{kind}.jpg")).shape == chelsea.shape
 
 
 # ------------------------------------------------------------ file names

@@ -5,6 +5,7 @@ entry points."""
 import errno
 import os
 import subprocess
+import sys
 import tempfile
 
 import cv2
@@ -14,6 +15,7 @@ import torchvision
 
 from checkpoint_helpers import COMMAND_REFUSAL_END, write_hostile_checkpoint
 from dataset_helpers import CAT_HEAD, EGYPTIAN_CAT, ESPRESSO, PYTHON, TABBY, environment, peak_in
+from hostile_inputs import peak_memory, png_bomb
 from pytorch_grad_cam.cli.models import LoadedModel
 from pytorch_grad_cam.datasets import cli as dataset_cli
 from pytorch_grad_cam.datasets import open_results
@@ -90,7 +92,8 @@ def test_the_parser_has_the_image_commands_model_options():
     options = {action.dest for action in build_parser()._actions}
     assert {"model", "weights", "target_layer", "target_category", "batch_size", "device",
             "method", "out", "metrics", "report", "no_progress", "workers", "overwrite",
-            "map_size", "shard_size"} <= options
+            "map_size", "shard_size", "max_pixels"} <= options
+    assert build_parser().parse_args(["photos"]).max_pixels == 80_000_000
 
 
 @pytest.mark.parametrize("module", ["pytorch_grad_cam.datasets.cli", "pytorch_grad_cam.datasets"])
@@ -198,3 +201,43 @@ def test_a_write_that_fails_during_the_run_is_one_line(photos, tmp_path, capsys,
     where = shard if names_the_file else tmp_path / "o"
     assert capsys.readouterr().err == \
         f"grad-cam explain-dataset: error: {where}: no space left on device\n"
+def test_max_pixels(photos, tmp_path, capsys):
+    png_bomb(photos / "wide.png", 1500, 1000)  # 1.5 megapixels; the photos have less
+    assert main([str(photos), "--model", "efficientnet_lite0", "--out", str(tmp_path / "o"),
+                 "--no-progress", "--workers", "0", "--max-pixels", "1499999"]) == 0
+    frame = open_results(tmp_path / "o").frame.set_index("id")
+    assert frame["status"].to_dict() == {"chelsea.jpg": "ok", "coffee.png": "ok",
+                                         "empty.jpg": "unreadable", "wide.png": "too_large"}
+    assert frame["reason"]["wide.png"] == ("1500 x 1000 pixels (1.5 megapixels) is more than "
+                                           "max_pixels=1499999; downscale it or raise max_pixels")
+    assert main([str(photos), "--max-pixels", "0"]) == 2
+    assert "argument --max-pixels: must be a positive integer" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_a_bomb_is_a_row_and_the_report_is_written_in_bounded_memory(tmp_path):
+    """A 47 KB PNG of 20000 x 20000 pixels beside a photo, with --report:
+    the bomb is a too_large row, the photo is explained, the report is
+    written, and the command's anonymous memory (polled) stays under 1 GB;
+    the kernel's peak resident figure also counts the pages of torch's
+    shared libraries (about 1.0 GB with a CUDA build for the bare command),
+    hence its wider bound. Before the limit the run explained the bomb at
+    3 GB and the report was killed past 4 GB."""
+    import skimage.data
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    cv2.imwrite(str(folder / "chelsea.jpg"), cv2.cvtColor(skimage.data.chelsea(), cv2.COLOR_RGB2BGR))
+    png_bomb(folder / "bomb.png")
+    out = tmp_path / "results"
+    (status, peak, anon, killed), watcher = peak_memory(
+        [PYTHON, "-m", "pytorch_grad_cam", "explain-dataset", folder, "--model",
+         "efficientnet_lite0", "--out", out, "--report", "--workers", "0", "--no-progress"],
+        env=environment(), cwd=tmp_path, ceiling=10 ** 9, timeout=300)
+    assert killed == "-", f"killed ({killed}) at {anon / 1e9:.2f} GB of anonymous memory"
+    assert status == 0, watcher.stderr
+    frame = open_results(out).frame.set_index("id")
+    assert frame["status"].to_dict() == {"bomb.png": "too_large", "chelsea.jpg": "ok"}
+    assert "items (1 ok, 1 too_large)" in watcher.stdout
+    assert (out / "report.html").exists()
+    assert anon < 10 ** 9 and peak < 1.5 * 10 ** 9, (anon, peak)

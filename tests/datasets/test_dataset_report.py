@@ -112,3 +112,17 @@ def test_overlays_on_request(store, tmp_path):
     assert np.abs(picture.astype(int) - expected.astype(int)).mean() < 3
     small = write_overlays(out, tmp_path / "small", [row], side=32)
     assert max(cv2.imread(str(small[0])).shape[:2]) == 32
+
+
+def test_overlays_and_report_pictures_of_a_large_photo_are_bounded(tmp_path):
+    """A 6-megapixel photo: its overlay 'at the photo's size' has at most
+    image_io.PICTURE_PIXELS (4 megapixels), its aspect ratio kept."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    cv2.imwrite(str(folder / "large.png"), np.full((2000, 3000, 3), 90, np.uint8))
+    explain_dataset(folder, TinyNet(), out=tmp_path / "out", report=True, **OPTIONS)
+    assert open_results(tmp_path / "out").frame["height"][0] == 2000  # as decoded
+    written = write_overlays(tmp_path / "out", tmp_path / "overlays")
+    assert cv2.imread(str(written[0])).shape == (1632, 2449, 3)
+    pictures = sorted((tmp_path / "out" / "report_files").glob("*-image.jpg"))
+    assert [cv2.imread(str(p)).shape for p in pictures] == [(149, 224, 3)]

@@ -3,6 +3,7 @@ its maps are the library's maps, and every bad input gets a message."""
 from __future__ import annotations
 
 import struct
+import sys
 import threading
 import zlib
 from pathlib import Path
@@ -12,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 from demo_helpers import TINY, library_map, photo_rgb, top_class
+from hostile_inputs import deadline, png_bomb, special_folder
 from PIL import Image
 
 from pytorch_grad_cam.cli import models as cli_models
@@ -225,6 +227,27 @@ def test_a_photo_too_large_to_read_is_refused_before_decoding(store, tmp_path):
         explain(bomb, store=store)
     with pytest.raises(DemoError, match="too large"):
         read_image(bomb)
+
+
+def test_the_exact_size_of_a_bomb_is_said_and_nothing_is_decoded(tmp_path):
+    bomb = png_bomb(tmp_path / "bomb.png")  # 47 KB, 400 megapixels
+    with pytest.raises(DemoError) as caught:
+        read_image(bomb)
+    assert str(caught.value) == ("'bomb.png' is too large: 20000 x 20000 is 400 megapixels, and "
+                                 "the demo reads photos of up to 80 megapixels; downscale it "
+                                 "first")
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="named pipes and /dev")
+@pytest.mark.parametrize("name, reason", [
+    ("pipe.png", "a named pipe, not a regular file"),
+    ("zero.png", "a character device (/dev/zero), not a regular file"),
+])
+def test_a_pipe_or_a_device_is_refused_without_waiting(tmp_path, name, reason):
+    folder = special_folder(tmp_path / "photos")
+    with deadline(30), pytest.raises(DemoError) as caught:
+        read_image(folder / name)
+    assert str(caught.value) == f"{name!r}: {reason}"
 
 
 # ------------------------------------------------------------ bad choices
