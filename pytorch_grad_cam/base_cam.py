@@ -60,6 +60,7 @@ import ttach as tta
 
 from pytorch_grad_cam.activations_and_gradients import (
     ActivationsAndGradients, describe_output, map_output, output_leaves, rebuild_output)
+from pytorch_grad_cam.layer_finder import check_not_torchscript
 from pytorch_grad_cam.scoring import (
     DeviceBatchSize, check_input_tensor, check_targets, check_targets_against_outputs,
     chunked_scores, chunks, describe, given, model_device,
@@ -96,6 +97,7 @@ def resolve_target_layers(model: torch.nn.Module, target_layers: Any) -> List[to
     :func:`check_target_layers`."""
     from pytorch_grad_cam.layers import resolve_layer
 
+    check_not_torchscript(model, target_layers)
     if isinstance(target_layers, (list, tuple)):
         target_layers = [resolve_layer(model, layer) if isinstance(layer, str) else layer
                          for layer in target_layers]

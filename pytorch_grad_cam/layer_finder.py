@@ -26,7 +26,8 @@ Where no layer qualifies, or a token layout is ambiguous, a ``ValueError``
 lists the candidate layers with their output shapes.
 
 Compiled or traced models (TorchScript) cannot be hooked: they get an
-error that says so and what to pass instead.
+error that says so and what to pass instead (:func:`check_not_torchscript`,
+which ``BaseCAM`` also runs on the target layers it is given).
 """
 from __future__ import annotations
 
@@ -38,10 +39,10 @@ import torch
 
 from pytorch_grad_cam.layers import (LayerError, default_layers_row, reshape_transform_for,
                                      resolve_layers)
-from pytorch_grad_cam.scoring import model_device, select_output
+from pytorch_grad_cam.scoring import describe, model_device, select_output
 
 __all__ = ["FoundLayers", "TokenGrid", "ChannelsLast", "find_target_layers", "locate_layers",
-           "check_hookable"]
+           "check_hookable", "check_not_torchscript"]
 
 _MAX_PREFIX_TOKENS = 8
 _EMBEDDING_NAMES = ("patch_embed", "conv_proj", "embeddings", "patch_embedding", "stem")
@@ -103,13 +104,50 @@ class FoundLayers:
     candidates: Tuple[Tuple[str, Tuple[int, ...], bool], ...] = ()
 
 
+def check_not_torchscript(model: Any, target_layers: Any = ()) -> None:
+    """TypeError when ``model`` is TorchScript (``torch.jit.script`` or
+    ``torch.jit.trace``), when one of ``target_layers`` is or (a layer
+    path) lies in a TorchScript part of the model, or when one is not a
+    module of a model that has TorchScript parts (the layers of a scripted
+    ``model.layer4`` are not the modules that run): TorchScript runs
+    without Python, so the hooks that record a layer never fire. Checked
+    before the layer paths are resolved and the layers looked up."""
+    subject = _torchscript_subject(model, target_layers)
+    if subject is not None:
+        raise TypeError(
+            f"{subject}, whose layers cannot be hooked, so no CAM can record them; pass the "
+            "original torch.nn.Module (before torch.jit.script/trace), for example by "
+            "rebuilding it and loading its state_dict")
+
+
+def _torchscript_subject(model: Any, target_layers: Any) -> Optional[str]:
+    if isinstance(model, (torch.jit.ScriptModule, torch.jit.ScriptFunction)):
+        return f"the model is a TorchScript {type(model).__name__}"
+    if not isinstance(model, torch.nn.Module) or not isinstance(target_layers, (list, tuple)):
+        return None
+    scripted = [(name, module) for name, module in model.named_modules()
+                if isinstance(module, torch.jit.ScriptModule)]
+    module_ids = {id(module) for module in model.modules()} if scripted else set()
+    for index, layer in enumerate(target_layers):
+        if isinstance(layer, torch.jit.ScriptModule):
+            return (f"target_layers[{index}] ({describe(layer)}) is a TorchScript "
+                    f"{type(layer).__name__}")
+        if scripted and isinstance(layer, str):  # "layer4[-1]" lies in model.layer4
+            path = layer.replace("[", ".").replace("]", "")
+            for name, module in scripted:
+                if path == name or path.startswith(name + "."):
+                    return (f"target_layers[{index}] ({layer!r}) lies in model.{name}, a "
+                            f"TorchScript {type(module).__name__}")
+        if scripted and isinstance(layer, torch.nn.Module) and id(layer) not in module_ids:
+            name, module = scripted[0]
+            return (f"target_layers[{index}] ({describe(layer)}) is not a module of the model "
+                    f"as it runs: model.{name} is a TorchScript {type(module).__name__}")
+    return None
+
+
 def check_hookable(model: Any) -> None:
     """TypeError for models whose modules cannot take forward hooks."""
-    if isinstance(model, (torch.jit.ScriptModule, torch.jit.ScriptFunction)):
-        raise TypeError(
-            f"the model is a TorchScript {type(model).__name__}, whose layers cannot be hooked, "
-            "so no CAM can record them; pass the original torch.nn.Module (before "
-            "torch.jit.script/trace), for example by rebuilding it and loading its state_dict")
+    check_not_torchscript(model)
     if not isinstance(model, torch.nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
 

@@ -11,6 +11,7 @@ and no perturbation pass.
 import re
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +22,7 @@ from torch import nn
 from pytorch_grad_cam import METHODS, GuidedBackpropReLUModel
 from pytorch_grad_cam.layers import LayerError
 from pytorch_grad_cam.registry import registered_methods
+from pytorch_grad_cam.scoring import describe
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from fault_helpers import Counter  # tests/fault_helpers.py
 
@@ -227,6 +229,102 @@ def test_every_case_fails_with_a_good_call_instead(monkeypatch):
     finally:
         counter.handle.remove()
     assert counter.forwards > 2 and counter.backwards == 1
+
+
+ADVICE = ("whose layers cannot be hooked, so no CAM can record them; pass the original "
+          "torch.nn.Module (before torch.jit.script/trace), for example by rebuilding it and "
+          "loading its state_dict")
+
+
+def _resnet18():
+    import torchvision
+
+    torch.manual_seed(0)
+    return torchvision.models.resnet18(weights=None).eval()
+
+
+def _scripted_part(model, name):
+    setattr(model, name, torch.jit.script(getattr(model, name)))
+    return model
+
+
+@pytest.fixture(scope="module")
+def torchscript_cases():
+    """name: (model, target layer, the message's subject)."""
+    with warnings.catch_warnings():  # torch.jit.script/trace are deprecated in recent torch
+        warnings.simplefilter("ignore")
+        small_script = torch.jit.script(Net().eval())
+        small_trace = torch.jit.trace(Net().eval(), x(), check_trace=False)
+        resnet_script = torch.jit.script(_resnet18())
+        resnet_trace = torch.jit.trace(_resnet18(), x(1, 3, 32, 32), check_trace=False)
+        small_part = _scripted_part(Net().eval(), "conv")
+        resnet_part = _scripted_part(_resnet18(), "layer4")
+    block = resnet_part.layer4[-1]  # the Python block, not the module that runs
+    return {
+        "script of a small CNN": (small_script, small_script.conv,
+                                  "the model is a TorchScript RecursiveScriptModule"),
+        "trace of a small CNN": (small_trace, small_trace.conv,
+                                 "the model is a TorchScript TopLevelTracedModule"),
+        "script of resnet18": (resnet_script, resnet_script.layer4[-1],
+                               "the model is a TorchScript RecursiveScriptModule"),
+        "trace of resnet18 (a layer path)": (resnet_trace, "layer4[-1]",
+                                             "the model is a TorchScript TopLevelTracedModule"),
+        "trace of resnet18 (a traced block)": (resnet_trace, getattr(resnet_trace.layer4, "1"),
+                                               "the model is a TorchScript TopLevelTracedModule"),
+        "a scripted layer of a small CNN": (
+            small_part, small_part.conv,
+            f"target_layers[0] ({describe(small_part.conv)}) is a TorchScript "
+            "RecursiveScriptModule"),
+        "layer4[-1] of resnet18 whose layer4 is scripted": (
+            resnet_part, block,
+            f"target_layers[0] ({describe(block)}) is not a module of the model as it runs: "
+            "model.layer4 is a TorchScript RecursiveScriptModule"),
+        "the path layer4[-1] of resnet18 whose layer4 is scripted": (
+            resnet_part, "layer4[-1]",
+            "target_layers[0] ('layer4[-1]') lies in model.layer4, a TorchScript "
+            "RecursiveScriptModule"),
+    }
+
+
+def count_hooks(*modules):
+    return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks)
+               for module in modules for m in module.modules())
+
+
+TORCHSCRIPT_CASES = ["script of a small CNN", "trace of a small CNN", "script of resnet18",
+                     "trace of resnet18 (a layer path)", "trace of resnet18 (a traced block)",
+                     "a scripted layer of a small CNN",
+                     "layer4[-1] of resnet18 whose layer4 is scripted",
+                     "the path layer4[-1] of resnet18 whose layer4 is scripted"]
+
+
+@pytest.mark.parametrize("case", TORCHSCRIPT_CASES)
+def test_a_torchscript_model_or_layer_gets_a_message_that_says_what_to_pass(torchscript_cases,
+                                                                             case):
+    model, layer, subject = torchscript_cases[case]
+    hookable = [model] + ([layer] if isinstance(layer, nn.Module) else [])
+    hooks = count_hooks(*hookable)
+    with pytest.raises(TypeError) as excinfo:
+        METHODS["gradcam"](model=model, target_layers=[layer])
+    assert str(excinfo.value) == f"{subject}, {ADVICE}"
+    assert count_hooks(*hookable) == hooks
+
+
+def test_a_plain_layer_next_to_a_scripted_part_is_explained(torchscript_cases):
+    model = torchscript_cases["layer4[-1] of resnet18 whose layer4 is scripted"][0]
+    hooks = count_hooks(model)
+    with METHODS["gradcam"](model=model, target_layers=["layer3[-1]"]) as cam:
+        maps = cam(input_tensor=x(1, 3, 64, 64), targets=[ClassifierOutputTarget(3)])
+    assert maps.shape == (1, 64, 64) and maps.max() == pytest.approx(1.0, abs=1e-4)
+    assert count_hooks(model) == hooks
+
+
+@pytest.mark.parametrize("method", ALL)
+def test_every_method_names_torchscript(torchscript_cases, method):
+    model, layer, subject = torchscript_cases["script of a small CNN"]
+    with pytest.raises(TypeError, match="^the model is a TorchScript RecursiveScriptModule, "
+                                        "whose layers cannot be hooked"):
+        METHODS[method](model=model, target_layers=[layer], progress=False)
 
 
 GB_CASES = {

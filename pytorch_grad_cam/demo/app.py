@@ -9,6 +9,9 @@ promises:
   link, no run history that could be sent to a Hugging Face bucket, a theme
   with the system's fonts (nothing is fetched from a font service);
 - it listens on 127.0.0.1 unless told otherwise;
+- nothing of the users' photos is left behind: Gradio's cache and the maps
+  are in folders of this process (:mod:`~pytorch_grad_cam.demo.tempdirs`),
+  removed when it exits, on Ctrl-C and on SIGTERM;
 - several users at once: the *Explain* event runs up to ``concurrency``
   requests in parallel, each with its own CAM objects on the shared model;
 - a bad input gets a message in the page (an error pop-up), never a stack
@@ -27,19 +30,20 @@ import html
 import inspect
 import logging
 import os
-import shutil
-import tempfile
 import threading
 import time
 import uuid
-import weakref
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-# before Gradio is imported: it reads this when it starts
+from pytorch_grad_cam.demo.tempdirs import ScratchFolder, gradio_cache, process_folder
+
+# before Gradio is imported: it reads these when it starts; its cache (the uploads, the
+# overlays and maps it serves) goes to a folder of this process, removed when it stops
 os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+gradio_cache()
 
 import gradio as gr  # noqa: E402
 import numpy as np  # noqa: E402
@@ -95,8 +99,9 @@ def offline_theme() -> gr.themes.Base:
 
 def bundled_photos() -> list[Path]:
     """The photos the page offers: ``examples/*.jpg`` of a clone, else the
-    same photos from ``skimage.data`` written once to the temporary folder;
-    none when neither is there."""
+    same photos from ``skimage.data`` written once to ``photos`` in the
+    process's own folder (:func:`~pytorch_grad_cam.demo.tempdirs.process_folder`,
+    removed when the demo stops); none when neither is there."""
     found = [SOURCE_ROOT / "examples" / name for name in PHOTOS]
     if all(path.is_file() for path in found):
         return found
@@ -105,7 +110,7 @@ def bundled_photos() -> list[Path]:
         from PIL import Image
     except ImportError:
         return []
-    folder = Path(tempfile.gettempdir()) / "grad-cam-demo-photos"
+    folder = process_folder() / "photos"
     folder.mkdir(exist_ok=True)
     photos = []
     for name, function in _SKIMAGE_PHOTOS.items():
@@ -126,17 +131,18 @@ def class_choices() -> list[tuple[str, str]]:
 
 
 class MapFiles:
-    """The ``.npz`` files of the maps, in a temporary folder of their own,
-    removed by :meth:`close`, when this object is garbage collected or when
-    the process exits; files older than ``keep_seconds`` are removed as new
-    ones are written (Gradio copies each into its own cache, which it cleans
-    itself: ``delete_cache``)."""
+    """The ``.npz`` files of the maps, in a temporary folder of their own
+    (a :class:`~pytorch_grad_cam.demo.tempdirs.ScratchFolder`), removed by
+    :meth:`close`, when this object is garbage collected, when the process
+    exits and on SIGTERM; files older than ``keep_seconds`` are removed as
+    new ones are written (Gradio copies each into its own cache, which it
+    cleans itself: ``delete_cache``)."""
 
     def __init__(self, keep_seconds: float = 600.0) -> None:
-        self.folder = Path(tempfile.mkdtemp(prefix="grad-cam-demo-maps-"))
+        self._scratch = ScratchFolder("grad-cam-demo-maps-")
+        self.folder = self._scratch.path
         self.keep_seconds = keep_seconds
         self._lock = threading.Lock()
-        self._finalizer = weakref.finalize(self, shutil.rmtree, str(self.folder), True)
 
     def write(self, result: Explanation) -> str:
         """Save the maps of ``result``; the file's path."""
@@ -160,7 +166,7 @@ class MapFiles:
 
     def close(self) -> None:
         """Remove the folder and its files."""
-        self._finalizer()
+        self._scratch.close()
 
 
 def _photo_path(photo: Any) -> str | None:

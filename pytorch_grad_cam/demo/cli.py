@@ -74,6 +74,9 @@ def main(argv: Sequence[str] | None = None, *, prog: str = PROG) -> int:
         print(f"{prog}: error: {reason}; install the demo extra: pip install \"grad-cam[demo]\"",
               file=sys.stderr)
         return 2
+    except OSError as error:  # its temporary folder cannot be made (GRADIO_TEMP_DIR, TMPDIR)
+        print(f"{prog}: error: {error}", file=sys.stderr)
+        return 2
     try:
         choose_device(args.device)
     except DemoError as error:

@@ -18,7 +18,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 import cv2
@@ -120,14 +120,24 @@ def wait_for_http(url: str, process: subprocess.Popen, timeout: float) -> None:
 
 
 @contextlib.contextmanager
-def demo_server(command: Sequence[str], port: int, log_path: Path,
-                timeout: float = 90.0) -> Iterator[tuple[str, subprocess.Popen]]:
+def demo_server(command: Sequence[str], port: int, log_path: Path, timeout: float = 90.0,
+                env: Mapping[str, str | None] | None = None
+                ) -> Iterator[tuple[str, subprocess.Popen]]:
     """Run ``command`` (a demo server on 127.0.0.1:``port``) until the block
-    ends; yields (base URL, process). The server's output goes to
-    ``log_path``; it is stopped with SIGTERM, then killed after 10 s."""
-    env = dict(os.environ, GRADIO_ANALYTICS_ENABLED="False", PYTHONUNBUFFERED="1")
+    ends; yields (base URL, process). The server imports this checkout's
+    package (``PYTHONPATH``); ``env`` sets variables of its environment (or
+    removes them: None); its output goes to ``log_path``; it is stopped
+    with SIGTERM, then killed after 10 s."""
+    path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
+    environment = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONUNBUFFERED": "1",
+                   "PYTHONPATH": path}
+    for name, value in (env or {}).items():
+        if value is None:
+            environment.pop(name, None)
+        else:
+            environment[name] = value
     with open(log_path, "wb") as log:
-        process = subprocess.Popen(list(command), cwd=ROOT, env=env, stdout=log,
+        process = subprocess.Popen(list(command), cwd=ROOT, env=environment, stdout=log,
                                    stderr=subprocess.STDOUT)
         url = f"http://127.0.0.1:{port}/"
         try:

@@ -3,6 +3,7 @@ loopback, parallel requests), the handler behind the Explain button, the
 command line, and launch() on a free loopback port."""
 from __future__ import annotations
 
+import tempfile
 import urllib.request
 from pathlib import Path
 
@@ -14,6 +15,7 @@ gr = pytest.importorskip("gradio")
 
 from pytorch_grad_cam.demo import app as demo_app  # noqa: E402
 from pytorch_grad_cam.demo import cli as demo_cli  # noqa: E402
+from pytorch_grad_cam.demo.tempdirs import process_folder  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -53,6 +55,22 @@ def test_bundled_photos_are_offered(page):
     names = [p.name for p in page.grad_cam_photos]
     assert names == ["chelsea.jpg", "coffee.jpg", "astronaut.jpg"]
     assert all(p.is_file() for p in page.grad_cam_photos)
+
+
+def test_photos_from_skimage_go_to_the_demos_own_folder(tmp_path, monkeypatch):
+    # no examples/ (an installed package): the photos are written by this process, for it only,
+    # never taken from a fixed folder in the shared temporary folder, which anyone can fill
+    monkeypatch.setattr(demo_app, "SOURCE_ROOT", tmp_path)
+    planted = tmp_path / "tmp" / "grad-cam-demo-photos"
+    planted.mkdir(parents=True)
+    (planted / "chelsea.jpg").write_bytes(b"someone else's file")
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    photos = demo_app.bundled_photos()
+    assert [p.name for p in photos] == ["chelsea.jpg", "coffee.jpg", "astronaut.jpg"]
+    assert {p.parent for p in photos} == {process_folder() / "photos"}
+    assert photo_rgb(photos[0]).shape == (300, 451, 3)
+    assert [p.name for p in planted.iterdir()] == ["chelsea.jpg"]
+    assert (planted / "chelsea.jpg").read_bytes() == b"someone else's file"
 
 
 def test_the_handler_returns_overlays_top5_and_the_maps(store, handle, chelsea_path):
