@@ -11,8 +11,8 @@ A call reads top to bottom (``__call__`` -> ``forward``):
 4. **gradients**: ``torch.autograd.grad`` of the scores with respect to the
    recorded outputs (``compute_gradients``), never ``backward()``;
 5. **weights**: the method's idea, usually one override,
-   ``get_cam_weights`` (B x C) or ``get_weighted_activations`` (B x C x
-   H x W);
+   ``get_cam_weights`` (B x C) or ``weigh`` (B x C x H x W, from the
+   activations and their gradients);
 6. **maps**: sum over the channels (or, with ``eigen_smooth``, the first
    principal component: ``project``), ReLU, min-max normalised, scaled to
    the input size (``compute_cam_per_layer``);
@@ -52,12 +52,13 @@ from types import FrameType
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Iterator, List, Literal, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 import ttach as tta
 
+from pytorch_grad_cam.call_context import ReleaseOnExit
 from pytorch_grad_cam.activations_and_gradients import (
     ActivationsAndGradients, describe_output, map_output, output_leaves, rebuild_output)
 from pytorch_grad_cam.scoring import (
@@ -287,7 +288,7 @@ def open_call(context: CallContext) -> Iterator[CallContext]:
         _CURRENT_CALL.reset(token)
 
 
-class BaseCAM(DeviceBatchSize):
+class BaseCAM(ReleaseOnExit, DeviceBatchSize):
     """Base class of the class activation map methods.
 
     Args:
@@ -311,9 +312,11 @@ class BaseCAM(DeviceBatchSize):
     still work, with a DeprecationWarning.
 
     A method's idea lives in one override: ``get_cam_weights`` (B x C
-    weights of the channels) or, for per-position weights,
-    ``get_weighted_activations``; a method whose map is a projection sets
-    ``projects = True`` and may override ``project``.
+    weights of the channels) or, for per-position weights, ``weigh``
+    (activations and gradients -> B x C x H x W; an override of
+    ``get_weighted_activations``, its name in earlier releases, still
+    works); a method whose map is a projection sets ``projects = True`` and
+    may override ``project``.
     """
 
     #: whether the method needs the gradients of the target scores
@@ -778,12 +781,27 @@ class BaseCAM(DeviceBatchSize):
         idea."""
         raise NotImplementedError
 
+    def weigh(self, activations: torch.Tensor, grads: torch.Tensor) -> torch.Tensor:
+        """Step 5 of a method whose weights are per position: B x C x H x W,
+        the activations weighted element by element using their gradients
+        (HiResCAM: ``grads * activations``). BaseCAM calls it with the
+        gradients of the target scores, laid out like the activations; a
+        method overrides either this or ``get_cam_weights``."""
+        raise NotImplementedError
+
     def get_weighted_activations(self, input_tensor: torch.Tensor,
                                  target_layer: torch.nn.Module, targets: List[Callable],
                                  activations: torch.Tensor,
                                  grads: Optional[torch.Tensor]) -> torch.Tensor:
-        """B x C x H x W: the activations weighted by ``get_cam_weights``
-        (methods with weights per position override this instead)."""
+        """B x C x H x W: the activations weighted by ``weigh`` where a
+        method overrides it, else by the channel weights of
+        ``get_cam_weights``. (An override of this method, the name of
+        earlier releases, still takes precedence.)"""
+        if type(self).weigh is not BaseCAM.weigh:
+            if grads is None:
+                raise ValueError(f"uses_gradients=False: {type(self).__name__} weighs the "
+                                 "activations with their gradients; leave uses_gradients out")
+            return self.weigh(activations, grads)
         weights = self.get_cam_weights(input_tensor, target_layer, targets, activations, grads)
         return weights.reshape(weights.shape + (1,) * (activations.dim() - 2)) * activations
 
@@ -859,17 +877,9 @@ class BaseCAM(DeviceBatchSize):
         assert result is not None
         return result / len(transforms)
 
-    # --------------------------------------------------- context manager
     def release(self) -> None:
-        """Nothing stays registered between calls; kept for compatibility."""
+        """Drop the recorder's references (hooks are gone after every call)."""
         self.activations_and_grads.release()
-
-    def __enter__(self) -> "BaseCAM":
-        return self
-
-    def __exit__(self, exc_type: Any, exc_value: Any, exc_tb: Any) -> Literal[False]:
-        self.release()
-        return False  # never swallow an exception
 
 
 _BLOCK_NORMS = ("ln_1", "norm1", "layernorm_before", "layer_norm1")
