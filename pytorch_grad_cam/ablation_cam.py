@@ -5,7 +5,9 @@ import torch
 from pytorch_grad_cam.ablation_layer import AblationLayer
 from pytorch_grad_cam.activations_and_gradients import (is_structured, output_leaves,
                                                         owned_hooks, rebuild_output)
-from pytorch_grad_cam.base_cam import BaseCAM, _all_modules, current_call
+from pytorch_grad_cam.base_cam import BaseCAM
+from pytorch_grad_cam.call_context import current_call
+from pytorch_grad_cam.model_state import all_modules
 from pytorch_grad_cam.registry import register_method
 
 
@@ -157,7 +159,7 @@ class AblationCAM(BaseCAM):
                 sizes.append((tensor.data_ptr(), tensor.numel() * tensor.element_size()))
 
         with owned_hooks() as mine:
-            handles = [m.register_forward_hook(measure) for m in _all_modules(self.model)]
+            handles = [m.register_forward_hook(measure) for m in all_modules(self.model)]
             try:
                 result = super().record(input_tensor)
             finally:

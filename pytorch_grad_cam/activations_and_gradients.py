@@ -27,12 +27,13 @@ W (``utils.reshape_transforms``: ``fasterrcnn_reshape_transform``,
 import copy
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import Any, Callable, Iterator, List, Optional, Tuple
+from typing import Any, Callable, Iterator, List, Optional, Sequence, Tuple
 
 import torch
 
 __all__ = ["ActivationsAndGradients", "owned_hooks", "is_structured", "output_leaves",
-           "output_paths", "map_output", "rebuild_output", "describe_output"]
+           "output_paths", "map_output", "rebuild_output", "detach_output", "regroup",
+           "describe_output"]
 
 # the hook owners active in the current thread's context
 _ACTIVE: ContextVar[Tuple[object, ...]] = ContextVar("pytorch_grad_cam_active_hooks", default=())
@@ -127,6 +128,29 @@ def map_output(function: Callable[[torch.Tensor], Any], output: Any) -> Any:
     if isinstance(output, torch.Tensor):
         return function(output)
     return rebuild_output(output, [function(leaf) for leaf in output_leaves(output)])
+
+
+def detach_output(output: Any) -> Any:
+    """A tensor, or every tensor of a structure, detached."""
+    return map_output(torch.Tensor.detach, output)
+
+
+def regroup(flat: List[Any], structures: Sequence[Any]) -> List[Any]:
+    """``flat`` (one entry per tensor of ``structures``, in
+    :func:`output_leaves` order, plus any extra entries at the end, kept as
+    they are) regrouped as one entry per structure, in its structure (for
+    example the gradients of every tensor of the layers' outputs)."""
+    result: List[Any] = []
+    start = 0
+    for structure in structures:
+        if isinstance(structure, torch.Tensor):
+            result.append(flat[start])
+            start += 1
+            continue
+        count = len(output_leaves(structure))
+        result.append(rebuild_output(structure, list(flat[start:start + count])))
+        start += count
+    return result + list(flat[start:])
 
 
 def describe_output(output: Any) -> str:

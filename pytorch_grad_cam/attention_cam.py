@@ -25,9 +25,11 @@ import torch
 
 from pytorch_grad_cam.attention import (AttentionCapture, Transformer, capture_attention,
                                         find_transformer, patch_grid)
-from pytorch_grad_cam.base_cam import BaseCAM, current_call, warn_at_caller
+from pytorch_grad_cam.base_cam import BaseCAM
+from pytorch_grad_cam.call_context import current_call
 from pytorch_grad_cam.scoring import describe
 from pytorch_grad_cam.utils.image import scale_cam_image
+from pytorch_grad_cam.warn import warn_at_caller
 
 __all__ = ["AttentionCAM"]
 

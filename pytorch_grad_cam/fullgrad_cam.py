@@ -4,8 +4,10 @@ import torch
 import torch.nn.functional as F
 
 from pytorch_grad_cam.activations_and_gradients import ActivationsAndGradients
-from pytorch_grad_cam.base_cam import BaseCAM, current_call, warn_at_caller
+from pytorch_grad_cam.base_cam import BaseCAM
+from pytorch_grad_cam.call_context import current_call
 from pytorch_grad_cam.registry import register_method
+from pytorch_grad_cam.warn import warn_at_caller
 
 _CONVOLUTIONS = (torch.nn.Conv2d, torch.nn.Conv3d)
 _BATCH_NORMS = (torch.nn.BatchNorm2d, torch.nn.BatchNorm3d)

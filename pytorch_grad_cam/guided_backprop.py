@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from pytorch_grad_cam.activations_and_gradients import owned_hooks
-from pytorch_grad_cam.base_cam import model_state_guard
+from pytorch_grad_cam.model_state import model_state_guard
 from pytorch_grad_cam.scoring import (
     check_targets, model_device, prepare_input, resolve_targets, select_output, target_scores)
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget

@@ -1,7 +1,8 @@
 import torch
 
-from pytorch_grad_cam.base_cam import BaseCAM, warn_at_caller
+from pytorch_grad_cam.base_cam import BaseCAM
 from pytorch_grad_cam.registry import register_method
+from pytorch_grad_cam.warn import warn_at_caller
 
 
 @register_method("hirescam")

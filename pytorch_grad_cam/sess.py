@@ -18,9 +18,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from pytorch_grad_cam.base_cam import BaseCAM, CallContext, model_state_guard, open_call
-from pytorch_grad_cam.call_context import ReleaseOnExit
+from pytorch_grad_cam.base_cam import BaseCAM
+from pytorch_grad_cam.call_context import CallContext, ReleaseOnExit, open_call
 from pytorch_grad_cam.grad_cam import GradCAM
+from pytorch_grad_cam.model_state import model_state_guard
 from pytorch_grad_cam.registry import get_method
 from pytorch_grad_cam.scoring import (
     DeviceBatchSize, check_positive_int, check_targets, chunked_scores, chunks, given,

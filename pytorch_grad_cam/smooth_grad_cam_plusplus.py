@@ -3,7 +3,8 @@ from typing import Any, Callable, List, Optional
 import torch
 
 from pytorch_grad_cam.activations_and_gradients import output_leaves, rebuild_output
-from pytorch_grad_cam.base_cam import BaseCAM, current_call
+from pytorch_grad_cam.base_cam import BaseCAM
+from pytorch_grad_cam.call_context import current_call
 from pytorch_grad_cam.grad_cam_plusplus import plusplus_weights
 from pytorch_grad_cam.scoring import check_non_negative, check_positive_int, check_seed
 from pytorch_grad_cam.registry import register_method

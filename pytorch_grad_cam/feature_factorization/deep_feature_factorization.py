@@ -15,9 +15,9 @@ import numpy as np
 import torch
 
 from pytorch_grad_cam.activations_and_gradients import ActivationsAndGradients
-from pytorch_grad_cam.base_cam import model_device, model_state_guard
 from pytorch_grad_cam.call_context import ReleaseOnExit
-from pytorch_grad_cam.scoring import check_positive_int
+from pytorch_grad_cam.model_state import model_state_guard
+from pytorch_grad_cam.scoring import check_positive_int, model_device
 from pytorch_grad_cam.utils.image import (
     create_labels_legend, scale_tensor, show_factorization_on_image)
 
