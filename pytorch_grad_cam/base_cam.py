@@ -36,8 +36,10 @@ Per-call state (the outputs, the recorded activations, the input gradient,
 the index of the layer being explained, options of one call, a method's
 intermediate results) lives in a ``call_context.CallContext`` that the call
 opens; ``current_call()`` returns it to the steps. Nothing of a call is
-kept on the CAM object for another call to read, except the documented
-``cam.outputs``.
+kept on the CAM object for another call to read: ``cam.outputs`` (and
+what a method reports, such as AblationCAM's ``ablation_mode``) is kept
+per thread (``call_context.PerThread``), so one CAM object can be called
+from several threads at once and each reads its own last call's.
 
 The model is the caller's: everything changed for the computation (eval
 mode, ``requires_grad`` of the parameters, grad mode, hooks) is put back
@@ -45,7 +47,7 @@ exactly, also when an exception is raised anywhere in the call.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -55,16 +57,14 @@ from pytorch_grad_cam.activations_and_gradients import (
     ActivationsAndGradients, detach_output, output_leaves, regroup)
 from pytorch_grad_cam.aug_smoothing import augmentation_smoothing
 from pytorch_grad_cam.call_context import (
-    CallContext, ReleaseOnExit, current_call, open_call, running_call, working_float)
-from pytorch_grad_cam.legacy import (
-    LEGACY, check_call_targets, legacy_call_targets,
-    legacy_constructor_args, legacy_device, repeated_targets)
+    CallContext, PerThread, ReleaseOnExit, current_call, open_call, running_call, working_float)
+from pytorch_grad_cam.legacy import (LEGACY, check_call_targets, legacy_call_targets,
+                                     legacy_constructor_args, legacy_device, repeated_targets)
 from pytorch_grad_cam.model_state import model_state_guard
 from pytorch_grad_cam.registry import registered_methods
 from pytorch_grad_cam.scoring import (
-    DeviceBatchSize, check_input_tensor, check_targets_against_outputs, chunked_scores, chunks,
-    describe, given, model_device, model_float_dtype, prepare_input, resolve_targets,
-    select_output, target_scores)
+    PerturbationPasses, check_input_tensor, check_targets_against_outputs, describe, given,
+    model_device, prepare_input, resolve_targets, select_output, target_scores)
 from pytorch_grad_cam.target_layers import (
     check_target_layers, choose_target_layers, earlier_layer_hint, layer_output_as_bchw,
     resolve_target_layers)
@@ -79,11 +79,8 @@ __all__ = ["BaseCAM", "CallContext", "current_call", "open_call", "model_state_g
            "check_target_layers", "resolve_target_layers", "warn_at_caller", "select_output",
            "check_input_tensor", "check_targets_against_outputs", "model_device"]
 
-# the names these helpers had here before they moved to scoring.py
-_describe, _given, _model_float_dtype = describe, given, model_float_dtype
 
-
-class BaseCAM(ReleaseOnExit, DeviceBatchSize):
+class BaseCAM(ReleaseOnExit, PerturbationPasses):
     """Base class of the class activation map methods.
 
     Args:
@@ -129,6 +126,9 @@ class BaseCAM(ReleaseOnExit, DeviceBatchSize):
     #: activations and their gradients, so that ``differentiable_maps``
     #: can return it with its autograd graph
     differentiable = False
+    #: the model's outputs (score tensor) of the calling thread's last call,
+    #: detached (None in a thread that has made no call)
+    outputs: PerThread[Any] = PerThread(None)
 
     def __init__(self,
                  model: torch.nn.Module,
@@ -172,8 +172,6 @@ class BaseCAM(ReleaseOnExit, DeviceBatchSize):
         self.batch_size = batch_size
         self.activations_and_grads = ActivationsAndGradients(
             self.model, self.target_layers, reshape_transform)
-        #: the model's outputs (score tensor) of the last call, detached
-        self.outputs: Any = None
         self._warned_empty = False
 
     # ------------------------------------------------------------------ API
@@ -298,18 +296,18 @@ class BaseCAM(ReleaseOnExit, DeviceBatchSize):
 
     def record(self, input_tensor: torch.Tensor) -> Tuple[torch.Tensor, Any]:
         """Step 2: the forward pass recording the target layers' outputs
-        (in ``self.activations_and_grads.activations``); returns the input
-        as autograd sees it and the model's raw output."""
-        recorder = self.activations_and_grads
-        recorder.track_gradients = self.uses_gradients
+        (the call's ``recording``); returns the input as autograd sees it
+        and the model's raw output."""
+        context = current_call()
         grad_context = (torch.enable_grad() if self.uses_gradients or self.compute_input_gradient
                         else torch.inference_mode())
         with torch.inference_mode(False), grad_context:
             if self.compute_input_gradient:
                 input_tensor = input_tensor.clone().requires_grad_(True)
-            with recorder.record():
+            with self.activations_and_grads.record(self.uses_gradients) as recording:
+                context.recording = recording
                 raw = self.model(input_tensor)
-        for index, activation in enumerate(recorder.activations):
+        for index, activation in enumerate(recording.activations):
             if activation is None:
                 raise ValueError(f"target_layers[{index}] ({describe(self.target_layers[index])}) "
                                  "was never called in the model's forward pass; choose a module "
@@ -317,10 +315,13 @@ class BaseCAM(ReleaseOnExit, DeviceBatchSize):
         return input_tensor, raw
 
     def recorded_activations(self) -> List[Any]:
-        """The outputs of the target layers that the last ``record`` saw,
-        each a tensor or a structure of tensors as the layer returned it
-        (every entry is set: ``record`` raises for a layer never called)."""
-        return [a for a in self.activations_and_grads.activations if a is not None]
+        """The outputs of the target layers that the call's last ``record``
+        saw, each a tensor or a structure of tensors as the layer returned
+        it (every entry is set: ``record`` raises for a layer never
+        called)."""
+        recording = current_call().recording
+        assert recording is not None  # record() ran
+        return [a for a in recording.activations if a is not None]
 
     def forward(self, input_tensor: torch.Tensor, targets: Any,
                 eigen_smooth: bool = False) -> torch.Tensor:
@@ -367,7 +368,7 @@ class BaseCAM(ReleaseOnExit, DeviceBatchSize):
         finally:
             context.input_gradient = None
             context.activations = []
-            self.activations_and_grads.release()
+            context.recording = None
 
     def _check_layer_shapes(self, activations: Sequence[Any],
                             input_tensor: torch.Tensor) -> None:
@@ -524,24 +525,6 @@ class BaseCAM(ReleaseOnExit, DeviceBatchSize):
             return self.project(weighted)
         return weighted.sum(dim=1)
 
-    # -------------------------------------------- shared by perturbations
-    def chunks(self, count: int, desc: str,
-               size: Optional[int] = None) -> Iterator[Tuple[int, int]]:
-        """(start, stop) ranges of ``size`` (default ``batch_size``) items,
-        with the CAM's progress bar setting."""
-        return chunks(count, size or self.batch_size, desc, self.progress)
-
-    def perturbed_scores(self, count: int, make_inputs: Callable[[int, int], torch.Tensor],
-                         owners: torch.Tensor, targets: Sequence[Callable],
-                         desc: str) -> torch.Tensor:
-        """Target scores of ``count`` perturbed inputs, a float32 tensor
-        (``scoring.chunked_scores`` with this CAM's model, batch size,
-        output selector and progress bar)."""
-        scores, _ = chunked_scores(self.model, count, make_inputs, owners, targets,
-                                   self.batch_size, self.output_selector,
-                                   ranges=self.chunks(count, desc))
-        return scores
-
     # ------------------------------------------------------ aug smoothing
     def forward_augmentation_smoothing(self, input_tensor: torch.Tensor, targets: Any,
                                        eigen_smooth: bool = False) -> torch.Tensor:
@@ -549,14 +532,10 @@ class BaseCAM(ReleaseOnExit, DeviceBatchSize):
         ``tta_transforms``), run ``batch_size`` images at a time,
         de-augmented and averaged (``aug_smoothing.augmentation_smoothing``)."""
         def forward(images: torch.Tensor, chosen: Any) -> Tuple[torch.Tensor, Any]:
-            return self.forward(images, chosen, eigen_smooth), self.outputs
+            return self.forward(images, chosen, eigen_smooth), current_call().outputs
 
         result, outputs = augmentation_smoothing(forward, self.tta_transforms, self.batch_size,
                                                  input_tensor, targets)
         if outputs is not None:
             self.outputs = outputs
         return result
-
-    def release(self) -> None:
-        """Drop the recorder's references (hooks are gone after every call)."""
-        self.activations_and_grads.release()

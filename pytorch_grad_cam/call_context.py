@@ -6,23 +6,67 @@ with the code around them.
   call (``open_call``) and read by its steps (``current_call()``); each
   thread's calls have their own, so nothing of a call is kept on the CAM
   object;
+- :class:`PerThread`: an attribute of an explainer whose value each thread
+  has for itself: what the thread's own last call left (``cam.outputs``),
+  so that one CAM object can be called from several threads at once;
 - :class:`ReleaseOnExit`: the context-manager form of the established API,
   ``with GradCAM(...) as cam: ...``, for every explainer (the CAM methods,
   SESS, DeepFeatureFactorization).
 """
 from __future__ import annotations
 
+import threading
+import weakref
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Iterator, List, Literal, Optional, TypeVar
+from typing import (Any, Callable, Dict, Generic, Iterator, List, Literal, Optional, TypeVar,
+                    overload)
 
 import torch
 
+from pytorch_grad_cam.activations_and_gradients import Recording
+
 __all__ = ["CallContext", "current_call", "running_call", "open_call", "working_float",
-           "ReleaseOnExit"]
+           "PerThread", "ReleaseOnExit"]
 
 _Self = TypeVar("_Self", bound="ReleaseOnExit")
+_T = TypeVar("_T")
+
+# per thread: explainer -> {attribute name: value}
+_THREAD_VALUES = threading.local()
+
+
+class PerThread(Generic[_T]):
+    """A class attribute (a descriptor) whose value on an object is per
+    thread: each thread reads what it last set on that object, or
+    ``default`` if it set nothing. Values go when the thread ends or the
+    object is collected."""
+
+    def __init__(self, default: _T) -> None:
+        self.default = default
+        self.name = ""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    @overload
+    def __get__(self, obj: None, objtype: Any = None) -> "PerThread[_T]": ...
+    @overload
+    def __get__(self, obj: object, objtype: Any = None) -> _T: ...
+
+    def __get__(self, obj: Optional[object], objtype: Any = None) -> Any:
+        if obj is None:
+            return self
+        table = getattr(_THREAD_VALUES, "table", None)
+        values = table.get(obj) if table is not None else None
+        return values.get(self.name, self.default) if values is not None else self.default
+
+    def __set__(self, obj: object, value: _T) -> None:
+        table = getattr(_THREAD_VALUES, "table", None)
+        if table is None:
+            table = _THREAD_VALUES.table = weakref.WeakKeyDictionary()
+        table.setdefault(obj, {})[self.name] = value
 
 
 class ReleaseOnExit:
@@ -55,6 +99,9 @@ class CallContext:
         outputs: the score tensor the model returned (``select_output``).
         activations: the raw outputs of the target layers, as recorded (a
             tensor or a structure of tensors per layer).
+        recording: what the hooks of the current forward pass recorded
+            (``ActivationsAndGradients.record``; for example how often each
+            target layer ran, which AblationCAM's replacement needs).
         input_gradient: d(score)/d(input) with ``compute_input_gradient``.
         layer_index: the index in ``target_layers`` of the layer whose map
             is being made.
@@ -70,6 +117,7 @@ class CallContext:
     targets: List[Callable] = field(default_factory=list)
     outputs: Any = None
     activations: List[torch.Tensor] = field(default_factory=list)
+    recording: Optional[Recording] = None
     input_gradient: Optional[torch.Tensor] = None
     layer_index: int = 0
     state: Dict[str, Any] = field(default_factory=dict)

@@ -200,10 +200,6 @@ class SESS(ReleaseOnExit, DeviceBatchSize):
         """The maps of ``__call__`` (1.5.7's name of the call)."""
         return self(input_tensor, targets, eigen_smooth=eigen_smooth)
 
-    def release(self) -> None:
-        """Release the base method's CAM object."""
-        self.base_cam.release()
-
     # ------------------------------------------------------------- steps
     def _layout(self, height: int, width: int) -> "_Layout":
         """Steps 1 and 2 for an H x W input: the scaled sizes and the windows,

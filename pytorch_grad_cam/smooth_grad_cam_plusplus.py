@@ -87,7 +87,7 @@ class SmoothGradCAMPlusPlus(BaseCAM):
             with torch.inference_mode(False), torch.enable_grad():
                 scores = self.target_scores([targets[b] for b in images], outputs)
                 layer_grads = self.compute_gradients(scores, self.recorded_activations())
-            self.activations_and_grads.release()
+            current_call().recording = None  # the noisy copies' activations, at once
             # a layer's gradient may be a structure of tensors (a dict of FPN
             # levels): its moments are accumulated tensor by tensor
             leaves = [output_leaves(g) for g in layer_grads]

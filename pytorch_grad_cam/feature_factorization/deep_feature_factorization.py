@@ -156,14 +156,10 @@ class DeepFeatureFactorization(ReleaseOnExit):
 
     def activations(self, input_tensor: torch.Tensor) -> torch.Tensor:
         """The target layer's output for the batch, B x C x h x w."""
-        recorder = self.activations_and_grads
-        recorder.track_gradients = False
-        try:
-            with model_state_guard(self.model), torch.inference_mode(), recorder.record():
-                self.model(input_tensor)
-            activations = recorder.activations[0]
-        finally:
-            recorder.release()
+        with model_state_guard(self.model), torch.inference_mode(), \
+                self.activations_and_grads.record(track_gradients=False) as recording:
+            self.model(input_tensor)
+        activations = recording.activations[0]
         if activations is None:
             raise ValueError("target_layer was not called in the model's forward pass")
         if self.reshape_transform is not None:
@@ -193,10 +189,6 @@ class DeepFeatureFactorization(ReleaseOnExit):
             embeddings = torch.from_numpy(concepts.T.copy()).to(device)
             outputs = self.computation_on_concepts(embeddings)
         return concepts, explanations, outputs.float().cpu().numpy()
-
-    def release(self) -> None:
-        """Drop the recorder's references (its hooks are gone after every call)."""
-        self.activations_and_grads.release()
 
 
 def _labels_of(model: torch.nn.Module, labels: Optional[_Labels], count: int) -> _Labels:
