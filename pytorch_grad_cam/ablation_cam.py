@@ -3,9 +3,11 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 import torch
 
 from pytorch_grad_cam.ablation_layer import AblationLayer
-from pytorch_grad_cam.activations_and_gradients import (is_structured, output_leaves,
-                                                        owned_hooks, rebuild_output)
-from pytorch_grad_cam.base_cam import BaseCAM, _all_modules, current_call
+from pytorch_grad_cam.activations_and_gradients import (
+    hook_handles, is_structured, output_leaves, owned_hooks, rebuild_output)
+from pytorch_grad_cam.base_cam import BaseCAM
+from pytorch_grad_cam.call_context import PerThread, current_call
+from pytorch_grad_cam.model_state import all_modules
 from pytorch_grad_cam.registry import register_method
 
 
@@ -58,7 +60,8 @@ class AblationCAM(BaseCAM):
     copy, its output replaced by the ablated copies; the layers before it
     run on every copy), and if that fails too, as full forward passes
     (``ablation_mode`` is ``"prefix"``, ``"layer"`` or ``"full"``;
-    ``used_prefix_once`` and ``fallback_reason`` tell what ran and why).
+    ``used_prefix_once`` and ``fallback_reason`` tell what ran and why:
+    each thread reads those of its own last call).
     Detection models, whose heads take as many images as the input has,
     use the second way: the backbone runs once. ``prefix_once=False``
     always runs full forward passes.
@@ -87,6 +90,19 @@ class AblationCAM(BaseCAM):
 
     uses_gradients = False
 
+    # what the calling thread's last call did (None in a thread before its
+    # first call); each thread reads its own
+    #: how the ablated copies ran: "prefix" (only the layers after the
+    #: target layer), "layer" (the target layer once, the layers before it
+    #: on every copy) or "full"
+    ablation_mode: PerThread[Optional[str]] = PerThread(None)
+    #: whether only the layers after the target layer ran on the copies
+    used_prefix_once: PerThread[Optional[bool]] = PerThread(None)
+    #: why the fastest way was given up (None if it was not)
+    fallback_reason: PerThread[Optional[str]] = PerThread(None)
+    #: ablated copies per chunk
+    last_chunk_size: PerThread[Optional[int]] = PerThread(None)
+
     def __init__(self, model: torch.nn.Module,
                  target_layers: Optional[List[torch.nn.Module]] = None,
                  reshape_transform: Optional[Callable] = None,
@@ -110,17 +126,6 @@ class AblationCAM(BaseCAM):
         self.prefix_once = bool(prefix_once)
         self.zero_channel_shortcut = bool(zero_channel_shortcut)
         self.chunk_memory = chunk_memory
-        #: whether the last call ran only the layers after the target layer
-        #: on the ablated copies (None before the first call)
-        self.used_prefix_once: Optional[bool] = None
-        #: why the last call fell back to full forward passes (None if it did not)
-        self.fallback_reason: Optional[str] = None
-        #: how the ablated copies of the last call ran: "prefix" (only the
-        #: layers after the target layer), "layer" (the target layer once,
-        #: the layers before it on every copy) or "full" (None before)
-        self.ablation_mode: Optional[str] = None
-        #: ablated copies per chunk in the last call
-        self.last_chunk_size: Optional[int] = None
 
     def _channel_dim(self, raw: torch.Tensor, channels: int) -> int:
         if self.ablation_layer is not None:
@@ -156,13 +161,10 @@ class AblationCAM(BaseCAM):
             for tensor in leaves:
                 sizes.append((tensor.data_ptr(), tensor.numel() * tensor.element_size()))
 
-        with owned_hooks() as mine:
-            handles = [m.register_forward_hook(measure) for m in _all_modules(self.model)]
-            try:
-                result = super().record(input_tensor)
-            finally:
-                for handle in handles:
-                    handle.remove()
+        with owned_hooks() as mine, hook_handles() as handles:
+            for module in all_modules(self.model):
+                handles.append(module.register_forward_hook(measure))
+            result = super().record(input_tensor)
         suffix_bytes = []
         for index in range(len(self.target_layers)):
             start, pointer = fired.get(index, (len(sizes), None))
@@ -242,7 +244,7 @@ class AblationCAM(BaseCAM):
                     scores[image, ablate.to(scores.device)] = self._ablated_scores(
                         input_tensor[image:image + 1], image, index, parts, ablate,
                         targets[image], value, state).to(scores.device)
-        # what the call did, for the caller to read
+        # what the call did, for the calling thread to read
         self.ablation_mode = state["mode"]
         self.used_prefix_once = state["mode"] == "prefix"
         self.last_chunk_size = state["step"]
@@ -321,8 +323,9 @@ class AblationCAM(BaseCAM):
             return rebuild_output(output, copies) if is_structured(output) else copies[0]
 
         x = image if mode == "prefix" else image.expand((count,) + tuple(image.shape[1:]))
-        with self.activations_and_grads.replace_output(index, replace,
-                                                       single_input=mode == "layer"):
+        recording = current_call().recording
+        assert recording is not None  # the recording pass of this call
+        with recording.replace_output(index, replace, single_input=mode == "layer"):
             outputs = self.select_output(self.model(x))
         if len(outputs) != count:
             raise _PrefixMismatch(f"{len(outputs)} outputs for {count} copies")

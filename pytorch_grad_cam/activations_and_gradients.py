@@ -7,7 +7,9 @@ backward pass at the target layers and is unaffected by in-place operations
 after them.
 
 Hooks live only for the duration of one forward pass: ``record()`` is a
-context manager that registers them and always removes them.
+context manager that registers them, always removes them, and yields the
+pass's own :class:`Recording` (nothing of a pass is kept on the recorder,
+which one CAM object's calls in several threads share).
 
 Several threads may run calls on one shared model at once: a hook acts only
 in the thread (more exactly, the ``contextvars`` context) whose call
@@ -27,12 +29,14 @@ W (``utils.reshape_transforms``: ``fasterrcnn_reshape_transform``,
 import copy
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import Any, Callable, Iterator, List, Optional, Tuple
+from typing import Any, Callable, ContextManager, Iterator, List, Optional, Sequence, Tuple
 
 import torch
 
-__all__ = ["ActivationsAndGradients", "owned_hooks", "is_structured", "output_leaves",
-           "output_paths", "map_output", "rebuild_output", "describe_output"]
+__all__ = ["ActivationsAndGradients", "Recording", "replace_layer_output", "owned_hooks",
+           "hook_handles",
+           "is_structured", "output_leaves", "output_paths", "map_output", "rebuild_output",
+           "detach_output", "regroup", "describe_output"]
 
 # the hook owners active in the current thread's context
 _ACTIVE: ContextVar[Tuple[object, ...]] = ContextVar("pytorch_grad_cam_active_hooks", default=())
@@ -50,6 +54,19 @@ def owned_hooks() -> Iterator[Callable[[], bool]]:
         yield lambda: owner in _ACTIVE.get()
     finally:
         _ACTIVE.reset(token)
+
+
+@contextmanager
+def hook_handles() -> Iterator[List[Any]]:
+    """A list for the handles of the hooks registered inside the block;
+    every one is removed when the block ends, also when it (or registering
+    a later hook) raises."""
+    handles: List[Any] = []
+    try:
+        yield handles
+    finally:
+        for handle in handles:
+            handle.remove()
 
 
 # ------------------------------------------------ structured layer outputs
@@ -129,6 +146,29 @@ def map_output(function: Callable[[torch.Tensor], Any], output: Any) -> Any:
     return rebuild_output(output, [function(leaf) for leaf in output_leaves(output)])
 
 
+def detach_output(output: Any) -> Any:
+    """A tensor, or every tensor of a structure, detached."""
+    return map_output(torch.Tensor.detach, output)
+
+
+def regroup(flat: List[Any], structures: Sequence[Any]) -> List[Any]:
+    """``flat`` (one entry per tensor of ``structures``, in
+    :func:`output_leaves` order, plus any extra entries at the end, kept as
+    they are) regrouped as one entry per structure, in its structure (for
+    example the gradients of every tensor of the layers' outputs)."""
+    result: List[Any] = []
+    start = 0
+    for structure in structures:
+        if isinstance(structure, torch.Tensor):
+            result.append(flat[start])
+            start += 1
+            continue
+        count = len(output_leaves(structure))
+        result.append(rebuild_output(structure, list(flat[start:start + count])))
+        start += count
+    return result + list(flat[start:])
+
+
 def describe_output(output: Any) -> str:
     """A layer output for messages: its type, its keys or length, and the
     shape of each tensor, for example ``OrderedDict with keys ['0', 'pool']
@@ -149,33 +189,33 @@ def describe_output(output: Any) -> str:
     return f"{head} ({shapes or 'no tensors'})"
 
 
-class ActivationsAndGradients:
-    """Records the output of each target layer during a forward pass.
+class Recording:
+    """What the hooks of one forward pass recorded at the target layers
+    (``ActivationsAndGradients.record``); each pass has its own, so calls
+    that run at once never share one.
 
-    If a module is called several times in one forward pass, the output of
-    its last call is the one recorded. With ``every_call=True`` every call
-    is recorded instead: ``activations`` then holds one entry per call, in
-    the order of the calls, ``recorded_layers`` the index of the target
-    layer of each entry, and a layer that is never called has no entry.
+    Attributes:
+        activations: per target layer its recorded output (None for a
+            layer that did not run): a tensor, or a structure (dict /
+            tuple / list) of tensors as the layer returned it. With
+            ``every_call``: one entry per call, in the order of the calls.
+        recorded_layers: with ``every_call``, the target layer index of
+            each entry of ``activations``.
+        call_counts: how often each target layer ran in the pass.
     """
 
-    def __init__(self, model: torch.nn.Module, target_layers: List[torch.nn.Module],
-                 reshape_transform: Optional[Callable] = None, every_call: bool = False):
-        self.model = model
+    def __init__(self, target_layers: Sequence[torch.nn.Module], every_call: bool,
+                 track_gradients: bool) -> None:
         self.target_layers = list(target_layers)
-        self.reshape_transform = reshape_transform
         self.every_call = every_call
-        #: per target layer its recorded output: a tensor, or a structure
-        #: (dict / tuple / list) of tensors as the layer returned it
-        self.activations: List[Any] = self._empty()
-        self.gradients: List[Any] = self._empty()
-        #: with ``every_call``: the target layer index of each recorded entry
+        self.track_gradients = track_gradients
+        self.activations: List[Any] = [] if every_call else [None] * len(self.target_layers)
         self.recorded_layers: List[int] = []
-        #: how often each target layer ran in the last recorded forward pass
         self.call_counts: List[int] = [0] * len(self.target_layers)
-        self.track_gradients = True
 
-    def _hook(self, index: int, module: torch.nn.Module, inputs: Any, output: Any) -> Any:
+    def hook(self, index: int, module: torch.nn.Module, inputs: Any, output: Any) -> Any:
+        """The forward hook of target_layers[index]: records its output and
+        returns what the network goes on with (None: the output as it is)."""
         self.call_counts[index] += 1
         if isinstance(output, torch.Tensor):
             saved, replacement = self._record_tensor(output)
@@ -215,9 +255,6 @@ class ActivationsAndGradients:
             return saved, saved.clone()
         return output.detach().clone(), None
 
-    def _empty(self) -> List[Any]:
-        return [] if self.every_call else [None] * len(self.target_layers)
-
     def _store(self, index: int, tensor: Any) -> None:
         if self.every_call:
             self.activations.append(tensor)
@@ -225,78 +262,144 @@ class ActivationsAndGradients:
         else:
             self.activations[index] = tensor
 
-    @contextmanager
-    def record(self) -> Iterator["ActivationsAndGradients"]:
-        """Register the hooks for one forward pass; they are always removed.
-        They record only this thread's forward pass."""
-        self.activations = self._empty()
-        self.gradients = self._empty()
-        self.recorded_layers = []
-        self.call_counts = [0] * len(self.target_layers)
-        handles = []
-        with owned_hooks() as mine:
-            try:
-                for index, layer in enumerate(self.target_layers):
-                    handles.append(layer.register_forward_hook(
-                        lambda module, inputs, output, index=index:
-                            self._hook(index, module, inputs, output) if mine() else None))
-                yield self
-            finally:
-                for handle in handles:
-                    handle.remove()
-
-    @contextmanager
     def replace_output(self, index: int, function: Callable[[Any], Any],
-                       single_input: bool = False) -> Iterator[None]:
-        """While the block runs, the output of target_layers[index] is
-        replaced by function(output) (perturbation methods use this to
-        change a layer's output without touching the model); for a layer
-        that returns a structure of tensors, ``function`` gets and returns
-        the structure.
+                       single_input: bool = False) -> ContextManager[None]:
+        """``replace_layer_output`` of target_layers[index], for the call of
+        the layer that this pass recorded (its last call)."""
+        return replace_layer_output(self.target_layers[index], self.call_counts[index],
+                                    function, single_input)
 
-        With ``single_input``, the layer computes only the first item of
-        its input batch on the call that is replaced (every tensor argument
-        is cut to its first item; for a batch of copies of one image whose
-        output ``function`` replaces anyway).
 
-        A layer that ran several times in the recorded forward pass has its
-        last call recorded, so only that call is replaced (the n-th call of
-        every forward pass, n the number of calls recorded)."""
-        every = max(1, self.call_counts[index])
-        calls = [0]
-        pre_calls = [0]
-        with owned_hooks() as mine:
+@contextmanager
+def replace_layer_output(layer: torch.nn.Module, calls_per_pass: int,
+                         function: Callable[[Any], Any],
+                         single_input: bool = False) -> Iterator[None]:
+    """While the block runs, the output of ``layer`` is replaced by
+    function(output) (perturbation methods use this to change a layer's
+    output without touching the model); for a layer that returns a
+    structure of tensors, ``function`` gets and returns the structure.
 
-            def pre_hook(module: torch.nn.Module, args: Any) -> Any:
-                if not mine():
-                    return None  # another thread's forward pass
-                pre_calls[0] += 1
-                if pre_calls[0] % every != 0:
-                    return None
-                return tuple(a[:1] if isinstance(a, torch.Tensor) and a.dim() > 0 else a
-                             for a in args)
+    With ``single_input``, the layer computes only the first item of its
+    input batch on the call that is replaced (every tensor argument is cut
+    to its first item; for a batch of copies of one image whose output
+    ``function`` replaces anyway).
 
-            def hook(module: torch.nn.Module, inputs: Any, output: Any) -> Any:
-                if not mine():
-                    return None  # another thread's forward pass
-                calls[0] += 1
-                return function(output) if calls[0] % every == 0 else None
+    A layer that runs ``calls_per_pass`` times in a forward pass has its
+    last call recorded, so only that call is replaced (the n-th call of
+    every forward pass, n = ``calls_per_pass``, at least 1). Only this
+    thread's forward passes are changed."""
+    every = max(1, calls_per_pass)
+    calls = [0]
+    pre_calls = [0]
+    with owned_hooks() as mine:
 
-            layer = self.target_layers[index]
-            handles = [layer.register_forward_pre_hook(pre_hook)] if single_input else []
-            try:
-                handles.append(layer.register_forward_hook(hook))
-                yield
-            finally:
-                for handle in handles:
-                    handle.remove()
+        def pre_hook(module: torch.nn.Module, args: Any) -> Any:
+            if not mine():
+                return None  # another thread's forward pass
+            pre_calls[0] += 1
+            if pre_calls[0] % every != 0:
+                return None
+            return tuple(a[:1] if isinstance(a, torch.Tensor) and a.dim() > 0 else a
+                         for a in args)
 
+        def hook(module: torch.nn.Module, inputs: Any, output: Any) -> Any:
+            if not mine():
+                return None  # another thread's forward pass
+            calls[0] += 1
+            return function(output) if calls[0] % every == 0 else None
+
+        with hook_handles() as handles:
+            if single_input:
+                handles.append(layer.register_forward_pre_hook(pre_hook))
+            handles.append(layer.register_forward_hook(hook))
+            yield
+
+
+class ActivationsAndGradients:
+    """Records the output of each target layer during a forward pass.
+
+    The object says what to record (the model, its target layers, every
+    call or the last one of each layer); ``record()`` runs the hooks of one
+    forward pass and yields that pass's :class:`Recording`, so one object
+    serves any number of calls at once, in any threads, and keeps none of
+    their tensors.
+
+    If a module is called several times in one forward pass, the output of
+    its last call is the one recorded. With ``every_call=True`` every call
+    is recorded instead (see :class:`Recording`).
+
+    As in earlier releases, calling the object, ``recorder(x)``, runs the
+    model with the hooks and keeps what it recorded in ``activations``
+    (``recorded_layers``, ``call_counts``) until the next such call or
+    ``release()``. Gradients are not recorded by hooks (BaseCAM asks
+    autograd for them): ``gradients`` is there for code written for
+    earlier releases and holds None for every layer; ``reshape_transform``
+    is kept as given and not applied (the CAM applies it).
+    """
+
+    def __init__(self, model: torch.nn.Module, target_layers: List[torch.nn.Module],
+                 reshape_transform: Optional[Callable] = None, every_call: bool = False):
+        self.model = model
+        self.target_layers = list(target_layers)
+        self.reshape_transform = reshape_transform
+        self.every_call = every_call
+        #: whether ``record()`` keeps the recorded outputs in the autograd graph
+        #: (when grad mode is on) unless told otherwise
+        self.track_gradients = True
+        self._last = self._recording(False)
+
+    def _recording(self, track_gradients: bool) -> Recording:
+        return Recording(self.target_layers, self.every_call, track_gradients)
+
+    @contextmanager
+    def record(self, track_gradients: Optional[bool] = None) -> Iterator[Recording]:
+        """Register the hooks for one forward pass and yield its
+        :class:`Recording`; the hooks are always removed, and they record
+        only this thread's forward pass. ``track_gradients`` (default: the
+        object's ``track_gradients``): keep the recorded outputs in the
+        autograd graph, so that gradients can be taken with respect to
+        them (when grad mode is on)."""
+        recording = self._recording(self.track_gradients if track_gradients is None
+                                    else bool(track_gradients))
+        with owned_hooks() as mine, hook_handles() as handles:
+            for index, layer in enumerate(self.target_layers):
+                handles.append(layer.register_forward_hook(
+                    lambda module, inputs, output, index=index:
+                        recording.hook(index, module, inputs, output) if mine() else None))
+            yield recording
+
+    # ------------------------------------------- the API of earlier releases
     def __call__(self, x: torch.Tensor) -> Any:
-        with self.record():
-            return self.model(x)
+        with self.record() as recording:
+            output = self.model(x)
+        self._last = recording
+        return output
+
+    @property
+    def activations(self) -> List[Any]:
+        """What the last ``recorder(x)`` recorded (see :class:`Recording`)."""
+        return self._last.activations
+
+    @property
+    def recorded_layers(self) -> List[int]:
+        return self._last.recorded_layers
+
+    @property
+    def call_counts(self) -> List[int]:
+        return self._last.call_counts
+
+    @property
+    def gradients(self) -> List[Any]:
+        """None for every target layer: gradients are not recorded by hooks."""
+        return [] if self.every_call else [None] * len(self.target_layers)
+
+    def replace_output(self, index: int, function: Callable[[Any], Any],
+                       single_input: bool = False) -> ContextManager[None]:
+        """``replace_layer_output`` of target_layers[index], for the call of
+        the layer that the last ``recorder(x)`` recorded."""
+        return self._last.replace_output(index, function, single_input)
 
     def release(self) -> None:
-        """Drop references to the recorded tensors (hooks are already gone)."""
-        self.activations = self._empty()
-        self.gradients = self._empty()
-        self.recorded_layers = []
+        """Drop references to the tensors of the last ``recorder(x)`` (hooks
+        are already gone)."""
+        self._last = self._recording(False)

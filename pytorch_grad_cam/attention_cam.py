@@ -21,13 +21,17 @@ from __future__ import annotations
 
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
+import numpy as np
 import torch
 
 from pytorch_grad_cam.attention import (AttentionCapture, Transformer, capture_attention,
                                         find_transformer, patch_grid)
-from pytorch_grad_cam.base_cam import BaseCAM, current_call, warn_at_caller
+from pytorch_grad_cam.base_cam import BaseCAM
+from pytorch_grad_cam.call_context import current_call
+from pytorch_grad_cam.legacy import LEGACY
 from pytorch_grad_cam.scoring import describe
 from pytorch_grad_cam.utils.image import scale_cam_image
+from pytorch_grad_cam.warn import warn_at_caller
 
 __all__ = ["AttentionCAM"]
 
@@ -104,13 +108,15 @@ class AttentionCAM(BaseCAM):
         return sorted(indices)
 
     # ------------------------------------------------------------- steps
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        eigen_smooth = kwargs.get("eigen_smooth", args[3] if len(args) > 3 else False)
+    def __call__(self, input_tensor: torch.Tensor, targets: Optional[Sequence[Callable]] = None,
+                 aug_smooth: bool = False, eigen_smooth: bool = False,
+                 target_category: Any = LEGACY, **options: Any) -> np.ndarray:
         if eigen_smooth:
             raise ValueError(f"eigen_smooth={eigen_smooth!r}: {type(self).__name__} makes its map "
                              "from attention probabilities, it has no channels to project; "
                              "leave eigen_smooth out (aug_smooth=True works)")
-        return super().__call__(*args, **kwargs)
+        return super().__call__(input_tensor, targets, aug_smooth, False, target_category,
+                                **options)
 
     def capture_options(self) -> Dict[str, Any]:
         """The options of this method's attention capture."""

@@ -2,8 +2,10 @@
 
 A call reads top to bottom (``__call__`` -> ``forward``):
 
-1. **call**: check the arguments, put the model in eval mode with frozen
-   parameters (``model_state_guard``), open the per-call context;
+1. **call**: check the arguments (the earlier releases' ones translated
+   by ``legacy``), put the model in eval mode with frozen parameters
+   (``model_state.model_state_guard``), open the per-call context
+   (``call_context``);
 2. **record**: one forward pass with hooks on the target layers
    (``record``);
 3. **score**: pick the score tensor from the output and each image's
@@ -11,8 +13,8 @@ A call reads top to bottom (``__call__`` -> ``forward``):
 4. **gradients**: ``torch.autograd.grad`` of the scores with respect to the
    recorded outputs (``compute_gradients``), never ``backward()``;
 5. **weights**: the method's idea, usually one override,
-   ``get_cam_weights`` (B x C) or ``get_weighted_activations`` (B x C x
-   H x W);
+   ``get_cam_weights`` (B x C) or ``weigh`` (B x C x H x W, from the
+   activations and their gradients);
 6. **maps**: sum over the channels (or, with ``eigen_smooth``, the first
    principal component: ``project``), ReLU, min-max normalised, scaled to
    the input size (``compute_cam_per_layer``);
@@ -32,10 +34,12 @@ True``).
 
 Per-call state (the outputs, the recorded activations, the input gradient,
 the index of the layer being explained, options of one call, a method's
-intermediate results) lives in a :class:`CallContext` that the call opens;
-``current_call()`` returns it to the steps. Nothing of a call is kept on
-the CAM object for another call to read, except the documented
-``cam.outputs``.
+intermediate results) lives in a ``call_context.CallContext`` that the call
+opens; ``current_call()`` returns it to the steps. Nothing of a call is
+kept on the CAM object for another call to read: ``cam.outputs`` (and
+what a method reports, such as AblationCAM's ``ablation_mode``) is kept
+per thread (``call_context.PerThread``), so one CAM object can be called
+from several threads at once and each reads its own last call's.
 
 The model is the caller's: everything changed for the computation (eval
 mode, ``requires_grad`` of the parameters, grad mode, hooks) is put back
@@ -43,253 +47,40 @@ exactly, also when an exception is raised anywhere in the call.
 """
 from __future__ import annotations
 
-import os
-import sys
-import threading
-import warnings
-import weakref
-from types import FrameType
-from contextlib import contextmanager
-from contextvars import ContextVar
-from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Iterator, List, Literal, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 import ttach as tta
 
 from pytorch_grad_cam.activations_and_gradients import (
-    ActivationsAndGradients, describe_output, map_output, output_leaves, rebuild_output)
-from pytorch_grad_cam.layer_finder import check_not_torchscript
+    ActivationsAndGradients, detach_output, output_leaves, regroup)
+from pytorch_grad_cam.aug_smoothing import augmentation_smoothing
+from pytorch_grad_cam.call_context import (
+    CallContext, PerThread, ReleaseOnExit, current_call, open_call, running_call, working_float)
+from pytorch_grad_cam.legacy import (LEGACY, check_call_targets, legacy_call_targets,
+                                     legacy_constructor_args, legacy_device, repeated_targets)
+from pytorch_grad_cam.model_state import model_state_guard
+from pytorch_grad_cam.registry import registered_methods
 from pytorch_grad_cam.scoring import (
-    DeviceBatchSize, check_input_tensor, check_targets, check_targets_against_outputs,
-    chunked_scores, chunks, describe, given, model_device,
-    model_float_dtype, prepare_input, resolve_targets, select_output, target_scores)
+    PerturbationPasses, check_input_tensor, check_targets_against_outputs, describe, given,
+    model_device, prepare_input, resolve_targets, select_output, target_scores)
+from pytorch_grad_cam.target_layers import (
+    check_target_layers, choose_target_layers, earlier_layer_hint, layer_output_as_bchw,
+    resolve_target_layers)
 from pytorch_grad_cam.utils.image import scale_cam_image
-from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from pytorch_grad_cam.utils.svd_on_activations import get_2d_projection
+from pytorch_grad_cam.warn import warn_at_caller
+
+# its name here, where it was defined before it moved to model_state.py
+from pytorch_grad_cam.model_state import all_modules as _all_modules  # noqa: F401
 
 __all__ = ["BaseCAM", "CallContext", "current_call", "open_call", "model_state_guard",
-           "check_target_layers", "warn_at_caller", "select_output", "check_input_tensor",
-           "check_targets_against_outputs", "model_device"]
-
-_LEGACY = object()
-_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
-
-# the names these helpers had here before they moved to scoring.py
-_describe, _given, _model_float_dtype = describe, given, model_float_dtype
+           "check_target_layers", "resolve_target_layers", "warn_at_caller", "select_output",
+           "check_input_tensor", "check_targets_against_outputs", "model_device"]
 
 
-def warn_at_caller(message: str, category: type = UserWarning) -> None:
-    """``warnings.warn`` attributed to the first frame outside this package:
-    the user's line, however many overrides of a method lie in between."""
-    frame: Optional[FrameType] = sys._getframe(1)
-    level = 2
-    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(_PACKAGE_DIR):
-        frame, level = frame.f_back, level + 1
-    warnings.warn(message, category, stacklevel=level)
-
-
-def resolve_target_layers(model: torch.nn.Module, target_layers: Any) -> List[torch.nn.Module]:
-    """``target_layers`` as modules of ``model``: each entry a module of
-    the model or a layer path (``"layer4[-1]"``, resolved by
-    ``layers.resolve_layer``, with close matches on a typo); checked by
-    :func:`check_target_layers`."""
-    from pytorch_grad_cam.layers import resolve_layer
-
-    check_not_torchscript(model, target_layers)
-    if isinstance(target_layers, (list, tuple)):
-        target_layers = [resolve_layer(model, layer) if isinstance(layer, str) else layer
-                         for layer in target_layers]
-    check_target_layers(model, target_layers)
-    return list(target_layers)
-
-
-def check_target_layers(model: torch.nn.Module, target_layers: Any) -> None:
-    """Raise TypeError/ValueError, naming the entry and the value given,
-    unless ``target_layers`` is a non-empty list of modules of ``model``."""
-    if not isinstance(target_layers, (list, tuple)):
-        hint = (f"; for a layer path write target_layers=[{target_layers!r}]"
-                if isinstance(target_layers, str) else "")
-        raise TypeError(f"target_layers must be a list of torch.nn.Module (or layer paths), "
-                        f"got {given(target_layers)}{hint}")
-    if len(target_layers) == 0:
-        raise ValueError(f"target_layers is empty ({target_layers!r}); give at least one "
-                         "module of the model, for example target_layers=[model.layer4[-1]]")
-    module_ids = {id(m) for m in model.modules()}
-    for index, layer in enumerate(target_layers):
-        if not isinstance(layer, torch.nn.Module):
-            raise TypeError(f"target_layers[{index}] must be a torch.nn.Module or a layer path "
-                            f"such as 'layer4[-1]', got {given(layer)}")
-        if id(layer) not in module_ids:
-            raise ValueError(f"target_layers[{index}] ({describe(layer)}) is not "
-                             "a module of the model; take it from the model itself, "
-                             "for example model.layer4[-1]")
-
-
-def _all_modules(model: torch.nn.Module) -> List[torch.nn.Module]:
-    """model.modules() as a list, without the generator recursion (a third
-    of its cost, which a call pays on every module)."""
-    modules, seen, index = [model], {id(model)}, 0
-    while index < len(modules):
-        for child in modules[index]._modules.values():
-            if child is not None and id(child) not in seen:
-                seen.add(id(child))
-                modules.append(child)
-        index += 1
-    return modules
-
-
-class _SharedGuard:
-    """The user's flags of one model, saved by the first of the calls that
-    use the model at once and restored by the last."""
-
-    def __init__(self, model: torch.nn.Module) -> None:
-        self.modules = _all_modules(model)
-        self.training = [module.training for module in self.modules]
-        self.params = [p for module in self.modules for p in module._parameters.values()
-                       if p is not None]
-        self.requires = [p.requires_grad for p in self.params]
-        self.users = 0
-        self.eval_mode = False
-        self.frozen = False
-
-    def apply(self, model: torch.nn.Module, eval_mode: bool, freeze: bool) -> None:
-        # only what differs is touched (model.eval() only when some module is
-        # training): on a small network walking and re-setting every module
-        # costs as much as a forward pass of one image
-        if eval_mode and not self.eval_mode:
-            self.eval_mode = True
-            if any(self.training):
-                model.eval()
-        if freeze and not self.frozen:
-            self.frozen = True
-            for p, flag in zip(self.params, self.requires):
-                if flag:
-                    p.requires_grad = False  # the attribute: half the cost of requires_grad_()
-
-    def restore(self) -> None:
-        for p, flag in zip(self.params, self.requires):
-            if p.requires_grad != flag:
-                p.requires_grad = flag
-        for module, flag in zip(self.modules, self.training):
-            if module.training != flag:
-                module.training = flag
-
-
-_GUARDS: "weakref.WeakKeyDictionary[torch.nn.Module, _SharedGuard]" = weakref.WeakKeyDictionary()
-_GUARDS_LOCK = threading.Lock()
-
-
-@contextmanager
-def model_state_guard(model: torch.nn.Module, eval_mode: bool = True,
-                      freeze: bool = True) -> Iterator[None]:
-    """Put the model in eval mode with frozen parameters for the duration of
-    the block and restore every training flag and ``requires_grad`` exactly,
-    whatever happens inside.
-
-    Calls that use one model at once, from several threads (or nested in
-    one thread), share one guard: the first saves the user's flags, the
-    last to finish restores them, so a call that starts while another has
-    frozen the parameters does not take the frozen state for the user's.
-    """
-    with _GUARDS_LOCK:
-        guard = _GUARDS.get(model)
-        if guard is None:
-            guard = _GUARDS[model] = _SharedGuard(model)
-        guard.users += 1
-        try:
-            guard.apply(model, eval_mode, freeze)
-        except BaseException:
-            guard.users -= 1
-            if guard.users == 0:
-                guard.restore()
-                del _GUARDS[model]
-            raise
-    try:
-        yield
-    finally:
-        with _GUARDS_LOCK:
-            guard.users -= 1
-            if guard.users == 0:
-                guard.restore()
-                del _GUARDS[model]
-
-
-@dataclass
-class CallContext:
-    """The state of one CAM call, open while the call runs
-    (``current_call()``); each thread's calls have their own.
-
-    Attributes:
-        options: the call's extra keyword options (see
-            ``BaseCAM.call_options``), already checked.
-        input_tensor: the batch of the forward pass being explained (for
-            ``aug_smooth``: the augmented copies of the current pass).
-        targets: one target callable per image of that pass.
-        outputs: the score tensor the model returned (``select_output``).
-        activations: the raw outputs of the target layers, as recorded (a
-            tensor or a structure of tensors per layer).
-        input_gradient: d(score)/d(input) with ``compute_input_gradient``.
-        layer_index: the index in ``target_layers`` of the layer whose map
-            is being made.
-        state: what a method computes once per pass and reads in a later
-            step (for example AblationCAM's memory per copy).
-        differentiable: the call keeps the autograd graph
-            (``differentiable_maps``): nothing is detached and the
-            gradients are taken with ``create_graph=True``.
-    """
-
-    options: Dict[str, Any] = field(default_factory=dict)
-    input_tensor: Optional[torch.Tensor] = None
-    targets: List[Callable] = field(default_factory=list)
-    outputs: Any = None
-    activations: List[torch.Tensor] = field(default_factory=list)
-    input_gradient: Optional[torch.Tensor] = None
-    layer_index: int = 0
-    state: Dict[str, Any] = field(default_factory=dict)
-    differentiable: bool = False
-
-
-_CURRENT_CALL: ContextVar[Optional[CallContext]] = ContextVar("pytorch_grad_cam_call",
-                                                              default=None)
-
-
-def _detach(value: Any) -> Any:
-    """A tensor, or every tensor of a structure, detached."""
-    return map_output(torch.Tensor.detach, value)
-
-
-def _working_float(tensor: torch.Tensor) -> torch.Tensor:
-    """The dtype maps are computed in: float32, or float64 for a float64
-    tensor in a differentiable call (so that its gradients can be checked
-    in double precision)."""
-    context = _CURRENT_CALL.get()
-    if tensor.dtype == torch.float64 and context is not None and context.differentiable:
-        return tensor
-    return tensor.float()
-
-
-def current_call() -> CallContext:
-    """The context of the CAM call that is running in this thread."""
-    context = _CURRENT_CALL.get()
-    if context is None:
-        raise RuntimeError("current_call() is only available inside a CAM call")
-    return context
-
-
-@contextmanager
-def open_call(context: CallContext) -> Iterator[CallContext]:
-    """Make ``context`` the current call of this thread for the block (a
-    wrapper that runs a method's steps itself, as SESS does per chunk)."""
-    token = _CURRENT_CALL.set(context)
-    try:
-        yield context
-    finally:
-        _CURRENT_CALL.reset(token)
-
-
-class BaseCAM(DeviceBatchSize):
+class BaseCAM(ReleaseOnExit, PerturbationPasses):
     """Base class of the class activation map methods.
 
     Args:
@@ -313,9 +104,11 @@ class BaseCAM(DeviceBatchSize):
     still work, with a DeprecationWarning.
 
     A method's idea lives in one override: ``get_cam_weights`` (B x C
-    weights of the channels) or, for per-position weights,
-    ``get_weighted_activations``; a method whose map is a projection sets
-    ``projects = True`` and may override ``project``.
+    weights of the channels) or, for per-position weights, ``weigh``
+    (activations and gradients -> B x C x H x W; an override of
+    ``get_weighted_activations``, its name in earlier releases, still
+    works); a method whose map is a projection sets ``projects = True`` and
+    may override ``project``.
     """
 
     #: whether the method needs the gradients of the target scores
@@ -333,6 +126,9 @@ class BaseCAM(DeviceBatchSize):
     #: activations and their gradients, so that ``differentiable_maps``
     #: can return it with its autograd graph
     differentiable = False
+    #: the model's outputs (score tensor) of the calling thread's last call,
+    #: detached (None in a thread that has made no call)
+    outputs: PerThread[Any] = PerThread(None)
 
     def __init__(self,
                  model: torch.nn.Module,
@@ -349,34 +145,13 @@ class BaseCAM(DeviceBatchSize):
                  use_cuda: Optional[bool] = None) -> None:
         if not isinstance(model, torch.nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {given(model)}")
-        if isinstance(reshape_transform, bool) and use_cuda is None:
-            # the seed's positional order was (model, target_layer, use_cuda, ...)
-            use_cuda, reshape_transform = reshape_transform, None
-        if target_layer is not None:
-            if target_layers is not None:
-                raise ValueError("pass either target_layers=[...] or the deprecated "
-                                 "target_layer=..., not both")
-            warn_at_caller("target_layer= is deprecated; use target_layers=[layer]",
-                           DeprecationWarning)
-            target_layers = [target_layer]
-        elif isinstance(target_layers, torch.nn.Module):
-            warn_at_caller("passing one module as target_layers is deprecated; "
-                           "use target_layers=[layer]", DeprecationWarning)
-            target_layers = [target_layers]
+        target_layers, reshape_transform, use_cuda = legacy_constructor_args(
+            target_layers, reshape_transform, target_layer, use_cuda)
         #: how the target layers were chosen: "given", or "table" / "probe"
         #: when the library found them (``layer_finder.locate_layers``)
-        self.target_layers_source = "given"
-        if target_layers is None:
-            target_layers = []
-            if self.uses_target_layers:
-                from pytorch_grad_cam.layer_finder import locate_layers
-
-                found = locate_layers(model, output_selector)
-                target_layers, self.target_layers_source = found.layers, found.source
-                if reshape_transform is None:  # an explicit reshape_transform always wins
-                    reshape_transform = found.reshape_transform
-        else:
-            target_layers = resolve_target_layers(model, target_layers)
+        self.target_layers_source: str
+        target_layers, self.target_layers_source, reshape_transform = choose_target_layers(
+            model, target_layers, reshape_transform, output_selector, self.uses_target_layers)
         if reshape_transform is not None and not callable(reshape_transform):
             raise TypeError(f"reshape_transform must be callable or None, "
                             f"got {given(reshape_transform)}")
@@ -384,18 +159,7 @@ class BaseCAM(DeviceBatchSize):
             raise TypeError(f"output_selector must be callable or None, "
                             f"got {given(output_selector)}")
 
-        self.model = model
-        self.use_cuda = False
-        if use_cuda is not None:
-            warn_at_caller("use_cuda= is deprecated; move the model with model.to('cuda') "
-                           "(the CAM uses the model's device)", DeprecationWarning)
-            if use_cuda:
-                if torch.cuda.is_available():
-                    self.model = model.cuda()
-                    self.use_cuda = True
-                else:
-                    warn_at_caller("use_cuda=True but CUDA is not available; running on the "
-                                   "CPU", RuntimeWarning)
+        self.model, self.use_cuda = legacy_device(model, use_cuda)
         self.target_layers = list(target_layers)
         self.reshape_transform = reshape_transform
         self.compute_input_gradient = compute_input_gradient
@@ -408,14 +172,12 @@ class BaseCAM(DeviceBatchSize):
         self.batch_size = batch_size
         self.activations_and_grads = ActivationsAndGradients(
             self.model, self.target_layers, reshape_transform)
-        #: the model's outputs (score tensor) of the last call, detached
-        self.outputs: Any = None
         self._warned_empty = False
 
     # ------------------------------------------------------------------ API
     def __call__(self, input_tensor: torch.Tensor, targets: Optional[Sequence[Callable]] = None,
                  aug_smooth: bool = False, eigen_smooth: bool = False,
-                 target_category: Any = _LEGACY, **options: Any) -> np.ndarray:
+                 target_category: Any = LEGACY, **options: Any) -> np.ndarray:
         """One map per image: float32 numpy array B x H x W (B x D x H x W
         for volumes) with values in [0, 1].
 
@@ -472,8 +234,6 @@ class BaseCAM(DeviceBatchSize):
         ``aug_smooth`` is supported; ``eigen_smooth`` (an SVD) is not.
         """
         if not self.differentiable:
-            from pytorch_grad_cam.registry import registered_methods
-
             supported = [info.cls.__name__ for info in registered_methods()
                          if getattr(info.cls, "differentiable", False)]
             raise TypeError(f"{type(self).__name__} has no differentiable maps (its map is not a "
@@ -484,7 +244,7 @@ class BaseCAM(DeviceBatchSize):
                              "principal component of an SVD); call it without eigen_smooth")
         given_input = input_tensor
         context, input_tensor, targets = self._start_call(input_tensor, targets, aug_smooth,
-                                                          _LEGACY, options)
+                                                          LEGACY, options)
         context.differentiable = True
         with open_call(context), torch.inference_mode(False), torch.enable_grad():
             if isinstance(given_input, torch.Tensor) and given_input.requires_grad:
@@ -500,21 +260,15 @@ class BaseCAM(DeviceBatchSize):
                     ) -> Tuple[CallContext, torch.Tensor, Any]:
         """The checks of a call, before any work: its context, the input
         on the model's device and the targets."""
-        if target_category is not _LEGACY:
-            if targets is not None:
-                raise ValueError("pass either targets=[...] or the deprecated "
-                                 "target_category=..., not both")
-            targets = self._legacy_targets(target_category)
-        elif targets is not None and self._looks_like_categories(targets):
-            targets = self._legacy_targets(targets)
+        targets = legacy_call_targets(targets, target_category)
         unknown = sorted(set(options) - set(self.call_options))
         if unknown:
             allowed = ", ".join(self.call_options) or "none"
             raise TypeError(f"{type(self).__name__}() got unexpected keyword argument(s) "
                             f"{', '.join(unknown)} (options of a call: {allowed})")
         context = CallContext(options=self.check_call_options(options))
-        input_tensor = self._check_input(input_tensor)
-        targets = self._check_targets(targets, input_tensor.shape[0])
+        input_tensor = prepare_input(input_tensor, self.model)
+        targets = check_call_targets(targets, input_tensor.shape[0])
         if aug_smooth and input_tensor.dim() != 4:
             raise ValueError(f"aug_smooth=True needs images of shape B x C x H x W that "
                              f"ttach can flip; got input_tensor of shape "
@@ -526,39 +280,6 @@ class BaseCAM(DeviceBatchSize):
         overrides this)."""
         return dict(options)
 
-    # ------------------------------------------------------------- checks
-    @staticmethod
-    def _looks_like_categories(targets: Any) -> bool:
-        if isinstance(targets, (bool, np.bool_)):
-            return False
-        if isinstance(targets, (int, np.integer)):
-            return True
-        return (isinstance(targets, (list, tuple)) and len(targets) > 0
-                and all(isinstance(t, (int, np.integer)) and not isinstance(t, bool)
-                        for t in targets))
-
-    def _legacy_targets(self, target_category: Any) -> Any:
-        warn_at_caller("target_category= is deprecated; use "
-                       "targets=[ClassifierOutputTarget(category)] (one per image)",
-                       DeprecationWarning)
-        if target_category is None:
-            return None
-        if isinstance(target_category, (int, np.integer)) and not isinstance(target_category, bool):
-            return _RepeatTarget(ClassifierOutputTarget(int(target_category)))
-        if isinstance(target_category, (list, tuple, np.ndarray)):
-            return [ClassifierOutputTarget(int(c)) for c in target_category]
-        raise TypeError(f"target_category must be an int, a list of ints or None, "
-                        f"got {describe(target_category)}")
-
-    def _check_input(self, input_tensor: Any) -> torch.Tensor:
-        return prepare_input(input_tensor, self.model)
-
-    @staticmethod
-    def _check_targets(targets: Any, batch: int) -> Any:
-        if isinstance(targets, _RepeatTarget):
-            return targets
-        return check_targets(targets, batch)
-
     # ------------------------------------------------------- the forward
     def select_output(self, output: Any) -> Any:
         """The tensor of scores inside a model output."""
@@ -566,9 +287,7 @@ class BaseCAM(DeviceBatchSize):
 
     def resolve_targets(self, targets: Any, outputs: Any, batch: int) -> List[Callable]:
         """Per-image target callables; None means each image's top class."""
-        if isinstance(targets, _RepeatTarget):
-            targets = [targets.target] * batch
-        return resolve_targets(targets, outputs, batch)
+        return resolve_targets(repeated_targets(targets, batch), outputs, batch)
 
     @staticmethod
     def target_scores(targets: Sequence[Callable], outputs: Any) -> torch.Tensor:
@@ -577,18 +296,18 @@ class BaseCAM(DeviceBatchSize):
 
     def record(self, input_tensor: torch.Tensor) -> Tuple[torch.Tensor, Any]:
         """Step 2: the forward pass recording the target layers' outputs
-        (in ``self.activations_and_grads.activations``); returns the input
-        as autograd sees it and the model's raw output."""
-        recorder = self.activations_and_grads
-        recorder.track_gradients = self.uses_gradients
+        (the call's ``recording``); returns the input as autograd sees it
+        and the model's raw output."""
+        context = current_call()
         grad_context = (torch.enable_grad() if self.uses_gradients or self.compute_input_gradient
                         else torch.inference_mode())
         with torch.inference_mode(False), grad_context:
             if self.compute_input_gradient:
                 input_tensor = input_tensor.clone().requires_grad_(True)
-            with recorder.record():
+            with self.activations_and_grads.record(self.uses_gradients) as recording:
+                context.recording = recording
                 raw = self.model(input_tensor)
-        for index, activation in enumerate(recorder.activations):
+        for index, activation in enumerate(recording.activations):
             if activation is None:
                 raise ValueError(f"target_layers[{index}] ({describe(self.target_layers[index])}) "
                                  "was never called in the model's forward pass; choose a module "
@@ -596,16 +315,19 @@ class BaseCAM(DeviceBatchSize):
         return input_tensor, raw
 
     def recorded_activations(self) -> List[Any]:
-        """The outputs of the target layers that the last ``record`` saw,
-        each a tensor or a structure of tensors as the layer returned it
-        (every entry is set: ``record`` raises for a layer never called)."""
-        return [a for a in self.activations_and_grads.activations if a is not None]
+        """The outputs of the target layers that the call's last ``record``
+        saw, each a tensor or a structure of tensors as the layer returned
+        it (every entry is set: ``record`` raises for a layer never
+        called)."""
+        recording = current_call().recording
+        assert recording is not None  # record() ran
+        return [a for a in recording.activations if a is not None]
 
     def forward(self, input_tensor: torch.Tensor, targets: Any,
                 eigen_smooth: bool = False) -> torch.Tensor:
         """Steps 2-7 for one batch: the maps as a torch tensor B x H x W on
         the model's device."""
-        context = _CURRENT_CALL.get()
+        context = running_call()
         if context is None:  # called directly, outside __call__
             with open_call(CallContext()):
                 return self.forward(input_tensor, targets, eigen_smooth)
@@ -629,14 +351,14 @@ class BaseCAM(DeviceBatchSize):
                         computed = [g.detach() for g in computed]
                 if self.compute_input_gradient:
                     context.input_gradient = computed.pop()
-                grads: List[Any] = _restructure(computed, activations)
+                grads: List[Any] = regroup(computed, activations)
             else:
                 grads = [None] * len(activations)
                 # the targets are checked once here, before any perturbation pass
                 self.target_scores(targets, outputs)
-            self.outputs = outputs = _detach(outputs)
+            self.outputs = outputs = detach_output(outputs)
             if not keep_graph:
-                activations = [_detach(a) for a in activations]
+                activations = [detach_output(a) for a in activations]
                 input_tensor = input_tensor.detach()
             context.input_tensor, context.targets = input_tensor.detach(), targets
             context.outputs, context.activations = outputs, activations
@@ -646,7 +368,7 @@ class BaseCAM(DeviceBatchSize):
         finally:
             context.input_gradient = None
             context.activations = []
-            self.activations_and_grads.release()
+            context.recording = None
 
     def _check_layer_shapes(self, activations: Sequence[Any],
                             input_tensor: torch.Tensor) -> None:
@@ -655,7 +377,7 @@ class BaseCAM(DeviceBatchSize):
         batch, spatial = input_tensor.shape[0], input_tensor.dim() - 2
         with torch.no_grad():
             for index, activation in enumerate(activations):
-                self._to_bchw(_detach(activation), index, "activations", batch, spatial)
+                self._to_bchw(detach_output(activation), index, "activations", batch, spatial)
 
     def compute_gradients(self, scores: torch.Tensor,
                           inputs: Sequence[Any]) -> List[Any]:
@@ -678,10 +400,10 @@ class BaseCAM(DeviceBatchSize):
         inputs = list(inputs)
         if not all(isinstance(x, torch.Tensor) for x in inputs):
             leaves = [leaf for x in inputs for leaf in output_leaves(x)]
-            return _restructure(self.compute_gradients(scores, leaves), inputs)
+            return regroup(self.compute_gradients(scores, leaves), inputs)
         if not scores.requires_grad:
             return [torch.zeros_like(x) for x in inputs]
-        context = _CURRENT_CALL.get()
+        context = running_call()
         create_graph = context is not None and context.differentiable
         grads = torch.autograd.grad(scores.sum(), inputs, allow_unused=True,
                                     create_graph=create_graph)
@@ -689,27 +411,9 @@ class BaseCAM(DeviceBatchSize):
 
     def _to_bchw(self, tensor: Any, index: int, what: str, batch: int,
                  spatial: int) -> torch.Tensor:
-        if self.reshape_transform is not None:
-            tensor = self.reshape_transform(tensor)
-        elif not isinstance(tensor, torch.Tensor):
-            raise ValueError(
-                f"target_layers[{index}] ({describe(self.target_layers[index])}) returns "
-                f"{describe_output(tensor)}, not a tensor; pass a reshape_transform that turns "
-                "it into B x C x H x W, for example from pytorch_grad_cam.utils."
-                "reshape_transforms: select_output_key(key) for one entry, combine_levels() for "
-                "all of them resized to one size and concatenated, or "
-                "fasterrcnn_reshape_transform for the backbone of torchvision's Faster R-CNN")
-        if not isinstance(tensor, torch.Tensor) or tensor.dim() != 2 + spatial \
-                or tensor.shape[0] != batch:
-            shape = tuple(tensor.shape) if isinstance(tensor, torch.Tensor) else type(tensor).__name__
-            expected = "B x C x H x W" if spatial == 2 else "B x C x D x H x W"
-            hint = (f"check reshape_transform ({describe(self.reshape_transform)}), "
-                    "which must return that layout" if self.reshape_transform is not None else
-                    "pass a reshape_transform that turns it into that layout (for token "
-                    "outputs of Vision Transformers: reshape_transforms.vit_reshape_transform)")
-            raise ValueError(f"the {what} of target_layers[{index}] have shape {shape}, "
-                             f"expected {expected} with B={batch}; {hint}")
-        return _working_float(tensor)
+        return working_float(layer_output_as_bchw(tensor, self.reshape_transform,
+                                                  self.target_layers, index, what, batch,
+                                                  spatial))
 
     def layer_gradients(self, tensor: torch.Tensor, input_tensor: torch.Tensor) -> torch.Tensor:
         """A tensor laid out like the raw output of the current layer (for
@@ -739,7 +443,7 @@ class BaseCAM(DeviceBatchSize):
                 layer_grads = self._to_bchw(grad, index, "gradients", batch, spatial)
             cam = self.get_cam_image(input_tensor, layer, targets, layer_activations,
                                      layer_grads, eigen_smooth)
-            cam = torch.nan_to_num(_working_float(cam), nan=0.0,
+            cam = torch.nan_to_num(working_float(cam), nan=0.0,
                                    posinf=torch.finfo(torch.float32).max, neginf=0.0)
             cams.append(scale_cam_image(torch.relu(cam), size))
         return cams[0][:, None] if len(cams) == 1 else torch.stack(cams, dim=1)
@@ -770,7 +474,7 @@ class BaseCAM(DeviceBatchSize):
         return (f"the class activation map is all zeros for image(s) {images}: no location of "
                 "the target layer has a positive weighted activation, or all have the same "
                 "value (for example zero gradients, as at a Vision Transformer's last block). "
-                f"Try {_earlier_layer_hint(self.model)}, another target or another method")
+                f"Try {earlier_layer_hint(self.model)}, another target or another method")
 
     # ------------------------------------------------------ method hooks
     def get_cam_weights(self, input_tensor: torch.Tensor, target_layer: torch.nn.Module,
@@ -780,12 +484,27 @@ class BaseCAM(DeviceBatchSize):
         idea."""
         raise NotImplementedError
 
+    def weigh(self, activations: torch.Tensor, grads: torch.Tensor) -> torch.Tensor:
+        """Step 5 of a method whose weights are per position: B x C x H x W,
+        the activations weighted element by element using their gradients
+        (HiResCAM: ``grads * activations``). BaseCAM calls it with the
+        gradients of the target scores, laid out like the activations; a
+        method overrides either this or ``get_cam_weights``."""
+        raise NotImplementedError
+
     def get_weighted_activations(self, input_tensor: torch.Tensor,
                                  target_layer: torch.nn.Module, targets: List[Callable],
                                  activations: torch.Tensor,
                                  grads: Optional[torch.Tensor]) -> torch.Tensor:
-        """B x C x H x W: the activations weighted by ``get_cam_weights``
-        (methods with weights per position override this instead)."""
+        """B x C x H x W: the activations weighted by ``weigh`` where a
+        method overrides it, else by the channel weights of
+        ``get_cam_weights``. (An override of this method, the name of
+        earlier releases, still takes precedence.)"""
+        if type(self).weigh is not BaseCAM.weigh:
+            if grads is None:
+                raise ValueError(f"uses_gradients=False: {type(self).__name__} weighs the "
+                                 "activations with their gradients; leave uses_gradients out")
+            return self.weigh(activations, grads)
         weights = self.get_cam_weights(input_tensor, target_layer, targets, activations, grads)
         return weights.reshape(weights.shape + (1,) * (activations.dim() - 2)) * activations
 
@@ -806,106 +525,17 @@ class BaseCAM(DeviceBatchSize):
             return self.project(weighted)
         return weighted.sum(dim=1)
 
-    # -------------------------------------------- shared by perturbations
-    def chunks(self, count: int, desc: str,
-               size: Optional[int] = None) -> Iterator[Tuple[int, int]]:
-        """(start, stop) ranges of ``size`` (default ``batch_size``) items,
-        with the CAM's progress bar setting."""
-        return chunks(count, size or self.batch_size, desc, self.progress)
-
-    def perturbed_scores(self, count: int, make_inputs: Callable[[int, int], torch.Tensor],
-                         owners: torch.Tensor, targets: Sequence[Callable],
-                         desc: str) -> torch.Tensor:
-        """Target scores of ``count`` perturbed inputs, a float32 tensor
-        (``scoring.chunked_scores`` with this CAM's model, batch size,
-        output selector and progress bar)."""
-        scores, _ = chunked_scores(self.model, count, make_inputs, owners, targets,
-                                   self.batch_size, self.output_selector,
-                                   ranges=self.chunks(count, desc))
-        return scores
-
     # ------------------------------------------------------ aug smoothing
     def forward_augmentation_smoothing(self, input_tensor: torch.Tensor, targets: Any,
                                        eigen_smooth: bool = False) -> torch.Tensor:
-        """Test-time augmentation: the augmented copies run batched,
-        de-augmented and averaged.
+        """Test-time augmentation: the maps of the augmented copies (the
+        ``tta_transforms``), run ``batch_size`` images at a time,
+        de-augmented and averaged (``aug_smoothing.augmentation_smoothing``)."""
+        def forward(images: torch.Tensor, chosen: Any) -> Tuple[torch.Tensor, Any]:
+            return self.forward(images, chosen, eigen_smooth), current_call().outputs
 
-        The copies of as many transforms as fit in ``batch_size`` images
-        (at least one transform's copies of the whole batch) go through
-        one pass: on a GPU (default ``batch_size`` 64) that is usually all
-        of them at once; on a CPU (default 8), whose time per image grows
-        with the batch beyond a few images, a batch of 8 images runs as one
-        pass per transform. The perturbation methods chunk their own
-        passes by ``batch_size`` as well. Every image's map is independent
-        of the others in its pass, so the grouping does not change the
-        result."""
-        transforms = list(self.tta_transforms)
-        batch = input_tensor.shape[0]
-        group = max(1, self.batch_size // batch)
-        result: Optional[torch.Tensor] = None
-        outputs: List[Any] = []
-        for first in range(0, len(transforms), group):
-            chosen = transforms[first:first + group]
-            augmented = torch.cat([t.augment_image(input_tensor) for t in chosen], dim=0)
-            all_targets: Any = targets
-            if not (isinstance(targets, _RepeatTarget) or targets is None):
-                all_targets = list(targets) * len(chosen)
-            cams = self.forward(augmented, all_targets, eigen_smooth)
-            outputs.append(self.outputs)
-            for k, transform in enumerate(chosen):
-                cam = transform.deaugment_mask(cams[k * batch:(k + 1) * batch, None])[:, 0]
-                result = cam if result is None else result + cam
-        if all(isinstance(o, torch.Tensor) for o in outputs):
-            # the model's outputs of every augmented copy, transform by transform
-            self.outputs = torch.cat(outputs, dim=0)
-        assert result is not None
-        return result / len(transforms)
-
-    # --------------------------------------------------- context manager
-    def release(self) -> None:
-        """Nothing stays registered between calls; kept for compatibility."""
-        self.activations_and_grads.release()
-
-    def __enter__(self) -> "BaseCAM":
-        return self
-
-    def __exit__(self, exc_type: Any, exc_value: Any, exc_tb: Any) -> Literal[False]:
-        self.release()
-        return False  # never swallow an exception
-
-
-_BLOCK_NORMS = ("ln_1", "norm1", "layernorm_before", "layer_norm1")
-
-
-def _restructure(flat: List[Any], structures: Sequence[Any]) -> List[Any]:
-    """``flat`` (one entry per tensor of ``structures``, in order, plus
-    any extra entries at the end, kept as they are) regrouped as one
-    entry per structure, in its structure."""
-    result: List[Any] = []
-    start = 0
-    for structure in structures:
-        if isinstance(structure, torch.Tensor):
-            result.append(flat[start])
-            start += 1
-            continue
-        count = len(output_leaves(structure))
-        result.append(rebuild_output(structure, list(flat[start:start + count])))
-        start += count
-    return result + list(flat[start:])
-
-
-def _earlier_layer_hint(model: torch.nn.Module) -> str:
-    """An earlier layer, named as this model names it: the norm before the
-    attention of its last transformer block, where it has one."""
-    names = [name for name, _ in model.named_modules()
-             if name.rsplit(".", 1)[-1] in _BLOCK_NORMS]
-    if names:
-        return f"an earlier layer (for this model: {names[-1]})"
-    return "an earlier layer"
-
-
-class _RepeatTarget:
-    """One legacy target category for every image of the batch."""
-
-    def __init__(self, target: Callable) -> None:
-        self.target = target
+        result, outputs = augmentation_smoothing(forward, self.tta_transforms, self.batch_size,
+                                                 input_tensor, targets)
+        if outputs is not None:
+            self.outputs = outputs
+        return result

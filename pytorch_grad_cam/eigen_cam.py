@@ -26,17 +26,21 @@ class EigenCAM(BaseCAM):
     mean over the positions first (a principal component analysis of the
     centred activations), which is what ``eigen_smooth=True`` of the other
     methods does.
+
+    The variants (Eigen-Grad-CAM, KPCA-CAM) are subclasses: they weigh the
+    activations before the projection (``weigh``) or project another way
+    (``project``).
     """
 
     uses_gradients = False
 
     projects = True
 
-    def get_weighted_activations(self, input_tensor: torch.Tensor,
-                                 target_layer: torch.nn.Module, targets: List[Callable],
-                                 activations: torch.Tensor,
-                                 grads: Optional[torch.Tensor]) -> torch.Tensor:
-        return activations
+    def get_cam_weights(self, input_tensor: torch.Tensor, target_layer: torch.nn.Module,
+                        targets: List[Callable], activations: torch.Tensor,
+                        grads: Optional[torch.Tensor]) -> torch.Tensor:
+        # every channel as it is: O is the activations themselves
+        return activations.new_ones(activations.shape[:2])
 
     def project(self, weighted: torch.Tensor) -> torch.Tensor:
         return get_2d_projection(weighted, center=False)

@@ -1,14 +1,11 @@
-from typing import Callable, List, Optional
-
 import torch
 
-from pytorch_grad_cam.base_cam import BaseCAM
-from pytorch_grad_cam.utils.svd_on_activations import get_2d_projection
+from pytorch_grad_cam.eigen_cam import EigenCAM
 from pytorch_grad_cam.registry import register_method
 
 
 @register_method("eigengradcam")
-class EigenGradCAM(BaseCAM):
+class EigenGradCAM(EigenCAM):
     """Eigen-Grad-CAM: Eigen-CAM of the gradient x activation products.
 
     P(i, j)_k = dY/dA_k(i, j) * A_k(i, j) as an N x C matrix (one row per
@@ -24,14 +21,7 @@ class EigenGradCAM(BaseCAM):
     factorised without subtracting its mean (grad-cam 1.5.7 centres it).
     """
 
-    projects = True
+    uses_gradients = True
 
-    def get_weighted_activations(self, input_tensor: torch.Tensor,
-                                 target_layer: torch.nn.Module, targets: List[Callable],
-                                 activations: torch.Tensor,
-                                 grads: Optional[torch.Tensor]) -> torch.Tensor:
-        assert grads is not None  # uses_gradients: the base step passes the gradients
+    def weigh(self, activations: torch.Tensor, grads: torch.Tensor) -> torch.Tensor:
         return grads * activations
-
-    def project(self, weighted: torch.Tensor) -> torch.Tensor:
-        return get_2d_projection(weighted, center=False)

@@ -3,7 +3,8 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 import torch
 
-from pytorch_grad_cam.base_cam import current_call
+from pytorch_grad_cam.call_context import current_call
+from pytorch_grad_cam.grad_cam import GradCAM
 from pytorch_grad_cam.meta_cam import MetaCAM
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget, FinerWeightedTarget
 from pytorch_grad_cam.registry import register_method
@@ -49,7 +50,6 @@ class FinerCAM(MetaCAM):
 
     @staticmethod
     def default_base_method() -> type:
-        from pytorch_grad_cam.grad_cam import GradCAM
         return GradCAM
 
     call_options = ("alpha", "comparison_categories", "target_idx")

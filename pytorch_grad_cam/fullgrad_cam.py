@@ -4,8 +4,10 @@ import torch
 import torch.nn.functional as F
 
 from pytorch_grad_cam.activations_and_gradients import ActivationsAndGradients
-from pytorch_grad_cam.base_cam import BaseCAM, current_call, warn_at_caller
+from pytorch_grad_cam.base_cam import BaseCAM
+from pytorch_grad_cam.call_context import current_call
 from pytorch_grad_cam.registry import register_method
+from pytorch_grad_cam.warn import warn_at_caller
 
 _CONVOLUTIONS = (torch.nn.Conv2d, torch.nn.Conv3d)
 _BATCH_NORMS = (torch.nn.BatchNorm2d, torch.nn.BatchNorm3d)
@@ -113,10 +115,12 @@ class FullGrad(BaseCAM):
                               eigen_smooth: bool) -> torch.Tensor:
         size = tuple(input_tensor.shape[2:])
         spatial = len(size)
-        input_gradient = current_call().input_gradient
+        call = current_call()
+        input_gradient, recording = call.input_gradient, call.recording
         assert input_gradient is not None  # compute_input_gradient is set in __init__
+        assert recording is not None  # forward() recorded the pass
         parts = [_rescaled_channel_sum(input_gradient.float() * input_tensor.float(), size)]
-        for index, grad in zip(self.activations_and_grads.recorded_layers, grads):
+        for index, grad in zip(recording.recorded_layers, grads):
             assert grad is not None  # uses_gradients: every layer has its gradient
             if grad.dim() != spatial + 2:
                 continue  # a layer of the other dimensionality (2D vs 3D)

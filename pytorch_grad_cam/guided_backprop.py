@@ -14,8 +14,8 @@ from typing import Any, Callable, Iterator, List, Optional, Sequence, Union
 import numpy as np
 import torch
 
-from pytorch_grad_cam.activations_and_gradients import owned_hooks
-from pytorch_grad_cam.base_cam import model_state_guard
+from pytorch_grad_cam.activations_and_gradients import hook_handles, owned_hooks
+from pytorch_grad_cam.model_state import model_state_guard
 from pytorch_grad_cam.scoring import (
     check_targets, model_device, prepare_input, resolve_targets, select_output, target_scores)
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
@@ -58,22 +58,17 @@ def guided_relus(model: torch.nn.Module) -> Iterator[None]:
     function to its output (the activation's own backward adds the x > 0
     gate); the modules themselves stay where they are, and the forward
     passes of other threads through them are untouched."""
-    handles = []
-    with owned_hooks() as mine:
+    with owned_hooks() as mine, hook_handles() as handles:
 
         def guide(module: torch.nn.Module, inputs: Any, output: Any) -> Any:
             if not mine() or not isinstance(output, torch.Tensor):
                 return None
             return _PositiveGradient.apply(output)
 
-        try:
-            for module in model.modules():
-                if isinstance(module, GUIDED_ACTIVATIONS):
-                    handles.append(module.register_forward_hook(guide))
-            yield
-        finally:
-            for handle in handles:
-                handle.remove()
+        for module in model.modules():
+            if isinstance(module, GUIDED_ACTIVATIONS):
+                handles.append(module.register_forward_hook(guide))
+        yield
 
 
 class GuidedBackpropReLUModel:

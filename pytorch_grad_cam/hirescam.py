@@ -1,9 +1,8 @@
-from typing import Callable, List, Optional
-
 import torch
 
-from pytorch_grad_cam.base_cam import BaseCAM, warn_at_caller
+from pytorch_grad_cam.base_cam import BaseCAM
 from pytorch_grad_cam.registry import register_method
+from pytorch_grad_cam.warn import warn_at_caller
 
 
 @register_method("hirescam")
@@ -24,11 +23,7 @@ class HiResCAM(BaseCAM):
 
     differentiable = True  # differentiable_maps(): the map carries the autograd graph
 
-    def get_weighted_activations(self, input_tensor: torch.Tensor,
-                                 target_layer: torch.nn.Module, targets: List[Callable],
-                                 activations: torch.Tensor,
-                                 grads: Optional[torch.Tensor]) -> torch.Tensor:
-        assert grads is not None  # uses_gradients: the base step passes the gradients
+    def weigh(self, activations: torch.Tensor, grads: torch.Tensor) -> torch.Tensor:
         return grads * activations
 
     def project(self, weighted: torch.Tensor) -> torch.Tensor:

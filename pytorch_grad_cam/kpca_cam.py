@@ -2,21 +2,22 @@ from typing import Any, Callable, List, Optional
 
 import torch
 
-from pytorch_grad_cam.base_cam import BaseCAM
+from pytorch_grad_cam.eigen_cam import EigenCAM
 from pytorch_grad_cam.utils.svd_on_activations import _KERNELS, get_2d_projection_kernel
 from pytorch_grad_cam.registry import register_method
 
 
 @register_method("kpcacam", class_specific=False)
-class KPCA_CAM(BaseCAM):
+class KPCA_CAM(EigenCAM):
     """KPCA-CAM: the activations projected on their first kernel principal component.
 
     With x_n the C activations at position n (centred over the positions)
     and K(n, m) = k(x_n, x_m) the kernel matrix centred in feature space,
     K = V L V^T;  map(n) = sqrt(l_1) * V_1(n)
 
-    Eigen-CAM with kernel PCA, which can capture non-linear structure in
-    the activations. Gradient-free and class-agnostic (``targets`` is
+    Eigen-CAM (the subclass of ``EigenCAM`` that projects another way)
+    with kernel PCA, which can capture non-linear structure in the
+    activations. Gradient-free and class-agnostic (``targets`` is
     ignored).
 
     Args (besides BaseCAM's):
@@ -35,8 +36,6 @@ class KPCA_CAM(BaseCAM):
     target layer.
     """
 
-    uses_gradients = False
-
     def __init__(self, model: torch.nn.Module,
                  target_layers: Optional[List[torch.nn.Module]] = None,
                  reshape_transform: Optional[Callable] = None, kernel: str = "sigmoid",
@@ -49,14 +48,6 @@ class KPCA_CAM(BaseCAM):
         super().__init__(model, target_layers, reshape_transform, **kwargs)
         self.kernel = kernel
         self.gamma = gamma
-
-    projects = True
-
-    def get_weighted_activations(self, input_tensor: torch.Tensor,
-                                 target_layer: torch.nn.Module, targets: List[Callable],
-                                 activations: torch.Tensor,
-                                 grads: Optional[torch.Tensor]) -> torch.Tensor:
-        return activations
 
     def project(self, weighted: torch.Tensor) -> torch.Tensor:
         return get_2d_projection_kernel(weighted, self.kernel, self.gamma)

@@ -1,5 +1,3 @@
-from typing import Callable, List, Optional
-
 import torch
 
 from pytorch_grad_cam.base_cam import BaseCAM
@@ -25,9 +23,5 @@ class LayerCAM(BaseCAM):
 
     differentiable = True  # differentiable_maps(): the map carries the autograd graph
 
-    def get_weighted_activations(self, input_tensor: torch.Tensor,
-                                 target_layer: torch.nn.Module, targets: List[Callable],
-                                 activations: torch.Tensor,
-                                 grads: Optional[torch.Tensor]) -> torch.Tensor:
-        assert grads is not None  # uses_gradients: the base step passes the gradients
+    def weigh(self, activations: torch.Tensor, grads: torch.Tensor) -> torch.Tensor:
         return torch.relu(grads) * activations

@@ -28,7 +28,7 @@ class MetaCAM(BaseCAM):
     """Base class of the methods that modify a ``base_method``.
 
     Subclasses set ``default_base_method`` (a function returning the
-    default class, so that imports stay lazy) and override one step.
+    default class) and override one step.
     """
 
     #: the CAM class whose weighting this method uses (set per object)

@@ -1,5 +1,6 @@
 import torch
 
+from pytorch_grad_cam.grad_cam_plusplus import GradCAMPlusPlus
 from pytorch_grad_cam.meta_cam import MetaCAM
 from pytorch_grad_cam.registry import register_method
 
@@ -32,7 +33,6 @@ class RefineCAM(MetaCAM):
 
     @staticmethod
     def default_base_method() -> type:
-        from pytorch_grad_cam.grad_cam_plusplus import GradCAMPlusPlus
         return GradCAMPlusPlus
 
     def aggregate_multi_layers(self, cam_per_layer: torch.Tensor) -> torch.Tensor:

@@ -19,8 +19,8 @@ from tqdm.auto import tqdm
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
 __all__ = [
-    "DeviceBatchSize", "default_batch_size", "batch_size_or_default", "describe", "given",
-    "check_positive_int", "check_seed",
+    "DeviceBatchSize", "PerturbationPasses", "default_batch_size", "batch_size_or_default",
+    "describe", "given", "check_positive_int", "check_seed",
     "check_non_negative", "check_model", "check_input_tensor", "prepare_input", "check_targets",
     "resolve_targets", "check_targets_against_outputs", "select_output", "target_scores",
     "chunks", "chunked_scores", "model_device", "model_float_dtype",
@@ -380,3 +380,29 @@ def chunked_scores(model: torch.nn.Module, count: int,
         device = owners.device if owners is not None else torch.device("cpu")
         scores = torch.empty(0, dtype=torch.float32, device=device)
     return scores, used
+
+
+class PerturbationPasses(DeviceBatchSize):
+    """The chunked passes of an explainer of ``self.model`` (the CAM
+    methods): ``batch_size`` inputs at a time, with its ``output_selector``
+    and its ``progress`` bar setting."""
+
+    output_selector: Optional[Callable]
+    progress: bool
+
+    def chunks(self, count: int, desc: str,
+               size: Optional[int] = None) -> Iterator[Tuple[int, int]]:
+        """(start, stop) ranges of ``size`` (default ``batch_size``) items,
+        with the progress bar setting."""
+        return chunks(count, size or self.batch_size, desc, self.progress)
+
+    def perturbed_scores(self, count: int, make_inputs: Callable[[int, int], torch.Tensor],
+                         owners: torch.Tensor, targets: Sequence[Callable],
+                         desc: str) -> torch.Tensor:
+        """Target scores of ``count`` perturbed inputs, a float32 tensor
+        (``chunked_scores`` with this object's model, batch size, output
+        selector and progress bar)."""
+        scores, _ = chunked_scores(self.model, count, make_inputs, owners, targets,
+                                   self.batch_size, self.output_selector,
+                                   ranges=self.chunks(count, desc))
+        return scores

@@ -12,14 +12,16 @@ from __future__ import annotations
 import functools
 import math
 import numbers
-from typing import Any, Callable, Dict, List, Literal, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from pytorch_grad_cam.base_cam import BaseCAM, CallContext, model_state_guard, open_call
+from pytorch_grad_cam.base_cam import BaseCAM
+from pytorch_grad_cam.call_context import CallContext, ReleaseOnExit, open_call
 from pytorch_grad_cam.grad_cam import GradCAM
+from pytorch_grad_cam.model_state import model_state_guard
 from pytorch_grad_cam.registry import get_method
 from pytorch_grad_cam.scoring import (
     DeviceBatchSize, check_positive_int, check_targets, chunked_scores, chunks, given,
@@ -32,7 +34,7 @@ __all__ = ["SESS", "sliding_window", "window_starts"]
 _BLUR_SIZE, _BLUR_SIGMA = 11, 5.0
 
 
-class SESS(DeviceBatchSize):
+class SESS(ReleaseOnExit, DeviceBatchSize):
     """SESS: the base method's maps of multi-scale sliding-window patches, fused by patch score.
 
     For an image X (H x W), its target t and the window size w (default
@@ -197,17 +199,6 @@ class SESS(DeviceBatchSize):
                 eigen_smooth: bool = False) -> np.ndarray:
         """The maps of ``__call__`` (1.5.7's name of the call)."""
         return self(input_tensor, targets, eigen_smooth=eigen_smooth)
-
-    def release(self) -> None:
-        """Nothing stays registered between calls; kept for compatibility."""
-        self.base_cam.release()
-
-    def __enter__(self) -> "SESS":
-        return self
-
-    def __exit__(self, exc_type: Any, exc_value: Any, exc_tb: Any) -> Literal[False]:
-        self.release()
-        return False  # never swallow an exception
 
     # ------------------------------------------------------------- steps
     def _layout(self, height: int, width: int) -> "_Layout":

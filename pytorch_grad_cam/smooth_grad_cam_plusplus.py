@@ -3,7 +3,8 @@ from typing import Any, Callable, List, Optional
 import torch
 
 from pytorch_grad_cam.activations_and_gradients import output_leaves, rebuild_output
-from pytorch_grad_cam.base_cam import BaseCAM, current_call
+from pytorch_grad_cam.base_cam import BaseCAM
+from pytorch_grad_cam.call_context import current_call
 from pytorch_grad_cam.grad_cam_plusplus import plusplus_weights
 from pytorch_grad_cam.scoring import check_non_negative, check_positive_int, check_seed
 from pytorch_grad_cam.registry import register_method
@@ -86,7 +87,7 @@ class SmoothGradCAMPlusPlus(BaseCAM):
             with torch.inference_mode(False), torch.enable_grad():
                 scores = self.target_scores([targets[b] for b in images], outputs)
                 layer_grads = self.compute_gradients(scores, self.recorded_activations())
-            self.activations_and_grads.release()
+            current_call().recording = None  # the noisy copies' activations, at once
             # a layer's gradient may be a structure of tensors (a dict of FPN
             # levels): its moments are accumulated tensor by tensor
             leaves = [output_leaves(g) for g in layer_grads]

@@ -1,8 +1,8 @@
 """Concurrent calls on one shared model: each call gets exactly its own map,
 and the user's flags come back once the last call ends.
 
-Each thread has its own CAM object (one CAM object is not shared between
-threads); the model is shared.
+Each thread has its own CAM object here; the model is shared. One CAM
+object shared by several threads: tests/test_thread_safety.py.
 """
 import threading
 

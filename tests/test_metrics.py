@@ -273,8 +273,8 @@ def test_road_accepts_one_image_as_in_the_reference_library():
 # ---------------------------------------------------------- deletion, insertion
 def test_deletion_curve_and_auc_by_hand(model, images, cams):
     targets = [ClassifierOutputTarget(1)] * 3
-    areas, curves = DeletionAUC(n_steps=4)(torch.from_numpy(images), cams, targets, model,
-                                           return_curves=True)
+    areas, curves = DeletionAUC(n_steps=4).curves(torch.from_numpy(images), cams, targets,
+                                                  model)
     for b in range(3):
         expected = []
         for step in range(5):
@@ -287,10 +287,33 @@ def test_deletion_curve_and_auc_by_hand(model, images, cams):
         assert areas[b] == pytest.approx(trapezoid, rel=1e-5, abs=1e-6)
 
 
+def test_the_metric_returns_areas_and_curves_returns_both(model, images, cams):
+    """A call gives the areas (one array, whatever the arguments); curves()
+    gives (areas, curves); return_curves=True still gives what curves()
+    gives, with a DeprecationWarning pointing at the caller's line."""
+    targets = [ClassifierOutputTarget(1)] * 3
+    x = torch.from_numpy(images)
+    metric = DeletionAUC(n_steps=4)
+    both = metric.curves(x, cams, targets, model)
+    assert both.areas.shape == (3,) and both.curves.shape == (3, 5)
+    assert both.areas.dtype == both.curves.dtype == np.float32
+    areas = metric(x, cams, targets, model)
+    assert isinstance(areas, np.ndarray)
+    np.testing.assert_array_equal(areas, both.areas)
+    with pytest.warns(DeprecationWarning) as caught:
+        old_areas, old_curves = metric(x, cams, targets, model, return_curves=True)
+    assert [str(w.message) for w in caught] == [
+        "return_curves=True is deprecated; metric.curves(input_tensor, cams, targets, model) "
+        "returns (areas, curves)"]
+    assert caught[0].filename == __file__
+    np.testing.assert_array_equal(old_areas, both.areas)
+    np.testing.assert_array_equal(old_curves, both.curves)
+
+
 def test_insertion_with_a_constant_substrate_by_hand(model, images, cams):
     targets = [ClassifierOutputTarget(0)] * 3
     metric = InsertionAUC(n_steps=8, substrate=lambda t: torch.full_like(t, 0.5))
-    areas, curves = metric(torch.from_numpy(images), cams, targets, model, return_curves=True)
+    areas, curves = metric.curves(torch.from_numpy(images), cams, targets, model)
     for b in range(3):
         expected = []
         for step in range(9):

@@ -120,3 +120,57 @@ def test_a_new_method_is_one_class_and_one_decorator(monkeypatch):
     table = evaluate_cam_methods(model, [model.relu], x, methods=["meangradcam"],
                                  metrics=["DropInConfidence"], targets=targets)
     assert list(table) == ["meangradcam"] and np.isfinite(table["meangradcam"]["DropInConfidence"])
+
+
+def test_a_method_with_weights_per_position_is_one_override_of_weigh(monkeypatch):
+    """``weigh(activations, grads)`` is called with the gradients; its
+    result is summed over the channels like every method's."""
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
+    from pytorch_grad_cam import HiResCAM, LayerCAM
+
+    @register_method("poslayercam")
+    class PositiveLayerCAM(BaseCAM):
+        """LayerCAM written as a new method."""
+
+        def weigh(self, activations, grads):
+            return grads.clamp(min=0) * activations
+
+    torch.manual_seed(0)
+    model = _Net().eval()
+    x = torch.randn(2, 3, 8, 8)
+    targets = [ClassifierOutputTarget(0), ClassifierOutputTarget(2)]
+    expected = LayerCAM(model, [model.relu])(x, targets)
+    np.testing.assert_array_equal(PositiveLayerCAM(model, [model.relu])(x, targets), expected)
+    assert not np.allclose(expected, HiResCAM(model, [model.relu])(x, targets), atol=1e-3)
+    with pytest.raises(ValueError, match=r"^uses_gradients=False: PositiveLayerCAM weighs the "
+                                         r"activations with their gradients; leave "
+                                         r"uses_gradients out$"):
+        PositiveLayerCAM(model, [model.relu], uses_gradients=False)(x, targets)
+
+
+def test_an_override_of_get_weighted_activations_still_wins():
+    """Code written for earlier releases overrides get_weighted_activations
+    (with its five arguments); its override is used, and super() gives the
+    method's own weighting."""
+    from pytorch_grad_cam import HiResCAM
+
+    class PlusActivations(HiResCAM):
+        def get_weighted_activations(self, input_tensor, target_layer, targets, activations,
+                                     grads):
+            return super().get_weighted_activations(input_tensor, target_layer, targets,
+                                                    activations, grads) + activations
+
+    torch.manual_seed(0)
+    model = _Net().eval()
+    x = torch.randn(2, 3, 8, 8)
+    targets = [ClassifierOutputTarget(0), ClassifierOutputTarget(2)]
+    maps = PlusActivations(model, [model.relu])(x, targets)
+    # the same map by hand: ReLU(sum_k g A + A), min-max normalised
+    activations = model.relu(model.conv(x))
+    scores = model.fc(activations.mean(dim=(2, 3)))[[0, 1], [0, 2]]
+    grads, = torch.autograd.grad(scores.sum(), activations)
+    by_hand = torch.relu((grads * activations + activations).sum(dim=1)).detach()
+    low = by_hand.flatten(1).min(dim=1).values[:, None, None]
+    high = by_hand.flatten(1).max(dim=1).values[:, None, None]
+    np.testing.assert_allclose(maps, ((by_hand - low) / (high - low)).numpy(), atol=1e-5)
+    assert not np.allclose(maps, HiResCAM(model, [model.relu])(x, targets), atol=1e-3)

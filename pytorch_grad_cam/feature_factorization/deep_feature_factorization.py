@@ -9,15 +9,15 @@ W (channels x k) are concept embeddings, the k rows of H their heat maps
 over the positions. A classifier head applied to an embedding tells what a
 concept is.
 """
-from typing import (Any, Callable, Literal, Mapping, NamedTuple, Optional, Sequence, Tuple,
-                    Union)
+from typing import Any, Callable, Mapping, NamedTuple, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
 
 from pytorch_grad_cam.activations_and_gradients import ActivationsAndGradients
-from pytorch_grad_cam.base_cam import model_device, model_state_guard
-from pytorch_grad_cam.scoring import check_positive_int
+from pytorch_grad_cam.call_context import ReleaseOnExit
+from pytorch_grad_cam.model_state import model_state_guard
+from pytorch_grad_cam.scoring import check_positive_int, model_device
 from pytorch_grad_cam.utils.image import (
     create_labels_legend, scale_tensor, show_factorization_on_image)
 
@@ -112,7 +112,7 @@ def dff(activations: Union[np.ndarray, torch.Tensor], n_components: int = 5,
             explanations.transpose(0, 1).cpu().numpy().astype(np.float32))
 
 
-class DeepFeatureFactorization:
+class DeepFeatureFactorization(ReleaseOnExit):
     """Concepts of a layer's activations and where they are in the images.
 
     ``dff(input_tensor, n_components)`` returns ``(concepts,
@@ -156,14 +156,10 @@ class DeepFeatureFactorization:
 
     def activations(self, input_tensor: torch.Tensor) -> torch.Tensor:
         """The target layer's output for the batch, B x C x h x w."""
-        recorder = self.activations_and_grads
-        recorder.track_gradients = False
-        try:
-            with model_state_guard(self.model), torch.inference_mode(), recorder.record():
-                self.model(input_tensor)
-            activations = recorder.activations[0]
-        finally:
-            recorder.release()
+        with model_state_guard(self.model), torch.inference_mode(), \
+                self.activations_and_grads.record(track_gradients=False) as recording:
+            self.model(input_tensor)
+        activations = recording.activations[0]
         if activations is None:
             raise ValueError("target_layer was not called in the model's forward pass")
         if self.reshape_transform is not None:
@@ -193,16 +189,6 @@ class DeepFeatureFactorization:
             embeddings = torch.from_numpy(concepts.T.copy()).to(device)
             outputs = self.computation_on_concepts(embeddings)
         return concepts, explanations, outputs.float().cpu().numpy()
-
-    def release(self) -> None:
-        self.activations_and_grads.release()
-
-    def __enter__(self) -> "DeepFeatureFactorization":
-        return self
-
-    def __exit__(self, exc_type: Any, exc_value: Any, exc_tb: Any) -> Literal[False]:
-        self.release()
-        return False
 
 
 def _labels_of(model: torch.nn.Module, labels: Optional[_Labels], count: int) -> _Labels:

@@ -16,7 +16,8 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
-from pytorch_grad_cam.base_cam import BaseCAM, model_state_guard
+from pytorch_grad_cam.base_cam import BaseCAM
+from pytorch_grad_cam.model_state import model_state_guard
 from pytorch_grad_cam.metrics._common import Maps, prepare_cams
 from pytorch_grad_cam.scoring import (
     check_model, check_positive_int, check_targets, chunks, prepare_input)

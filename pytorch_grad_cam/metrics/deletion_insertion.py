@@ -15,18 +15,19 @@ higher is better. RISE scores class probabilities: use
 All images x steps inputs are built lazily, ``batch_size`` at a time, on the
 model's device, under ``torch.inference_mode`` with the model in eval mode.
 """
-from typing import Callable, Literal, Optional, Sequence, Tuple, Union, overload
+from typing import Callable, Literal, NamedTuple, Optional, Sequence, Union, overload
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from pytorch_grad_cam.base_cam import model_state_guard
+from pytorch_grad_cam.model_state import model_state_guard
 from pytorch_grad_cam.metrics._common import Maps, prepare_cams, relevance_rank
 from pytorch_grad_cam.scoring import (
     batch_size_or_default, check_model, check_positive_int, check_seed, check_targets,
     chunked_scores, prepare_input)
 from pytorch_grad_cam.metrics.perturbation_confidence import original_scores
+from pytorch_grad_cam.warn import warn_at_caller
 
 
 def gaussian_blur(input_tensor: torch.Tensor, kernel_size: int = 11,
@@ -56,6 +57,15 @@ def auc(curves: torch.Tensor) -> torch.Tensor:
     (trapezoidal rule), for every row."""
     steps = curves.shape[-1] - 1
     return (curves.sum(dim=-1) - (curves[..., 0] + curves[..., -1]) / 2) / steps
+
+
+class CausalCurves(NamedTuple):
+    """The result of ``DeletionAUC.curves`` / ``InsertionAUC.curves``."""
+
+    #: per image the area under the curve (float32, B)
+    areas: np.ndarray
+    #: per image the target score after every step (float32, B x (n_steps + 1))
+    curves: np.ndarray
 
 
 class _CausalMetric:
@@ -89,14 +99,25 @@ class _CausalMetric:
     @overload
     def __call__(self, input_tensor: torch.Tensor, cams: Maps,
                  targets: Optional[Sequence[Callable]], model: torch.nn.Module,
-                 return_curves: bool = False
-                 ) -> Union[np.ndarray, Tuple[np.ndarray, np.ndarray]]: ...
+                 return_curves: Literal[True]) -> CausalCurves: ...
 
     def __call__(self, input_tensor: torch.Tensor, cams: Maps,
                  targets: Optional[Sequence[Callable]], model: torch.nn.Module,
-                 return_curves: bool = False) -> Union[np.ndarray, Tuple[np.ndarray, np.ndarray]]:
-        """Per image the area under the curve (float32 numpy array); with
-        ``return_curves`` also the curves, B x (n_steps + 1)."""
+                 return_curves: bool = False) -> Union[np.ndarray, CausalCurves]:
+        """Per image the area under the curve: a float32 numpy array B.
+        For the curves as well, use :meth:`curves` (``return_curves=True``,
+        which returns what it does, is deprecated)."""
+        if return_curves:
+            warn_at_caller("return_curves=True is deprecated; metric.curves(input_tensor, cams, "
+                           "targets, model) returns (areas, curves)", DeprecationWarning)
+            return self.curves(input_tensor, cams, targets, model)
+        return self.curves(input_tensor, cams, targets, model).areas
+
+    def curves(self, input_tensor: torch.Tensor, cams: Maps,
+               targets: Optional[Sequence[Callable]], model: torch.nn.Module) -> CausalCurves:
+        """Per image the area under the curve and the curve itself, the
+        target score after every step: ``CausalCurves(areas, curves)``,
+        float32 numpy arrays B and B x (n_steps + 1)."""
         check_model(model)
         with model_state_guard(model), torch.inference_mode():
             inputs = prepare_input(input_tensor, model, volumes=False)
@@ -131,10 +152,8 @@ class _CausalMetric:
                                        batch_size, progress=self.progress, desc=self.desc)
             curves = scores.reshape(batch, points)
             areas = auc(curves)
-        result = areas.cpu().numpy().astype(np.float32)
-        if return_curves:
-            return result, curves.cpu().numpy().astype(np.float32)
-        return result
+        return CausalCurves(areas.cpu().numpy().astype(np.float32),
+                            curves.cpu().numpy().astype(np.float32))
 
 
 class DeletionAUC(_CausalMetric):

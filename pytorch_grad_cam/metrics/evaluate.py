@@ -13,7 +13,8 @@ import numpy as np
 import torch
 
 from pytorch_grad_cam.attention import find_transformer
-from pytorch_grad_cam.base_cam import BaseCAM, model_state_guard
+from pytorch_grad_cam.base_cam import BaseCAM
+from pytorch_grad_cam.model_state import model_state_guard
 from pytorch_grad_cam.registry import METHODS, get_method, method_info
 from pytorch_grad_cam.scoring import (
     batch_size_or_default, check_model, check_positive_int, check_targets, prepare_input)

@@ -16,7 +16,7 @@ from typing import Callable, List, Literal, Optional, Sequence, Tuple, Union, ov
 import numpy as np
 import torch
 
-from pytorch_grad_cam.base_cam import model_state_guard
+from pytorch_grad_cam.model_state import model_state_guard
 from pytorch_grad_cam.metrics._common import Maps, prepare_cams, relevance_rank
 from pytorch_grad_cam.scoring import (
     batch_size_or_default, check_model, check_positive_int, check_seed, check_targets,

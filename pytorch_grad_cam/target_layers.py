@@ -1,0 +1,113 @@
+"""The target layers of a CAM: given as modules or layer paths, checked,
+or found for the model (``layer_finder.locate_layers``); their outputs as
+B x C x H x W; a better layer to suggest when a map comes out empty."""
+from typing import Any, Callable, List, Optional, Sequence, Tuple
+
+import torch
+
+from pytorch_grad_cam.activations_and_gradients import describe_output
+from pytorch_grad_cam.layer_finder import check_not_torchscript, locate_layers
+from pytorch_grad_cam.layers import resolve_layer
+from pytorch_grad_cam.scoring import describe, given
+
+__all__ = ["resolve_target_layers", "check_target_layers", "choose_target_layers",
+           "layer_output_as_bchw", "earlier_layer_hint"]
+
+
+def resolve_target_layers(model: torch.nn.Module, target_layers: Any) -> List[torch.nn.Module]:
+    """``target_layers`` as modules of ``model``: each entry a module of
+    the model or a layer path (``"layer4[-1]"``, resolved by
+    ``layers.resolve_layer``, with close matches on a typo); checked by
+    :func:`check_target_layers`; a TorchScript model or part is refused
+    first (``layer_finder.check_not_torchscript``)."""
+    check_not_torchscript(model, target_layers)
+    if isinstance(target_layers, (list, tuple)):
+        target_layers = [resolve_layer(model, layer) if isinstance(layer, str) else layer
+                         for layer in target_layers]
+    check_target_layers(model, target_layers)
+    return list(target_layers)
+
+
+def check_target_layers(model: torch.nn.Module, target_layers: Any) -> None:
+    """Raise TypeError/ValueError, naming the entry and the value given,
+    unless ``target_layers`` is a non-empty list of modules of ``model``."""
+    if not isinstance(target_layers, (list, tuple)):
+        hint = (f"; for a layer path write target_layers=[{target_layers!r}]"
+                if isinstance(target_layers, str) else "")
+        raise TypeError(f"target_layers must be a list of torch.nn.Module (or layer paths), "
+                        f"got {given(target_layers)}{hint}")
+    if len(target_layers) == 0:
+        raise ValueError(f"target_layers is empty ({target_layers!r}); give at least one "
+                         "module of the model, for example target_layers=[model.layer4[-1]]")
+    module_ids = {id(m) for m in model.modules()}
+    for index, layer in enumerate(target_layers):
+        if not isinstance(layer, torch.nn.Module):
+            raise TypeError(f"target_layers[{index}] must be a torch.nn.Module or a layer path "
+                            f"such as 'layer4[-1]', got {given(layer)}")
+        if id(layer) not in module_ids:
+            raise ValueError(f"target_layers[{index}] ({describe(layer)}) is not "
+                             "a module of the model; take it from the model itself, "
+                             "for example model.layer4[-1]")
+
+
+def choose_target_layers(model: torch.nn.Module, target_layers: Any,
+                         reshape_transform: Optional[Callable],
+                         output_selector: Optional[Callable], find: bool
+                         ) -> Tuple[List[torch.nn.Module], str, Optional[Callable]]:
+    """(target layers, how they were chosen, reshape_transform) of a CAM:
+    the given ones resolved and checked ("given"), or, when none are given
+    and ``find`` is set, those ``layer_finder.locate_layers`` finds for the
+    model ("table" or "probe") with the reshape transform that goes with
+    them unless one is given (an explicit reshape_transform always wins)."""
+    if target_layers is not None:
+        return resolve_target_layers(model, target_layers), "given", reshape_transform
+    if not find:
+        return [], "given", reshape_transform
+    found = locate_layers(model, output_selector)
+    if reshape_transform is None:
+        reshape_transform = found.reshape_transform
+    return list(found.layers), found.source, reshape_transform
+
+
+#: the names of the norm before a transformer block's attention, by family
+_BLOCK_NORMS = ("ln_1", "norm1", "layernorm_before", "layer_norm1")
+
+
+def earlier_layer_hint(model: torch.nn.Module) -> str:
+    """An earlier layer, named as this model names it: the norm before the
+    attention of its last transformer block, where it has one."""
+    names = [name for name, _ in model.named_modules()
+             if name.rsplit(".", 1)[-1] in _BLOCK_NORMS]
+    if names:
+        return f"an earlier layer (for this model: {names[-1]})"
+    return "an earlier layer"
+
+
+def layer_output_as_bchw(output: Any, reshape_transform: Optional[Callable],
+                         target_layers: Sequence[torch.nn.Module], index: int, what: str,
+                         batch: int, spatial: int) -> torch.Tensor:
+    """The recorded output of ``target_layers[index]``, or its gradients
+    (``what``), as B x C x H x W (B x C x D x H x W for volumes): through
+    ``reshape_transform`` when there is one; a ValueError that says which
+    transform to use when the layout is another."""
+    if reshape_transform is not None:
+        output = reshape_transform(output)
+    elif not isinstance(output, torch.Tensor):
+        raise ValueError(
+            f"target_layers[{index}] ({describe(target_layers[index])}) returns "
+            f"{describe_output(output)}, not a tensor; pass a reshape_transform that turns "
+            "it into B x C x H x W, for example from pytorch_grad_cam.utils."
+            "reshape_transforms: select_output_key(key) for one entry, combine_levels() for "
+            "all of them resized to one size and concatenated, or "
+            "fasterrcnn_reshape_transform for the backbone of torchvision's Faster R-CNN")
+    if not isinstance(output, torch.Tensor) or output.dim() != 2 + spatial \
+            or output.shape[0] != batch:
+        shape = tuple(output.shape) if isinstance(output, torch.Tensor) else type(output).__name__
+        expected = "B x C x H x W" if spatial == 2 else "B x C x D x H x W"
+        hint = (f"check reshape_transform ({describe(reshape_transform)}), "
+                "which must return that layout" if reshape_transform is not None else
+                "pass a reshape_transform that turns it into that layout (for token "
+                "outputs of Vision Transformers: reshape_transforms.vit_reshape_transform)")
+        raise ValueError(f"the {what} of target_layers[{index}] have shape {shape}, "
+                         f"expected {expected} with B={batch}; {hint}")
+    return output
