@@ -45,9 +45,7 @@ from __future__ import annotations
 
 import os
 import sys
-import threading
 import warnings
-import weakref
 from types import FrameType
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -60,6 +58,7 @@ import ttach as tta
 
 from pytorch_grad_cam.activations_and_gradients import (
     ActivationsAndGradients, describe_output, map_output, output_leaves, rebuild_output)
+from pytorch_grad_cam.model_state import _all_modules, model_state_guard  # noqa: F401  (ablation_cam)
 from pytorch_grad_cam.scoring import (
     DeviceBatchSize, check_input_tensor, check_targets, check_targets_against_outputs,
     chunked_scores, chunks, describe, given, model_device,
@@ -123,95 +122,6 @@ def check_target_layers(model: torch.nn.Module, target_layers: Any) -> None:
             raise ValueError(f"target_layers[{index}] ({describe(layer)}) is not "
                              "a module of the model; take it from the model itself, "
                              "for example model.layer4[-1]")
-
-
-def _all_modules(model: torch.nn.Module) -> List[torch.nn.Module]:
-    """model.modules() as a list, without the generator recursion (a third
-    of its cost, which a call pays on every module)."""
-    modules, seen, index = [model], {id(model)}, 0
-    while index < len(modules):
-        for child in modules[index]._modules.values():
-            if child is not None and id(child) not in seen:
-                seen.add(id(child))
-                modules.append(child)
-        index += 1
-    return modules
-
-
-class _SharedGuard:
-    """The user's flags of one model, saved by the first of the calls that
-    use the model at once and restored by the last."""
-
-    def __init__(self, model: torch.nn.Module) -> None:
-        self.modules = _all_modules(model)
-        self.training = [module.training for module in self.modules]
-        self.params = [p for module in self.modules for p in module._parameters.values()
-                       if p is not None]
-        self.requires = [p.requires_grad for p in self.params]
-        self.users = 0
-        self.eval_mode = False
-        self.frozen = False
-
-    def apply(self, model: torch.nn.Module, eval_mode: bool, freeze: bool) -> None:
-        # only what differs is touched (model.eval() only when some module is
-        # training): on a small network walking and re-setting every module
-        # costs as much as a forward pass of one image
-        if eval_mode and not self.eval_mode:
-            self.eval_mode = True
-            if any(self.training):
-                model.eval()
-        if freeze and not self.frozen:
-            self.frozen = True
-            for p, flag in zip(self.params, self.requires):
-                if flag:
-                    p.requires_grad = False  # the attribute: half the cost of requires_grad_()
-
-    def restore(self) -> None:
-        for p, flag in zip(self.params, self.requires):
-            if p.requires_grad != flag:
-                p.requires_grad = flag
-        for module, flag in zip(self.modules, self.training):
-            if module.training != flag:
-                module.training = flag
-
-
-_GUARDS: "weakref.WeakKeyDictionary[torch.nn.Module, _SharedGuard]" = weakref.WeakKeyDictionary()
-_GUARDS_LOCK = threading.Lock()
-
-
-@contextmanager
-def model_state_guard(model: torch.nn.Module, eval_mode: bool = True,
-                      freeze: bool = True) -> Iterator[None]:
-    """Put the model in eval mode with frozen parameters for the duration of
-    the block and restore every training flag and ``requires_grad`` exactly,
-    whatever happens inside.
-
-    Calls that use one model at once, from several threads (or nested in
-    one thread), share one guard: the first saves the user's flags, the
-    last to finish restores them, so a call that starts while another has
-    frozen the parameters does not take the frozen state for the user's.
-    """
-    with _GUARDS_LOCK:
-        guard = _GUARDS.get(model)
-        if guard is None:
-            guard = _GUARDS[model] = _SharedGuard(model)
-        guard.users += 1
-        try:
-            guard.apply(model, eval_mode, freeze)
-        except BaseException:
-            guard.users -= 1
-            if guard.users == 0:
-                guard.restore()
-                del _GUARDS[model]
-            raise
-    try:
-        yield
-    finally:
-        with _GUARDS_LOCK:
-            guard.users -= 1
-            if guard.users == 0:
-                guard.restore()
-                del _GUARDS[model]
 
 
 @dataclass
