@@ -58,7 +58,9 @@ import ttach as tta
 
 from pytorch_grad_cam.activations_and_gradients import (
     ActivationsAndGradients, describe_output, map_output, output_leaves, rebuild_output)
+from pytorch_grad_cam.layer_finder import locate_layers
 from pytorch_grad_cam.model_state import _all_modules, model_state_guard  # noqa: F401  (ablation_cam)
+from pytorch_grad_cam.models.paths import resolve_layer
 from pytorch_grad_cam.scoring import (
     DeviceBatchSize, check_input_tensor, check_targets, check_targets_against_outputs,
     chunked_scores, chunks, describe, given, model_device,
@@ -93,8 +95,6 @@ def resolve_target_layers(model: torch.nn.Module, target_layers: Any) -> List[to
     the model or a layer path (``"layer4[-1]"``, resolved by
     ``layers.resolve_layer``, with close matches on a typo); checked by
     :func:`check_target_layers`."""
-    from pytorch_grad_cam.layers import resolve_layer
-
     if isinstance(target_layers, (list, tuple)):
         target_layers = [resolve_layer(model, layer) if isinstance(layer, str) else layer
                          for layer in target_layers]
@@ -277,8 +277,6 @@ class BaseCAM(DeviceBatchSize):
         if target_layers is None:
             target_layers = []
             if self.uses_target_layers:
-                from pytorch_grad_cam.layer_finder import locate_layers
-
                 found = locate_layers(model, output_selector)
                 target_layers, self.target_layers_source = found.layers, found.source
                 if reshape_transform is None:  # an explicit reshape_transform always wins
