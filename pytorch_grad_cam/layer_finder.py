@@ -4,16 +4,17 @@
 how are its outputs laid out?":
 
 1. **By table** for the families the library knows
-   (:data:`pytorch_grad_cam.layers.DEFAULT_LAYERS`, by class name: the
-   torchvision classifiers, timm's ViT/DeiT/Swin, the bundled
+   (:data:`pytorch_grad_cam.models.families.DEFAULT_LAYERS`, by class
+   name: the torchvision classifiers, timm's ViT/DeiT/Swin, the bundled
    EfficientNet-Lite0, ...).
-2. **By probing** any other model: one forward pass of one image (the
-   model's own input size where it says it, else 224 x 224) with hooks on
-   every module, and one backward pass of its top score. The chosen layer
-   is the *last* layer, in the order the forward pass finishes them, whose
-   output is a spatial map (B x C x H x W, B x H x W x C after a
-   ``LayerNorm``/``Linear``, or B x tokens x C with 0 to 8 prefix tokens
-   before a square grid of patch tokens) that the score reaches at two
+2. **By probing** any other model (``models.probe``): one forward pass of
+   one image (the model's own input size where it says it, else 224 x
+   224) with hooks on every module, and one backward pass of its top
+   score. The chosen layer is the *last* layer, in the order the forward
+   pass finishes them, whose output is a spatial map (B x C x H x W, B x
+   H x W x C after a ``LayerNorm``/``Linear``, or B x tokens x C with 0
+   to 8 prefix tokens before a square grid of patch tokens:
+   ``models.tokens.output_layout``) that the score reaches at two
    positions or more. So it never picks a layer the score cannot reach
    (the output of a ViT's last block, whose gradient reaches the class
    token only), the patch embedding (an earlier layer than any block), a
@@ -26,60 +27,28 @@ Where no layer qualifies, or a token layout is ambiguous, a ``ValueError``
 lists the candidate layers with their output shapes.
 
 Compiled or traced models (TorchScript) cannot be hooked: they get an
-error that says so and what to pass instead (:func:`check_not_torchscript`,
-which ``BaseCAM`` also runs on the target layers it is given).
+error that says so and what to pass instead; a ``torch.compile``d model
+is searched through its original module (``models.compiled``).
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 
-from pytorch_grad_cam.layers import (LayerError, default_layers_row, reshape_transform_for,
-                                     resolve_layers)
-from pytorch_grad_cam.scoring import describe, model_device, select_output
+from pytorch_grad_cam.models.compiled import check_not_torchscript, unwrap_compiled
+from pytorch_grad_cam.models.families import default_layers_row, reshape_transform_for
+from pytorch_grad_cam.models.paths import LayerError, resolve_layers
+from pytorch_grad_cam.models.probe import Probe, ProbeFailure, Seen, probe, probe_input_size
+from pytorch_grad_cam.models.tokens import (ChannelsLast, TokenGrid, output_layout,
+                                            stated_prefix_tokens)
+from pytorch_grad_cam.scoring import model_device, select_output
 
 __all__ = ["FoundLayers", "TokenGrid", "ChannelsLast", "find_target_layers", "locate_layers",
-           "check_hookable", "check_not_torchscript"]
+           "check_hookable", "check_not_torchscript", "unwrap_compiled"]
 
-_MAX_PREFIX_TOKENS = 8
 _EMBEDDING_NAMES = ("patch_embed", "conv_proj", "embeddings", "patch_embedding", "stem")
-
-
-class TokenGrid:
-    """reshape_transform for B x tokens x C outputs: drops the first
-    ``prefix`` tokens (class, distillation, register tokens) and lays the
-    rest out as a square grid, B x C x side x side."""
-
-    def __init__(self, prefix: int) -> None:
-        self.prefix = int(prefix)
-
-    def __call__(self, tensor: torch.Tensor) -> torch.Tensor:
-        if tensor.dim() == 4:
-            return tensor
-        patches = tensor[:, self.prefix:]
-        side = math.isqrt(patches.shape[1])
-        if side * side != patches.shape[1]:
-            raise ValueError(f"{patches.shape[1]} patch tokens (after {self.prefix} prefix "
-                             "tokens) are not a square grid; pass reshape_transform= with the "
-                             "grid of your input size")
-        return patches.reshape(tensor.shape[0], side, side, tensor.shape[2]).permute(0, 3, 1, 2)
-
-    def __repr__(self) -> str:
-        return f"TokenGrid(prefix={self.prefix})"
-
-
-class ChannelsLast:
-    """reshape_transform for B x H x W x C outputs (Swin, timm ConvNeXt
-    norms): B x C x H x W."""
-
-    def __call__(self, tensor: torch.Tensor) -> torch.Tensor:
-        return tensor.permute(0, 3, 1, 2)
-
-    def __repr__(self) -> str:
-        return "ChannelsLast()"
 
 
 @dataclass(frozen=True)
@@ -104,47 +73,6 @@ class FoundLayers:
     candidates: Tuple[Tuple[str, Tuple[int, ...], bool], ...] = ()
 
 
-def check_not_torchscript(model: Any, target_layers: Any = ()) -> None:
-    """TypeError when ``model`` is TorchScript (``torch.jit.script`` or
-    ``torch.jit.trace``), when one of ``target_layers`` is or (a layer
-    path) lies in a TorchScript part of the model, or when one is not a
-    module of a model that has TorchScript parts (the layers of a scripted
-    ``model.layer4`` are not the modules that run): TorchScript runs
-    without Python, so the hooks that record a layer never fire. Checked
-    before the layer paths are resolved and the layers looked up."""
-    subject = _torchscript_subject(model, target_layers)
-    if subject is not None:
-        raise TypeError(
-            f"{subject}, whose layers cannot be hooked, so no CAM can record them; pass the "
-            "original torch.nn.Module (before torch.jit.script/trace), for example by "
-            "rebuilding it and loading its state_dict")
-
-
-def _torchscript_subject(model: Any, target_layers: Any) -> Optional[str]:
-    if isinstance(model, (torch.jit.ScriptModule, torch.jit.ScriptFunction)):
-        return f"the model is a TorchScript {type(model).__name__}"
-    if not isinstance(model, torch.nn.Module) or not isinstance(target_layers, (list, tuple)):
-        return None
-    scripted = [(name, module) for name, module in model.named_modules()
-                if isinstance(module, torch.jit.ScriptModule)]
-    module_ids = {id(module) for module in model.modules()} if scripted else set()
-    for index, layer in enumerate(target_layers):
-        if isinstance(layer, torch.jit.ScriptModule):
-            return (f"target_layers[{index}] ({describe(layer)}) is a TorchScript "
-                    f"{type(layer).__name__}")
-        if scripted and isinstance(layer, str):  # "layer4[-1]" lies in model.layer4
-            path = layer.replace("[", ".").replace("]", "")
-            for name, module in scripted:
-                if path == name or path.startswith(name + "."):
-                    return (f"target_layers[{index}] ({layer!r}) lies in model.{name}, a "
-                            f"TorchScript {type(module).__name__}")
-        if scripted and isinstance(layer, torch.nn.Module) and id(layer) not in module_ids:
-            name, module = scripted[0]
-            return (f"target_layers[{index}] ({describe(layer)}) is not a module of the model "
-                    f"as it runs: model.{name} is a TorchScript {type(module).__name__}")
-    return None
-
-
 def check_hookable(model: Any) -> None:
     """TypeError for models whose modules cannot take forward hooks."""
     check_not_torchscript(model)
@@ -152,149 +80,37 @@ def check_hookable(model: Any) -> None:
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
 
 
-def unwrap_compiled(model: torch.nn.Module) -> torch.nn.Module:
-    """The module inside a ``torch.compile``d model (``OptimizedModule``):
-    its layers are the original module's, and the CAM runs it eagerly."""
-    inner = getattr(model, "_orig_mod", None)
-    return inner if isinstance(inner, torch.nn.Module) else model
+def _top_score(output_selector: Optional[Callable]) -> Callable[[Any], torch.Tensor]:
+    """The probe's score: the first image's top score of the model's output."""
+
+    def score(output: Any) -> torch.Tensor:
+        scores = select_output(output, output_selector)
+        if not isinstance(scores, torch.Tensor) or scores.dim() < 2:
+            raise ValueError("cannot find target layers by probing: the model's output "
+                             "is not a B x classes score tensor; pass target_layers=[...]")
+        flat = scores.reshape(scores.shape[0], -1)
+        return flat[0, flat[0].argmax()]
+
+    return score
 
 
-def _stated_input_size(module: torch.nn.Module) -> Optional[Tuple[int, int]]:
-    config = getattr(module, "config", None)
-    pretrained_cfg = getattr(module, "pretrained_cfg", None)
-    candidates: List[Any] = [
-        getattr(module, "image_size", None),                                 # torchvision ViT
-        getattr(getattr(module, "patch_embed", None), "img_size", None),     # timm
-        getattr(config, "image_size", None),                                 # Hugging Face
-        getattr(getattr(config, "vision_config", None), "image_size", None),  # CLIP
-        pretrained_cfg.get("input_size") if isinstance(pretrained_cfg, dict) else None,  # timm
-    ]
-    for value in candidates:
-        if isinstance(value, int):
-            return value, value
-        if isinstance(value, (tuple, list)) and len(value) >= 2:
-            return int(value[-2]), int(value[-1])
-    return None
-
-
-def _input_size(model: torch.nn.Module) -> Tuple[int, int]:
-    """The input size the model (or, for a wrapper, the first of its
-    modules that states one) says it takes, else 224 x 224."""
-    for module in model.modules():
-        size = _stated_input_size(module)
-        if size is not None:
-            return size
-    return 224, 224
-
-
-def _prefix_tokens(model: torch.nn.Module, tokens: int) -> List[int]:
-    """The prefix-token counts that leave a square grid of patch tokens;
-    the model's own count (timm ``num_prefix_tokens``) first if it has one."""
-    own = getattr(model, "num_prefix_tokens", None)
-    if isinstance(own, int) and own >= 0:
-        side = math.isqrt(max(tokens - own, 0))
-        return [own] if tokens - own > 1 and side * side == tokens - own else []
-    found = []
-    for prefix in range(_MAX_PREFIX_TOKENS + 1):
-        rest = tokens - prefix
-        side = math.isqrt(max(rest, 0))
-        if rest > 1 and side * side == rest:
-            found.append(prefix)
-    return found
-
-
-@dataclass
-class _Seen:
-    name: str
-    module: torch.nn.Module
-    output: torch.Tensor
-    version: int
-    calls: int
-    order: int
-
-
-def _probe(model: torch.nn.Module, output_selector: Optional[Callable]
-           ) -> Tuple[List[_Seen], Dict[int, Optional[torch.Tensor]]]:
-    """One forward pass with hooks on every module: the tensors each
-    module returned (its last call), and the top score."""
-    from pytorch_grad_cam.base_cam import model_state_guard
-
-    names = {id(module): name for name, module in model.named_modules() if name}
-    seen: Dict[int, _Seen] = {}
-    counter = [0]
-
-    def hook(module: torch.nn.Module, inputs: Any, output: Any) -> None:
-        counter[0] += 1
-        previous = seen.get(id(module))
-        calls = previous.calls + 1 if previous is not None else 1
-        if isinstance(output, torch.Tensor):
-            seen[id(module)] = _Seen(names[id(module)], module, output, output._version, calls,
-                                     counter[0])
-        elif previous is not None:
-            previous.calls = calls
-
-    height, width = _input_size(model)
-    device = model_device(model)
+def _probe(model: torch.nn.Module, output_selector: Optional[Callable]) -> Probe:
+    """The probe (``models.probe.probe``) of a model the table does not
+    know: one forward pass of a random image of the model's input size
+    with hooks on every module, and the gradient of the top score with
+    respect to every output."""
+    height, width = probe_input_size(model)
     generator = torch.Generator().manual_seed(0)
-    x = torch.randn(1, 3, height, width, generator=generator).to(device)
-    handles = [module.register_forward_hook(hook) for module in model.modules()
-               if id(module) in names]
+    x = torch.randn(1, 3, height, width, generator=generator).to(model_device(model))
+    modules = [(name, module) for name, module in model.named_modules() if name]
     try:
-        with model_state_guard(model), torch.inference_mode(False), torch.enable_grad():
-            x.requires_grad_(True)
-            try:
-                output = model(x)
-            except Exception as error:
-                raise ValueError(
-                    f"cannot find target layers by probing: the model fails on one "
-                    f"{height} x {width} image ({type(error).__name__}: {error}); pass "
-                    "target_layers=[...] (and reshape_transform=...) yourself") from error
-            scores = select_output(output, output_selector)
-            if not isinstance(scores, torch.Tensor) or scores.dim() < 2:
-                raise ValueError("cannot find target layers by probing: the model's output "
-                                 "is not a B x classes score tensor; pass target_layers=[...]")
-            flat = scores.reshape(scores.shape[0], -1)
-            score = flat[0, flat[0].argmax()]
-            records = sorted(seen.values(), key=lambda r: r.order)
-            usable = [r for r in records if r.output.requires_grad
-                      and r.output._version == r.version]  # not overwritten in place later
-            grads = torch.autograd.grad(score, [r.output for r in usable], allow_unused=True,
-                                        retain_graph=False) if usable else ()
-    finally:
-        for handle in handles:
-            handle.remove()
-    grad_of: Dict[int, Optional[torch.Tensor]] = {id(r): g for r, g in zip(usable, grads)}
-    for record in records:
-        record.output = record.output.detach()
-    return records, grad_of
-
-
-def _layout(record: _Seen, model: torch.nn.Module
-            ) -> Optional[Tuple[Optional[Callable[[torch.Tensor], torch.Tensor]], Any]]:
-    """(reshape_transform, ambiguity) for an output that is a spatial map,
-    None for one that is not."""
-    shape = tuple(record.output.shape)
-    if len(shape) == 4:
-        last_dim_op = isinstance(record.module, (torch.nn.LayerNorm, torch.nn.Linear))
-        features = getattr(record.module, "normalized_shape", None) or \
-            (getattr(record.module, "out_features", None),)
-        if last_dim_op and tuple(features)[-1] == shape[-1] and shape[-1] != shape[1]:
-            return ChannelsLast(), None
-        return None, None
-    if len(shape) == 3:
-        prefixes = _prefix_tokens(model, shape[1])
-        if len(prefixes) > 1:
-            # patches tile the image: keep the grids whose side divides the input's
-            height, width = _input_size(model)
-            tiling = [p for p in prefixes
-                      if height % math.isqrt(shape[1] - p) == 0
-                      and width % math.isqrt(shape[1] - p) == 0]
-            prefixes = tiling or prefixes
-        if len(prefixes) == 1:
-            return TokenGrid(prefixes[0]), None
-        if prefixes:
-            return None, prefixes  # ambiguous
-    return None
+        return probe(model, modules, x, score=_top_score(output_selector))
+    except ProbeFailure as failure:
+        error = failure.error
+        raise ValueError(
+            f"cannot find target layers by probing: the model fails on one "
+            f"{height} x {width} image ({type(error).__name__}: {error}); pass "
+            "target_layers=[...] (and reshape_transform=...) yourself") from error
 
 
 def _inside_attention(name: str) -> bool:
@@ -340,17 +156,20 @@ def locate_layers(model: torch.nn.Module, output_selector: Optional[Callable] = 
         layers = resolve_layers(model, row.paths)
         return FoundLayers(layers, list(row.paths), reshape_transform_for(model, row.layout),
                            "table")
-    records, grad_of = _probe(model, output_selector)
-    # outputs that a later in-place operation overwrote are not what the
-    # module returned (a convolution followed by an in-place ReLU)
-    records = [r for r in records if r.output._version == r.version]
-    groups: Dict[Tuple[int, int], List[_Seen]] = {}
-    for record in records:  # the modules that returned the same tensor
+    result = _probe(model, output_selector)
+    # the modules whose last call returned a tensor; outputs that a later
+    # in-place operation overwrote are not what the module returned (a
+    # convolution followed by an in-place ReLU)
+    records = [(index, r) for index, r in result.in_order()
+               if isinstance(r.output, torch.Tensor) and r.output._version == r.version]
+    groups: Dict[Tuple[int, int], List[Seen]] = {}
+    for _, record in records:  # the modules that returned the same tensor
         groups.setdefault((record.output.data_ptr(), record.version), []).append(record)
+    num_prefix_tokens, input_size = stated_prefix_tokens(model), probe_input_size(model)
     candidates: List[Tuple[str, Tuple[int, ...], bool]] = []
-    best: Optional[Tuple[_Seen, Optional[Callable[[torch.Tensor], torch.Tensor]]]] = None
-    ambiguous: Optional[Tuple[_Seen, Any]] = None
-    for record in records:
+    best: Optional[Tuple[Seen, Optional[Callable[[torch.Tensor], torch.Tensor]]]] = None
+    ambiguous: Optional[Tuple[Seen, Any]] = None
+    for index, record in records:
         group = groups[(record.output.data_ptr(), record.version)]
         # the first module of its group that ran once stands for it
         chosen = next((r for r in group if r.calls == 1), None)
@@ -362,18 +181,19 @@ def locate_layers(model: torch.nn.Module, output_selector: Optional[Callable] = 
             continue
         if _inside_attention(record.name):
             continue
-        layout = _layout(record, model)
+        layout = output_layout(record.output.shape, record.module, num_prefix_tokens,
+                               input_size)
         if layout is None:
             continue
         transform, alternatives = layout
         shape = tuple(record.output.shape)
+        grad = result.gradients.get(index)
         if alternatives is not None:
-            reached = id(record) in grad_of and grad_of[id(record)] is not None
+            reached = grad is not None
             candidates.append((record.name, shape, reached))
             if reached:
                 ambiguous, best = (record, alternatives), None
             continue
-        grad = grad_of.get(id(record))
         reached = _reaches(grad, record.output, transform)
         candidates.append((record.name, shape, reached))
         if reached:

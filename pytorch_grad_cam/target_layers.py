@@ -6,8 +6,9 @@ from typing import Any, Callable, List, Optional, Sequence, Tuple
 import torch
 
 from pytorch_grad_cam.activations_and_gradients import describe_output
-from pytorch_grad_cam.layer_finder import check_not_torchscript, locate_layers
-from pytorch_grad_cam.layers import resolve_layer
+from pytorch_grad_cam.layer_finder import locate_layers
+from pytorch_grad_cam.models.compiled import check_not_torchscript
+from pytorch_grad_cam.models.paths import resolve_layer
 from pytorch_grad_cam.scoring import describe, given
 
 __all__ = ["resolve_target_layers", "check_target_layers", "choose_target_layers",
@@ -17,9 +18,9 @@ __all__ = ["resolve_target_layers", "check_target_layers", "choose_target_layers
 def resolve_target_layers(model: torch.nn.Module, target_layers: Any) -> List[torch.nn.Module]:
     """``target_layers`` as modules of ``model``: each entry a module of
     the model or a layer path (``"layer4[-1]"``, resolved by
-    ``layers.resolve_layer``, with close matches on a typo); checked by
+    ``models.paths.resolve_layer``, with close matches on a typo); checked by
     :func:`check_target_layers`; a TorchScript model or part is refused
-    first (``layer_finder.check_not_torchscript``)."""
+    first (``models.compiled.check_not_torchscript``)."""
     check_not_torchscript(model, target_layers)
     if isinstance(target_layers, (list, tuple)):
         target_layers = [resolve_layer(model, layer) if isinstance(layer, str) else layer

@@ -1,18 +1,12 @@
-"""Reshape transforms: token layouts and structured layer outputs (dicts,
-tuples, lists of feature maps) -> B x C x H x W feature maps."""
-import math
+"""Reshape transforms: token layouts (built on ``models.tokens``) and
+structured layer outputs (dicts, tuples, lists of feature maps) -> B x C x
+H x W feature maps."""
 from typing import Any, Callable, List, Mapping, Optional, Sequence, Tuple
 
 import torch
 
-
-def _grid(tokens: int, height: Optional[int], width: Optional[int]) -> Optional[Tuple[int, int]]:
-    if height is not None and width is not None:
-        return height, width
-    side = math.isqrt(tokens)
-    if side * side == tokens:
-        return side, side
-    return None
+from pytorch_grad_cam.models.tokens import channels_last_to_maps, tokens_to_maps
+from pytorch_grad_cam.utils.layer_outputs import output_leaves, output_paths
 
 
 def vit_reshape_transform(tensor: torch.Tensor, height: Optional[int] = None,
@@ -26,27 +20,9 @@ def vit_reshape_transform(tensor: torch.Tensor, height: Optional[int] = None,
     largest square grid that leaves 0 to 8 prefix tokens (so 197 tokens ->
     one class token + 14 x 14, 198 -> two + 14 x 14, 50 -> one + 7 x 7).
     For grids that are not square pass ``height`` and ``width``.
+    (``models.tokens.tokens_to_maps``.)
     """
-    if not isinstance(tensor, torch.Tensor) or tensor.dim() != 3:
-        shape = tuple(tensor.shape) if isinstance(tensor, torch.Tensor) else type(tensor).__name__
-        raise ValueError(f"vit_reshape_transform expects B x tokens x channels, got {shape}")
-    tokens = tensor.shape[1]
-    if num_prefix_tokens is None:
-        if height is not None and width is not None:
-            num_prefix_tokens = tokens - height * width
-        else:
-            num_prefix_tokens = next((p for p in range(0, 9) if p < tokens
-                                      and _grid(tokens - p, None, None)), None)
-            if num_prefix_tokens is None:
-                raise ValueError(f"cannot derive a square patch grid from {tokens} tokens; "
-                                 "pass height= and width= (for example with functools.partial)")
-    grid = _grid(tokens - num_prefix_tokens, height, width)
-    if grid is None or grid[0] * grid[1] != tokens - num_prefix_tokens or num_prefix_tokens < 0:
-        raise ValueError(f"{tokens} tokens do not fit {num_prefix_tokens} prefix tokens and a "
-                         f"{height} x {width} grid")
-    h, w = grid
-    result = tensor[:, num_prefix_tokens:, :].reshape(tensor.shape[0], h, w, tensor.shape[2])
-    return result.permute(0, 3, 1, 2)
+    return tokens_to_maps(tensor, height, width, num_prefix_tokens)
 
 
 def swinT_reshape_transform(tensor: torch.Tensor, height: Optional[int] = None,
@@ -57,8 +33,8 @@ def swinT_reshape_transform(tensor: torch.Tensor, height: Optional[int] = None,
     stages, and the older B x (H*W) x C token layout (no class token).
     """
     if isinstance(tensor, torch.Tensor) and tensor.dim() == 4:
-        return tensor.permute(0, 3, 1, 2)
-    return vit_reshape_transform(tensor, height, width, num_prefix_tokens=0)
+        return channels_last_to_maps(tensor)
+    return tokens_to_maps(tensor, height, width, num_prefix_tokens=0)
 
 
 # ------------------------------------------- layers that return several tensors
@@ -68,7 +44,7 @@ def swinT_reshape_transform(tensor: torch.Tensor, height: Optional[int] = None,
 # for the gradient methods, the gradients in the same structure) and
 # returns B x C x H x W. The transforms below may also tell AblationCAM
 # where the channels of their result come from (``channel_leaves``): the
-# positions, in ``activations_and_gradients.output_leaves(output)`` order,
+# positions, in ``utils.layer_outputs.output_leaves(output)`` order,
 # of the tensors whose channels make up the result's channels, in order.
 # A transform without it is taken to concatenate all the tensors in order.
 
@@ -131,8 +107,6 @@ def _entry(output: Any, key: Any, who: str) -> Any:
 
 def _leaf_positions(output: Any, key: Any) -> List[int]:
     """Positions (in output_leaves order) of the tensors inside output[key]."""
-    from pytorch_grad_cam.activations_and_gradients import output_paths
-
     if isinstance(output, (tuple, list)) and isinstance(key, int) and key < 0:
         key += len(output)
     return [position for position, path in enumerate(output_paths(output)) if path[:1] == (key,)]
@@ -201,8 +175,6 @@ class CombineLevels:
             raise ValueError("keys must name at least one level, or be None (all levels)")
 
     def _levels(self, output: Any) -> List[torch.Tensor]:
-        from pytorch_grad_cam.activations_and_gradients import output_leaves
-
         if self.keys is not None:
             return [_entry(output, key, repr(self)) for key in self.keys]
         levels = output_leaves(output)
@@ -238,8 +210,6 @@ class CombineLevels:
 
     def channel_leaves(self, output: Any) -> List[int]:
         """Where the channels of the result come from (for AblationCAM)."""
-        from pytorch_grad_cam.activations_and_gradients import output_leaves
-
         if self.keys is None:
             return list(range(len(output_leaves(output))))
         return [position for key in self.keys for position in _leaf_positions(output, key)]
