@@ -122,23 +122,45 @@ def fingerprint(config: Mapping[str, Any]) -> str:
 
 
 def config_differences(old: Mapping[str, Any], new: Mapping[str, Any], prefix: str = "") -> list[str]:
+    """What differs between two configurations, one line each: ``key: <value
+    in the store> in the store, <value now> now``; mappings and lists of
+    the same length are compared entry by entry (``target_layers[5]: ...``),
+    so a line shows the entries that differ, never a value cut short."""
     keys = sorted(set(old) | set(new))
     found = []
     for key in keys:
         a, b = old.get(key, "<absent>"), new.get(key, "<absent>")
-        if isinstance(a, Mapping) and isinstance(b, Mapping):
-            found.extend(config_differences(a, b, f"{prefix}{key}."))
-        elif a != b:
-            found.append(f"{prefix}{key}: {_shown(a)} in the store, {_shown(b)} now")
+        found.extend(_differences(a, b, f"{prefix}{key}"))
     return found
 
 
+def _differences(a: Any, b: Any, name: str) -> list[str]:
+    if isinstance(a, Mapping) and isinstance(b, Mapping):
+        return config_differences(a, b, f"{name}.")
+    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+        return [line for i, (x, y) in enumerate(zip(a, b))
+                for line in _differences(x, y, f"{name}[{i}]")]
+    return [f"{name}: {_shown(a)} in the store, {_shown(b)} now"] if a != b else []
+
+
 def _shown(value: Any, limit: int = 80) -> str:
-    """A value as JSON, a long one as its start and end around " ... "."""
+    """A value as JSON; a long list as its first and last entries, whole,
+    around ``... N more ...``."""
     text = json.dumps(value)
-    if len(text) <= limit:
+    if len(text) <= limit or not isinstance(value, list) or len(value) < 3:
         return text
-    return f"{text[:limit // 2]} ... {text[-(limit // 2):]} ({len(text)} characters)"
+    entries = [json.dumps(entry) for entry in value]
+    head, tail = [entries[0]], [entries[-1]]
+    while len(head) + len(tail) < len(entries) - 1:
+        candidate = entries[len(head)] if len(head) <= len(tail) else entries[-len(tail) - 1]
+        if sum(map(len, head + tail)) + len(candidate) > limit:
+            break
+        if len(head) <= len(tail):
+            head.append(candidate)
+        else:
+            tail.insert(0, candidate)
+    hidden = len(entries) - len(head) - len(tail)
+    return f"[{', '.join(head)}, ... {hidden} more ..., {', '.join(tail)}] ({len(entries)} entries)"
 
 
 def shard_series(rank: int, token: str) -> str:
