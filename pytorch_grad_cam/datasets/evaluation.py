@@ -2,8 +2,9 @@
 :mod:`pytorch_grad_cam.metrics` per batch, streaming accumulators of their
 values over a dataset, and a ranked comparison of the methods.
 
-The metrics are the library's classes, called on each batch with the
-maps at the input size (:class:`BatchMetrics`), scored on class
+The metrics are the library's classes, called on a batch of images (the
+runner's: one image) with the maps at the input size
+(:class:`BatchMetrics`; its ``passes`` counts what they cost), scored on class
 probabilities (``ClassifierOutputSoftmaxTarget``) as the papers and
 ``metrics.evaluate.evaluate_cam_methods`` do. :class:`RunningStats` keeps
 count, mean and the sum of squared deviations (Welford's update, Chan et

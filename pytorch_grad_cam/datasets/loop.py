@@ -81,7 +81,7 @@ def make_loader(items: Source, positions: Sequence[int], preprocess: Preprocess,
 
 def progress_bar(to_explain: int, done: int, world_size: int, enabled: bool) -> tqdm:
     """The bar of a run (rank 0): it advances per image, in ``image`` units
-    (tqdm writes the rate as images/s, or as s/image when an image takes
+    (tqdm writes the rate as image/s, or as s/image when an image takes
     longer than a second, and ``?`` before the first image). A resumed run
     of one process starts at the items already done, out of all of them;
     under torchrun the bar counts rank 0's share."""

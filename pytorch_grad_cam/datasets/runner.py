@@ -241,7 +241,7 @@ def explain_dataset(source: Any,
             the rows of every image it finished.
         device: where to run (default: the model's device).
         progress: a tqdm bar (rank 0 only) that advances per image, with
-            the rate (images/s, or s/image when an image takes longer than
+            the rate (image/s, or s/image when an image takes longer than
             a second) and the ETA; a resumed run's bar starts at the items
             already done and says so.
         report: also write ``out/report.html`` (see ``report``).

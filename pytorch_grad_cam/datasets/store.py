@@ -121,11 +121,16 @@ def fingerprint(config: Mapping[str, Any]) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+#: the characters of a value shown whole in a line of config_differences
+_SHOWN = 80
+
+
 def config_differences(old: Mapping[str, Any], new: Mapping[str, Any], prefix: str = "") -> list[str]:
     """What differs between two configurations, one line each: ``key: <value
-    in the store> in the store, <value now> now``; mappings and lists of
-    the same length are compared entry by entry (``target_layers[5]: ...``),
-    so a line shows the entries that differ, never a value cut short."""
+    in the store> in the store, <value now> now``. Mappings are compared
+    key by key, and long lists of the same length entry by entry
+    (``target_layers[5]: ...``): a line shows whole values, never one cut
+    short (see :func:`_shown` for long lists of different lengths)."""
     keys = sorted(set(old) | set(new))
     found = []
     for key in keys:
@@ -137,30 +142,25 @@ def config_differences(old: Mapping[str, Any], new: Mapping[str, Any], prefix: s
 def _differences(a: Any, b: Any, name: str) -> list[str]:
     if isinstance(a, Mapping) and isinstance(b, Mapping):
         return config_differences(a, b, f"{name}.")
-    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b) \
+            and max(len(json.dumps(a)), len(json.dumps(b))) > _SHOWN:
         return [line for i, (x, y) in enumerate(zip(a, b))
                 for line in _differences(x, y, f"{name}[{i}]")]
     return [f"{name}: {_shown(a)} in the store, {_shown(b)} now"] if a != b else []
 
 
-def _shown(value: Any, limit: int = 80) -> str:
-    """A value as JSON; a long list as its first and last entries, whole,
+def _shown(value: Any, limit: int = _SHOWN) -> str:
+    """A value as JSON; a long list as its first entries and its last, whole,
     around ``... N more ...``."""
     text = json.dumps(value)
     if len(text) <= limit or not isinstance(value, list) or len(value) < 3:
         return text
     entries = [json.dumps(entry) for entry in value]
-    head, tail = [entries[0]], [entries[-1]]
-    while len(head) + len(tail) < len(entries) - 1:
-        candidate = entries[len(head)] if len(head) <= len(tail) else entries[-len(tail) - 1]
-        if sum(map(len, head + tail)) + len(candidate) > limit:
-            break
-        if len(head) <= len(tail):
-            head.append(candidate)
-        else:
-            tail.insert(0, candidate)
-    hidden = len(entries) - len(head) - len(tail)
-    return f"[{', '.join(head)}, ... {hidden} more ..., {', '.join(tail)}] ({len(entries)} entries)"
+    shown = 1
+    while shown < len(entries) - 2 and sum(map(len, entries[:shown + 1])) + len(entries[-1]) <= limit:
+        shown += 1
+    return (f"[{', '.join(entries[:shown])}, ... {len(entries) - shown - 1} more ..., "
+            f"{entries[-1]}] ({len(entries)} entries)")
 
 
 def shard_series(rank: int, token: str) -> str:
