@@ -10,15 +10,23 @@ or nodes through torchrun.
     cam = open_results("results/").map(0, size=(480, 640))
 
 Modules: :mod:`~pytorch_grad_cam.datasets.runner` (``explain_dataset``),
-:mod:`~pytorch_grad_cam.datasets.sources` (folders, lists, Datasets,
-decoding), :mod:`~pytorch_grad_cam.datasets.store` (the shards and the
-loader), :mod:`~pytorch_grad_cam.datasets.ownership` (the files a store
-owns), :mod:`~pytorch_grad_cam.datasets.identity` (the source and files the
-results come from), :mod:`~pytorch_grad_cam.datasets.atomic` (atomic
-writes), :mod:`~pytorch_grad_cam.datasets.evaluation` (metrics per batch,
-streaming statistics, ranking), :mod:`~pytorch_grad_cam.datasets.summary`
-(the finalised index), :mod:`~pytorch_grad_cam.datasets.report` (HTML),
-:mod:`~pytorch_grad_cam.datasets.distributed` (torchrun) and
+:mod:`~pytorch_grad_cam.datasets.checks` (its arguments, checked before
+any work), :mod:`~pytorch_grad_cam.datasets.loop` (the DataLoader, the
+progress bar, every finished image's rows to the store),
+:mod:`~pytorch_grad_cam.datasets.explainer` (the methods, predictions and
+metrics of each item), :mod:`~pytorch_grad_cam.datasets.sources` (folders,
+lists, Datasets, decoding), :mod:`~pytorch_grad_cam.datasets.store` (the
+shards and the loader), :mod:`~pytorch_grad_cam.datasets.ownership` (the
+files a store owns), :mod:`~pytorch_grad_cam.datasets.identity` (the
+source and files the results come from),
+:mod:`~pytorch_grad_cam.datasets.atomic` (atomic writes),
+:mod:`~pytorch_grad_cam.datasets.evaluation` (metrics per image, streaming
+statistics, ranking), :mod:`~pytorch_grad_cam.datasets.summary` (the
+finalised index, what a run will do and what it did),
+:mod:`~pytorch_grad_cam.datasets.report` and
+:mod:`~pytorch_grad_cam.datasets.plots` (HTML, the metrics' plots),
+:mod:`~pytorch_grad_cam.datasets.distributed` (torchrun),
+:mod:`~pytorch_grad_cam.datasets.cost` (the passes a run will make) and
 :mod:`~pytorch_grad_cam.datasets.cli` (``explain-dataset``).
 """
 from pytorch_grad_cam.datasets.evaluation import (
@@ -28,11 +36,11 @@ from pytorch_grad_cam.datasets.report import write_overlays, write_report
 from pytorch_grad_cam.datasets.runner import explain_dataset, model_fingerprint
 from pytorch_grad_cam.datasets.sources import STATUSES, Preprocess, decode_image
 from pytorch_grad_cam.datasets.store import Results, load_results, open_results, resize_map
-from pytorch_grad_cam.datasets.summary import RunSummary
+from pytorch_grad_cam.datasets.summary import RunStart, RunSummary
 
 __all__ = [
-    "DATASET_METRICS", "STATUSES", "BatchMetrics", "Preprocess", "Results", "RunSummary",
-    "RunningStats", "StoreRefused", "check_metrics", "decode_image", "explain_dataset", "load_results",
-    "model_fingerprint", "open_results", "rank_methods", "resize_map", "write_overlays",
-    "write_report",
+    "DATASET_METRICS", "STATUSES", "BatchMetrics", "Preprocess", "Results", "RunStart",
+    "RunSummary", "RunningStats", "StoreRefused", "check_metrics", "decode_image",
+    "explain_dataset", "load_results", "model_fingerprint", "open_results", "rank_methods",
+    "resize_map", "write_overlays", "write_report",
 ]

@@ -34,6 +34,7 @@ from pytorch_grad_cam.cli.job import (IMAGENET_CLASSES, applicable_methods, choo
                                       parse_methods, resolve_category)
 from pytorch_grad_cam.cli.models import BUNDLED_MODEL, DEFAULT_MODEL, LoadedModel, load_model
 from pytorch_grad_cam.cli.parser import TRUST_CHECKPOINT_HELP, Parser, formatter, positive_int
+from pytorch_grad_cam.datasets.cost import run_cost
 from pytorch_grad_cam.datasets.evaluation import DATASET_METRICS, check_metrics
 from pytorch_grad_cam.datasets.ownership import StoreRefused
 from pytorch_grad_cam.datasets.runner import explain_dataset
@@ -183,7 +184,8 @@ def main(argv: Optional[Sequence[str]] = None, *, prog: str = PROG,
                 map_size=args.map_size, metrics=metrics, top_k=args.top_k,
                 batch_size=args.batch_size, workers=args.workers, shard_size=args.shard_size,
                 device=device, progress=not args.no_progress, report=args.report,
-                overwrite=args.overwrite, max_pixels=args.max_pixels)
+                overwrite=args.overwrite, max_pixels=args.max_pixels,
+                on_start=lambda start: print(run_cost(start), flush=True))
         except UsageError as error:
             print(f"{prog}: error: {error}", file=sys.stderr)
             return 2

@@ -2,8 +2,9 @@
 :mod:`pytorch_grad_cam.metrics` per batch, streaming accumulators of their
 values over a dataset, and a ranked comparison of the methods.
 
-The metrics are the library's classes, called on each batch with the
-maps at the input size (:class:`BatchMetrics`), scored on class
+The metrics are the library's classes, called on a batch of images (the
+runner's: one image) with the maps at the input size
+(:class:`BatchMetrics`; its ``passes`` counts what they cost), scored on class
 probabilities (``ClassifierOutputSoftmaxTarget``) as the papers and
 ``metrics.evaluate.evaluate_cam_methods`` do. :class:`RunningStats` keeps
 count, mean and the sum of squared deviations (Welford's update, Chan et
@@ -105,6 +106,30 @@ class BatchMetrics:
     def config(self) -> dict[str, Any]:
         return {"road_percentiles": [float(p) for p in self.road_percentiles],
                 "n_steps": self.n_steps}
+
+    def passes(self, method_forward: int, method_backward: int = 0
+               ) -> dict[str, tuple[int, int]]:
+        """The (forward, backward) passes of the model that each metric
+        computed makes for one image (every metric of ``names``, and the
+        parts ARCC is made of), in the order of :data:`DATASET_METRICS`.
+        ``method_forward`` / ``method_backward``: the passes of the method
+        whose map is scored (Coherency explains the masked image with it
+        again). Per image: DropInConfidence and IncreaseInConfidence 2
+        (the image and the masked image), ROADMoRF and ROADLeRF one per
+        percentile plus the image, ROADCombined two per percentile (none
+        when MoRF and LeRF are computed: it is derived from them),
+        Deletion and Insertion ``n_steps`` + 1, Complexity none, ARCC none
+        beyond its parts."""
+        percentiles = len(self.road_percentiles)
+        own = {"DropInConfidence": (2, 0), "IncreaseInConfidence": (2, 0),
+               "ROADMoRF": (percentiles + 1, 0), "ROADLeRF": (percentiles + 1, 0),
+               "ROADCombined": (2 * percentiles, 0),
+               "Deletion": (self.n_steps + 1, 0), "Insertion": (self.n_steps + 1, 0),
+               "Complexity": (0, 0), "Coherency": (int(method_forward), int(method_backward)),
+               "ARCC": (0, 0)}
+        if {"ROADMoRF", "ROADLeRF"} <= self.wanted:
+            own["ROADCombined"] = (0, 0)
+        return {name: own[name] for name in DATASET_METRICS if name in self.wanted}
 
     def __call__(self, inputs: torch.Tensor, maps: torch.Tensor, classes: Sequence[int],
                  model: torch.nn.Module, cam: Any) -> tuple[dict[str, np.ndarray], dict[str, str]]:

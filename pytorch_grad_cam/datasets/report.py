@@ -3,15 +3,18 @@
 ``write_report("results/")`` writes ``results/report.html`` and, beside it,
 ``results/report_files/``: the overlay JPEGs of the gallery
 (``show_cam_on_image`` of each method's map on the photo) and one PNG per
-metric with its distribution per method (matplotlib, an optional
-dependency: without it the report says so and leaves the plots out).
+metric: each method's mean with its 95% confidence interval, and the
+distribution of its values over the images (:mod:`~pytorch_grad_cam.
+datasets.plots`; matplotlib, an optional dependency: without it the report
+says so and leaves the plots out). Every file is recorded as the store's
+(:class:`~pytorch_grad_cam.datasets.ownership.NewFiles`).
 
 The report shows the run's summary (items by status, per method the
 statuses and empty maps), the metrics table (mean, std, 95% confidence
-interval, count, NaN and skipped, and whether higher or lower is better),
-the ranked comparison of the methods, the items that could not be
-explained with their reasons, and a gallery of the most and the least
-confident explanations (by the softmax probability of the explained
+interval, count, NaN and skipped, and whether higher or lower is better)
+and its plots, the ranked comparison of the methods, the items that could
+not be explained with their reasons, and a gallery of the most and the
+least confident explanations (by the softmax probability of the explained
 class).
 """
 from __future__ import annotations
@@ -28,6 +31,7 @@ import numpy as np
 
 from pytorch_grad_cam.datasets.evaluation import DATASET_METRICS
 from pytorch_grad_cam.datasets.ownership import NewFiles
+from pytorch_grad_cam.datasets.plots import metric_plots, write_plots
 from pytorch_grad_cam.datasets.sources import BadItem, Preprocess, Source, load_picture
 from pytorch_grad_cam.datasets.store import Results, atomic_write
 from pytorch_grad_cam.datasets.summary import compute_index
@@ -216,44 +220,19 @@ def _gallery(results: Results, folder: Path, source: Optional[Source], preproces
     return "\n".join(parts)
 
 
-def _plots(results: Results, folder: Path) -> str:
+def _plots(results: Results, index: dict, folder: Path) -> str:
     metrics = list(results.config.get("metrics", []))
     if not metrics:
         return "<p>No metrics were computed (run with metrics=...).</p>"
+    plots = metric_plots(results.frame, index, list(results.config.get("methods", [])), metrics)
     try:
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
+        written = write_plots(plots, folder)
     except ImportError:
-        return ('<p class="note">matplotlib is not installed: the plots of the metrics\' '
-                "distributions are left out (pip install matplotlib).</p>")
-    frame = results.frame
-    ok = frame[frame["status"] == "ok"]
-    parts = []
-    for metric in metrics:
-        figure = Figure(figsize=(6, 3.2), dpi=100)
-        FigureCanvasAgg(figure)
-        axes = figure.add_subplot(1, 1, 1)
-        drawn = False
-        for method in results.config.get("methods", []):
-            values = ok.loc[ok["method"] == method, metric].to_numpy(dtype=np.float64)
-            values = values[np.isfinite(values)]
-            if values.size:
-                axes.hist(values, bins=30, alpha=0.5, label=f"{method} (n={values.size})")
-                drawn = True
-        axes.set_title(f"{metric} ({DATASET_METRICS.get(metric, '?')} is better)")
-        axes.set_xlabel(metric)
-        axes.set_ylabel("images")
-        if drawn:
-            axes.legend(fontsize=8)
-        figure.tight_layout()
-        name = f"metric-{metric}.png"
-        path = folder / name
-        temporary = folder / f".{name}.tmp-{os.getpid()}.png"
-        figure.savefig(temporary, format="png")
-        os.replace(temporary, path)
-        parts.append(f'<figure><img src="{FILES}/{html.escape(name)}" alt="{html.escape(metric)}">'
-                     f"</figure>")
-    return "\n".join(parts)
+        return ('<p class="note">matplotlib is not installed: the plots of the metrics are '
+                "left out (pip install matplotlib).</p>")
+    return "\n".join(f'<figure><img src="{FILES}/{html.escape(path.name)}" '
+                     f'alt="{html.escape(plot.metric)}"></figure>'
+                     for plot, path in zip(plots, written))
 
 
 def write_report(store: Union[str, "os.PathLike[str]"], *, source: Optional[Source] = None,
@@ -313,6 +292,8 @@ def write_report(store: Union[str, "os.PathLike[str]"], *, source: Optional[Sour
         sections.append("<h2>Metrics</h2>" + _table(
             ["method", "metric", "better", "mean", "std", "95% CI low", "95% CI high", "n",
              "NaN", "skipped"], metric_rows, text_columns=3))
+    sections.append("<h2>The metrics per method: means and distributions</h2>"
+                    + _plots(results, index, folder))
     ranking = index.get("ranking", [])
     if ranking:
         metrics = list(config.get("metrics", []))
@@ -331,7 +312,6 @@ def write_report(store: Union[str, "os.PathLike[str]"], *, source: Optional[Sour
             + ("<p>(the first 100)</p>" if len(bad) > 100 else ""))
     sections.append("<h2>Gallery</h2>" + _gallery(results, folder, source, preprocess,
                                                    gallery_size, class_names))
-    sections.append("<h2>Distributions of the metrics</h2>" + _plots(results, folder))
     page = ("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>CAM report</title>"
             f"<style>{_STYLE}</style></head><body>\n" + "\n".join(sections) + "\n</body></html>\n")
     path = results.path / "report.html"

@@ -12,11 +12,15 @@ resumable results store.
     frame = results.frame                       # pandas: one row per (image, method)
     cam = results.map(0, size=(frame.height[0], frame.width[0]))
 
-A batch goes through the public CAM API: ``cam(input_tensor=batch,
-targets=[ClassifierOutputTarget(c), ...])`` for each method, the
-predictions from ``cam.outputs`` (the first method's forward pass: no
-extra pass), the metrics from :mod:`pytorch_grad_cam.metrics`. Decoding and
-resizing run in DataLoader workers, overlapping the model.
+This module checks the request, records the run's configuration, prepares
+the store, runs the loop and finalises the index. The parts:
+:mod:`~pytorch_grad_cam.datasets.checks` (the arguments, before any work;
+``resolve_methods``, ``resolve_target_layers``, ``default_workers``),
+:mod:`~pytorch_grad_cam.datasets.loop` (the DataLoader, the progress bar,
+the loop that writes every finished image's rows) and
+:mod:`~pytorch_grad_cam.datasets.explainer` (the methods, predictions and
+metrics of each item). Decoding and resizing run in DataLoader workers,
+overlapping the model.
 
 Maps: the methods return maps at the model's input size. By default
 (``map_size="layer"``) the store keeps them at the target layer's
@@ -32,167 +36,44 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import numbers
 import os
 import secrets
 import time
-import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any, Callable, Optional, Union
 
-import numpy as np
 import torch
-import torch.nn.functional as F
-from torch.utils.data import DataLoader
-from tqdm.auto import tqdm
+import torch.distributed as dist
 
-from pytorch_grad_cam.base_cam import BaseCAM, model_state_guard
+from pytorch_grad_cam.base_cam import model_state_guard
+from pytorch_grad_cam.attention import find_transformer
+from pytorch_grad_cam.datasets.checks import (
+    TargetLayers, check_map_size, check_targets, check_workers, choose_device, default_workers,
+    resolve_methods, resolve_target_layers)
 from pytorch_grad_cam.datasets.distributed import Context, join, share
 from pytorch_grad_cam.datasets.evaluation import BatchMetrics, check_metrics
+from pytorch_grad_cam.datasets.explainer import Explainer, make_cams, reads_attention
 from pytorch_grad_cam.datasets.identity import FileStats, prepare
+from pytorch_grad_cam.datasets.loop import explain_items, make_loader, opencv_threads, progress_bar
 from pytorch_grad_cam.datasets.ownership import read_marker
+from pytorch_grad_cam.datasets.report import write_report
 from pytorch_grad_cam.datasets.sources import (
-    Batch, PathSource, Preprocess, Record, Source, WorkItems, collate_records, make_source,
-    model_input_size)
+    PathSource, Preprocess, Source, make_source, model_input_size)
 from pytorch_grad_cam.datasets.store import STORE_VERSION, ShardWriter, Store, config_differences
-from pytorch_grad_cam.datasets.summary import RunSummary, finalise, summary_from_index
-from pytorch_grad_cam.layers import (
-    LayerError, resolve_layer, probe_target_layers)
-from pytorch_grad_cam.attention import find_transformer
-from pytorch_grad_cam.registry import get_method, method_info
+from pytorch_grad_cam.datasets.summary import RunStart, RunSummary, finalise, summary_from_index
+from pytorch_grad_cam.layers import LayerProbe, probe_target_layers
 from pytorch_grad_cam.scoring import (
-    batch_size_or_default, check_model, check_positive_int, describe, given, model_device)
+    batch_size_or_default, check_model, check_positive_int, given, model_device)
 from pytorch_grad_cam.utils.image_io import MAX_READ_PIXELS
-from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
-__all__ = ["default_workers", "explain_dataset", "model_fingerprint", "resolve_methods",
-           "resolve_target_layers"]
-
-#: the library's warning for an all-zero map: the runner records it per row
-#: (``empty_map``) and counts it in the summary instead
-_EMPTY_MAP_WARNING = "the class activation map is all zeros"
-
-TargetLayers = Optional[Sequence[Union[torch.nn.Module, str]]]
+__all__ = ["RunStart", "default_workers", "explain_dataset", "model_fingerprint",
+           "resolve_methods", "resolve_target_layers"]
 
 
-# ------------------------------------------------------------------ checks
-def resolve_methods(methods: Any) -> list[tuple[str, type]]:
-    """``methods``: a registered name (``"gradcam"``), a CAM class, or a
-    list of them -> [(name, class)], names as the registry spells them."""
-    if isinstance(methods, (str, type)):
-        methods = [methods]
-    if not isinstance(methods, (list, tuple)) or not methods:
-        raise TypeError(f"methods must be a method name, a CAM class or a non-empty list of "
-                        f"them, got {given(methods)}")
-    entries: list[tuple[str, type]] = []
-    for index, method in enumerate(methods):
-        if isinstance(method, str):
-            try:
-                info = get_method(method)
-            except KeyError as error:
-                raise ValueError(f"methods[{index}]: {error.args[0]}") from None
-            entries.append((info.name, info.cls))
-        elif isinstance(method, type) and issubclass(method, BaseCAM):
-            try:
-                name = method_info(method).name
-                if method_info(method).cls is not method:
-                    name = method.__name__
-            except KeyError:
-                name = method.__name__
-            entries.append((name, method))
-        else:
-            raise TypeError(f"methods[{index}] must be a registered method name or a BaseCAM "
-                            f"subclass, got {given(method)}")
-    names = [name for name, _ in entries]
-    for index, name in enumerate(names):
-        if name in names[:index]:
-            raise ValueError(f"methods[{index}] repeats {name!r}")
-    return entries
-
-
-def _layer_names(model: torch.nn.Module) -> dict[int, str]:
-    return {id(module): name or "<model>" for name, module in model.named_modules()}
-
-
-def resolve_target_layers(model: torch.nn.Module, target_layers: TargetLayers,
-                          reshape_transform: Optional[Callable]
-                          ) -> tuple[list[torch.nn.Module], list[str], Optional[Callable]]:
-    """The target modules, their names in the model and the reshape
-    transform. ``target_layers``: modules of the model, layer paths
-    (``"layer4[-1]"``, see ``pytorch_grad_cam.layers.resolve_layer``), or
-    None for the layers the library finds
-    (``pytorch_grad_cam.layer_finder.locate_layers``: the family table, else
-    one probing pass; with the reshape transform of their token layout when
-    none is given)."""
-    if target_layers is None:
-        from pytorch_grad_cam.layer_finder import locate_layers
-
-        try:
-            found = locate_layers(model)
-        except ValueError as error:
-            raise ValueError(f"target_layers=None: {error}; pass target_layers=[...] (modules "
-                             "of the model or layer paths such as 'layer4[-1]')") from None
-        if reshape_transform is None:
-            reshape_transform = found.reshape_transform
-        return found.layers, found.names, reshape_transform
-    if isinstance(target_layers, (torch.nn.Module, str)):
-        target_layers = [target_layers]
-    if not isinstance(target_layers, (list, tuple)) or not target_layers:
-        raise TypeError(f"target_layers must be None or a non-empty list of modules or layer "
-                        f"paths, got {given(target_layers)}")
-    names = _layer_names(model)
-    layers, labels = [], []
-    for index, layer in enumerate(target_layers):
-        if isinstance(layer, str):
-            try:
-                module = resolve_layer(model, layer)
-            except LayerError as error:
-                raise ValueError(f"target_layers[{index}]: {error}") from None
-            layers.append(module)
-            labels.append(layer)
-        elif isinstance(layer, torch.nn.Module):
-            if id(layer) not in names:
-                raise ValueError(f"target_layers[{index}] ({describe(layer)}) is not a module "
-                                 "of the model")
-            layers.append(layer)
-            labels.append(names[id(layer)])
-        else:
-            raise TypeError(f"target_layers[{index}] must be a module of the model or a layer "
-                            f"path, got {given(layer)}")
-    if reshape_transform is not None and not callable(reshape_transform):
-        raise TypeError(f"reshape_transform must be callable or None, "
-                        f"got {given(reshape_transform)}")
-    return layers, labels, reshape_transform
-
-
-def _check_targets(targets: Any) -> tuple[str, Optional[int]]:
-    if targets is None or targets == "top":
-        return "top", None
-    if isinstance(targets, str):
-        if targets == "label":
-            return "label", None
-        raise ValueError(f"targets must be None (each image's top class), 'label' (each "
-                         f"item's label), or a class index, got {targets!r}")
-    if isinstance(targets, numbers.Integral) and not isinstance(targets, bool):
-        if targets < 0:
-            raise ValueError(f"targets must be a class index >= 0, got {targets}")
-        return "class", int(targets)
-    raise TypeError(f"targets must be None, 'label' or a class index (int), got {given(targets)}")
-
-
-def _check_map_size(map_size: Any) -> Union[str, tuple[int, int]]:
-    if map_size in ("layer", "input"):
-        return str(map_size)
-    if (isinstance(map_size, (tuple, list)) and len(map_size) == 2
-            and all(isinstance(v, numbers.Integral) and not isinstance(v, bool) and int(v) >= 1
-                    for v in map_size)):
-        return int(map_size[0]), int(map_size[1])
-    raise ValueError(f"map_size must be 'layer' (the target layer's resolution), 'input' (the "
-                     f"model's input size) or (height, width), got {given(map_size)}")
-
-
+# ---------------------------------------------------------- configuration
 def _callable_name(function: Any) -> Optional[str]:
     """A stable description of a callable (no memory addresses)."""
     if function is None:
@@ -221,266 +102,72 @@ def model_fingerprint(model: torch.nn.Module) -> dict[str, Any]:
             "state_dict_blake2b": digest.hexdigest()}
 
 
-def default_workers(device: torch.device, local_processes: int = 1) -> int:
-    """The DataLoader workers a run uses when ``workers`` is not given.
+@dataclass
+class _Request:
+    """``explain_dataset``'s arguments, checked."""
 
-    With a GPU the CPUs only decode: half of this process's share of them,
-    at most 8. On a CPU the decoding workers and torch's intra-op threads
-    share the cores, and torch's OpenMP threads slow down badly when a core
-    is taken from them: the default is the cores torch's threads leave free
-    (at most 4), or, when torch uses them all, one worker on machines of 8
-    cores or more and none below (decoding then runs between the batches,
-    as in a plain loop). See docs/datasets.md for measurements."""
-    affinity = getattr(os, "sched_getaffinity", None)  # Linux: the CPUs this process may use
-    cpus = len(affinity(0)) if affinity is not None else (os.cpu_count() or 1)
-    share = max(1, cpus // max(1, local_processes))
-    if device.type != "cpu":
-        return int(min(8, max(1, share // 2)))
-    free = share - torch.get_num_threads()
-    if free > 0:
-        return int(min(4, free))
-    return 1 if share >= 8 else 0
+    items: Source
+    loader_settings: dict[str, Any]
+    model: torch.nn.Module
+    entries: list[tuple[str, type]]
+    store: Store
+    layers: list[torch.nn.Module]
+    layer_names: list[str]
+    reshape_transform: Optional[Callable]
+    target_mode: str
+    fixed_class: Optional[int]
+    map_spec: Union[str, tuple[int, int]]
+    metric_names: list[str]
+    batch_metrics: Optional[BatchMetrics]
+    top_k: Optional[int]
+    batch_size: Optional[int]
+    workers: Optional[int]
+    shard_size: int
+    preprocess: Preprocess
+    progress: bool
+    report: bool
+    overwrite: bool
+    min_image_size: int
+    max_pixels: int
+    options: dict[str, Any]
+    on_start: Optional[Callable[[RunStart], None]]
 
 
-def _choose_device(device: Any, model: torch.nn.Module, context_local_rank: int,
-                   distributed: bool) -> torch.device:
-    """None: the model's device, except that under torchrun a CUDA model
-    goes to ``cuda:LOCAL_RANK`` (one GPU per process)."""
-    if device is None:
-        chosen = model_device(model)
+def _map_shape(request: _Request, probe: LayerProbe) -> tuple[int, int]:
+    if request.map_spec == "layer":
+        shape = max((tuple(shape[-2:]) for shape in probe.map_shapes),
+                    key=lambda hw: hw[0] * hw[1])
+    elif request.map_spec == "input":
+        shape = request.preprocess.size
     else:
-        try:
-            chosen = torch.device(device)
-        except (TypeError, RuntimeError) as error:
-            raise ValueError(f"device must be None or a torch device such as 'cpu' or 'cuda', "
-                             f"got {describe(device)} ({error})") from None
-    if chosen.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError(f"device {str(chosen)!r}: CUDA is not available here")
-        if distributed:
-            chosen = torch.device("cuda", context_local_rank)
-    return chosen
+        shape = request.map_spec  # type: ignore[assignment]
+    return int(shape[0]), int(shape[1])
 
 
-# ------------------------------------------------------------ the batches
-class _Worker:
-    """DataLoader ``worker_init_fn``: the user's own, if any.
-
-    It does not call ``cv2.setNumThreads`` in the worker: in a forked
-    child that can deadlock on the condition variable of the parent's
-    OpenCV thread pool (seen here with OpenCV's pthreads backend), while
-    OpenCV's functions themselves run safely after a fork. The parent sets
-    one OpenCV thread before the workers fork (:func:`_opencv_threads`)."""
-
-    def __init__(self, user: Optional[Callable[[int], None]]):
-        self.user = user
-
-    def __call__(self, worker_id: int) -> None:
-        if self.user is not None:
-            self.user(worker_id)
-
-
-@contextlib.contextmanager
-def _opencv_threads(count: int) -> Iterator[None]:
-    """OpenCV's thread count set in this process while the block runs, so
-    that the DataLoader workers forked inside it inherit it (each worker is
-    one core's worth of decoding; setting it inside a forked worker can
-    deadlock, see :class:`_Worker`). Restored afterwards."""
-    import cv2
-
-    previous = cv2.getNumThreads()
-    cv2.setNumThreads(count)
-    try:
-        yield
-    finally:
-        cv2.setNumThreads(previous)
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return f"{type(error).__name__}: {text.splitlines()[0]}" if text else type(error).__name__
-
-
-class _SplitBatch(Exception):
-    """A method raised on a batch of several images: explain them one by one."""
-
-
-class _Explainer:
-    """Explains the batches of one process: every method's maps, the
-    predictions and the metrics, as the rows of the store."""
-
-    def __init__(self, model: torch.nn.Module, cams: list[tuple[str, Any]], device: torch.device,
-                 target_mode: str, fixed_class: Optional[int], num_classes: int, top_k: int,
-                 map_shape: tuple[int, int], input_size: tuple[int, int],
-                 metrics: Optional[BatchMetrics]):
-        self.model = model
-        self.cams = cams
-        self.device = device
-        self.target_mode = target_mode
-        self.fixed_class = fixed_class
-        self.num_classes = num_classes
-        self.top_k = top_k
-        self.map_shape = map_shape
-        self.input_size = input_size
-        self.metrics = metrics
-        self.consecutive_failures = 0
-
-    # ------------------------------------------------------------ rows
-    def _bad_rows(self, record: Record, status: str, reason: str) -> list[dict[str, Any]]:
-        return [self._row(record, name, status, reason) for name, _ in self.cams]
-
-    def _row(self, record: Record, method: str, status: str, reason: str = "",
-             **values: Any) -> dict[str, Any]:
-        row = {"position": record.position, "id": record.id, "path": record.path,
-               "label": record.label, "method": method, "status": status, "reason": reason,
-               "height": record.height, "width": record.width, "target": -1,
-               "score": float("nan"), "prob": float("nan"), "empty_map": False, "map": None,
-               "pred_classes": None, "pred_probs": None, "metrics": None}
-        row.update(values)
-        return row
-
-    # --------------------------------------------------------- compute
-    def _call(self, cam: Any, inputs: torch.Tensor, classes: Optional[list[int]]) -> np.ndarray:
-        targets = None if classes is None else [ClassifierOutputTarget(c) for c in classes]
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=_EMPTY_MAP_WARNING, category=RuntimeWarning)
-            return cam(input_tensor=inputs, targets=targets)
-
-    def _logits(self, cam: Any, inputs: torch.Tensor) -> torch.Tensor:
-        outputs = getattr(cam, "outputs", None)
-        if isinstance(outputs, torch.Tensor) and outputs.dim() == 2 \
-                and outputs.shape[0] == inputs.shape[0]:
-            return outputs.detach().float()
-        from pytorch_grad_cam.scoring import select_output
-
-        with model_state_guard(self.model), torch.inference_mode():
-            return select_output(self.model(inputs)).detach().float()
-
-    def _store_maps(self, maps: torch.Tensor) -> np.ndarray:
-        """B x H x W input-size maps -> B x h x w float16 at the stored size."""
-        height, width = self.map_shape
-        if tuple(maps.shape[1:]) == (height, width):
-            resized = maps
-        elif height <= maps.shape[1] and width <= maps.shape[2]:
-            resized = F.adaptive_avg_pool2d(maps[:, None], (height, width))[:, 0]
-        else:
-            resized = F.interpolate(maps[:, None], size=(height, width), mode="bilinear",
-                                    align_corners=False)[:, 0]
-        return resized.to(torch.float16).cpu().numpy()
-
-    def _explain(self, inputs: torch.Tensor, records: list[Record],
-                 classes: Optional[list[int]]) -> list[list[dict[str, Any]]]:
-        """Rows of the images of ``inputs`` (all methods); _SplitBatch when a
-        method raises on a batch of several images."""
-        batch = inputs.shape[0]
-        maps: dict[str, np.ndarray] = {}
-        errors: dict[str, str] = {}
-        logits: Optional[torch.Tensor] = None
-        for name, cam in self.cams:
-            try:
-                maps[name] = self._call(cam, inputs, classes)
-                if logits is None:
-                    logits = self._logits(cam, inputs)
-            except Exception as error:  # noqa: BLE001  (the user's model may raise anything)
-                if batch > 1:
-                    raise _SplitBatch() from error
-                errors[name] = _first_line(error)
-                continue
-            if classes is None:
-                classes = logits.argmax(dim=1).tolist()
-        if logits is None:  # every method failed on this one image
-            try:
-                logits = self._logits(None, inputs)
-            except Exception as error:  # noqa: BLE001
-                reason = f"the model raised {_first_line(error)}"
-                return [self._bad_rows(records[0], "model_error", reason)]
-        if classes is None:
-            classes = logits.argmax(dim=1).tolist()
-        probabilities = torch.softmax(logits, dim=1)
-        top_probs, top_classes = probabilities.topk(self.top_k, dim=1)
-        index = torch.tensor(classes, device=logits.device)[:, None]
-        scores = logits.gather(1, index)[:, 0].cpu().numpy()
-        probs = probabilities.gather(1, index)[:, 0].cpu().numpy()
-        top_classes_np, top_probs_np = top_classes.cpu().numpy(), top_probs.cpu().numpy()
-        per_method: dict[str, Any] = {}
-        for name, cam in self.cams:
-            if name not in maps:
-                continue
-            full = torch.from_numpy(maps[name])
-            values: dict[str, np.ndarray] = {}
-            metric_errors: dict[str, str] = {}
-            if self.metrics is not None:
-                values, metric_errors = self.metrics(inputs, full.to(self.device), classes,
-                                                     self.model, cam)
-            empty = full.flatten(1).amax(dim=1) <= 0
-            per_method[name] = (self._store_maps(full), empty.numpy(), values, metric_errors)
-        rows_per_item = []
-        for b, record in enumerate(records):
-            rows = []
-            for name, _ in self.cams:
-                if name in errors:
-                    rows.append(self._row(record, name, "model_error",
-                                          f"{name} raised {errors[name]}"))
-                    continue
-                stored, empty_np, values, metric_errors = per_method[name]
-                reason = "; ".join(f"metric {m} failed: {e}" for m, e in metric_errors.items())
-                rows.append(self._row(
-                    record, name, "ok", reason, target=int(classes[b]), score=float(scores[b]),
-                    prob=float(probs[b]), empty_map=bool(empty_np[b]), map=stored[b],
-                    pred_classes=top_classes_np[b], pred_probs=top_probs_np[b],
-                    metrics={m: float(v[b]) for m, v in values.items()}))
-            rows_per_item.append(rows)
-        return rows_per_item
-
-    def explain(self, batch: Batch) -> list[list[dict[str, Any]]]:
-        """The rows of every item of a batch, in order."""
-        records = batch.records
-        rows: dict[int, list[dict[str, Any]]] = {}
-        for i, record in enumerate(records):
-            if record.status != "ok":
-                rows[i] = self._bad_rows(record, record.status, record.reason)
-        good = list(batch.good)
-        inputs = batch.inputs
-        if good and self.target_mode == "label":
-            usable = []
-            for k, i in enumerate(good):
-                label = records[i].label
-                if label < 0:
-                    rows[i] = self._bad_rows(records[i], "no_label", "the item has no class "
-                                             "label (targets='label')")
-                elif label >= self.num_classes:
-                    rows[i] = self._bad_rows(records[i], "no_label", f"label {label} is out of "
-                                             f"range for the model's {self.num_classes} classes")
-                else:
-                    usable.append(k)
-            if len(usable) < len(good):
-                assert inputs is not None
-                inputs = inputs[usable] if usable else None
-                good = [good[k] for k in usable]
-        if good:
-            assert inputs is not None
-            inputs = inputs.to(self.device, non_blocking=True)
-            chosen = [records[i] for i in good]
-            if self.target_mode == "label":
-                classes: Optional[list[int]] = [r.label for r in chosen]
-            elif self.target_mode == "class":
-                classes = [int(self.fixed_class or 0)] * len(good)
-            else:
-                classes = None
-            try:
-                outcome = self._explain(inputs, chosen, classes)
-            except _SplitBatch:
-                outcome = []
-                for k in range(len(good)):
-                    single = None if classes is None else classes[k:k + 1]
-                    outcome.extend(self._explain(inputs[k:k + 1], chosen[k:k + 1], single))
-            for i, item_rows in zip(good, outcome):
-                rows[i] = item_rows
-                if all(row["status"] == "model_error" for row in item_rows):
-                    self.consecutive_failures += 1
-                else:
-                    self.consecutive_failures = 0
-        return [rows[i] for i in range(len(records))]
+def _config(request: _Request, probe: LayerProbe, top_k: int,
+            map_shape: tuple[int, int]) -> dict[str, Any]:
+    """What the store records of the run (its fingerprint decides whether
+    a store can be resumed)."""
+    return {
+        "store_version": STORE_VERSION,
+        "model": model_fingerprint(request.model),
+        "target_layers": request.layer_names,
+        "reshape_transform": _callable_name(request.reshape_transform),
+        "methods": [name for name, _ in request.entries],
+        "method_classes": [f"{cls.__module__}.{cls.__qualname__}" for _, cls in request.entries],
+        "method_options": {name: {k: repr(v) for k, v in sorted(opts.items())}
+                           for name, opts in sorted(request.options.items())},
+        "targets": request.target_mode if request.fixed_class is None else request.fixed_class,
+        "preprocess": request.preprocess.config(),
+        "min_image_size": request.min_image_size,
+        "map_size": list(map_shape),
+        "map_dtype": "float16",
+        "top_k": top_k,
+        "metrics": request.metric_names,
+        "metric_settings": (request.batch_metrics.config()
+                            if request.batch_metrics is not None else {}),
+        "num_classes": probe.num_classes,
+    }
 
 
 # ------------------------------------------------------------------ the API
@@ -508,7 +195,8 @@ def explain_dataset(source: Any,
                     recursive: bool = True,
                     method_options: Optional[Mapping[str, Mapping[str, Any]]] = None,
                     road_percentiles: Sequence[float] = (20, 40, 60, 80),
-                    n_steps: int = 50) -> RunSummary:
+                    n_steps: int = 50,
+                    on_start: Optional[Callable[[RunStart], None]] = None) -> RunSummary:
     """Explain every item of ``source`` with every method into the results
     store ``out``; returns a :class:`RunSummary`.
 
@@ -548,9 +236,14 @@ def explain_dataset(source: Any,
             :func:`default_workers`: with a GPU half the CPUs, at most 8; on
             a CPU the cores torch's threads leave free; 0 decodes in this
             process, between the batches).
-        shard_size: items per shard; a killed run loses at most this many.
+        shard_size: items per shard; a run killed with SIGKILL loses at most
+            this many. An interrupted run (Ctrl-C, an exception) commits
+            the rows of every image it finished.
         device: where to run (default: the model's device).
-        progress: a tqdm bar with images/s and the ETA (rank 0 only).
+        progress: a tqdm bar (rank 0 only) that advances per image, with
+            the rate (image/s, or s/image when an image takes longer than
+            a second) and the ETA; a resumed run's bar starts at the items
+            already done and says so.
         report: also write ``out/report.html`` (see ``report``).
         overwrite: delete the files the store wrote (nothing else) first.
             Else a store of another configuration or source is refused and
@@ -565,6 +258,10 @@ def explain_dataset(source: Any,
             ``{"scorecam": {"batch_size": 32}}``.
         road_percentiles, n_steps: settings of the ROAD and deletion /
             insertion metrics.
+        on_start: called once (rank 0) after every check and before the
+            first image, with a :class:`RunStart`: what the run is about to
+            do (items, methods, the target layers' channels, metrics), from
+            which ``datasets.cost.run_cost`` tells its passes per image.
 
     Raises:
         FileNotFoundError: the folder does not exist.
@@ -578,16 +275,16 @@ def explain_dataset(source: Any,
     check_model(model)
     entries = resolve_methods(methods)
     metric_names = check_metrics(metrics)
-    target_mode, fixed_class = _check_targets(targets)
-    map_spec = _check_map_size(map_size)
+    target_mode, fixed_class = check_targets(targets)
+    map_spec = check_map_size(map_size)
     shard_size = int(check_positive_int("shard_size", shard_size) or 1)
     batch_size = check_positive_int("batch_size", batch_size, allow_none=True)
     top_k = check_positive_int("top_k", top_k, allow_none=True)
     min_image_size = int(check_positive_int("min_image_size", min_image_size) or 1)
     max_pixels = int(check_positive_int("max_pixels", max_pixels) or 1)
-    if workers is not None:
-        if isinstance(workers, bool) or not isinstance(workers, numbers.Integral) or workers < 0:
-            raise ValueError(f"workers must be None or an int >= 0, got {given(workers)}")
+    workers = check_workers(workers)
+    if on_start is not None and not callable(on_start):
+        raise TypeError(f"on_start must be None or a callable, got {given(on_start)}")
     if preprocess is None:
         preprocess = Preprocess(size=model_input_size(model))
     elif not isinstance(preprocess, Preprocess):
@@ -598,7 +295,7 @@ def explain_dataset(source: Any,
     if unknown:
         raise ValueError(f"method_options has entries for {unknown}, which are not among the "
                          f"methods {[name for name, _ in entries]}")
-    attention = [name for name, cls in entries if method_info(cls).attention]
+    attention = [name for name, cls in entries if reads_attention(cls)]
     if attention:  # before any file is written
         try:
             find_transformer(model)
@@ -618,74 +315,45 @@ def explain_dataset(source: Any,
         batch_size = int(loader_settings["batch_size"])
     if workers is None and "workers" in loader_settings:
         workers = int(loader_settings["workers"])
-
-    import torch.distributed as dist
+    request = _Request(
+        items=items, loader_settings=loader_settings, model=model, entries=entries,
+        store=store, layers=layers, layer_names=layer_names, reshape_transform=reshape_transform,
+        target_mode=target_mode, fixed_class=fixed_class, map_spec=map_spec,
+        metric_names=metric_names, batch_metrics=batch_metrics, top_k=top_k,
+        batch_size=batch_size, workers=workers, shard_size=shard_size, preprocess=preprocess,
+        progress=progress, report=report, overwrite=overwrite, min_image_size=min_image_size,
+        max_pixels=max_pixels, options=options, on_start=on_start)
 
     distributed = (dist.is_available() and dist.is_initialized()) or \
         int(os.environ.get("WORLD_SIZE", "1") or 1) > 1
-    run_device = _choose_device(device, model, int(os.environ.get("LOCAL_RANK", "0") or 0),
-                                distributed)
+    run_device = choose_device(device, model, int(os.environ.get("LOCAL_RANK", "0") or 0),
+                               distributed)
     context = join(run_device)
     try:
-        return _run(items, model, entries, store, context, run_device, layers, layer_names,
-                    reshape_transform, target_mode, fixed_class, map_spec, metric_names,
-                    batch_metrics, top_k, batch_size, workers, shard_size, preprocess,
-                    progress, report, overwrite, min_image_size, options, loader_settings,
-                    max_pixels)
+        return _run(request, context, run_device)
     finally:
         context.close()
 
 
-def _run(items: Source, model: torch.nn.Module, entries: list[tuple[str, type]], store: Store,
-         context: Context, device: torch.device, layers: list[torch.nn.Module],
-         layer_names: list[str], reshape_transform: Optional[Callable], target_mode: str,
-         fixed_class: Optional[int], map_spec: Union[str, tuple[int, int]],
-         metric_names: list[str], batch_metrics: Optional[BatchMetrics], top_k: Optional[int],
-         batch_size: Optional[int], workers: Optional[int], shard_size: int,
-         preprocess: Preprocess, progress: bool, report: bool, overwrite: bool,
-         min_image_size: int, options: dict[str, Any],
-         loader_settings: dict[str, Any], max_pixels: int = MAX_READ_PIXELS) -> RunSummary:
+def _run(request: _Request, context: Context, device: torch.device) -> RunSummary:
+    model, items, store = request.model, request.items, request.store
     if model_device(model) != device:
         model.to(device)
     # ------------------------------------------- the model and its layers
     with model_state_guard(model):
-        probe = probe_target_layers(model, layers, layer_names, reshape_transform,
-                                    preprocess.size, device)
+        probe = probe_target_layers(model, request.layers, request.layer_names,
+                                    request.reshape_transform, request.preprocess.size, device)
     num_classes = probe.num_classes
-    if fixed_class is not None and fixed_class >= num_classes:
-        raise ValueError(f"targets={fixed_class} is out of range: the model has {num_classes} "
-                         "classes")
+    if request.fixed_class is not None and request.fixed_class >= num_classes:
+        raise ValueError(f"targets={request.fixed_class} is out of range: the model has "
+                         f"{num_classes} classes")
+    top_k = request.top_k
     if top_k is None:
         top_k = min(5, num_classes)
     elif top_k > num_classes:
         raise ValueError(f"top_k={top_k} is more than the model's {num_classes} classes")
-    if map_spec == "layer":
-        map_shape = max((tuple(shape[-2:]) for shape in probe.map_shapes),
-                        key=lambda hw: hw[0] * hw[1])
-    elif map_spec == "input":
-        map_shape = preprocess.size
-    else:
-        map_shape = map_spec  # type: ignore[assignment]
-    map_shape = (int(map_shape[0]), int(map_shape[1]))
-    config = {
-        "store_version": STORE_VERSION,
-        "model": model_fingerprint(model),
-        "target_layers": layer_names,
-        "reshape_transform": _callable_name(reshape_transform),
-        "methods": [name for name, _ in entries],
-        "method_classes": [f"{cls.__module__}.{cls.__qualname__}" for _, cls in entries],
-        "method_options": {name: {k: repr(v) for k, v in sorted(opts.items())}
-                           for name, opts in sorted(options.items())},
-        "targets": target_mode if fixed_class is None else fixed_class,
-        "preprocess": preprocess.config(),
-        "min_image_size": min_image_size,
-        "map_size": list(map_shape),
-        "map_dtype": "float16",
-        "top_k": top_k,
-        "metrics": metric_names,
-        "metric_settings": batch_metrics.config() if batch_metrics is not None else {},
-        "num_classes": num_classes,
-    }
+    map_shape = _map_shape(request, probe)
+    config = _config(request, probe, top_k, map_shape)
     # ------------------------------------------------------- the store
     configs = context.all_gather(config)  # every rank raises alike, none waits for another
     for rank, other in enumerate(configs):
@@ -694,94 +362,53 @@ def _run(items: Source, model: torch.nn.Module, entries: list[tuple[str, type]],
             raise ValueError(f"rank {rank}'s configuration differs from rank 0's ({changes}); "
                              "every process must explain the same model with the same settings")
     token = secrets.token_hex(4)  # this rank's part of its shard names
-    plan = prepare(store, items, config, context, overwrite, token)
+    plan = prepare(store, items, config, context, request.overwrite, token)
     remaining = plan.remaining
+    skipped = len(items) - len(remaining)
     mine = share(remaining, context.rank, context.world_size)
     files = FileStats(items, mine)
 
     # --------------------------------------------------------- the loop
-    batch = batch_size_or_default(batch_size, device)
-    workers = default_workers(device, context.local_world_size) if workers is None \
-        else int(workers)
-    loader_options: dict[str, Any] = {}
-    if workers > 0:  # a DataLoader's own settings, else PyTorch's defaults
-        for name in ("prefetch_factor", "multiprocessing_context", "timeout"):
-            if loader_settings.get(name):
-                loader_options[name] = loader_settings[name]
-    loader = DataLoader(WorkItems(items, mine, preprocess, min_image_size, max_pixels),
-                        batch_size=batch, shuffle=False, num_workers=workers,
-                        collate_fn=collate_records,
-                        pin_memory=device.type == "cuda",
-                        worker_init_fn=_Worker(loader_settings.get("worker_init_fn")),
-                        **loader_options)
-    writer = ShardWriter(store, context.rank, [name for name, _ in entries], metric_names,
-                         top_k, map_shape, shard_size, token)
-    failure_limit = max(64, 4 * batch)
-    started = time.perf_counter()
+    batch = batch_size_or_default(request.batch_size, device)
+    workers = default_workers(device, context.local_world_size) if request.workers is None \
+        else int(request.workers)
+    loader = make_loader(items, mine, request.preprocess, request.min_image_size,
+                         request.max_pixels, batch, workers, device, request.loader_settings)
+    writer = ShardWriter(store, context.rank, [name for name, _ in request.entries],
+                         request.metric_names, top_k, map_shape, request.shard_size, token)
     with contextlib.ExitStack() as stack:
         if workers > 0:
-            stack.enter_context(_opencv_threads(1))
-        cams = []
-        for name, cls in entries:
-            kwargs = dict(options.get(name, {}))
-            kwargs.setdefault("progress", False)
-            if batch_size is not None and _chunks_by_batch_size(cls):
-                kwargs.setdefault("batch_size", batch_size)
-            if method_info(cls).attention:  # the attention of every block, its own layout
-                cam = cls(model=model, **kwargs)
-            else:
-                cam = cls(model=model, target_layers=layers,
-                          reshape_transform=reshape_transform, **kwargs)
-            cams.append((name, stack.enter_context(cam) if hasattr(cam, "__enter__") else cam))
-        explainer = _Explainer(model, cams, device, target_mode, fixed_class, num_classes, top_k,
-                               map_shape, preprocess.size, batch_metrics)
-        bar = stack.enter_context(tqdm(total=len(mine), unit="img", desc="explain",
-                                       disable=not progress or not context.is_main,
-                                       smoothing=0.05, mininterval=0.5, dynamic_ncols=True))
-        bad = 0
-        try:
-            for loaded in loader:
-                for item_rows in explainer.explain(loaded):
-                    writer.add(files.annotate(item_rows))
-                    if item_rows and item_rows[0]["status"] != "ok":
-                        bad += 1
-                bar.update(len(loaded.records))
-                if bad:
-                    bar.set_postfix_str(f"bad {bad}", refresh=False)
-                if explainer.consecutive_failures >= failure_limit:
-                    raise RuntimeError(f"the model raised on the last {failure_limit} images in "
-                                       "a row; that is a problem of the model or the settings, "
-                                       "not of the data (see the 'reason' column of the store "
-                                       f"{str(store.root)!r})")
-        finally:
-            writer.flush()  # the complete rows so far, also when interrupted
+            stack.enter_context(opencv_threads(1))
+        cams = make_cams(stack, request.entries, model, request.layers,
+                         request.reshape_transform, request.options, request.batch_size)
+        if request.on_start is not None and context.is_main:
+            request.on_start(RunStart(
+                out=store.root, items=len(items), skipped=skipped, to_explain=len(remaining),
+                changed=len(plan.changed), methods=[name for name, _ in cams],
+                cams=dict(cams), target_layers=list(request.layer_names),
+                channels=[int(shape[0]) for shape in probe.map_shapes],
+                input_size=request.preprocess.size, device=device, batch_size=batch,
+                workers=workers, world_size=context.world_size,
+                metrics=request.batch_metrics))
+        explainer = Explainer(model, cams, device, request.target_mode, request.fixed_class,
+                              num_classes, top_k, map_shape, request.batch_metrics)
+        bar = stack.enter_context(progress_bar(len(mine), skipped, context.world_size,
+                                               request.progress and context.is_main))
+        started = time.perf_counter()
+        explain_items(loader, explainer, writer, files, bar, max(64, 4 * batch), store.root)
     seconds = time.perf_counter() - started
     seconds = max(context.all_gather(seconds))
 
     # ----------------------------------------------------- finalising
     context.barrier()
-    report_path: Optional[Path] = None
     if context.is_main:
-        index = finalise(store, config)
-        if report:
-            from pytorch_grad_cam.datasets.report import write_report
-
-            report_path = write_report(store.root, source=items, preprocess=preprocess)
+        finalise(store, config)
+        if request.report:
+            write_report(store.root, source=items, preprocess=request.preprocess)
     context.barrier()
     index = store.index() or {}
-    if report:
-        report_path = store.root / "report.html"
-    return summary_from_index(index, store.root, items=len(items), skipped=len(items) - len(remaining),
+    report_path: Optional[Path] = store.root / "report.html" if request.report else None
+    return summary_from_index(index, store.root, items=len(items), skipped=skipped,
                               processed=len(remaining), seconds=seconds,
                               world_size=context.world_size, workers=workers, batch_size=batch,
                               device=str(device), report=report_path, changed=len(plan.changed))
-
-
-def _chunks_by_batch_size(cls: type) -> bool:
-    """Whether the method's passes are chunked by ``batch_size`` (the
-    perturbation methods and Smooth Grad-CAM++): those get the run's."""
-    try:
-        info = method_info(cls)
-    except KeyError:
-        return False
-    return bool(info.extra_passes)

@@ -121,24 +121,46 @@ def fingerprint(config: Mapping[str, Any]) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+#: the characters of a value shown whole in a line of config_differences
+_SHOWN = 80
+
+
 def config_differences(old: Mapping[str, Any], new: Mapping[str, Any], prefix: str = "") -> list[str]:
+    """What differs between two configurations, one line each: ``key: <value
+    in the store> in the store, <value now> now``. Mappings are compared
+    key by key, and long lists of the same length entry by entry
+    (``target_layers[5]: ...``): a line shows whole values, never one cut
+    short (see :func:`_shown` for long lists of different lengths)."""
     keys = sorted(set(old) | set(new))
     found = []
     for key in keys:
         a, b = old.get(key, "<absent>"), new.get(key, "<absent>")
-        if isinstance(a, Mapping) and isinstance(b, Mapping):
-            found.extend(config_differences(a, b, f"{prefix}{key}."))
-        elif a != b:
-            found.append(f"{prefix}{key}: {_shown(a)} in the store, {_shown(b)} now")
+        found.extend(_differences(a, b, f"{prefix}{key}"))
     return found
 
 
-def _shown(value: Any, limit: int = 80) -> str:
-    """A value as JSON, a long one as its start and end around " ... "."""
+def _differences(a: Any, b: Any, name: str) -> list[str]:
+    if isinstance(a, Mapping) and isinstance(b, Mapping):
+        return config_differences(a, b, f"{name}.")
+    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b) \
+            and max(len(json.dumps(a)), len(json.dumps(b))) > _SHOWN:
+        return [line for i, (x, y) in enumerate(zip(a, b))
+                for line in _differences(x, y, f"{name}[{i}]")]
+    return [f"{name}: {_shown(a)} in the store, {_shown(b)} now"] if a != b else []
+
+
+def _shown(value: Any, limit: int = _SHOWN) -> str:
+    """A value as JSON; a long list as its first entries and its last, whole,
+    around ``... N more ...``."""
     text = json.dumps(value)
-    if len(text) <= limit:
+    if len(text) <= limit or not isinstance(value, list) or len(value) < 3:
         return text
-    return f"{text[:limit // 2]} ... {text[-(limit // 2):]} ({len(text)} characters)"
+    entries = [json.dumps(entry) for entry in value]
+    shown = 1
+    while shown < len(entries) - 2 and sum(map(len, entries[:shown + 1])) + len(entries[-1]) <= limit:
+        shown += 1
+    return (f"[{', '.join(entries[:shown])}, ... {len(entries) - shown - 1} more ..., "
+            f"{entries[-1]}] ({len(entries)} entries)")
 
 
 def shard_series(rank: int, token: str) -> str:

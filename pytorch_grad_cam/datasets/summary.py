@@ -1,4 +1,5 @@
-"""The finalised index of a results store and the summary of a run.
+"""The finalised index of a results store, what a run is about to do
+(:class:`RunStart`) and what it did (:class:`RunSummary`).
 
 :func:`finalise` reads every committed shard once, one at a time (never
 the whole store in memory), and writes ``index.json``: the shards, the
@@ -22,11 +23,15 @@ from typing import Any, Optional
 
 import numpy as np
 
-from pytorch_grad_cam.datasets.evaluation import DATASET_METRICS, RunningStats, rank_methods
+import torch
+
+from pytorch_grad_cam.datasets.evaluation import (
+    DATASET_METRICS, BatchMetrics, RunningStats, rank_methods)
 from pytorch_grad_cam.datasets.store import (
     METRIC_PREFIX, STORE_FORMAT, STORE_VERSION, Store, fingerprint, read_shard)
 
-__all__ = ["RunSummary", "compute_index", "finalise", "summary_from_index"]
+__all__ = ["RunStart", "RunSummary", "compute_index", "finalise", "rate_text",
+           "summary_from_index"]
 
 
 def finalise(store: Store, config: Mapping[str, Any]) -> dict[str, Any]:
@@ -103,6 +108,55 @@ def _number(value: float, digits: int = 4) -> str:
         else f"{value:.{digits}f}"
 
 
+def rate_text(images: int, seconds: float) -> str:
+    """How fast images went: ``12.3 images/s``, or ``25.1 s/image`` when an
+    image took longer than a second (never "0.0 images/s"); "" when no
+    image was explained or no time was measured."""
+    if images <= 0 or not seconds > 0:
+        return ""
+    if images >= seconds:
+        return f"{images / seconds:.1f} images/s"
+    return f"{seconds / images:.1f} s/image"
+
+
+@dataclass
+class RunStart:
+    """What a run is about to do, given to ``explain_dataset(on_start=...)``
+    on rank 0 after every check and before the first image
+    (``datasets.cost.run_cost`` tells its passes).
+
+    Attributes:
+        out: the store folder.
+        items: items in the source.
+        skipped: of these, already in the store: not explained again.
+        to_explain: items this run explains (all processes), ``changed``
+            of them again because their file changed since.
+        methods: the method names, in the order of the rows.
+        cams: the CAM object of each method (its ``n_samples`` and such).
+        target_layers: the names of the target layers.
+        channels: the channels of each target layer's map.
+        input_size: the model input's (height, width).
+        device, batch_size, workers, world_size: where and how the run goes.
+        metrics: the metrics scored for every map, or None.
+    """
+
+    out: Path
+    items: int
+    skipped: int
+    to_explain: int
+    changed: int
+    methods: list[str]
+    cams: dict[str, Any]
+    target_layers: list[str]
+    channels: list[int]
+    input_size: tuple[int, int]
+    device: torch.device
+    batch_size: int
+    workers: int
+    world_size: int = 1
+    metrics: Optional[BatchMetrics] = None
+
+
 @dataclass
 class RunSummary:
     """What a call of ``explain_dataset`` did, and what the store holds.
@@ -121,7 +175,8 @@ class RunSummary:
             mean, std, ci95_low, ci95_high, min, max, nan, skipped).
         ranking: the methods, most faithful first (``rank_methods``).
         seconds: wall time of this run's explaining loop (slowest process).
-        images_per_second: ``processed / seconds``.
+        images_per_second: ``processed / seconds`` (printed as ``s/image``
+            when below one).
         world_size: processes of the run; workers: DataLoader workers per
             process; batch_size: images per batch.
         report: the HTML report, when asked for.
@@ -154,13 +209,14 @@ class RunSummary:
         return sum(n for status, n in self.status_counts.items() if status != "ok")
 
     def __str__(self) -> str:
+        rate = rate_text(self.processed, self.seconds)
         lines = [f"results in {self.out}: {sum(self.status_counts.values())} items "
                  f"({', '.join(f'{n} {s}' for s, n in self.status_counts.items()) or 'none'})",
                  f"this run: {self.processed} explained"
                  + (f" ({self.changed} again: file(s) changed since)" if self.changed else "")
-                 + f", {self.skipped} already done, "
-                 f"{self.seconds:.1f} s, {self.images_per_second:.1f} images/s "
-                 f"({self.world_size} process(es) on {self.device}, {self.workers} "
+                 + f", {self.skipped} already done, {self.seconds:.1f} s"
+                 + (f", {rate}" if rate else "")
+                 + f" ({self.world_size} process(es) on {self.device}, {self.workers} "
                  f"DataLoader worker(s) each, batch {self.batch_size})"]
         for method, info in self.methods.items():
             if info.get("empty_maps"):

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import stat
 import struct
 from pathlib import Path
@@ -124,9 +125,24 @@ class TooManyPixels(ImageError):
                                       f"raise {option}")
 
 
+#: an object's default repr, such as ``<_io.BytesIO object at 0x7f3a...>`` (Pillow's
+#: ``cannot identify image file`` names its file that way) or a Pillow image's: a
+#: memory address that tells the reader nothing
+_OBJECT_REPR = re.compile(r"<([A-Za-z_][\w.]*)[^<>]*? at 0x[0-9A-Fa-f]+>")
+
+
+def _object_name(match: re.Match) -> str:
+    name = match[1].rpartition(".")[2]
+    if name == "BytesIO":
+        return "(bytes in memory)"
+    return f"({'an' if name[0].lower() in 'aeiou' else 'a'} {name} object)"
+
+
 def first_line(error: BaseException) -> str:
-    """An exception as one line: its type and the first line of its message."""
-    text = str(error).strip()
+    """An exception as one line: its type and the first line of its
+    message, an object's repr with its memory address in it named by its
+    class instead (``cannot identify image file (bytes in memory)``)."""
+    text = _OBJECT_REPR.sub(_object_name, str(error)).strip()
     return f"{type(error).__name__}: {text.splitlines()[0]}" if text else type(error).__name__
 
 
@@ -284,11 +300,16 @@ def check_pixels(width: int, height: int, max_pixels: int = MAX_READ_PIXELS,
 def pillow_array(image: Image.Image) -> np.ndarray:
     """A Pillow image as a numpy array, its mode kept where numpy has one
     (1, L, LA, RGB, RGBA, I;16, I, F); other modes become RGB, or RGBA
-    where there is transparency."""
-    if image.mode not in _ARRAY_MODES:
-        image = image.convert("RGBA" if "A" in image.mode or "transparency" in image.info
-                              else "RGB")
-    return np.asarray(image)
+    where there is transparency. An image opened but not yet decoded (as
+    ``Image.open`` leaves it) is decoded here: ImageError ``unreadable``
+    when its data is truncated or corrupt."""
+    try:
+        if image.mode not in _ARRAY_MODES:
+            image = image.convert("RGBA" if "A" in image.mode or "transparency" in image.info
+                                  else "RGB")
+        return np.asarray(image)
+    except (OSError, *_NOT_THIS_FORMAT) as error:
+        raise ImageError("unreadable", f"not a readable image ({first_line(error)})") from None
 
 
 def _decode_with_pillow(data: bytes, color: bool) -> np.ndarray:

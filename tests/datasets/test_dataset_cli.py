@@ -180,6 +180,29 @@ def test_an_unwritable_out_stops_before_the_model_is_loaded(photos, tmp_path, ca
                                        f"create it in {tmp_path} (permission denied)\n")
 
 
+def test_the_cost_is_printed_before_the_first_image(photos, tmp_path, capsys):
+    """As the image command does: the images, methods and layer, then each
+    method's passes per image, the metrics' and the total, before the
+    summary."""
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU(),
+                                torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
+                                torch.nn.Linear(4, 3))
+    argv = [str(photos), "--out", str(tmp_path / "o"), "--no-progress", "--workers", "0",
+            "--method", "gradcam", "ablationcam", "--metrics", "Deletion",
+            "--target-layer", "1"]
+    assert main(argv, load=lambda args: LoadedModel(model, "tiny", 32)) == 0
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[:5] == [
+        "explaining 3 of 3 images with gradcam, ablationcam at 1 on cpu",
+        "cost per image:",
+        "  gradcam: 1 forward + 1 backward pass on cpu",
+        "  ablationcam: 4 forward passes on cpu",
+        "  metrics, for each method's map: Deletion 51 forward passes"]
+    # (1 + 4 + 2 x 51) forward passes an image; one of the three files is empty
+    assert printed[5] == "  in all: 321 forward + 3 backward passes for 3 images on cpu"
+    assert printed[6].startswith(f"results in {tmp_path / 'o'}: 3 items (2 ok, 1 unreadable)")
+
+
 @pytest.mark.parametrize("names_the_file", [True, False])
 def test_a_write_that_fails_during_the_run_is_one_line(photos, tmp_path, capsys, monkeypatch,
                                                       names_the_file):

@@ -178,11 +178,20 @@ def test_the_refusals_name_the_option_as_each_front_end_spells_it(photos, tmp_pa
                                        + expected.format(option="--overwrite") + "\n")
 
 
-def test_a_long_value_is_shown_by_its_start_and_end_not_cut():
-    old = {"target_layers": [f"blocks[{i}].attention.output" for i in range(6)]}
-    new = {"target_layers": old["target_layers"][:-1] + ["blocks[5].mlp"]}
-    shown, = config_differences(old, new)
-    assert shown == ('target_layers: ["blocks[0].attention.output", "blocks[1 ... n.output", '
-                     '"blocks[5].attention.output"] (180 characters) in the store, '
-                     '["blocks[0].attention.output", "blocks[1 ... s[4].attention.output", '
-                     '"blocks[5].mlp"] (167 characters) now')
+def test_a_long_value_is_shown_by_whole_entries_never_cut():
+    """A short value whole; of a long list the entry that differs, by its
+    index, and a long list of another length by its first and last
+    entries, whole, around the number left out."""
+    layers = [f"blocks[{i}].attention.output" for i in range(6)]
+    old = {"target_layers": layers, "preprocess": {"size": [224, 224]}}
+    new = {"target_layers": layers[:-1] + ["blocks[5].mlp"], "preprocess": {"size": [224, 256]}}
+    assert config_differences(old, new) == [
+        "preprocess.size: [224, 224] in the store, [224, 256] now",
+        'target_layers[5]: "blocks[5].attention.output" in the store, "blocks[5].mlp" now']
+    shown, = config_differences(old, {"target_layers": layers[:-1], "preprocess": {"size": [224, 224]}})
+    assert shown == ('target_layers: ["blocks[0].attention.output", ... 4 more ..., '
+                     '"blocks[5].attention.output"] (6 entries) in the store, '
+                     '["blocks[0].attention.output", ... 3 more ..., '
+                     '"blocks[4].attention.output"] (5 entries) now')
+    assert config_differences({"methods": ["gradcam"]}, {"methods": ["gradcam", "scorecam"]}) \
+        == ['methods: ["gradcam"] in the store, ["gradcam", "scorecam"] now']

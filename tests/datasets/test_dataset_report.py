@@ -1,7 +1,8 @@
 """pytorch_grad_cam.datasets.report: one static HTML file with the summary,
 the metrics, the ranking, the bad items, a gallery of overlays (the
 library's show_cam_on_image of the stored maps) and the distribution
-plots, or a note when matplotlib is missing."""
+plots (each method's mean with its interval, and its values over the
+images), or a note when matplotlib is missing."""
 import re
 import sys
 
@@ -11,6 +12,8 @@ import pytest
 
 from dataset_helpers import LAYER, SMALL, TinyNet, write_photos
 from pytorch_grad_cam.datasets import explain_dataset, open_results, write_overlays, write_report
+from pytorch_grad_cam.datasets.ownership import read_marker
+from pytorch_grad_cam.datasets.plots import draw, metric_plots, plot_name
 from pytorch_grad_cam.utils.image import show_cam_on_image
 
 OPTIONS = dict(target_layers=[LAYER], preprocess=SMALL, workers=0, progress=False)
@@ -126,3 +129,49 @@ def test_overlays_and_report_pictures_of_a_large_photo_are_bounded(tmp_path):
     assert cv2.imread(str(written[0])).shape == (1632, 2449, 3)
     pictures = sorted((tmp_path / "out" / "report_files").glob("*-image.jpg"))
     assert [cv2.imread(str(p)).shape for p in pictures] == [(149, 224, 3)]
+
+
+def test_the_metrics_are_plotted_with_the_tables_numbers(store):
+    """One PNG per metric: each method's mean with its 95% interval (the
+    numbers of the metrics table, the summary's) and its values over the
+    images as a box; valid PNG files, recorded as the store's own."""
+    out, summary = store
+    results = open_results(out)
+    plots = metric_plots(results.frame, results.index, ["gradcam", "gradcam++"],
+                         ["Complexity", "DropInConfidence"])
+    assert [p.metric for p in plots] == ["Complexity", "DropInConfidence"]
+    for plot in plots:
+        assert plot.methods == ["gradcam", "gradcam++"] and plot.better == "lower"
+        for k, method in enumerate(plot.methods):
+            stats = summary.metrics[method][plot.metric]
+            assert plot.means[k] == stats["mean"]
+            assert (plot.ci_low[k], plot.ci_high[k]) == (stats["ci95_low"], stats["ci95_high"])
+            assert plot.values[k].size == stats["count"] == 9  # the broken file has no value
+            assert plot.values[k].mean() == pytest.approx(stats["mean"], rel=1e-6)
+        # what the figure draws: the means with their whiskers, the boxes' medians
+        figure = draw(plot)
+        means_axes, box_axes = figure.axes
+        points, = [line for line in means_axes.lines if line.get_gid() == "means"]
+        np.testing.assert_array_equal(points.get_xdata(), [1, 2])
+        np.testing.assert_allclose(points.get_ydata(), plot.means, rtol=1e-12)
+        whiskers = means_axes.collections[0].get_segments()
+        np.testing.assert_allclose([segment[:, 1] for segment in whiskers],
+                                   np.stack([plot.ci_low, plot.ci_high], axis=1), rtol=1e-12)
+        medians = [line.get_ydata()[0] for line in box_axes.lines if line.get_gid() == "median"]
+        np.testing.assert_allclose(medians, [np.median(v) for v in plot.values], rtol=1e-12)
+
+    page = (out / "report.html").read_text()
+    marker = read_marker(out)
+    for metric in ("Complexity", "DropInConfidence"):
+        name = plot_name(metric)
+        assert f'<img src="report_files/{name}"' in page
+        data = (out / "report_files" / name).read_bytes()
+        assert data.startswith(b"\x89PNG\r\n\x1a\n")
+        picture = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+        assert picture is not None and picture.shape[0] >= 300 and picture.shape[1] >= 600
+        assert f"report_files/{name}" in marker["files"]
+    assert not [p for p in (out / "report_files").iterdir() if p.name.startswith(".")]
+    # --overwrite deletes them as the store's files
+    explain_dataset(out.parent / "photos", TinyNet(), ["gradcam"], out=out, overwrite=True,
+                    **OPTIONS)
+    assert not (out / "report_files").exists()

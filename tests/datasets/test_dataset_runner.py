@@ -2,6 +2,9 @@
 predictions, targets) against the CAM API called directly, every kind of
 source, bad data, resuming, the checks before any work and the progress
 bar."""
+import io
+from pathlib import Path
+
 import cv2
 import numpy as np
 import pytest
@@ -12,7 +15,10 @@ from torch.utils.data import DataLoader, Dataset, get_worker_info
 from dataset_helpers import LAYER, LAYER_SHAPE, SMALL, RaisingNet, TinyNet, photo, reference, \
     write_photos
 from pytorch_grad_cam import GradCAM, ScoreCAM
-from pytorch_grad_cam.datasets import Preprocess, explain_dataset, load_results, open_results
+from pytorch_grad_cam.datasets import (
+    Preprocess, RunSummary, explain_dataset, load_results, open_results)
+from pytorch_grad_cam import datasets
+from pytorch_grad_cam.datasets import checks, loop, runner
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
 FAST = dict(target_layers=[LAYER], preprocess=SMALL, workers=0, progress=False)
@@ -25,6 +31,17 @@ def count_forwards(model):
     calls = []
     model.register_forward_hook(lambda module, args, output: calls.append(args[0].shape[0]))
     return calls
+
+
+def test_the_runners_public_names_stay_where_they_were():
+    """runner.py is split by job (checks, loop, explainer); what it exported
+    is still importable from it and from pytorch_grad_cam.datasets."""
+    assert {"default_workers", "explain_dataset", "model_fingerprint", "resolve_methods",
+            "resolve_target_layers"} <= set(runner.__all__)
+    assert runner.resolve_target_layers is checks.resolve_target_layers
+    assert runner.default_workers is checks.default_workers
+    assert datasets.explain_dataset is runner.explain_dataset
+    assert datasets.model_fingerprint is runner.model_fingerprint
 
 
 # ------------------------------------------------------------ the numbers
@@ -286,6 +303,52 @@ def test_bad_data_gets_rows_and_the_run_goes_on(tmp_path):
         results.map(results.find("f_empty.jpg"))
 
 
+class CorruptItems(Dataset):
+    """Items that are not images, as a Dataset of encoded photos can give
+    them: corrupt bytes, bytes that PIL.Image.open (in the Dataset) cannot
+    identify, a truncated photo that Image.open opened but did not decode,
+    a corrupt file by its path, and one good photo."""
+
+    def __init__(self, folder):
+        self.folder = folder
+        buffer = io.BytesIO()
+        Image.fromarray(photo(5, 40, 40)).save(buffer, "PNG")
+        self.png = buffer.getvalue()
+
+    def __len__(self):
+        return 5
+
+    def __getitem__(self, index):
+        if index == 0:
+            return b"\x89PNG\r\n\x1a\n" + bytes(range(256))
+        if index == 1:
+            return Image.open(io.BytesIO(b"not an image at all")), 1
+        if index == 2:
+            return Image.open(io.BytesIO(self.png[:len(self.png) // 2])), 2
+        if index == 3:
+            return str(self.folder / "corrupt.png")
+        return self.png
+
+
+def test_the_reason_of_a_bad_item_names_no_object_in_memory(tmp_path):
+    """A corrupt item's reason says what is wrong in words: never an object
+    such as <_io.BytesIO object at 0x7f...> (Pillow's UnidentifiedImageError
+    names its file so), and a photo opened lazily that turns out truncated
+    is a row, not the end of the run."""
+    (tmp_path / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4)
+    summary = explain_dataset(CorruptItems(tmp_path), TinyNet(), out=tmp_path / "out",
+                              batch_size=5, **FAST)
+    frame = load_results(tmp_path / "out")
+    assert list(frame["status"]) == ["unreadable"] * 4 + ["ok"]
+    assert list(frame["reason"]) == [
+        "not a readable image (no image format recognises it)",
+        "the Dataset raised UnidentifiedImageError: cannot identify image file (bytes in memory)",
+        "not a readable image (OSError: image file is truncated)",
+        "not a readable image (no image format recognises it)",
+        ""]
+    assert summary.status_counts == {"ok": 1, "unreadable": 4}
+
+
 def test_a_missing_file_in_a_list_is_a_row(tmp_path):
     paths = write_photos(tmp_path / "photos", 2)
     summary = explain_dataset([paths[0], tmp_path / "gone.png", paths[1]], TinyNet(),
@@ -399,9 +462,59 @@ def test_progress_bar_shows_images_per_second(tmp_path, capsys):
     options = dict(FAST, progress=True)
     explain_dataset(tmp_path / "photos", TinyNet(), out=tmp_path / "out", **options)
     err = capsys.readouterr().err
-    assert "explain" in err and "3/3" in err and "img/s" in err
+    assert "explain" in err and "3/3" in err and "image/s" in err
     explain_dataset(tmp_path / "photos", TinyNet(), out=tmp_path / "o2", **FAST)
-    assert "img/s" not in capsys.readouterr().err
+    assert "image/s" not in capsys.readouterr().err
+
+
+class RecordingBar(loop.tqdm):
+    """The runner's tqdm, recording how it was made and every update."""
+
+    made: list = []
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.settings, self.updates = kwargs, []
+        RecordingBar.made.append(self)
+
+    def update(self, n=1):
+        self.updates.append(n)
+        return super().update(n)
+
+
+def test_the_bar_advances_per_image_and_a_resumed_one_says_what_was_done(tmp_path, monkeypatch):
+    monkeypatch.setattr(loop, "tqdm", RecordingBar)
+    monkeypatch.setattr(RecordingBar, "made", [])
+    paths = write_photos(tmp_path / "photos", 10)
+    options = dict(FAST, batch_size=8, progress=True)
+    explain_dataset(paths[:4], TinyNet(), out=tmp_path / "out", **options)
+    explain_dataset(paths, TinyNet(), out=tmp_path / "out", **options)
+    first, resumed = RecordingBar.made
+    assert first.updates == [1] * 4  # per image, not per batch of 8
+    assert (first.total, first.settings["initial"], first.desc) == (4, 0, "explain")
+    assert resumed.updates == [1] * 6
+    assert (resumed.total, resumed.settings["initial"]) == (10, 4)
+    assert resumed.desc == "explain (resumed: 4 already done)"
+    assert resumed.n == 10
+    # as tqdm writes it: an image that takes 7 minutes is "420.00s/image", not 0.0 images/s
+    slow = dict(resumed.format_dict, n=5, elapsed=420.0, rate=None)
+    line = resumed.format_meter(**slow)
+    assert "5/10" in line and "420.00s/image" in line
+    fast = resumed.format_meter(**dict(resumed.format_dict, n=10, elapsed=2.0, rate=None))
+    assert "3.00image/s" in fast  # 6 images of this run in 2 s
+
+
+def test_the_summary_gives_seconds_per_image_when_slow():
+    summary = RunSummary(out=Path("results"), items=25, skipped=8, processed=2,
+                         status_counts={"ok": 10}, methods={}, metrics={}, ranking=[],
+                         seconds=840.0)
+    assert str(summary).splitlines()[1] == (
+        "this run: 2 explained, 8 already done, 840.0 s, 420.0 s/image (1 process(es) on cpu, "
+        "0 DataLoader worker(s) each, batch 1)")
+    summary.processed, summary.seconds = 50, 4.0
+    assert ", 4.0 s, 12.5 images/s (" in str(summary)
+    summary.processed, summary.seconds = 0, 0.01  # nothing left to do: no rate at all
+    assert ", 8 already done, 0.0 s (1 process(es)" in str(summary)
 
 
 def test_the_model_is_left_as_it_was(tmp_path):

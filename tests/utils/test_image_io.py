@@ -2,6 +2,7 @@
 (named pipes, devices), in bytes and in pixels (a decompression bomb is
 refused by its header, never decoded), the folder lister, the bounded
 picture copy, and the one list of image suffixes the front-ends share."""
+import io
 import sys
 
 import cv2
@@ -80,6 +81,27 @@ def test_a_format_opencv_cannot_read_goes_through_pillow_with_the_same_limit(tmp
 def test_what_is_not_an_image(data, reason):
     error = _error(image_io.decode, data)
     assert (error.status, error.reason) == ("unreadable", reason)
+
+
+def test_an_error_names_no_object_by_its_memory_address():
+    """Pillow names an in-memory file by its repr (cannot identify image
+    file <_io.BytesIO object at 0x7f...>): the reason says what it is."""
+    with pytest.raises(Exception) as raised:
+        Image.open(io.BytesIO(b"this is not an image"))
+    assert " at 0x" in str(raised.value)
+    assert image_io.first_line(raised.value) == (
+        "UnidentifiedImageError: cannot identify image file (bytes in memory)")
+    error = ValueError(f"got {object()!r} and {Image.new('RGB', (2, 2))!r}\nsecond line")
+    assert image_io.first_line(error) == "ValueError: got (an object object) and (an Image object)"
+
+
+def test_a_pillow_image_that_cannot_be_decoded_is_an_image_error():
+    buffer = io.BytesIO()
+    Image.new("RGB", (40, 40)).save(buffer, "PNG")
+    opened = Image.open(io.BytesIO(buffer.getvalue()[:60]))  # the header only: decoded later
+    error = _error(image_io.pillow_array, opened)
+    assert (error.status, error.reason) == ("unreadable", "not a readable image (OSError: "
+                                                          "image file is truncated)")
 
 
 # ---------------------------------------------------------- special files

@@ -1,0 +1,62 @@
+"""What a dataset run will cost, printed by ``explain-dataset`` before the
+first image (as the image command prints its cost), so that a run of
+hours can be stopped before it starts.
+
+The methods' passes per image are the image command's
+(:mod:`pytorch_grad_cam.cli.cost`, from the registry traits and the target
+layers' channels); the metrics add theirs for every method's map
+(:meth:`~pytorch_grad_cam.datasets.evaluation.BatchMetrics.passes`); the
+total is over the images this run explains::
+
+    explaining 17 of 25 images (8 already done) with gradcam, scorecam at head_activation on cpu
+    cost per image:
+      gradcam: 1 forward + 1 backward pass on cpu
+      scorecam: ~1,281 forward passes on cpu
+      metrics, for each method's map: ROADCombined 8, Deletion 51 forward passes
+      in all: ~23,494 forward passes for 17 images on cpu
+"""
+from __future__ import annotations
+
+from pytorch_grad_cam.cli.cost import Cost, cost_report, method_cost
+from pytorch_grad_cam.datasets.summary import RunStart
+
+__all__ = ["run_cost"]
+
+
+def _passes(forward: int, backward: int) -> str:
+    if backward:
+        return f"{forward:,} forward + {backward:,} backward"
+    return f"{forward:,} forward"
+
+
+def run_cost(start: RunStart) -> str:
+    """The lines printed before a run (see the module docstring); only the
+    first when nothing is left to explain."""
+    device = start.device
+    done = f" ({start.skipped} already done)" if start.skipped else ""
+    processes = f", {start.world_size} processes" if start.world_size > 1 else ""
+    lines = [f"explaining {start.to_explain} of {start.items} images{done} with "
+             f"{', '.join(start.methods)} at {', '.join(start.target_layers)} on "
+             f"{device.type}{processes}"]
+    images = start.to_explain
+    if not images:
+        return lines[0]
+    lines.append(cost_report(start.methods, start.channels, device, cams=start.cams))
+    costs: dict[str, Cost] = {name: method_cost(name, start.channels, cam=start.cams.get(name))
+                              for name in start.methods}
+    forward = sum(cost.forward for cost in costs.values())
+    backward = sum(cost.backward for cost in costs.values())
+    approximate = any(cost.approximate for cost in costs.values())
+    if start.metrics is not None:
+        parts: dict[str, str] = {}
+        for cost in costs.values():
+            for metric, (f, b) in start.metrics.passes(cost.forward, cost.backward).items():
+                forward, backward = forward + f, backward + b
+                parts[metric] = ("Coherency (the method's passes again)" if metric == "Coherency"
+                                 else f"{metric} {f:,}")
+        lines.append(f"  metrics, for each method's map: {', '.join(parts.values())} forward "
+                     "passes")
+    approx = "~" if approximate else ""
+    lines.append(f"  in all: {approx}{_passes(forward * images, backward * images)} passes for "
+                 f"{images} image{'s' if images != 1 else ''} on {device.type}")
+    return "\n".join(lines)

@@ -1,0 +1,311 @@
+"""The work on the items of one batch: every method's maps, the
+predictions and the metrics, as the rows of the results store, each item's
+rows handed over as soon as that item is finished.
+
+A batch goes through the public CAM API: ``cam(input_tensor=batch,
+targets=[ClassifierOutputTarget(c), ...])``, the predictions from
+``cam.outputs`` (the first method's forward pass: no extra pass), the
+metrics from :mod:`pytorch_grad_cam.metrics`.
+
+The methods that make one pass per batch (Grad-CAM and the other gradient
+and activation methods) run on the whole batch first. The methods with
+extra passes (registry trait ``extra_passes``: Score-CAM, Ablation-CAM, the
+sampling methods, Smooth Grad-CAM++) make hundreds of passes per image,
+chunked by ``batch_size`` whether their images come one or several at a
+time, so they run one image at a time, and so do the metrics (tens of
+passes per image): an image is finished, and its rows are handed over,
+after its own passes, not after the whole batch's. A run stopped with
+Ctrl-C keeps every finished image.
+
+A method that raises on a batch of several images is run again image by
+image, so that only the image that makes it raise gets a ``model_error``
+row.
+"""
+from __future__ import annotations
+
+import contextlib
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from pytorch_grad_cam.base_cam import model_state_guard
+from pytorch_grad_cam.datasets.evaluation import BatchMetrics
+from pytorch_grad_cam.datasets.sources import Batch, Record
+from pytorch_grad_cam.registry import method_info
+from pytorch_grad_cam.scoring import select_output
+from pytorch_grad_cam.utils.image_io import first_line
+from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+__all__ = ["EMPTY_MAP_WARNING", "Explainer", "Rows", "has_extra_passes", "make_cams",
+           "reads_attention"]
+
+#: the library's warning for an all-zero map: the runner records it per row
+#: (``empty_map``) and counts it in the summary instead
+EMPTY_MAP_WARNING = "the class activation map is all zeros"
+
+#: the rows of one item, one per method
+Rows = list[dict[str, Any]]
+
+
+def _trait(cls: type, name: str) -> bool:
+    """A registry trait of a method class; False for an unregistered one."""
+    try:
+        return bool(getattr(method_info(cls), name))
+    except KeyError:
+        return False
+
+
+def has_extra_passes(cls: type) -> bool:
+    """Whether the method makes passes beyond the recording one, chunked by
+    ``batch_size`` (the perturbation methods and Smooth Grad-CAM++): those
+    get the run's ``batch_size`` and explain one image at a time."""
+    return _trait(cls, "extra_passes")
+
+
+def reads_attention(cls: type) -> bool:
+    """Whether the method reads a Vision Transformer's attention (its
+    layers are the transformer blocks, not the run's target layers)."""
+    return _trait(cls, "attention")
+
+
+class _SplitBatch(Exception):
+    """A method raised on a batch of several images: explain them one by one."""
+
+
+@dataclass
+class _Maps:
+    """What methods gave for some images: their maps (images x H x W at the
+    input size), their errors (only ever for one image), and the logits
+    of the first method that succeeded (None when none did)."""
+
+    maps: dict[str, np.ndarray] = field(default_factory=dict)
+    errors: dict[str, str] = field(default_factory=dict)
+    logits: Optional[torch.Tensor] = None
+
+    def image(self, k: int) -> "_Maps":
+        return _Maps({name: maps[k:k + 1] for name, maps in self.maps.items()},
+                     dict(self.errors), None if self.logits is None else self.logits[k:k + 1])
+
+
+class Explainer:
+    """Explains the batches of one process (see the module docstring).
+
+    Args:
+        model: the classifier.
+        cams: (name, CAM object) in the order of every item's rows.
+        device: where the inputs go.
+        target_mode: "top", "label" or "class" (``checks.check_targets``).
+        fixed_class: the class of "class".
+        num_classes, top_k: the model's classes, the predictions kept.
+        map_shape: (H, W) of the stored maps.
+        metrics: the metrics, or None.
+    """
+
+    def __init__(self, model: torch.nn.Module, cams: list[tuple[str, Any]], device: torch.device,
+                 target_mode: str, fixed_class: Optional[int], num_classes: int, top_k: int,
+                 map_shape: tuple[int, int], metrics: Optional[BatchMetrics]):
+        self.model = model
+        self.cams = cams
+        self.batched = [(name, cam) for name, cam in cams if not has_extra_passes(type(cam))]
+        self.single = [(name, cam) for name, cam in cams if has_extra_passes(type(cam))]
+        self.device = device
+        self.target_mode = target_mode
+        self.fixed_class = fixed_class
+        self.num_classes = num_classes
+        self.top_k = top_k
+        self.map_shape = map_shape
+        self.metrics = metrics
+        #: images in a row on which every method raised
+        self.consecutive_failures = 0
+
+    # ------------------------------------------------------------ rows
+    def _bad_rows(self, record: Record, status: str, reason: str) -> Rows:
+        return [self._row(record, name, status, reason) for name, _ in self.cams]
+
+    def _row(self, record: Record, method: str, status: str, reason: str = "",
+             **values: Any) -> dict[str, Any]:
+        row = {"position": record.position, "id": record.id, "path": record.path,
+               "label": record.label, "method": method, "status": status, "reason": reason,
+               "height": record.height, "width": record.width, "target": -1,
+               "score": float("nan"), "prob": float("nan"), "empty_map": False, "map": None,
+               "pred_classes": None, "pred_probs": None, "metrics": None}
+        row.update(values)
+        return row
+
+    # --------------------------------------------------------- compute
+    def _call(self, cam: Any, inputs: torch.Tensor, classes: Optional[list[int]]) -> np.ndarray:
+        targets = None if classes is None else [ClassifierOutputTarget(c) for c in classes]
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=EMPTY_MAP_WARNING, category=RuntimeWarning)
+            return cam(input_tensor=inputs, targets=targets)
+
+    def _logits(self, cam: Any, inputs: torch.Tensor) -> torch.Tensor:
+        outputs = getattr(cam, "outputs", None)
+        if isinstance(outputs, torch.Tensor) and outputs.dim() == 2 \
+                and outputs.shape[0] == inputs.shape[0]:
+            return outputs.detach().float()
+        with model_state_guard(self.model), torch.inference_mode():
+            return select_output(self.model(inputs)).detach().float()
+
+    def _store_maps(self, maps: torch.Tensor) -> np.ndarray:
+        """B x H x W input-size maps -> B x h x w float16 at the stored size."""
+        height, width = self.map_shape
+        if tuple(maps.shape[1:]) == (height, width):
+            resized = maps
+        elif height <= maps.shape[1] and width <= maps.shape[2]:
+            resized = F.adaptive_avg_pool2d(maps[:, None], (height, width))[:, 0]
+        else:
+            resized = F.interpolate(maps[:, None], size=(height, width), mode="bilinear",
+                                    align_corners=False)[:, 0]
+        return resized.to(torch.float16).cpu().numpy()
+
+    def _run(self, cams: list[tuple[str, Any]], inputs: torch.Tensor,
+             classes: Optional[list[int]], done: Optional[_Maps] = None) -> _Maps:
+        """``cams`` on ``inputs``, added to ``done``; _SplitBatch when a method
+        raises on several images. Without ``classes`` the first method
+        explains each image's top class, and the others the same class."""
+        result = done if done is not None else _Maps()
+        for name, cam in cams:
+            if classes is None and result.logits is not None:
+                classes = result.logits.argmax(dim=1).tolist()
+            try:
+                result.maps[name] = self._call(cam, inputs, classes)
+                if result.logits is None:
+                    result.logits = self._logits(cam, inputs)
+            except Exception as error:  # noqa: BLE001  (the user's model may raise anything)
+                if inputs.shape[0] > 1:
+                    raise _SplitBatch() from error
+                result.errors[name] = first_line(error)
+        return result
+
+    def _finish(self, inputs: torch.Tensor, record: Record, classes: Optional[list[int]],
+                done: _Maps) -> Rows:
+        """The rows of one image (``inputs`` 1 x C x H x W): the methods with
+        extra passes, the predictions, the metrics of every map."""
+        result = self._run(self.single, inputs, classes, done)
+        if result.logits is None:  # every method failed on this image
+            try:
+                result.logits = self._logits(None, inputs)
+            except Exception as error:  # noqa: BLE001
+                return self._bad_rows(record, "model_error",
+                                      f"the model raised {first_line(error)}")
+        logits = result.logits
+        if classes is None:
+            classes = logits.argmax(dim=1).tolist()
+        probabilities = torch.softmax(logits, dim=1)
+        top_probs, top_classes = probabilities.topk(self.top_k, dim=1)
+        target = torch.tensor(classes, device=logits.device)[:, None]
+        score = float(logits.gather(1, target)[0, 0])
+        prob = float(probabilities.gather(1, target)[0, 0])
+        predictions = {"pred_classes": top_classes[0].cpu().numpy(),
+                       "pred_probs": top_probs[0].cpu().numpy()}
+        rows = []
+        for name, cam in self.cams:
+            if name in result.errors:
+                rows.append(self._row(record, name, "model_error",
+                                      f"{name} raised {result.errors[name]}"))
+                continue
+            full = torch.from_numpy(result.maps[name])
+            values: dict[str, np.ndarray] = {}
+            metric_errors: dict[str, str] = {}
+            if self.metrics is not None:
+                values, metric_errors = self.metrics(inputs, full.to(self.device), classes,
+                                                     self.model, cam)
+            reason = "; ".join(f"metric {m} failed: {e}" for m, e in metric_errors.items())
+            rows.append(self._row(
+                record, name, "ok", reason, target=int(classes[0]), score=score, prob=prob,
+                empty_map=bool(full.amax() <= 0), map=self._store_maps(full)[0],
+                metrics={m: float(v[0]) for m, v in values.items()}, **predictions))
+        return rows
+
+    # ----------------------------------------------------------- items
+    def _checked(self, batch: Batch) -> tuple[dict[int, Rows], list[int], Optional[torch.Tensor]]:
+        """The rows of the items that cannot be explained (bad, or without a
+        usable label), the indices of the others and their inputs."""
+        records = batch.records
+        rows: dict[int, Rows] = {}
+        for i, record in enumerate(records):
+            if record.status != "ok":
+                rows[i] = self._bad_rows(record, record.status, record.reason)
+        good = list(batch.good)
+        inputs = batch.inputs
+        if good and self.target_mode == "label":
+            usable = []
+            for k, i in enumerate(good):
+                label = records[i].label
+                if label < 0:
+                    rows[i] = self._bad_rows(records[i], "no_label", "the item has no class "
+                                             "label (targets='label')")
+                elif label >= self.num_classes:
+                    rows[i] = self._bad_rows(records[i], "no_label", f"label {label} is out of "
+                                             f"range for the model's {self.num_classes} classes")
+                else:
+                    usable.append(k)
+            if len(usable) < len(good):
+                assert inputs is not None
+                inputs = inputs[usable] if usable else None
+                good = [good[k] for k in usable]
+        return rows, good, inputs
+
+    def explain(self, batch: Batch) -> Iterator[Rows]:
+        """The rows of every item of a batch, in order, each item's as soon
+        as it is finished (see the module docstring)."""
+        records = batch.records
+        ready, good, inputs = self._checked(batch)
+        classes: Optional[list[int]] = None
+        first: Optional[_Maps] = None
+        if good:
+            assert inputs is not None
+            inputs = inputs.to(self.device, non_blocking=True)
+            if self.target_mode == "label":
+                classes = [records[i].label for i in good]
+            elif self.target_mode == "class":
+                classes = [int(self.fixed_class or 0)] * len(good)
+            try:
+                first = self._run(self.batched, inputs, classes)
+            except _SplitBatch:
+                first = None  # each image alone
+        order = {i: k for k, i in enumerate(good)}
+        for i, record in enumerate(records):
+            if i in ready:
+                yield ready[i]
+                continue
+            assert inputs is not None
+            k = order[i]
+            one = inputs[k:k + 1]
+            mine = None if classes is None else classes[k:k + 1]
+            done = first.image(k) if first is not None else self._run(self.batched, one, mine)
+            rows = self._finish(one, record, mine, done)
+            if all(row["status"] == "model_error" for row in rows):
+                self.consecutive_failures += 1
+            else:
+                self.consecutive_failures = 0
+            yield rows
+
+
+def make_cams(stack: contextlib.ExitStack, entries: list[tuple[str, type]],
+              model: torch.nn.Module, layers: list[torch.nn.Module],
+              reshape_transform: Optional[Callable], options: dict[str, Any],
+              batch_size: Optional[int]) -> list[tuple[str, Any]]:
+    """The CAM object of every method, entered in ``stack`` (their hooks
+    are removed when it closes): ``progress=False``, the run's
+    ``batch_size`` for the methods with extra passes, the method's
+    ``options``; the attention methods read every transformer block."""
+    cams = []
+    for name, cls in entries:
+        kwargs = dict(options.get(name, {}))
+        kwargs.setdefault("progress", False)
+        if batch_size is not None and has_extra_passes(cls):
+            kwargs.setdefault("batch_size", batch_size)
+        if reads_attention(cls):  # the attention of every block, its own layout
+            cam = cls(model=model, **kwargs)
+        else:
+            cam = cls(model=model, target_layers=layers, reshape_transform=reshape_transform,
+                      **kwargs)
+        cams.append((name, stack.enter_context(cam) if hasattr(cam, "__enter__") else cam))
+    return cams
