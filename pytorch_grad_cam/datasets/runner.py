@@ -48,6 +48,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from pytorch_grad_cam.app.layers import resolve_target_layers
 from pytorch_grad_cam.base_cam import BaseCAM, model_state_guard
 from pytorch_grad_cam.datasets.distributed import Context, join, share
 from pytorch_grad_cam.datasets.evaluation import BatchMetrics, check_metrics
@@ -58,8 +59,7 @@ from pytorch_grad_cam.datasets.sources import (
     model_input_size)
 from pytorch_grad_cam.datasets.store import STORE_VERSION, ShardWriter, Store, config_differences
 from pytorch_grad_cam.datasets.summary import RunSummary, finalise, summary_from_index
-from pytorch_grad_cam.layers import (
-    LayerError, resolve_layer, probe_target_layers)
+from pytorch_grad_cam.layers import probe_target_layers
 from pytorch_grad_cam.attention import find_transformer
 from pytorch_grad_cam.registry import get_method, method_info
 from pytorch_grad_cam.scoring import (
@@ -110,61 +110,6 @@ def resolve_methods(methods: Any) -> list[tuple[str, type]]:
         if name in names[:index]:
             raise ValueError(f"methods[{index}] repeats {name!r}")
     return entries
-
-
-def _layer_names(model: torch.nn.Module) -> dict[int, str]:
-    return {id(module): name or "<model>" for name, module in model.named_modules()}
-
-
-def resolve_target_layers(model: torch.nn.Module, target_layers: TargetLayers,
-                          reshape_transform: Optional[Callable]
-                          ) -> tuple[list[torch.nn.Module], list[str], Optional[Callable]]:
-    """The target modules, their names in the model and the reshape
-    transform. ``target_layers``: modules of the model, layer paths
-    (``"layer4[-1]"``, see ``pytorch_grad_cam.layers.resolve_layer``), or
-    None for the layers the library finds
-    (``pytorch_grad_cam.layer_finder.locate_layers``: the family table, else
-    one probing pass; with the reshape transform of their token layout when
-    none is given)."""
-    if target_layers is None:
-        from pytorch_grad_cam.layer_finder import locate_layers
-
-        try:
-            found = locate_layers(model)
-        except ValueError as error:
-            raise ValueError(f"target_layers=None: {error}; pass target_layers=[...] (modules "
-                             "of the model or layer paths such as 'layer4[-1]')") from None
-        if reshape_transform is None:
-            reshape_transform = found.reshape_transform
-        return found.layers, found.names, reshape_transform
-    if isinstance(target_layers, (torch.nn.Module, str)):
-        target_layers = [target_layers]
-    if not isinstance(target_layers, (list, tuple)) or not target_layers:
-        raise TypeError(f"target_layers must be None or a non-empty list of modules or layer "
-                        f"paths, got {given(target_layers)}")
-    names = _layer_names(model)
-    layers, labels = [], []
-    for index, layer in enumerate(target_layers):
-        if isinstance(layer, str):
-            try:
-                module = resolve_layer(model, layer)
-            except LayerError as error:
-                raise ValueError(f"target_layers[{index}]: {error}") from None
-            layers.append(module)
-            labels.append(layer)
-        elif isinstance(layer, torch.nn.Module):
-            if id(layer) not in names:
-                raise ValueError(f"target_layers[{index}] ({describe(layer)}) is not a module "
-                                 "of the model")
-            layers.append(layer)
-            labels.append(names[id(layer)])
-        else:
-            raise TypeError(f"target_layers[{index}] must be a module of the model or a layer "
-                            f"path, got {given(layer)}")
-    if reshape_transform is not None and not callable(reshape_transform):
-        raise TypeError(f"reshape_transform must be callable or None, "
-                        f"got {given(reshape_transform)}")
-    return layers, labels, reshape_transform
 
 
 def _check_targets(targets: Any) -> tuple[str, Optional[int]]:

@@ -46,6 +46,8 @@ import cv2
 import numpy as np
 from PIL import Image, ImageOps
 
+from pytorch_grad_cam.messages import first_line
+
 __all__ = [
     "IMAGE_SUFFIXES",
     "MAX_FILE_BYTES",
@@ -122,12 +124,6 @@ class TooManyPixels(ImageError):
         super().__init__("too_large", f"{width} x {height} pixels ({megapixels(width * height)} "
                                       f"megapixels) is more than {setting}; downscale it or "
                                       f"raise {option}")
-
-
-def first_line(error: BaseException) -> str:
-    """An exception as one line: its type and the first line of its message."""
-    text = str(error).strip()
-    return f"{type(error).__name__}: {text.splitlines()[0]}" if text else type(error).__name__
 
 
 def megapixels(pixels: int) -> str:
