@@ -8,7 +8,7 @@ is ``grad-cam vit`` (``pytorch_grad_cam.cli.vit``) run from a clone;
 """
 import sys
 
-from pytorch_grad_cam.cli.vit import main
+from pytorch_grad_cam.commands import run
 
 if __name__ == "__main__":
-    sys.exit(main(prog="vit_example.py"))
+    sys.exit(run("vit", sys.argv[1:], prog="vit_example.py"))

@@ -10,15 +10,25 @@ and everything that lists methods reads them from here: ``METHODS``, the
 command line, ``metrics.evaluate``, the gallery and the tests (the
 guarantees every method owes are generated from this table, so a new method
 is tested without anyone editing a list). Adding a method is one file and
-one decorator; the file must be imported by ``pytorch_grad_cam/__init__.py``.
+one decorator, and one row of :data:`LIBRARY_METHODS` (its name, module and
+class), which fixes its place in ``METHODS``.
+
+This module imports no method (nor torch): the modules of
+:data:`LIBRARY_METHODS` are imported, in that order, the first time the
+registry is read (``METHODS``, :func:`get_method`, ...). So a command line
+can check method names with :func:`method_names` and :func:`find_method_name`
+before it imports torch, and ``import pytorch_grad_cam`` stays cheap.
 """
 from __future__ import annotations
 
 import difflib
+import importlib
+import threading
 from dataclasses import dataclass
-from typing import Callable, Dict, Iterator, List, Mapping, Optional, TypeVar
+from typing import Callable, Dict, Iterator, List, Mapping, Optional, Tuple, TypeVar
 
-__all__ = ["MethodInfo", "METHODS", "register_method", "get_method", "method_info",
+__all__ = ["LIBRARY_METHODS", "MethodInfo", "METHODS", "find_method_name", "get_method",
+           "load_methods", "method_info", "method_names", "register_method",
            "registered_methods"]
 
 T = TypeVar("T", bound=type)
@@ -74,27 +84,111 @@ class MethodInfo:
         return doc.splitlines()[0] if doc else self.cls.__name__
 
 
+#: the library's methods, in the order of ``METHODS`` (and of the command line's
+#: ``--method all``): (name, module, class). Methods registered by other code
+#: come after them, in the order they were registered.
+LIBRARY_METHODS: Tuple[Tuple[str, str, str], ...] = (
+    ("gradcam", "pytorch_grad_cam.grad_cam", "GradCAM"),
+    ("hirescam", "pytorch_grad_cam.hirescam", "HiResCAM"),
+    ("gradcam++", "pytorch_grad_cam.grad_cam_plusplus", "GradCAMPlusPlus"),
+    ("xgradcam", "pytorch_grad_cam.xgrad_cam", "XGradCAM"),
+    ("ablationcam", "pytorch_grad_cam.ablation_cam", "AblationCAM"),
+    ("scorecam", "pytorch_grad_cam.score_cam", "ScoreCAM"),
+    ("eigencam", "pytorch_grad_cam.eigen_cam", "EigenCAM"),
+    ("eigengradcam", "pytorch_grad_cam.eigen_grad_cam", "EigenGradCAM"),
+    ("layercam", "pytorch_grad_cam.layer_cam", "LayerCAM"),
+    ("fullgrad", "pytorch_grad_cam.fullgrad_cam", "FullGrad"),
+    ("gradcamelementwise", "pytorch_grad_cam.grad_cam_elementwise", "GradCAMElementWise"),
+    ("kpcacam", "pytorch_grad_cam.kpca_cam", "KPCA_CAM"),
+    ("fem", "pytorch_grad_cam.fem", "FEM"),
+    ("shapleycam", "pytorch_grad_cam.shapley_cam", "ShapleyCAM"),
+    ("finercam", "pytorch_grad_cam.finer_cam", "FinerCAM"),
+    ("segeigencam", "pytorch_grad_cam.seg_eigen_cam", "SegEigenCAM"),
+    ("refinecam", "pytorch_grad_cam.refine_cam", "RefineCAM"),
+    ("randomcam", "pytorch_grad_cam.random_cam", "RandomCAM"),
+    ("cam", "pytorch_grad_cam.original_cam", "CAM"),
+    ("smoothgradcam++", "pytorch_grad_cam.smooth_grad_cam_plusplus", "SmoothGradCAMPlusPlus"),
+    ("sscam", "pytorch_grad_cam.sscam", "SSCAM"),
+    ("iscam", "pytorch_grad_cam.iscam", "ISCAM"),
+    # the methods for Vision Transformers' attention (trait ``attention``)
+    ("legrad", "pytorch_grad_cam.legrad", "LeGrad"),
+    ("attentionrollout", "pytorch_grad_cam.attention_rollout", "AttentionRollout"),
+    ("gradattention", "pytorch_grad_cam.gradient_attention", "GradientWeightedAttention"),
+)
+_ORDER = {name: index for index, (name, _, _) in enumerate(LIBRARY_METHODS)}
+
 _REGISTRY: Dict[str, MethodInfo] = {}
+# held while the library's methods are imported; a thread that reads the
+# registry meanwhile waits, the importing thread itself reads on
+_LOADING = threading.RLock()
+_STATE = {"loaded": False, "loading": False}
+
+
+def load_methods() -> None:
+    """Import the modules of :data:`LIBRARY_METHODS` (once): every reader
+    of the registry calls this first. The lazy loading of the methods,
+    and torch with them."""
+    if _STATE["loaded"]:
+        return
+    with _LOADING:
+        if _STATE["loaded"] or _STATE["loading"]:  # loading: this thread, reading meanwhile
+            return
+        _STATE["loading"] = True
+        try:
+            for _, module, _ in LIBRARY_METHODS:
+                importlib.import_module(module)
+            _STATE["loaded"] = True
+        finally:
+            _STATE["loading"] = False
+
+
+def _entries() -> List[MethodInfo]:
+    """The registered methods, the library's in the order of
+    :data:`LIBRARY_METHODS`, then the others in registration order."""
+    load_methods()
+    return sorted(_REGISTRY.values(), key=lambda info: _ORDER.get(info.name, len(_ORDER)))
+
+
+def method_names() -> List[str]:
+    """The names of every method, in the order of ``METHODS``, without
+    importing any method: those of :data:`LIBRARY_METHODS`, then the ones
+    registered so far by other code."""
+    return list(_ORDER) + [name for name in _REGISTRY if name not in _ORDER]
+
+
+def find_method_name(text: str) -> Optional[str]:
+    """The name of the method ``text`` names: its name or its class name,
+    case-insensitive (``GradCAMPlusPlus`` -> ``gradcam++``); None for no
+    method. Imports no method."""
+    wanted = text.strip().lower()
+    for name, _, cls in LIBRARY_METHODS:
+        if wanted in (name, cls.lower()):
+            return name
+    for name, info in list(_REGISTRY.items()):
+        if wanted in (name, info.cls.__name__.lower()):
+            return name
+    return None
 
 
 class _MethodTable(Mapping[str, type]):
-    """``METHODS``: name -> class, in registration order, read-only and
-    always in step with the registry."""
+    """``METHODS``: name -> class, in the order of :func:`method_names`,
+    read-only and always in step with the registry."""
 
     def __getitem__(self, name: str) -> type:
         return get_method(name).cls
 
     def __iter__(self) -> Iterator[str]:
-        return iter(_REGISTRY)
+        return iter([info.name for info in _entries()])
 
     def __len__(self) -> int:
-        return len(_REGISTRY)
+        return len(_entries())
 
     def __contains__(self, name: object) -> bool:
+        load_methods()
         return name in _REGISTRY
 
     def __repr__(self) -> str:
-        return "METHODS(" + ", ".join(f"{n}={i.cls.__name__}" for n, i in _REGISTRY.items()) + ")"
+        return "METHODS(" + ", ".join(f"{i.name}={i.cls.__name__}" for i in _entries()) + ")"
 
 
 #: every registered CAM method, by its command-line name
@@ -132,12 +226,14 @@ def get_method(name: str) -> MethodInfo:
     the closest names on a typo."""
     if not isinstance(name, str):
         raise TypeError(f"a method name must be a string, got {name!r}")
+    load_methods()
     info = _REGISTRY.get(name.lower())
     if info is None:
-        close = difflib.get_close_matches(name.lower(), list(_REGISTRY), n=3, cutoff=0.6)
+        known = [entry.name for entry in _entries()]
+        close = difflib.get_close_matches(name.lower(), known, n=3, cutoff=0.6)
         hint = f"; did you mean {' or '.join(close)}?" if close else ""
         raise KeyError(f"unknown CAM method {name!r}{hint} Registered methods: "
-                       f"{', '.join(_REGISTRY)}")
+                       f"{', '.join(known)}")
     return info
 
 
@@ -146,7 +242,7 @@ def method_info(cls_or_name: object) -> MethodInfo:
     example FinerCAM combined with a base method) or name."""
     if isinstance(cls_or_name, str):
         return get_method(cls_or_name)
-    by_class = {info.cls: info for info in _REGISTRY.values()}
+    by_class = {info.cls: info for info in _entries()}
     # the nearest registered class in the method resolution order
     for cls in getattr(cls_or_name, "__mro__", ()):
         if cls in by_class:
@@ -162,11 +258,11 @@ def registered_methods(*, uses_gradients: Optional[bool] = None,
                        extra_passes: Optional[bool] = None,
                        randomised: Optional[bool] = None,
                        attention: Optional[bool] = None) -> List[MethodInfo]:
-    """The registered methods, in registration order, filtered by traits
+    """The registered methods, in the order of ``METHODS``, filtered by traits
     (``None``: either); ``attention=False`` gives the methods that apply to
     any network with feature maps (CNNs included)."""
     wanted = {"uses_gradients": uses_gradients, "class_specific": class_specific,
               "perturbation": perturbation, "sampling": sampling,
               "extra_passes": extra_passes, "randomised": randomised, "attention": attention}
-    return [info for info in _REGISTRY.values()
+    return [info for info in _entries()
             if all(value is None or getattr(info, key) == value for key, value in wanted.items())]

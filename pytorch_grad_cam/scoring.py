@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from pytorch_grad_cam.messages import describe, given
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
 __all__ = [
@@ -25,22 +26,6 @@ __all__ = [
     "resolve_targets", "check_targets_against_outputs", "select_output", "target_scores",
     "chunks", "chunked_scores", "model_device", "model_float_dtype",
 ]
-
-
-# ----------------------------------------------------------------- messages
-def describe(value: Any) -> str:
-    """A value's repr, shortened to 80 characters, for error messages."""
-    text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
-
-
-def given(value: Any) -> str:
-    """The value given, for error messages: its (shortened) repr and type,
-    or the type and shape of an array."""
-    shape = getattr(value, "shape", None)
-    if isinstance(shape, tuple) or isinstance(value, np.ndarray):
-        return f"{type(value).__name__} of shape {tuple(value.shape)}"
-    return f"{describe(value)} ({type(value).__name__})"
 
 
 # ------------------------------------------------------------ plain checks

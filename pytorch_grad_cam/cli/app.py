@@ -2,43 +2,26 @@
 
 :func:`run_command` is what every command that explains images shares (the
 image command and ``vit``): warnings become ``<prog>: warning: ...`` lines,
-a :class:`~pytorch_grad_cam.cli.errors.UsageError` becomes
+a :class:`~pytorch_grad_cam.app.errors.UsageError` becomes
 ``<prog>: error: ...`` and exit status 2, Ctrl-C exit status 130. A read or
 write that fails during the run (a full disk, a folder removed meanwhile)
 is an error too: ``<prog>: error: <path>: <reason>``, exit status 2, as
-every error of the command line, without a traceback.
+every error of the command line, without a traceback. :func:`main` is the
+image command (``grad-cam ...`` without a command name).
 """
 from __future__ import annotations
 
 import argparse
-import contextlib
 import sys
-import warnings
-from collections.abc import Iterator, Sequence
-from typing import TextIO
+from collections.abc import Sequence
 
-from pytorch_grad_cam.cli.errors import UsageError, os_error_line
-from pytorch_grad_cam.cli.job import IMAGENET_CLASSES, Job, Loader, prepare, run
-from pytorch_grad_cam.cli.models import DEFAULT_MODEL, read_class_names
+from pytorch_grad_cam.app.errors import UsageError, one_line_warnings, os_error_line
+from pytorch_grad_cam.cli.job import Job, Loader, prepare, run
+from pytorch_grad_cam.cli.parser import PROG, image_parser
+from pytorch_grad_cam.cli.request import parse_and_check
+from pytorch_grad_cam.models.specs import DEFAULT_MODEL
 
-__all__ = ["one_line_warnings", "run_command"]
-
-
-@contextlib.contextmanager
-def one_line_warnings(prog: str) -> Iterator[None]:
-    """Warnings as '<prog>: warning: ...' lines on stderr."""
-    original = warnings.showwarning
-
-    def show(message: Warning | str, category: type[Warning], filename: str, lineno: int,
-             file: TextIO | None = None, line: str | None = None) -> None:
-        text = " ".join(str(message).split())
-        print(f"{prog}: warning: {text}", file=sys.stderr, flush=True)
-
-    warnings.showwarning = show
-    try:
-        yield
-    finally:
-        warnings.showwarning = original
+__all__ = ["main", "one_line_warnings", "run_command"]
 
 
 def run_command(argv: Sequence[str] | None, parser: argparse.ArgumentParser,
@@ -51,18 +34,14 @@ def run_command(argv: Sequence[str] | None, parser: argparse.ArgumentParser,
     names leave out, None to name every model). 0 on success, 2 for a usage
     error or a failed read or write (one line on stderr), 130 when
     interrupted."""
+    parsed = parse_and_check(argv, parser, check=False)  # prepare() checks them
+    if isinstance(parsed, int):
+        return parsed
     prog = parser.prog
     job: Job | None = None
     with one_line_warnings(prog):
         try:
-            args = parser.parse_args(argv)
-            if args.list_classes:
-                names = read_class_names(args.class_names) if args.class_names \
-                    else IMAGENET_CLASSES
-                for index, name in enumerate(names):
-                    print(f"{index:>4}  {name}")
-                return 0
-            job = prepare(args, load=load, guided_backprop=guided_backprop, prog=prog,
+            job = prepare(parsed, load=load, guided_backprop=guided_backprop, prog=prog,
                           default_model=default_model)
             run(job)
         except UsageError as error:
@@ -76,3 +55,8 @@ def run_command(argv: Sequence[str] | None, parser: argparse.ArgumentParser,
             print(f"{prog}: interrupted", file=sys.stderr)
             return 130
     return 0
+
+
+def main(argv: Sequence[str] | None = None, *, prog: str = PROG) -> int:
+    """The image command: explain images with CAM methods; the exit status."""
+    return run_command(argv, image_parser(prog))

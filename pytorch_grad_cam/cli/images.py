@@ -11,12 +11,13 @@ from pathlib import Path
 
 import numpy as np
 
-from pytorch_grad_cam.cli.errors import UsageError
+from pytorch_grad_cam.app.errors import UsageError
 from pytorch_grad_cam.cli.parser import DEFAULT_IMAGE
 from pytorch_grad_cam.utils.image_io import (IMAGE_SUFFIXES, MAX_READ_PIXELS, ImageError,
-                                             find_images, read_bgr)
+                                             check_regular_file, find_images, read_bgr)
 
-__all__ = ["IMAGE_SUFFIXES", "SOURCE_ROOT", "collect_images", "read_checked", "read_image"]
+__all__ = ["IMAGE_SUFFIXES", "SOURCE_ROOT", "collect_images", "find_image_paths", "read_checked",
+           "read_image"]
 
 #: a clone's root, where the default image lives (examples/chelsea.jpg)
 SOURCE_ROOT = Path(__file__).resolve().parents[2]
@@ -40,13 +41,12 @@ def read_checked(path: Path, max_pixels: int) -> np.ndarray:
         raise UsageError(f"--image-path {path}: {error.reason}") from None
 
 
-def collect_images(paths: Sequence[str] | None, default: str = DEFAULT_IMAGE,
-                   max_pixels: int = MAX_READ_PIXELS) -> list[Path]:
+def find_image_paths(paths: Sequence[str] | None, default: str = DEFAULT_IMAGE) -> list[Path]:
     """The image files named or contained in ``paths`` (folders: every image
-    file directly inside, sorted, hidden ones left out); each one is decoded
-    once to make sure it is readable, a regular file and of at most
-    ``max_pixels`` pixels. Without paths: ``default``, in a clone's root if
-    it is there, else relative to the working directory."""
+    file directly inside, sorted, hidden ones left out), each a regular file
+    (a named pipe or a link to a device is refused, never opened); nothing
+    is read. Without paths: ``default``, in a clone's root if it is there,
+    else relative to the working directory."""
     if not paths:
         bundled = SOURCE_ROOT / default
         paths = [str(bundled if bundled.exists() else default)]
@@ -66,6 +66,20 @@ def collect_images(paths: Sequence[str] | None, default: str = DEFAULT_IMAGE,
             images.append(path)
         else:
             raise UsageError(f"--image-path {text}: no such file or folder")
+    for path in images:
+        try:
+            check_regular_file(path)
+        except ImageError as error:
+            raise UsageError(f"--image-path {path}: {error.reason}") from None
+    return images
+
+
+def collect_images(paths: Sequence[str] | None, default: str = DEFAULT_IMAGE,
+                   max_pixels: int = MAX_READ_PIXELS) -> list[Path]:
+    """The image files of :func:`find_image_paths`, each decoded once to
+    make sure it is readable and of at most ``max_pixels`` pixels, and no
+    two of the same name (their output files would be the same)."""
+    images = find_image_paths(paths, default)
     stems: dict[str, Path] = {}
     for path in images:
         read_checked(path, max_pixels)

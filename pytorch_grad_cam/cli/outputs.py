@@ -19,36 +19,39 @@ whole or not at all. :func:`prediction_report`, :func:`image_report` and
 """
 from __future__ import annotations
 
+import argparse
 import os
+import re
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 
+from pytorch_grad_cam.cli.records import ImageResult, Job
 from pytorch_grad_cam.metrics.evaluate import (
     METRICS,
     evaluate_cam_methods,
     format_table,
 )
+from pytorch_grad_cam.models.loading import DEFAULT_MODEL, model_slug
 from pytorch_grad_cam.utils.image import deprocess_image
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from pytorch_grad_cam.utils.visualization import label_panel, overlay_cam, side_by_side
 
-if TYPE_CHECKING:
-    from pytorch_grad_cam.cli.job import ImageResult, Job
-
 __all__ = [
     "class_label",
+    "class_slug",
     "comparison_pictures",
     "evaluation_report",
     "file_stem",
     "image_report",
     "method_pictures",
     "metric_names",
+    "model_tag",
     "pictures",
     "prediction_report",
+    "slug",
     "top_predictions",
     "write_comparison",
     "write_jpeg",
@@ -56,6 +59,47 @@ __all__ = [
     "write_outputs",
     "write_pictures",
 ]
+
+
+def slug(text: str) -> str:
+    """``coffee mug`` -> ``coffee_mug``: lower-case letters, digits and _."""
+    return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")
+
+
+def class_slug(index: int, class_names: Sequence[str] | None) -> str:
+    """The explained class as a part of a file name: its name's slug
+    (``tabby``, ``coffee_mug``), with the index when another class has the
+    same name (``cardigan_264``), or ``class7`` for a model without names."""
+    if not class_names:
+        return f"class{index}"
+    name = slug(class_names[index])
+    if not name:
+        return f"class{index}"
+    if sum(slug(other) == name for other in class_names) > 1:
+        return f"{name}_{index}"
+    return name
+
+
+def model_tag(args: argparse.Namespace, default_model: str | None) -> str | None:
+    """The model as a part of the file names, or None for the default model
+    (``--model`` not given or ``default_model``, without --weights or
+    --random-weights). ``default_model=None``: always named. A checkpoint
+    adds its file's name (and stands alone without --model), random
+    weights ``random``."""
+    weights = getattr(args, "weights", None)
+    random_weights = getattr(args, "random_weights", False)
+    spec = args.model.strip() if args.model else None
+    if default_model is not None and not weights and not random_weights and (
+            spec is None or spec.lower() == default_model):
+        return None
+    # a checkpoint without --model: its file names the model (it may hold a whole one)
+    parts = [] if spec is None and weights else [model_slug(spec or default_model
+                                                            or DEFAULT_MODEL)]
+    if weights:
+        parts.append(slug(Path(weights).stem) or "weights")
+    if random_weights:
+        parts.append("random")
+    return "_".join(parts)
 
 
 def class_label(index: int, class_names: Sequence[str] | None) -> str:

@@ -3,90 +3,52 @@
 Every problem with what the user asked for is a :class:`UsageError`: the
 command prints it as one line, ``<prog>: error: <message>``, and exits with
 status 2. :class:`Parser` turns argparse's own errors into the same.
+
+Building and using a parser imports no torch (the command checks its
+arguments before it loads the model libraries): the help texts that list
+the methods' traits are computed when ``--help`` shows them.
 """
 from __future__ import annotations
 
 import argparse
 import textwrap
 from collections.abc import Mapping
-from typing import NoReturn
 
-import torch
-
-from pytorch_grad_cam.cli.errors import UsageError
-from pytorch_grad_cam.cli.models import BUNDLED_MODEL, DEFAULT_MODEL, HF_PREFIX, TIMM_PREFIX
-from pytorch_grad_cam.registry import METHODS, registered_methods
-from pytorch_grad_cam.scoring import check_positive_int, default_batch_size
+from pytorch_grad_cam.app.errors import UsageError
+from pytorch_grad_cam.app.options import (HELP_WIDTH, TRUST_CHECKPOINT_HELP, Parser, formatter,
+                                          positive_int)
+from pytorch_grad_cam.commands import COMMANDS, PROG
+from pytorch_grad_cam.models.specs import BUNDLED_MODEL, DEFAULT_MODEL, HF_PREFIX, TIMM_PREFIX
+from pytorch_grad_cam.registry import method_names, registered_methods
 from pytorch_grad_cam.utils.image_io import MAX_READ_PIXELS
 
 __all__ = [
+    "DEFAULT_BATCH_SIZES",
     "DEFAULT_IMAGE",
+    "DEFAULT_VIT",
     "HELP_WIDTH",
     "PROG",
     "TRUST_CHECKPOINT_HELP",
+    "VIT_PROG",
+    "VIT_SUMMARY",
     "Parser",
     "UsageError",
     "add_common_arguments",
     "batch_size_help",
     "build_parser",
+    "build_vit_parser",
     "formatter",
+    "image_parser",
     "method_help",
     "positive_int",
 ]
 
-#: the program name of the installed command (``cam.py`` and
-#: ``python -m pytorch_grad_cam`` pass their own)
-PROG = "grad-cam"
 #: the image explained when no --image-path is given (relative to a clone)
 DEFAULT_IMAGE = "examples/chelsea.jpg"
-#: fixed, so that the help text (and the README's copy of it) does not depend
-#: on the terminal
-HELP_WIDTH = 92
-
-
-class Parser(argparse.ArgumentParser):
-    """Errors as UsageError (one line, exit status 2); plain help text (no
-    colours), so that it reads the same everywhere, the README included."""
-
-    def __init__(self, *args: object, **kwargs: object) -> None:
-        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
-        if hasattr(self, "color"):  # Python >= 3.14
-            self.color = False
-
-    def error(self, message: str) -> NoReturn:
-        raise UsageError(message)
-
-
-class _HelpFormatter(argparse.HelpFormatter):
-    """Paragraphs (description, epilog) are not broken inside hyphenated
-    words such as the program name grad-cam."""
-
-    def _fill_text(self, text: str, width: int, indent: str) -> str:
-        text = " ".join(text.split())
-        return textwrap.fill(text, width, initial_indent=indent, subsequent_indent=indent,
-                             break_on_hyphens=False)
-
-
-def formatter(prog: str) -> argparse.HelpFormatter:
-    """The help layout of every command: HELP_WIDTH columns."""
-    return _HelpFormatter(prog, width=HELP_WIDTH, max_help_position=30)
-
-
-#: --trust-checkpoint's help, the same for every command that takes --weights
-TRUST_CHECKPOINT_HELP = (
-    "load a --weights file that holds pickled Python objects (a whole model saved with "
-    "torch.save(model), a Namespace of training options): unpickling runs whatever code the "
-    "file holds, so give it only for files you trust (default: such files are refused)")
-
-
-def positive_int(text: str) -> int:
-    """argparse ``type=``: an integer >= 1."""
-    try:
-        value = int(text)
-        check_positive_int("value", value)
-    except (TypeError, ValueError):
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}") from None
-    return value
+#: the library's default batch sizes (``scoring.default_batch_size``) on a CPU
+#: and on CUDA, stated in the help without importing torch (a test checks
+#: that they are the library's)
+DEFAULT_BATCH_SIZES = {"cpu": 8, "cuda": 64}
 
 
 def unit_interval(text: str) -> float:
@@ -103,8 +65,7 @@ def unit_interval(text: str) -> float:
 def batch_size_help() -> str:
     """--batch-size's help: what it batches and the library's defaults."""
     chunked = ", ".join(info.name for info in registered_methods(extra_passes=True))
-    cpu = default_batch_size(torch.device("cpu"))
-    cuda = default_batch_size(torch.device("cuda"))
+    cpu, cuda = DEFAULT_BATCH_SIZES["cpu"], DEFAULT_BATCH_SIZES["cuda"]
     return (f"images per forward pass of the methods that make extra passes ({chunked}), "
             f"of --aug-smooth and of --evaluate; default: {cpu} on CPU, {cuda} on CUDA")
 
@@ -114,7 +75,7 @@ def method_help() -> str:
     'everything' mean (derived from the registry's ``sampling`` trait)."""
     sampling = ", ".join(info.name for info in registered_methods(sampling=True))
     attention = ", ".join(info.name for info in registered_methods(attention=True))
-    return ("one or more CAM methods, case-insensitive: " + ", ".join(METHODS)
+    return ("one or more CAM methods, case-insensitive: " + ", ".join(method_names())
             + "; 'everything' runs every method, 'all' the methods affordable on the device: "
               "on CUDA every method, elsewhere every method but the sampling methods "
               f"({sampling}: tens of thousands of forward passes per image on a CPU). "
@@ -124,9 +85,9 @@ def method_help() -> str:
               "(default: gradcam)")
 
 
-def add_common_arguments(parser: argparse.ArgumentParser, model_default: str | None,
-                         model_help: str) -> None:
-    """The options that the image command and ``vit`` share."""
+def add_common_arguments(parser: Parser, model_default: str | None, model_help: str) -> None:
+    """The options that the image command and ``vit`` share (the help of
+    --method and --batch-size computed when it is shown)."""
     parser.add_argument(
         "--image-path", nargs="+", metavar="PATH", default=None,
         help=f"image files and/or folders (every image in a folder); default: {DEFAULT_IMAGE}")
@@ -134,8 +95,8 @@ def add_common_arguments(parser: argparse.ArgumentParser, model_default: str | N
         "--max-pixels", type=positive_int, metavar="N", default=MAX_READ_PIXELS,
         help="refuse an image whose header gives more pixels than this, before decoding it "
              f"(default: {MAX_READ_PIXELS})")
-    parser.add_argument("--method", nargs="+", metavar="NAME", default=["gradcam"],
-                        help=method_help())
+    parser.defer_help(parser.add_argument("--method", nargs="+", metavar="NAME",
+                                          default=["gradcam"]), method_help)
     parser.add_argument("--model", metavar="NAME", default=model_default, help=model_help)
     parser.add_argument(
         "--target-layer", nargs="+", metavar="LAYER", default=None,
@@ -196,8 +157,8 @@ def add_common_arguments(parser: argparse.ArgumentParser, model_default: str | N
                            "(default: 0)")
     sess.add_argument("--sess-pool", choices=["mean", "max"], default=None,
                       help="how the windows' maps are fused (default: mean)")
-    parser.add_argument("--batch-size", type=positive_int, metavar="N", default=None,
-                        help=batch_size_help())
+    parser.defer_help(parser.add_argument("--batch-size", type=positive_int, metavar="N",
+                                          default=None), batch_size_help)
     parser.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], default="auto",
                         help="where to run; auto picks cuda, then mps, then cpu; asking for "
                              "a device that is absent is an error (default: auto)")
@@ -220,8 +181,7 @@ def add_common_arguments(parser: argparse.ArgumentParser, model_default: str | N
                              "each metric shows a progress bar")
 
 
-def build_parser(prog: str = PROG,
-                 commands: Mapping[str, str] | None = None) -> argparse.ArgumentParser:
+def build_parser(prog: str = PROG, commands: Mapping[str, str] | None = None) -> Parser:
     """The parser of the image command (no subcommand); ``commands``
     (name -> one-line summary) are listed at the end of its help."""
     epilog = ("Without network and without cached resnet50 weights the default model falls "
@@ -253,4 +213,60 @@ def build_parser(prog: str = PROG,
         "transformers image classifier: a folder written by save_pretrained, or a hub id); "
         f"default: {DEFAULT_MODEL} with its ImageNet weights if cached or downloadable, else "
         f"{BUNDLED_MODEL}")
+    return parser
+
+
+def image_parser(prog: str | None = None) -> Parser:
+    """The parser of the image command (no subcommand), its help listing
+    the commands of :data:`pytorch_grad_cam.commands.COMMANDS`: what
+    ``<prog> --help`` prints."""
+    return build_parser(prog or PROG, {name: command.summary for name, command in COMMANDS.items()})
+
+
+# --------------------------------------------------------------------- vit
+#: the program name of the vit command's root script
+VIT_PROG = "vit_example.py"
+VIT_SUMMARY = "explains a Vision Transformer"
+DEFAULT_VIT = "vit_b_16"
+
+VIT_DESCRIPTION = (
+    "Explain a Vision Transformer's prediction with class activation maps. Prints the top-5 "
+    "predictions of every image and writes <image>_<model>_<method>_cam.jpg (the map over the "
+    "photo; the model's name keeps these files apart from the image command's), with several "
+    "methods also <image>_<model>_methods.jpg.")
+
+VIT_EPILOG = """\
+Which layer to explain. A ViT classifies from its class token only: after the
+last block, the final LayerNorm and the head read nothing but that token. So
+the gradient of the class score with respect to the last block's OUTPUT is
+zero at every patch token, and a map made from it is empty. Inside the last
+block the class token attends to all patch tokens, so the output of the
+block's first LayerNorm, which feeds that attention, has a gradient at every
+patch: encoder.layers[-1].ln_1 (torchvision), blocks[-1].norm1 (timm), the
+default. Its tokens (class token first, then the patches: a 14 x 14 grid at
+224 x 224 with 16 x 16 patches) become a channels x 14 x 14 map: the class
+token is dropped and the grid is read off the model.
+
+Weights. Pretrained weights are downloaded on first use (torchvision: into the
+torch hub cache, timm: into the Hugging Face cache). Offline, put the file
+there, or pass a checkpoint with --weights FILE (a whole pickled model only
+with --trust-checkpoint). --random-weights runs with random weights, for
+smoke tests only: its maps mean nothing.
+"""
+
+
+class _VitFormatter(argparse.RawDescriptionHelpFormatter):
+    def __init__(self, prog: str) -> None:
+        super().__init__(prog, width=HELP_WIDTH, max_help_position=30)
+
+
+def build_vit_parser(prog: str = VIT_PROG) -> Parser:
+    """The options of the image command, with a ViT as the default model."""
+    parser = Parser(prog=prog, formatter_class=_VitFormatter,
+                    description=textwrap.fill(VIT_DESCRIPTION, HELP_WIDTH), epilog=VIT_EPILOG)
+    add_common_arguments(
+        parser, DEFAULT_VIT,
+        "a torchvision ViT (vit_b_16, vit_b_32, vit_l_16, ...), with timm installed a timm ViT "
+        "such as deit_tiny_patch16_224 (or timm:deit_tiny_patch16_224), or a Hugging Face "
+        f"one as hf:DIR_OR_ID (default: {DEFAULT_VIT})")
     return parser

@@ -3,8 +3,9 @@ read or any file written, and the run's choices that follow from them
 (device, DataLoader workers).
 
 - :func:`resolve_methods`: method names or CAM classes -> (name, class);
-- :func:`resolve_target_layers`: modules or layer paths of the model, or
-  the layers the library finds (``layer_finder.locate_layers``);
+- :func:`resolve_target_layers` (the front-ends' one, from
+  ``app.layers``): modules or layer paths of the model, or the layers the
+  library finds (``layer_finder.locate_layers``);
 - :func:`check_targets`, :func:`check_map_size`, :func:`check_workers`:
   the other arguments, each error naming the argument, the value given and
   what is allowed;
@@ -15,21 +16,18 @@ from __future__ import annotations
 
 import numbers
 import os
-from collections.abc import Sequence
-from typing import Any, Callable, Optional, Union
+from typing import Any, Optional, Union
 
 import torch
 
+from pytorch_grad_cam.app.layers import TargetLayers, resolve_target_layers
 from pytorch_grad_cam.base_cam import BaseCAM
-from pytorch_grad_cam.layer_finder import locate_layers
-from pytorch_grad_cam.layers import LayerError, resolve_layer
 from pytorch_grad_cam.registry import get_method, method_info
 from pytorch_grad_cam.scoring import describe, given, model_device
 
 __all__ = ["TargetLayers", "check_map_size", "check_targets", "check_workers", "choose_device",
            "default_workers", "resolve_methods", "resolve_target_layers"]
 
-TargetLayers = Optional[Sequence[Union[torch.nn.Module, str]]]
 
 
 def resolve_methods(methods: Any) -> list[tuple[str, type]]:
@@ -64,59 +62,6 @@ def resolve_methods(methods: Any) -> list[tuple[str, type]]:
         if name in names[:index]:
             raise ValueError(f"methods[{index}] repeats {name!r}")
     return entries
-
-
-def _layer_names(model: torch.nn.Module) -> dict[int, str]:
-    return {id(module): name or "<model>" for name, module in model.named_modules()}
-
-
-def resolve_target_layers(model: torch.nn.Module, target_layers: TargetLayers,
-                          reshape_transform: Optional[Callable]
-                          ) -> tuple[list[torch.nn.Module], list[str], Optional[Callable]]:
-    """The target modules, their names in the model and the reshape
-    transform. ``target_layers``: modules of the model, layer paths
-    (``"layer4[-1]"``, see ``pytorch_grad_cam.layers.resolve_layer``), or
-    None for the layers the library finds
-    (``pytorch_grad_cam.layer_finder.locate_layers``: the family table, else
-    one probing pass; with the reshape transform of their token layout when
-    none is given)."""
-    if target_layers is None:
-        try:
-            found = locate_layers(model)
-        except ValueError as error:
-            raise ValueError(f"target_layers=None: {error}; pass target_layers=[...] (modules "
-                             "of the model or layer paths such as 'layer4[-1]')") from None
-        if reshape_transform is None:
-            reshape_transform = found.reshape_transform
-        return found.layers, found.names, reshape_transform
-    if isinstance(target_layers, (torch.nn.Module, str)):
-        target_layers = [target_layers]
-    if not isinstance(target_layers, (list, tuple)) or not target_layers:
-        raise TypeError(f"target_layers must be None or a non-empty list of modules or layer "
-                        f"paths, got {given(target_layers)}")
-    names = _layer_names(model)
-    layers, labels = [], []
-    for index, layer in enumerate(target_layers):
-        if isinstance(layer, str):
-            try:
-                module = resolve_layer(model, layer)
-            except LayerError as error:
-                raise ValueError(f"target_layers[{index}]: {error}") from None
-            layers.append(module)
-            labels.append(layer)
-        elif isinstance(layer, torch.nn.Module):
-            if id(layer) not in names:
-                raise ValueError(f"target_layers[{index}] ({describe(layer)}) is not a module "
-                                 "of the model")
-            layers.append(layer)
-            labels.append(names[id(layer)])
-        else:
-            raise TypeError(f"target_layers[{index}] must be a module of the model or a layer "
-                            f"path, got {given(layer)}")
-    if reshape_transform is not None and not callable(reshape_transform):
-        raise TypeError(f"reshape_transform must be callable or None, "
-                        f"got {given(reshape_transform)}")
-    return layers, labels, reshape_transform
 
 
 def check_targets(targets: Any) -> tuple[str, Optional[int]]:

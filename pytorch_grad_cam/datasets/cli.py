@@ -6,7 +6,7 @@ results store.
     torchrun --nproc_per_node=8 -m pytorch_grad_cam.datasets.cli photos/ --out results/
 
 The model options are the image command's (``grad-cam --help``, the same
-loader, :func:`pytorch_grad_cam.cli.models.load_model`): ``--model`` a
+loader, :func:`pytorch_grad_cam.app.models.load_from_options`): ``--model`` a
 torchvision classification model with its ImageNet weights from the torch
 hub cache (or downloaded), or ``efficientnet_lite0``, bundled and
 pretrained, offline; ``--weights FILE`` a local checkpoint (a whole
@@ -21,26 +21,28 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Optional
 
-from pytorch_grad_cam.cli.app import one_line_warnings
-from pytorch_grad_cam.cli.errors import UsageError, os_error_line
-from pytorch_grad_cam.cli.folders import check_output_folder
-from pytorch_grad_cam.cli.job import (IMAGENET_CLASSES, applicable_methods, choose_device,
-                                      parse_methods, resolve_category)
-from pytorch_grad_cam.cli.models import BUNDLED_MODEL, DEFAULT_MODEL, LoadedModel, load_model
-from pytorch_grad_cam.cli.parser import TRUST_CHECKPOINT_HELP, Parser, formatter, positive_int
+from pytorch_grad_cam.app.applicable import applicable_methods
+from pytorch_grad_cam.app.classes import IMAGENET_CLASSES, is_index, resolve_category
+from pytorch_grad_cam.app.devices import device_option
+from pytorch_grad_cam.app.errors import UsageError, one_line_warnings, os_error_line
+from pytorch_grad_cam.app.folders import check_output_folder
+from pytorch_grad_cam.app.layers import family_reshape
+from pytorch_grad_cam.app.methods import parse_methods
+from pytorch_grad_cam.app.models import load_from_options
+from pytorch_grad_cam.app.options import (TRUST_CHECKPOINT_HELP, Parser, formatter,
+                                          non_negative_int, positive_int)
 from pytorch_grad_cam.datasets.cost import run_cost
 from pytorch_grad_cam.datasets.evaluation import DATASET_METRICS, check_metrics
 from pytorch_grad_cam.datasets.ownership import StoreRefused
 from pytorch_grad_cam.datasets.runner import explain_dataset
 from pytorch_grad_cam.datasets.sources import Preprocess
-from pytorch_grad_cam.layers import family_layout, reshape_transform_for
-from pytorch_grad_cam.registry import METHODS
+from pytorch_grad_cam.models.loading import BUNDLED_MODEL, DEFAULT_MODEL, LoadedModel
+from pytorch_grad_cam.registry import method_names
 from pytorch_grad_cam.utils.image_io import MAX_READ_PIXELS
 
 __all__ = ["PROG", "SUMMARY", "build_parser", "main"]
@@ -49,16 +51,6 @@ PROG = "grad-cam explain-dataset"
 SUMMARY = "explains every image of a folder into a resumable results store"
 
 Loader = Callable[[argparse.Namespace], LoadedModel]
-
-
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {text!r}")
-    return value
 
 
 def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
@@ -76,7 +68,7 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     parser.add_argument("source", metavar="DIR", help="the folder of images")
     parser.add_argument(
         "--method", nargs="+", metavar="NAME", default=["gradcam"],
-        help="one or more CAM methods, case-insensitive, or 'all': " + ", ".join(METHODS)
+        help="one or more CAM methods, case-insensitive, or 'all': " + ", ".join(method_names())
              + " (default: gradcam)")
     parser.add_argument("--out", metavar="DIR", default="results",
                         help="the results store (default: results/)")
@@ -106,7 +98,7 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
                              "(default: each image's top-1 class)")
     parser.add_argument("--batch-size", type=positive_int, metavar="N", default=None,
                         help="images per forward pass (default: 8 on CPU, 64 on CUDA)")
-    parser.add_argument("--workers", type=_non_negative_int, metavar="N", default=None,
+    parser.add_argument("--workers", type=non_negative_int, metavar="N", default=None,
                         help="DataLoader processes that decode the images (default: with a GPU "
                              "half the CPUs, at most 8; on a CPU the cores torch's threads leave "
                              "free; 0: decode in the main process)")
@@ -136,7 +128,7 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
 def _category(text: Optional[str], prog: str) -> Optional[int]:
     if text is None:
         return None
-    if re.fullmatch(r"\s*\d+\s*", text):
+    if is_index(text) and int(text) >= 0:
         return int(text)  # the range is checked against the model's classes
     return resolve_category(text, IMAGENET_CLASSES, prog=prog)
 
@@ -165,17 +157,11 @@ def main(argv: Optional[Sequence[str]] = None, *, prog: str = PROG,
                 raise UsageError(f"{args.source}: no such folder")
             out = check_output_folder("--out", args.out)
             category = _category(args.target_category, prog)
-            device = choose_device(args.device, False)
-            if load is None:
-                loaded = load_model(args.model, args.weights,
-                                    trust_checkpoint=args.trust_checkpoint)
-            else:
-                loaded = load(args)
+            device = device_option(args.device)
+            loaded = load_from_options(args) if load is None else load(args)
             model = loaded.model.to(device).eval()
             methods, _ = applicable_methods(methods, model, args.method, loaded.name)
-            reshape = None
-            if args.target_layer:
-                reshape = reshape_transform_for(model, family_layout(model))
+            reshape = family_reshape(model) if args.target_layer else None
             size = args.input_size or loaded.input_size
             summary = explain_dataset(
                 source, model, methods, out=out, target_layers=args.target_layer,

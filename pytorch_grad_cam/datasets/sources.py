@@ -14,12 +14,8 @@ image with more pixels than ``max_pixels`` or smaller than
 the item comes back as a :class:`Record` with a status and a reason, and the
 run goes on.
 
-Files are read by :mod:`pytorch_grad_cam.utils.image_io`: regular files
-only, without blocking, at most ``MAX_FILE_BYTES``, and decoded only when
-their header's size is within ``max_pixels``. Decoding
-(:func:`decode_image`): 8- and 16-bit files, grayscale (copied to the three
-channels), RGB, and RGBA or grayscale + alpha (the alpha channel is
-dropped, as ``PIL.Image.convert("RGB")`` does); EXIF orientation is applied.
+Decoding (:func:`decode_image`, files read by
+:mod:`pytorch_grad_cam.utils.image_io`) is :mod:`~pytorch_grad_cam.datasets.decoding`'s.
 """
 from __future__ import annotations
 
@@ -28,19 +24,19 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any, Optional
 
 import cv2
 import numpy as np
 import torch
-from PIL import Image
 from torch.utils.data import DataLoader, Dataset, IterableDataset
 
-from pytorch_grad_cam.scoring import describe, given
+from pytorch_grad_cam.datasets.decoding import (BadItem, check_layout, decode_image,
+                                                decode_source, load_picture, three_channels,
+                                                to_rgb, to_unit)
+from pytorch_grad_cam.messages import describe, first_line, given
 from pytorch_grad_cam.utils.image import IMAGENET_MEAN, IMAGENET_STD
-from pytorch_grad_cam.utils.image_io import (IMAGE_SUFFIXES, MAX_READ_PIXELS, ImageError,
-                                             bounded_copy, decode, find_images, first_line,
-                                             pillow_array, read_file)
+from pytorch_grad_cam.utils.image_io import IMAGE_SUFFIXES, MAX_READ_PIXELS, bounded_copy, find_images
 
 __all__ = [
     "IMAGE_SUFFIXES",
@@ -74,14 +70,6 @@ STATUSES = {
     "no_label": "targets='label' but the item has no usable class label",
     "model_error": "the model (or the CAM method) raised on this item",
 }
-
-PathLike = Union[str, "os.PathLike[str]"]
-
-
-#: one item that cannot be explained: ``BadItem(status, reason)``, ``status`` a key of
-#: :data:`STATUSES`; the image readers' own errors are BadItems too
-BadItem = ImageError
-
 
 # ------------------------------------------------------------ preprocessing
 def _pair(name: str, value: Any) -> tuple[int, int]:
@@ -139,7 +127,7 @@ class Preprocess:
 
     def normalise(self, image: np.ndarray) -> torch.Tensor:
         """An H x W x 3 RGB image already at ``size`` -> the model input."""
-        scaled = _to_unit(image)
+        scaled = to_unit(image)
         mean = np.asarray(self.mean, dtype=np.float32)
         std = np.asarray(self.std, dtype=np.float32)
         normalised = (scaled - mean) / std
@@ -163,102 +151,6 @@ def model_input_size(model: torch.nn.Module, default: int = 224) -> tuple[int, i
         if isinstance(size, (tuple, list)) and len(size) == 3:
             return int(size[1]), int(size[2])
     return default, default
-
-
-def _to_unit(image: np.ndarray) -> np.ndarray:
-    """uint8 / uint16 / float image -> float32 in [0, 1]."""
-    if image.dtype == np.uint8:
-        return image.astype(np.float32) * np.float32(1 / 255)
-    if image.dtype == np.uint16:
-        return image.astype(np.float32) * np.float32(1 / 65535)
-    return np.clip(image.astype(np.float32), 0, 1)
-
-
-# ----------------------------------------------------------------- decoding
-def _check_layout(image: np.ndarray) -> None:
-    if image.ndim == 2 or (image.ndim == 3 and image.shape[2] in (1, 2, 3, 4)):
-        return
-    raise BadItem("unreadable", f"an image of shape {image.shape} is neither grayscale, RGB "
-                                "nor RGBA")
-
-
-def _three_channels(image: np.ndarray, bgr: bool) -> np.ndarray:
-    """Grayscale, gray + alpha, RGB(A) or BGR(A) -> H x W x 3 RGB, same dtype."""
-    _check_layout(image)
-    if image.ndim == 2:
-        return np.repeat(image[:, :, None], 3, axis=2)
-    channels = image.shape[2]
-    if channels in (1, 2):  # gray (+ alpha)
-        return np.repeat(image[:, :, :1], 3, axis=2)
-    if bgr and image.dtype in (np.uint8, np.uint16, np.float32):
-        return cv2.cvtColor(image, cv2.COLOR_BGRA2RGB if channels == 4 else cv2.COLOR_BGR2RGB)
-    rgb = image[:, :, :3]
-    return np.ascontiguousarray(rgb[:, :, ::-1] if bgr else rgb)
-
-
-def _check_dtype(image: np.ndarray) -> np.ndarray:
-    if image.dtype in (np.uint8, np.uint16):
-        return image
-    if image.dtype == np.bool_:
-        return image.astype(np.uint8) * 255
-    if np.issubdtype(image.dtype, np.floating):
-        if not np.isfinite(image).all():
-            raise BadItem("unreadable", "the image holds NaN or infinite values")
-        return image.astype(np.float32)
-    if np.issubdtype(image.dtype, np.integer):
-        if image.size and (image.min() < 0 or image.max() > 65535):
-            raise BadItem("unreadable", f"{image.dtype} pixel values outside 0..65535")
-        return image.astype(np.uint16)
-    raise BadItem("unreadable", f"unsupported pixel type {image.dtype}")
-
-
-def decode_image(source: Union[PathLike, bytes], max_pixels: int = MAX_READ_PIXELS) -> np.ndarray:
-    """A file (or its bytes) -> H x W x 3 RGB array, uint8 or uint16.
-
-    Raises :class:`BadItem`: status ``unreadable`` for a missing, empty,
-    corrupt or unsupported file, ``not_a_file`` for a named pipe, a device
-    or a broken link, ``too_large`` for an image whose header gives more
-    than ``max_pixels`` pixels (nothing is decoded then)."""
-    return _three_channels(*_decode(source, max_pixels))
-
-
-def _decode(source: Union[PathLike, bytes], max_pixels: int) -> tuple[np.ndarray, bool]:
-    """The image as decoded (H x W, or H x W x C in BGR order when the
-    flag is True) and the flag; the channels are fixed by
-    :func:`_three_channels`, after resizing, so that the full-size image
-    is not copied once more."""
-    data = bytes(source) if isinstance(source, (bytes, bytearray, memoryview)) \
-        else read_file(source)
-    # as stored: 16-bit stays 16-bit, grayscale one channel, alpha is dropped (OpenCV)
-    image, bgr = decode(data, max_pixels)
-    return _check_dtype(image), bgr
-
-
-def load_picture(source: Union[PathLike, bytes], max_pixels: int = MAX_READ_PIXELS
-                 ) -> np.ndarray:
-    """A file (or its bytes) as a picture for the report: H x W x 3
-    float32 RGB in [0, 1], shrunk to at most ``image_io.PICTURE_PIXELS``
-    pixels (before the channels are converted). Raises :class:`BadItem`."""
-    image, bgr = _decode(source, max_pixels)
-    return _to_unit(_three_channels(bounded_copy(image), bgr))
-
-
-def to_rgb(image: Any) -> np.ndarray:
-    """An in-memory image -> H x W x 3 RGB array (uint8, uint16 or float32
-    in [0, 1]): a PIL image, an H x W (x C) numpy array (RGB order, uint8,
-    uint16 or float in [0, 1]) or a uint8 C x H x W tensor. Raises
-    :class:`BadItem` for anything else."""
-    if isinstance(image, Image.Image):
-        return _three_channels(_check_dtype(pillow_array(image)), bgr=False)
-    if isinstance(image, torch.Tensor):
-        if image.dim() != 3 or image.dtype != torch.uint8:
-            raise BadItem("unreadable", f"a tensor image must be uint8 C x H x W here, got "
-                                        f"{image.dtype} of shape {tuple(image.shape)}")
-        image = image.permute(1, 2, 0).cpu().numpy()
-    if isinstance(image, np.ndarray):
-        return _three_channels(_check_dtype(image), bgr=False)
-    raise BadItem("unreadable", f"an item must be an image (a path, bytes, a PIL image, a "
-                                f"numpy array or a tensor), got {type(image).__name__}")
 
 
 # ---------------------------------------------------------------- sources
@@ -379,7 +271,7 @@ class PathSource(Source):
              max_pixels: int = MAX_READ_PIXELS) -> Record:
         label = self.labels[position] if self.labels is not None else -1
         record = Record(position, self.ids[position], self.paths[position], label)
-        image, bgr = _decode(self.paths[position], max_pixels)
+        image, bgr = decode_source(self.paths[position], max_pixels)
         record.height, record.width = int(image.shape[0]), int(image.shape[1])
         record.tensor = _model_input(image, bgr, preprocess, min_image_size)
         return record
@@ -470,7 +362,7 @@ class DatasetSource(Source):
             record.tensor = image.detach().float().contiguous()
             return record
         if isinstance(image, (str, Path, bytes)):
-            array, bgr = _decode(image, max_pixels)
+            array, bgr = decode_source(image, max_pixels)
         else:
             array, bgr = to_rgb(image), False
         record.height, record.width = int(array.shape[0]), int(array.shape[1])
@@ -484,7 +376,7 @@ class DatasetSource(Source):
             return preprocess.unnormalise(image)
         if isinstance(image, (str, Path, bytes)):
             return load_picture(image, max_pixels)
-        return _to_unit(bounded_copy(to_rgb(image)))
+        return to_unit(bounded_copy(to_rgb(image)))
 
     def describe(self) -> str:
         return f"{type(self.dataset).__name__} of {self.length} items"
@@ -495,12 +387,12 @@ def _model_input(image: np.ndarray, bgr: bool, preprocess: Preprocess,
     """Decoded image -> model input: size check, resize (in the file's own
     channel order, so that only the small image is converted), RGB, the
     normalisation."""
-    _check_layout(image)
+    check_layout(image)
     if min(image.shape[0], image.shape[1]) < minimum:
         raise BadItem("too_small", f"the image is {image.shape[0]} x {image.shape[1]} pixels, "
                                    f"smaller than min_image_size={minimum}")
     small = preprocess.resize(image)  # an H x W x 1 image comes back H x W: still grayscale
-    return preprocess.normalise(_three_channels(small, bgr))
+    return preprocess.normalise(three_channels(small, bgr))
 
 
 class WorkItems(Dataset):

@@ -12,8 +12,9 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from pytorch_grad_cam.cli.errors import os_error_line
-from pytorch_grad_cam.cli.parser import positive_int
+from pytorch_grad_cam.app.errors import os_error_line
+from pytorch_grad_cam.app.options import positive_int
+from pytorch_grad_cam.demo.models import DemoError, choose_device
 
 __all__ = ["PROG", "SUMMARY", "build_parser", "main"]
 
@@ -65,9 +66,8 @@ def main(argv: Sequence[str] | None = None, *, prog: str = PROG) -> int:
         args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
     except SystemExit as stop:  # --help (0) or a bad option (2, already printed)
         return int(stop.code or 0)
-    try:
+    try:  # optional: Gradio, the demo extra (imported only after the options are parsed)
         from pytorch_grad_cam.demo.app import launch
-        from pytorch_grad_cam.demo.models import DemoError, choose_device
     except ImportError as error:
         missing = getattr(error, "name", None)
         reason = f"the web demo needs {missing}" if missing else str(error)

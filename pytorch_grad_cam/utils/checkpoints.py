@@ -24,6 +24,8 @@ from typing import IO
 
 import torch
 
+from pytorch_grad_cam.messages import first_line
+
 __all__ = [
     "STATE_DICT_KEYS",
     "CheckpointError",
@@ -75,11 +77,6 @@ def _printable(text: str, limit: int = 80) -> str:
     return text if len(text) <= limit else text[:limit] + "..."
 
 
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0].strip() if text else type(error).__name__
-
-
 def _kind(mode: int) -> str:
     """What a file that is not a regular one is, for messages."""
     kinds = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a named pipe"),
@@ -101,7 +98,7 @@ def _open_regular(path: str) -> IO[bytes]:
     except FileNotFoundError:
         raise CheckpointError(path, "no such file") from None
     except OSError as error:
-        reason = error.strerror or _first_line(error)
+        reason = error.strerror or first_line(error, with_type=False)
         raise CheckpointError(path, f"cannot open it ({reason[:1].lower()}{reason[1:]})") from None
     file = os.fdopen(descriptor, "rb")
     mode = os.fstat(descriptor).st_mode

@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import io
 import os
-import re
 import stat
 import struct
 from pathlib import Path
@@ -46,6 +45,8 @@ from typing import Any, Union
 import cv2
 import numpy as np
 from PIL import Image, ImageOps
+
+from pytorch_grad_cam.messages import first_line
 
 __all__ = [
     "IMAGE_SUFFIXES",
@@ -123,27 +124,6 @@ class TooManyPixels(ImageError):
         super().__init__("too_large", f"{width} x {height} pixels ({megapixels(width * height)} "
                                       f"megapixels) is more than {setting}; downscale it or "
                                       f"raise {option}")
-
-
-#: an object's default repr, such as ``<_io.BytesIO object at 0x7f3a...>`` (Pillow's
-#: ``cannot identify image file`` names its file that way) or a Pillow image's: a
-#: memory address that tells the reader nothing
-_OBJECT_REPR = re.compile(r"<([A-Za-z_][\w.]*)[^<>]*? at 0x[0-9A-Fa-f]+>")
-
-
-def _object_name(match: re.Match) -> str:
-    name = match[1].rpartition(".")[2]
-    if name == "BytesIO":
-        return "(bytes in memory)"
-    return f"({'an' if name[0].lower() in 'aeiou' else 'a'} {name} object)"
-
-
-def first_line(error: BaseException) -> str:
-    """An exception as one line: its type and the first line of its
-    message, an object's repr with its memory address in it named by its
-    class instead (``cannot identify image file (bytes in memory)``)."""
-    text = _OBJECT_REPR.sub(_object_name, str(error)).strip()
-    return f"{type(error).__name__}: {text.splitlines()[0]}" if text else type(error).__name__
 
 
 def megapixels(pixels: int) -> str:

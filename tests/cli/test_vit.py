@@ -3,8 +3,10 @@ import cv2
 import pytest
 
 from checkpoint_helpers import COMMAND_REFUSAL_END, write_hostile_checkpoint
-from cli_helpers import EXAMPLES, run_script
+from cli_helpers import EXAMPLES, OFFLINE_ENV, run_script
 from pytorch_grad_cam.cli import UsageError, vit
+from pytorch_grad_cam.commands import run
+from pytorch_grad_cam.models import network
 
 
 def test_vit_example_random_weights_runs(tmp_path):
@@ -20,6 +22,42 @@ def test_vit_example_random_weights_runs(tmp_path):
     assert sorted(p.name for p in (tmp_path / "output").iterdir()) == [name]
     # the map is not empty: the random head is not all zeros
     assert "all zeros" not in result.stderr
+
+
+def test_vit_example_offline_says_in_one_line_what_to_pass(tmp_path, monkeypatch, capsys):
+    """No pretrained ViT ships with grad-cam: offline, without the weights in
+    the cache, the documented ``python vit_example.py`` stops with the file
+    to put where, the options that run without it, and the command that
+    explains the bundled pretrained CNN offline."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))  # an empty torch hub cache
+    monkeypatch.setattr(network, "online", lambda url, timeout=3.0: False)
+    monkeypatch.chdir(tmp_path)
+    assert run("vit", ["--image-path", str(EXAMPLES / "chelsea.jpg")], "vit_example.py") == 2
+    captured = capsys.readouterr()
+    cache = tmp_path / "torch_home" / "hub" / "checkpoints"
+    assert captured.out == "" and captured.err == (
+        f"vit_example.py: error: --model vit_b_16: vit_b_16's ImageNet weights are not in the "
+        f"torch hub cache ({cache}) and the network is unreachable; no pretrained Vision "
+        f"Transformer ships with grad-cam: put vit_b_16-c867db91.pth into {cache} (from "
+        "https://download.pytorch.org/models/vit_b_16-c867db91.pth), pass a checkpoint with "
+        "--weights FILE, or add --random-weights for a smoke test (its maps mean nothing); "
+        "offline, grad-cam (python cam.py) --model efficientnet_lite0 explains the bundled "
+        "pretrained CNN\n")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_vit_example_without_a_network_is_one_line(tmp_path):
+    """``python vit_example.py`` where downloads fail (here: a proxy that
+    refuses): exit status 2, the last line the error with the file to get."""
+    env = dict(OFFLINE_ENV, TORCH_HOME=str(tmp_path / "torch_home"))
+    result = run_script("vit_example.py", "--image-path", EXAMPLES / "chelsea.jpg", cwd=tmp_path,
+                        env=env)
+    assert result.returncode == 2
+    last = result.stderr.splitlines()[-1]
+    assert last.startswith("vit_example.py: error: --model vit_b_16: vit_b_16's ImageNet weights "
+                           "could not be loaded (")
+    assert "put vit_b_16-c867db91.pth into " in last and "--random-weights" in last
+    assert "Traceback" not in result.stderr and not (tmp_path / "output").exists()
 
 
 def test_vit_example_help_is_the_vit_command(tmp_path):

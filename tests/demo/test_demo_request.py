@@ -16,9 +16,9 @@ from demo_helpers import TINY, library_map, photo_rgb, top_class
 from hostile_inputs import deadline, png_bomb, special_folder
 from PIL import Image
 
-from pytorch_grad_cam.cli import models as cli_models
 from pytorch_grad_cam.demo import models as demo_models
 from pytorch_grad_cam.demo.models import DemoError, DemoModel, ModelStore
+from pytorch_grad_cam.models import network
 from pytorch_grad_cam.demo.request import (
     DropInConfidence,
     IncreaseInConfidence,
@@ -264,7 +264,7 @@ def test_unknown_timm_model(store, chelsea_path):
 
 def test_missing_torchvision_weights_say_what_to_do(store, chelsea_path, tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))  # an empty torch hub cache
-    monkeypatch.setattr(cli_models, "online", lambda url, timeout=3.0: False)
+    monkeypatch.setattr(network, "online", lambda url, timeout=3.0: False)
     with pytest.raises(DemoError) as caught:
         explain(chelsea_path, model="resnet18", store=store)
     message = str(caught.value)
@@ -276,7 +276,7 @@ def test_missing_torchvision_weights_say_what_to_do(store, chelsea_path, tmp_pat
 
 def test_missing_timm_weights_say_what_to_do(store, chelsea_path, monkeypatch):
     pytest.importorskip("timm")
-    monkeypatch.setattr(cli_models, "online", lambda url, timeout=3.0: False)
+    monkeypatch.setattr(network, "online", lambda url, timeout=3.0: False)
     monkeypatch.setattr(demo_models, "_hf_cached_weights", lambda repo_id: None)
     with pytest.raises(DemoError, match="timm:resnet18: its pretrained weights are not in the "
                                         "Hugging Face cache and the network is unreachable"):
