@@ -18,7 +18,7 @@ Modules:
 - :mod:`~pytorch_grad_cam.cli.job`: preparing the run (the model, the
   layers, the class) and running it; :mod:`~pytorch_grad_cam.cli.records`
   what it passes around;
-- :mod:`~pytorch_grad_cam.cli.cost`: the forward passes a run will make,
+- :mod:`~pytorch_grad_cam.app.cost` (re-exported as ``cli.cost``): the forward passes a run will make,
   printed before it;
 - :mod:`~pytorch_grad_cam.cli.outputs`: the file names, pictures and reports;
 - :mod:`~pytorch_grad_cam.cli.app`: running a command (errors, warnings);

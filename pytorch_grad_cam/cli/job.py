@@ -44,7 +44,7 @@ from pytorch_grad_cam.app.layers import choose_target_layers
 from pytorch_grad_cam.app.methods import affordable, parse_methods, select_methods
 from pytorch_grad_cam.app.models import load_from_options
 from pytorch_grad_cam.cli import outputs
-from pytorch_grad_cam.cli.cost import cost_report
+from pytorch_grad_cam.app.cost import cost_report
 from pytorch_grad_cam.cli.images import IMAGE_SUFFIXES, collect_images, read_checked, read_image
 from pytorch_grad_cam.cli.outputs import class_slug, model_tag, slug
 from pytorch_grad_cam.cli.parser import PROG

@@ -3,7 +3,7 @@ first image (as the image command prints its cost), so that a run of
 hours can be stopped before it starts.
 
 The methods' passes per image are the image command's
-(:mod:`pytorch_grad_cam.cli.cost`, from the registry traits and the target
+(:mod:`pytorch_grad_cam.app.cost`, from the registry traits and the target
 layers' channels); the metrics add theirs for every method's map
 (:meth:`~pytorch_grad_cam.datasets.evaluation.BatchMetrics.passes`); the
 total is over the images this run explains::
@@ -17,7 +17,7 @@ total is over the images this run explains::
 """
 from __future__ import annotations
 
-from pytorch_grad_cam.cli.cost import Cost, cost_report, method_cost
+from pytorch_grad_cam.app.cost import Cost, cost_report, method_cost
 from pytorch_grad_cam.datasets.summary import RunStart
 
 __all__ = ["run_cost"]

@@ -1,4 +1,4 @@
-"""pytorch_grad_cam.cli.cost: the forward passes each method makes per
+"""pytorch_grad_cam.app.cost: the forward passes each method makes per
 image, printed before a run; checked against the passes a method really
 makes on a tiny model."""
 import pytest
@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from pytorch_grad_cam import METHODS
-from pytorch_grad_cam.cli import cost
+from pytorch_grad_cam.app import cost
 from pytorch_grad_cam.registry import registered_methods
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
