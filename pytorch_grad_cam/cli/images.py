@@ -14,10 +14,11 @@ import numpy as np
 from pytorch_grad_cam.app.errors import UsageError
 from pytorch_grad_cam.cli.parser import DEFAULT_IMAGE
 from pytorch_grad_cam.utils.image_io import (IMAGE_SUFFIXES, MAX_READ_PIXELS, ImageError,
-                                             check_regular_file, find_images, read_bgr)
+                                             check_file_pixels, check_regular_file, find_images,
+                                             read_bgr)
 
-__all__ = ["IMAGE_SUFFIXES", "SOURCE_ROOT", "collect_images", "find_image_paths", "read_checked",
-           "read_image"]
+__all__ = ["IMAGE_SUFFIXES", "SOURCE_ROOT", "check_image_sizes", "collect_images",
+           "find_image_paths", "read_checked", "read_image"]
 
 #: a clone's root, where the default image lives (examples/chelsea.jpg)
 SOURCE_ROOT = Path(__file__).resolve().parents[2]
@@ -39,6 +40,18 @@ def read_checked(path: Path, max_pixels: int) -> np.ndarray:
         return read_bgr(path, max_pixels, option="--max-pixels")
     except ImageError as error:
         raise UsageError(f"--image-path {path}: {error.reason}") from None
+
+
+def check_image_sizes(paths: Sequence[Path], max_pixels: int) -> None:
+    """A UsageError for the first image whose header gives more than
+    ``max_pixels`` pixels (``--max-pixels``) or that no image format
+    recognises; nothing is decoded. Run with the checks made before torch
+    is imported, so that a decompression bomb costs no model."""
+    for path in paths:
+        try:
+            check_file_pixels(path, max_pixels, option="--max-pixels")
+        except ImageError as error:
+            raise UsageError(f"--image-path {path}: {error.reason}") from None
 
 
 def find_image_paths(paths: Sequence[str] | None, default: str = DEFAULT_IMAGE) -> list[Path]:

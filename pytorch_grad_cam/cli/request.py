@@ -3,7 +3,8 @@ imported.
 
 :func:`check_arguments` checks everything that needs no model, cheapest
 first: the method names, the SESS options, that every image path exists
-and is a regular file or a folder of images, that the output folder can be
+and is a regular file or a folder of images whose headers give at most
+``--max-pixels`` pixels (nothing decoded), that the output folder can be
 written, the ``--class-names`` file, and a ``--target-category`` given as a
 name when the class list is known before the model is (the file's, or
 ImageNet's for the ImageNet models). :func:`check_image` and
@@ -27,7 +28,7 @@ from pytorch_grad_cam.app.classes import (IMAGENET_CLASSES, is_index, read_class
 from pytorch_grad_cam.app.errors import UsageError, one_line_warnings
 from pytorch_grad_cam.app.folders import check_output_folder
 from pytorch_grad_cam.app.methods import check_method_option
-from pytorch_grad_cam.cli.images import find_image_paths
+from pytorch_grad_cam.cli.images import check_image_sizes, find_image_paths
 from pytorch_grad_cam.cli.parser import Parser, build_vit_parser, image_parser
 from pytorch_grad_cam.models.specs import HF_PREFIX, TIMM_PREFIX
 
@@ -78,6 +79,7 @@ def check_arguments(args: argparse.Namespace, prog: str) -> CheckedArguments:
     methods = check_method_option(args.method)
     sess = sess_options(args)
     image_paths = find_image_paths(args.image_path)
+    check_image_sizes(image_paths, args.max_pixels)
     output_dir = check_output_folder("--output-dir", args.output_dir)
     given_names = read_class_names(args.class_names) if getattr(args, "class_names", None) \
         else None

@@ -56,6 +56,7 @@ __all__ = [
     "ImageError",
     "TooManyPixels",
     "bounded_copy",
+    "check_file_pixels",
     "check_pixels",
     "check_regular_file",
     "decode",
@@ -171,7 +172,7 @@ def check_regular_file(path: PathLike) -> None:
 
 
 def read_file(path: PathLike, max_bytes: int = MAX_FILE_BYTES) -> bytes:
-    """The bytes of a regular file, read without blocking and without
+    """The bytes of a regular file, read without blocking and with a
     bound: :func:`check_regular_file` first (a device is never opened),
     then ``os.open(O_RDONLY | O_NONBLOCK)`` and ``os.fstat`` of the opened
     descriptor (a file swapped for a pipe in between is refused, not
@@ -274,6 +275,14 @@ def check_pixels(width: int, height: int, max_pixels: int = MAX_READ_PIXELS,
     """:class:`TooManyPixels` when ``width x height`` is more than ``max_pixels``."""
     if width * height > max_pixels:
         raise TooManyPixels(width, height, max_pixels, option)
+
+
+def check_file_pixels(path: PathLike, max_pixels: int = MAX_READ_PIXELS,
+                      option: str = "max_pixels") -> None:
+    """:class:`TooManyPixels` when the header of the image file ``path``
+    gives more than ``max_pixels`` pixels; nothing is decoded (the file is
+    read with :func:`read_file`, so every refusal of that applies)."""
+    check_pixels(*image_size(read_file(path)), max_pixels, option)
 
 
 # ---------------------------------------------------------------- decoding

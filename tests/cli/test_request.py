@@ -7,6 +7,7 @@ import textwrap
 import pytest
 
 from cli_helpers import EXAMPLES, ROOT, _environment, run_module
+from hostile_inputs import png_bomb
 from pytorch_grad_cam import METHODS
 from pytorch_grad_cam.cli import UsageError, image_parser
 from pytorch_grad_cam.cli.request import check_arguments
@@ -56,6 +57,24 @@ def test_a_special_file_is_refused_before_torch_is_imported(tmp_path):
                     cwd=tmp_path)
     assert result.stderr.splitlines() == ["cam.py: error: --output-dir out: exists and is not a "
                                           "folder", "status 2 loaded -"]
+
+
+def test_a_decompression_bomb_is_refused_by_its_header_before_torch_is_imported(tmp_path):
+    """A 47 KB PNG of 20000 x 20000 pixels: refused from its header, before
+    the model (and torch) is loaded; an image under --max-pixels passes
+    this check, one over a lowered --max-pixels does not."""
+    bomb = png_bomb(tmp_path / "bomb.png")
+    result = _probe("--image-path", bomb, cwd=tmp_path)
+    assert result.stderr.splitlines() == [
+        f"cam.py: error: --image-path {bomb}: 20000 x 20000 pixels (400 megapixels) is more "
+        "than --max-pixels 80000000; downscale it or raise --max-pixels", "status 2 loaded -"]
+    small = png_bomb(tmp_path / "small.png", 300, 200)
+    result = _probe("--image-path", small, "--max-pixels", "59999", cwd=tmp_path)
+    assert result.stderr.splitlines()[1:] == ["status 2 loaded -"]
+    assert "300 x 200 pixels (0.1 megapixels) is more than --max-pixels 59999" in result.stderr
+    arguments = image_parser("cam.py").parse_args(["--image-path", str(small),
+                                                   "--max-pixels", "60000"])
+    assert check_arguments(arguments, "cam.py").image_paths == [small]
 
 
 def test_list_classes_needs_no_torch(tmp_path):
