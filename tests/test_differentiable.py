@@ -146,20 +146,23 @@ def test_attention_guidance_reduces_the_map_outside_a_mask():
     outside = torch.ones(4, 12, 12)
     outside[:, 3:9, 3:9] = 0
     cam = GradCAM(model, [model.conv2])
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
+    # lr 0.5 made the steps chaotic (the share jumped between 0.1 and 0.7 from one step to the
+    # next, and whether step 15 met the bar depended on the CPU's rounding); 0.05 descends
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
 
     def share():
         maps = cam.differentiable_maps(x, targets)
+        assert float(maps.detach().sum()) > 0  # a share of an all-zero map would be 0
         return (maps * outside).sum() / (maps.sum() + 1e-6)
 
     first = float(share().detach())
-    for _ in range(15):
+    for _ in range(20):
         optimizer.zero_grad()
         loss = share()
         loss.backward()
         optimizer.step()
     last = float(share().detach())
-    assert last < 0.6 * first, (first, last)  # 0.74 -> 0.37 when written
+    assert last < 0.6 * first, (first, last)  # 0.74 -> 0.375 with torch 2.14.1 on a CPU
     assert no_hooks(model)
 
 

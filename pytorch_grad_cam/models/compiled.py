@@ -15,7 +15,7 @@ from typing import Any, Optional
 
 import torch
 
-from pytorch_grad_cam.scoring import describe
+from pytorch_grad_cam.messages import describe
 
 __all__ = ["is_torchscript", "check_not_torchscript", "unwrap_compiled"]
 
