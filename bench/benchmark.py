@@ -297,6 +297,7 @@ def _gradient_floor(spec, model, layer, x, categories):
     passes as the library groups them (as many transforms' copies per
     pass as fit in its batch size, at least one transform's)."""
     import torch
+
     import pytorch_grad_cam  # ours: the batch size the library uses
 
     passes = [(x, categories)]
@@ -342,6 +343,7 @@ def _perturbation_floor(spec, model, layer, reshape, x, device, repeats):
     forward of the image whose target-layer output is replaced by the
     chunk of copies (the layers after it run on all of them)."""
     import torch
+
     import pytorch_grad_cam  # ours: the chunk sizes our methods use
 
     kind = METHODS[spec["method"]][1]

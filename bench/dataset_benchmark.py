@@ -38,6 +38,7 @@ images.
     python bench/dataset_benchmark.py --quick         # 32 images, 1 run each, a smoke check
 """
 import argparse
+import contextlib
 import os
 import platform
 import shutil
@@ -147,10 +148,8 @@ class MemorySampler(threading.Thread):
     def rss(self) -> float:
         total = self.process.memory_info().rss
         for child in self.process.children(recursive=True):
-            try:
+            with contextlib.suppress(Exception):  # a worker that just ended
                 total += child.memory_info().rss
-            except Exception:  # noqa: BLE001  (a worker that just ended)
-                pass
         return total / 2**20
 
     def run(self):

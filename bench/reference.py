@@ -24,7 +24,6 @@ import sys
 import tarfile
 import tempfile
 from pathlib import Path
-from typing import Dict, Optional
 
 import numpy as np
 
@@ -48,7 +47,7 @@ def reference_source() -> Path:
     return root
 
 
-def run_reference(code: str, python: Optional[str] = None) -> Dict[str, np.ndarray]:
+def run_reference(code: str, python: str | None = None) -> dict[str, np.ndarray]:
     """The ``result`` dict that ``code`` fills when run under grad-cam 1.5.7."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "result.npz"

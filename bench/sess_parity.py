@@ -19,7 +19,7 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any
 
 import numpy as np
 
@@ -47,7 +47,7 @@ inputs = {"square": smooth_noise(2, 48, 48), "wide": smooth_noise(1, 48, 72),
 
 #: name, input, base method (1.5.7 class name), targets (class indices or
 #: None), SESS keyword arguments
-CASES: List[Dict[str, Any]] = [
+CASES: list[dict[str, Any]] = [
     {"name": "gradcam_default_scales", "input": "small", "method": "GradCAM",
      "targets": None, "kwargs": {}},
     {"name": "gradcam_max_wide", "input": "wide", "method": "GradCAM",
@@ -97,8 +97,8 @@ def make_sess(case):
 """
 
 
-def run_ours(code: str) -> Dict[str, np.ndarray]:
-    scope: Dict[str, Any] = {}
+def run_ours(code: str) -> dict[str, np.ndarray]:
+    scope: dict[str, Any] = {}
     exec(code, scope)
     return scope["result"]
 

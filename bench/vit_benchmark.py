@@ -33,7 +33,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
-from typing import Callable, Dict, List
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -75,7 +75,7 @@ def torchcam_legrad(model: torch.nn.Module, x: torch.Tensor) -> Callable[[], np.
     return call
 
 
-def floors(model: torch.nn.Module, x: torch.Tensor) -> Dict[str, Callable[[], object]]:
+def floors(model: torch.nn.Module, x: torch.Tensor) -> dict[str, Callable[[], object]]:
     first_block = model.encoder.layers[0]
 
     def forward() -> object:
@@ -83,7 +83,7 @@ def floors(model: torch.nn.Module, x: torch.Tensor) -> Dict[str, Callable[[], ob
             return model(x)
 
     def forward_backward() -> object:
-        saved: List[torch.Tensor] = []
+        saved: list[torch.Tensor] = []
 
         def hook(module: torch.nn.Module, inputs: tuple) -> tuple:
             start = inputs[0].detach().requires_grad_(True)

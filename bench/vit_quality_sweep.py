@@ -48,22 +48,28 @@ import os
 import sys
 import time
 import warnings
-from typing import Any, Dict, List
+from typing import Any
 
 import torch
 
 from pytorch_grad_cam import METHODS
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from pytorch_grad_cam.utils.reshape_transforms import vit_reshape_transform
-from pytorch_grad_cam.utils.synthetic_shapes import (CLASSES, background_colour, dilated,
-                                                     make_shapes, model_input, peak_hits,
-                                                     train_vit)
+from pytorch_grad_cam.utils.synthetic_shapes import (
+    CLASSES,
+    background_colour,
+    dilated,
+    make_shapes,
+    model_input,
+    peak_hits,
+    train_vit,
+)
 
 #: the quality test's held-out images and scoring (tests/test_quality.py)
 HELD_OUT, HELD_OUT_SEED, DILATION = 64, 20_251, 4
 
 
-def measure(vit: torch.nn.Module) -> Dict[str, Any]:
+def measure(vit: torch.nn.Module) -> dict[str, Any]:
     data = make_shapes(HELD_OUT, seed=HELD_OUT_SEED)
     inputs = model_input(data.images)
     regions = dilated(data.regions, DILATION)
@@ -74,7 +80,7 @@ def measure(vit: torch.nn.Module) -> Dict[str, Any]:
         background = background_colour(data.images, data.masks)
         removed = vit(model_input(torch.where(data.masks[:, None], background[:, :, None, None],
                                               data.images)))
-    result: Dict[str, Any] = {
+    result: dict[str, Any] = {
         "accuracy": float((logits.argmax(dim=1) == data.labels).float().mean()),
         "own logit": float(logits[rows, data.labels].mean()),
         "shape removed": float(removed[rows, data.labels].mean()),
@@ -99,7 +105,7 @@ def measure(vit: torch.nn.Module) -> Dict[str, Any]:
     return result
 
 
-def markdown(runs: List[Dict[str, Any]]) -> str:
+def markdown(runs: list[dict[str, Any]]) -> str:
     methods = [k for k in runs[0]["scores"] if isinstance(runs[0]["scores"][k], float)
                and k not in ("accuracy", "own logit", "shape removed")]
     head = ["training", "seed", "accuracy", *methods, "legrad by class", "last gradcam by class",
@@ -117,7 +123,7 @@ def markdown(runs: List[Dict[str, Any]]) -> str:
     return "\n".join(lines) + f"\n\nby class: {' / '.join(CLASSES)}"
 
 
-def main(argv: List[str] = sys.argv[1:]) -> int:
+def main(argv: list[str] = sys.argv[1:]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[2, 3, 4, 5, 6])
     parser.add_argument("--training", nargs="+", choices=["softmax", "multilabel"],

@@ -32,10 +32,10 @@ import cv2
 import numpy as np
 
 from pytorch_grad_cam import METHODS
-from pytorch_grad_cam.registry import registered_methods
 from pytorch_grad_cam.cli.job import explain_image, make_cams, prepare
 from pytorch_grad_cam.cli.models import BUNDLED_MODEL
 from pytorch_grad_cam.cli.parser import build_parser
+from pytorch_grad_cam.registry import registered_methods
 from pytorch_grad_cam.utils.image import deprocess_image
 from pytorch_grad_cam.utils.visualization import grid, overlay_cam
 
@@ -61,8 +61,7 @@ def vit_gallery(out: Path) -> int:
 
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
     from pytorch_grad_cam.utils.reshape_transforms import vit_reshape_transform
-    from pytorch_grad_cam.utils.synthetic_shapes import (CLASSES, make_shapes, model_input,
-                                                         train_vit)
+    from pytorch_grad_cam.utils.synthetic_shapes import CLASSES, make_shapes, model_input, train_vit
 
     print("training the small ViT on the synthetic shapes ...", flush=True)
     vit, seconds = train_vit()

@@ -13,23 +13,29 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from pytorch_grad_cam.lazy import submodule
-
 from pytorch_grad_cam._version import __version__
-from pytorch_grad_cam.registry import (LIBRARY_METHODS, METHODS, MethodInfo, get_method,
-                                       load_methods, register_method)
+from pytorch_grad_cam.lazy import submodule
+from pytorch_grad_cam.registry import (
+    LIBRARY_METHODS,
+    METHODS,
+    MethodInfo,
+    get_method,
+    load_methods,
+    register_method,
+)
 
 if TYPE_CHECKING:  # what the lazy names are, for type checkers
     from pytorch_grad_cam.ablation_cam import AblationCAM
-    from pytorch_grad_cam.ablation_layer import (AblationLayer, AblationLayerFasterRCNN,
-                                                 AblationLayerVit)
+    from pytorch_grad_cam.ablation_layer import AblationLayer, AblationLayerFasterRCNN, AblationLayerVit
     from pytorch_grad_cam.activations_and_gradients import ActivationsAndGradients
     from pytorch_grad_cam.attention_rollout import AttentionRollout
     from pytorch_grad_cam.base_cam import BaseCAM
     from pytorch_grad_cam.eigen_cam import EigenCAM
     from pytorch_grad_cam.eigen_grad_cam import EigenGradCAM
     from pytorch_grad_cam.feature_factorization.deep_feature_factorization import (
-        DeepFeatureFactorization, run_dff_on_image)
+        DeepFeatureFactorization,
+        run_dff_on_image,
+    )
     from pytorch_grad_cam.fem import FEM
     from pytorch_grad_cam.finer_cam import FinerCAM
     from pytorch_grad_cam.fullgrad_cam import FullGrad

@@ -1,10 +1,16 @@
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from collections.abc import Callable
+from typing import Any
 
 import torch
 
 from pytorch_grad_cam.ablation_layer import AblationLayer
 from pytorch_grad_cam.activations_and_gradients import (
-    hook_handles, is_structured, output_leaves, owned_hooks, rebuild_output)
+    hook_handles,
+    is_structured,
+    output_leaves,
+    owned_hooks,
+    rebuild_output,
+)
 from pytorch_grad_cam.base_cam import BaseCAM
 from pytorch_grad_cam.call_context import PerThread, current_call
 from pytorch_grad_cam.model_state import all_modules
@@ -21,10 +27,10 @@ _NEXT_MODE = {"prefix": "layer", "layer": "full"}
 #: one tensor of the raw output whose channels are channels of the maps:
 #: (its position in output_leaves order, its channel axis, the index of its
 #: first channel in the maps, its number of channels)
-_Part = Tuple[int, int, int, int]
+_Part = tuple[int, int, int, int]
 
 
-def _channel_leaves(reshape_transform: Optional[Callable], raw: Any) -> List[int]:
+def _channel_leaves(reshape_transform: Callable | None, raw: Any) -> list[int]:
     """The positions of the raw output's tensors whose channels make up the
     maps' channels, in order: what the transform says
     (``channel_leaves``), else all of them (a transform that concatenates
@@ -95,21 +101,21 @@ class AblationCAM(BaseCAM):
     #: how the ablated copies ran: "prefix" (only the layers after the
     #: target layer), "layer" (the target layer once, the layers before it
     #: on every copy) or "full"
-    ablation_mode: PerThread[Optional[str]] = PerThread(None)
+    ablation_mode: PerThread[str | None] = PerThread(None)
     #: whether only the layers after the target layer ran on the copies
-    used_prefix_once: PerThread[Optional[bool]] = PerThread(None)
+    used_prefix_once: PerThread[bool | None] = PerThread(None)
     #: why the fastest way was given up (None if it was not)
-    fallback_reason: PerThread[Optional[str]] = PerThread(None)
+    fallback_reason: PerThread[str | None] = PerThread(None)
     #: ablated copies per chunk
-    last_chunk_size: PerThread[Optional[int]] = PerThread(None)
+    last_chunk_size: PerThread[int | None] = PerThread(None)
 
     def __init__(self, model: torch.nn.Module,
-                 target_layers: Optional[List[torch.nn.Module]] = None,
-                 reshape_transform: Optional[Callable] = None,
-                 ablation_layer: Optional[AblationLayer] = None, batch_size: Optional[int] = None,
+                 target_layers: list[torch.nn.Module] | None = None,
+                 reshape_transform: Callable | None = None,
+                 ablation_layer: AblationLayer | None = None, batch_size: int | None = None,
                  ratio_channels_to_ablate: float = 1.0,
                  prefix_once: bool = True, zero_channel_shortcut: bool = True,
-                 chunk_memory: Optional[int] = None, **kwargs: Any) -> None:
+                 chunk_memory: int | None = None, **kwargs: Any) -> None:
         super().__init__(model, target_layers, reshape_transform, batch_size=batch_size, **kwargs)
         if ablation_layer is not None and not isinstance(ablation_layer, AblationLayer):
             raise TypeError("ablation_layer must be an AblationLayer (or AblationLayerVit) or "
@@ -140,14 +146,14 @@ class AblationCAM(BaseCAM):
                          f"{tuple(raw.shape)} for {channels} channels; pass "
                          "ablation_layer=AblationLayer() or AblationLayerVit()")
 
-    def record(self, input_tensor: torch.Tensor) -> Tuple[torch.Tensor, Any]:
+    def record(self, input_tensor: torch.Tensor) -> tuple[torch.Tensor, Any]:
         """The recording forward pass; it also measures, for every target
         layer, the largest output of a layer that runs after it (bytes per
         image, kept in the call's state): the ablated copies go through
         those layers."""
         layers = {id(layer): i for i, layer in enumerate(self.target_layers)}
-        sizes: List[Tuple[int, int]] = []
-        fired: Dict[int, Tuple[int, Optional[int]]] = {}
+        sizes: list[tuple[int, int]] = []
+        fired: dict[int, tuple[int, int | None]] = {}
 
         def measure(module: torch.nn.Module, inputs: Any, output: Any) -> None:
             if not mine():
@@ -174,7 +180,7 @@ class AblationCAM(BaseCAM):
         current_call().state["suffix_bytes"] = suffix_bytes
         return result
 
-    def _channel_parts(self, raw: Any, activations: torch.Tensor) -> List[_Part]:
+    def _channel_parts(self, raw: Any, activations: torch.Tensor) -> list[_Part]:
         """Where each channel of the maps ``activations`` (B x C x H x W)
         lies in the raw output of the layer (a tensor or a structure)."""
         channels = activations.shape[1]
@@ -187,7 +193,7 @@ class AblationCAM(BaseCAM):
             same = tuple(leaf.shape) == tuple(activations.shape)
             return [(positions[0], 1 if same else self._channel_dim(leaf, channels), 0, channels)]
         axis = self.ablation_layer.channel_dim if self.ablation_layer is not None else 1
-        parts: List[_Part] = []
+        parts: list[_Part] = []
         offset = 0
         for position in positions:
             leaf = leaves[position]
@@ -205,8 +211,8 @@ class AblationCAM(BaseCAM):
         return parts
 
     def get_cam_weights(self, input_tensor: torch.Tensor, target_layer: torch.nn.Module,
-                        targets: List[Callable], activations: torch.Tensor,
-                        grads: Optional[torch.Tensor]) -> torch.Tensor:
+                        targets: list[Callable], activations: torch.Tensor,
+                        grads: torch.Tensor | None) -> torch.Tensor:
         call = current_call()
         index = call.layer_index
         raw = call.activations[index]
@@ -228,7 +234,7 @@ class AblationCAM(BaseCAM):
         original = self.target_scores(targets, call.outputs).float()
         scores = original[:, None].repeat(1, channels)
         # per call: the path taken, the chunk size and the buffers for the copies
-        state: Dict[str, Any] = {"mode": "prefix" if self.prefix_once else "full",
+        state: dict[str, Any] = {"mode": "prefix" if self.prefix_once else "full",
                                  "checked": False, "original": original, "buffers": {},
                                  "step": self.batch_size, "fallback_reason": None}
         if self.prefix_once and self._batch_size is None:
@@ -253,8 +259,8 @@ class AblationCAM(BaseCAM):
         return (original[:, None] - scores) / denominator[:, None]
 
     def _ablated_scores(self, image: torch.Tensor, image_index: int, index: int,
-                        parts: List[_Part], ablate: torch.Tensor, target: Callable, value: float,
-                        state: Dict[str, Any]) -> torch.Tensor:
+                        parts: list[_Part], ablate: torch.Tensor, target: Callable, value: float,
+                        state: dict[str, Any]) -> torch.Tensor:
         results, done = [], 0
         while state["mode"] != "full" and not state["checked"]:
             # the first chunk of the call decides, with one unablated copy;
@@ -285,8 +291,8 @@ class AblationCAM(BaseCAM):
                                      state))
         return torch.cat(results)
 
-    def _run(self, image: torch.Tensor, index: int, parts: List[_Part], chunk: torch.Tensor,
-             target: Callable, value: float, mode: str, state: Dict[str, Any],
+    def _run(self, image: torch.Tensor, index: int, parts: list[_Part], chunk: torch.Tensor,
+             target: Callable, value: float, mode: str, state: dict[str, Any],
              control: bool = False) -> torch.Tensor:
         """Scores of the image with each channel of ``chunk`` ablated (plus,
         with ``control``, a last unablated copy)."""

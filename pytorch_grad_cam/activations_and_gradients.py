@@ -26,14 +26,21 @@ of the same shape (:func:`map_output`, :func:`output_leaves`,
 W (``utils.reshape_transforms``: ``fasterrcnn_reshape_transform``,
 ``select_output_key``, ``combine_levels``).
 """
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from contextvars import ContextVar
-from typing import Any, Callable, ContextManager, Iterator, List, Optional, Sequence, Tuple
+from typing import Any
 
 import torch
 
-from pytorch_grad_cam.utils.layer_outputs import (describe_output, is_structured, map_output,
-                                                  output_leaves, output_paths, rebuild_output)
+from pytorch_grad_cam.utils.layer_outputs import (
+    describe_output,
+    is_structured,
+    map_output,
+    output_leaves,
+    output_paths,
+    rebuild_output,
+)
 
 __all__ = ["ActivationsAndGradients", "Recording", "replace_layer_output", "owned_hooks",
            "hook_handles",
@@ -41,7 +48,7 @@ __all__ = ["ActivationsAndGradients", "Recording", "replace_layer_output", "owne
            "detach_output", "regroup", "describe_output"]
 
 # the hook owners active in the current thread's context
-_ACTIVE: ContextVar[Tuple[object, ...]] = ContextVar("pytorch_grad_cam_active_hooks", default=())
+_ACTIVE: ContextVar[tuple[object, ...]] = ContextVar("pytorch_grad_cam_active_hooks", default=())
 
 
 @contextmanager
@@ -59,11 +66,11 @@ def owned_hooks() -> Iterator[Callable[[], bool]]:
 
 
 @contextmanager
-def hook_handles() -> Iterator[List[Any]]:
+def hook_handles() -> Iterator[list[Any]]:
     """A list for the handles of the hooks registered inside the block;
     every one is removed when the block ends, also when it (or registering
     a later hook) raises."""
-    handles: List[Any] = []
+    handles: list[Any] = []
     try:
         yield handles
     finally:
@@ -79,12 +86,12 @@ def detach_output(output: Any) -> Any:
     return map_output(torch.Tensor.detach, output)
 
 
-def regroup(flat: List[Any], structures: Sequence[Any]) -> List[Any]:
+def regroup(flat: list[Any], structures: Sequence[Any]) -> list[Any]:
     """``flat`` (one entry per tensor of ``structures``, in
     :func:`output_leaves` order, plus any extra entries at the end, kept as
     they are) regrouped as one entry per structure, in its structure (for
     example the gradients of every tensor of the layers' outputs)."""
-    result: List[Any] = []
+    result: list[Any] = []
     start = 0
     for structure in structures:
         if isinstance(structure, torch.Tensor):
@@ -117,9 +124,9 @@ class Recording:
         self.target_layers = list(target_layers)
         self.every_call = every_call
         self.track_gradients = track_gradients
-        self.activations: List[Any] = [] if every_call else [None] * len(self.target_layers)
-        self.recorded_layers: List[int] = []
-        self.call_counts: List[int] = [0] * len(self.target_layers)
+        self.activations: list[Any] = [] if every_call else [None] * len(self.target_layers)
+        self.recorded_layers: list[int] = []
+        self.call_counts: list[int] = [0] * len(self.target_layers)
 
     def hook(self, index: int, module: torch.nn.Module, inputs: Any, output: Any) -> Any:
         """The forward hook of target_layers[index]: records its output and
@@ -147,16 +154,13 @@ class Recording:
             return None
         return rebuild_output(output, [replacement for _, replacement in recorded])
 
-    def _record_tensor(self, output: torch.Tensor) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+    def _record_tensor(self, output: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(the tensor to record, the tensor the network goes on with, or
         None to leave the output as it is)."""
         if self.track_gradients and torch.is_grad_enabled():
-            if output.requires_grad:
-                saved = output
-            else:
-                # nothing upstream is tracked (frozen parameters): start the
-                # graph here, so the backward pass stops at this layer.
-                saved = output.detach().requires_grad_(True)
+            # when nothing upstream is tracked (frozen parameters), start the
+            # graph here, so the backward pass stops at this layer.
+            saved = output if output.requires_grad else output.detach().requires_grad_(True)
             # the rest of the network works on a copy, so that an in-place
             # operation after this layer can neither change the recorded
             # values nor break the gradient.
@@ -171,7 +175,7 @@ class Recording:
             self.activations[index] = tensor
 
     def replace_output(self, index: int, function: Callable[[Any], Any],
-                       single_input: bool = False) -> ContextManager[None]:
+                       single_input: bool = False) -> AbstractContextManager[None]:
         """``replace_layer_output`` of target_layers[index], for the call of
         the layer that this pass recorded (its last call)."""
         return replace_layer_output(self.target_layers[index], self.call_counts[index],
@@ -245,8 +249,8 @@ class ActivationsAndGradients:
     is kept as given and not applied (the CAM applies it).
     """
 
-    def __init__(self, model: torch.nn.Module, target_layers: List[torch.nn.Module],
-                 reshape_transform: Optional[Callable] = None, every_call: bool = False):
+    def __init__(self, model: torch.nn.Module, target_layers: list[torch.nn.Module],
+                 reshape_transform: Callable | None = None, every_call: bool = False):
         self.model = model
         self.target_layers = list(target_layers)
         self.reshape_transform = reshape_transform
@@ -260,7 +264,7 @@ class ActivationsAndGradients:
         return Recording(self.target_layers, self.every_call, track_gradients)
 
     @contextmanager
-    def record(self, track_gradients: Optional[bool] = None) -> Iterator[Recording]:
+    def record(self, track_gradients: bool | None = None) -> Iterator[Recording]:
         """Register the hooks for one forward pass and yield its
         :class:`Recording`; the hooks are always removed, and they record
         only this thread's forward pass. ``track_gradients`` (default: the
@@ -284,25 +288,25 @@ class ActivationsAndGradients:
         return output
 
     @property
-    def activations(self) -> List[Any]:
+    def activations(self) -> list[Any]:
         """What the last ``recorder(x)`` recorded (see :class:`Recording`)."""
         return self._last.activations
 
     @property
-    def recorded_layers(self) -> List[int]:
+    def recorded_layers(self) -> list[int]:
         return self._last.recorded_layers
 
     @property
-    def call_counts(self) -> List[int]:
+    def call_counts(self) -> list[int]:
         return self._last.call_counts
 
     @property
-    def gradients(self) -> List[Any]:
+    def gradients(self) -> list[Any]:
         """None for every target layer: gradients are not recorded by hooks."""
         return [] if self.every_call else [None] * len(self.target_layers)
 
     def replace_output(self, index: int, function: Callable[[Any], Any],
-                       single_input: bool = False) -> ContextManager[None]:
+                       single_input: bool = False) -> AbstractContextManager[None]:
         """``replace_layer_output`` of target_layers[index], for the call of
         the layer that the last ``recorder(x)`` recorded."""
         return self._last.replace_output(index, function, single_input)

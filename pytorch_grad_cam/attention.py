@@ -35,9 +35,10 @@ works with
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -45,8 +46,13 @@ from torch.overrides import TorchFunctionMode
 
 from pytorch_grad_cam.activations_and_gradients import owned_hooks
 from pytorch_grad_cam.models.tokens import patch_grid
-from pytorch_grad_cam.models.vit_families import (HF_IMPLEMENTATIONS, SUPPORTED_FAMILIES,
-                                                  Transformer, find_transformer, main_tensor)
+from pytorch_grad_cam.models.vit_families import (
+    HF_IMPLEMENTATIONS,
+    SUPPORTED_FAMILIES,
+    Transformer,
+    find_transformer,
+    main_tensor,
+)
 from pytorch_grad_cam.scoring import describe
 
 __all__ = ["SUPPORTED_FAMILIES", "HF_IMPLEMENTATIONS", "Transformer", "AttentionCapture",
@@ -69,11 +75,11 @@ class AttentionCapture:
         runs: per chosen block, how often its attention module ran.
     """
 
-    attentions: List[Optional[torch.Tensor]]
-    outputs: List[Optional[torch.Tensor]] = field(default_factory=list)
-    last_output: Optional[torch.Tensor] = None
-    runs: List[int] = field(default_factory=list)
-    current: Optional[int] = None
+    attentions: list[torch.Tensor | None]
+    outputs: list[torch.Tensor | None] = field(default_factory=list)
+    last_output: torch.Tensor | None = None
+    runs: list[int] = field(default_factory=list)
+    current: int | None = None
 
     def release(self) -> None:
         """Drop the recorded tensors (and with them the autograd graph)."""
@@ -91,7 +97,7 @@ def _softmax(scores: torch.Tensor) -> torch.Tensor:
     return torch.softmax(scores, dim=-1)
 
 
-def _masked(scores: torch.Tensor, attn_mask: Optional[torch.Tensor], is_causal: bool) -> torch.Tensor:
+def _masked(scores: torch.Tensor, attn_mask: torch.Tensor | None, is_causal: bool) -> torch.Tensor:
     """Scores with a causal mask, a boolean mask (True: take part) or an
     additive float mask applied, as ``scaled_dot_product_attention`` does."""
     if is_causal:
@@ -110,7 +116,7 @@ class _Capture:
     """The per-call machinery of :func:`capture_attention`."""
 
     def __init__(self, record: AttentionCapture, kind: str,
-                 edit: Optional[Callable[[int, torch.Tensor], Optional[torch.Tensor]]]) -> None:
+                 edit: Callable[[int, torch.Tensor], torch.Tensor | None] | None) -> None:
         self.record = record
         self.kind = kind
         self.edit = edit
@@ -132,8 +138,8 @@ class _Capture:
         return probs
 
     def sdpa(self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
-             attn_mask: Optional[torch.Tensor] = None, dropout_p: float = 0.0,
-             is_causal: bool = False, scale: Optional[float] = None,
+             attn_mask: torch.Tensor | None = None, dropout_p: float = 0.0,
+             is_causal: bool = False, scale: float | None = None,
              enable_gqa: bool = False) -> torch.Tensor:
         """``F.scaled_dot_product_attention``, explicitly."""
         if enable_gqa and key.shape[-3] != query.shape[-3]:
@@ -147,7 +153,7 @@ class _Capture:
             probs = F.dropout(probs, p=dropout_p, training=True)
         return torch.matmul(self.store(probs), value)
 
-    def mha(self, *args: Any, **kwargs: Any) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+    def mha(self, *args: Any, **kwargs: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
         """``F.multi_head_attention_forward`` (inputs L x B x E), explicitly."""
         bound = _MHA_SIGNATURE.bind(*args, **kwargs)
         bound.apply_defaults()
@@ -201,7 +207,7 @@ class _CaptureMode(TorchFunctionMode):
         self.capture = capture
 
     def __torch_function__(self, func: Any, types: Any, args: Sequence[Any] = (),
-                           kwargs: Optional[Dict[str, Any]] = None) -> Any:
+                           kwargs: dict[str, Any] | None = None) -> Any:
         kwargs = kwargs or {}
         capture = self.capture
         if capture.record.current is not None and not capture.stored_this_run:
@@ -217,8 +223,8 @@ class _CaptureMode(TorchFunctionMode):
         return func(*args, **kwargs)
 
 
-def _with_input(args: Tuple[Any, ...], kwargs: Dict[str, Any],
-                change: Callable[[torch.Tensor], torch.Tensor]) -> Optional[Tuple[Any, Any]]:
+def _with_input(args: tuple[Any, ...], kwargs: dict[str, Any],
+                change: Callable[[torch.Tensor], torch.Tensor]) -> tuple[Any, Any] | None:
     """A block's (args, kwargs) with its token input (the first positional
     tensor, or ``hidden_states``) changed."""
     if args and isinstance(args[0], torch.Tensor):
@@ -228,7 +234,7 @@ def _with_input(args: Tuple[Any, ...], kwargs: Dict[str, Any],
     return None
 
 
-def _tokens(output: Any) -> Optional[torch.Tensor]:
+def _tokens(output: Any) -> torch.Tensor | None:
     """A block's output tokens (transformers 4.x blocks return tuples)."""
     if isinstance(output, torch.Tensor):
         return output
@@ -247,7 +253,7 @@ def _leaf(tensor: torch.Tensor) -> torch.Tensor:
 def capture_attention(transformer: Transformer, blocks: Sequence[int], *,
                       detach_inputs: bool = False, leaf_input: bool = False,
                       keep_outputs: bool = False,
-                      edit: Optional[Callable[[int, torch.Tensor], Optional[torch.Tensor]]] = None
+                      edit: Callable[[int, torch.Tensor], torch.Tensor | None] | None = None
                       ) -> Iterator[AttentionCapture]:
     """While the block runs, the forward passes of this thread record the
     attention probabilities of ``transformer.blocks[i]`` for every ``i`` of
@@ -315,7 +321,7 @@ def capture_attention(transformer: Transformer, blocks: Sequence[int], *,
             return _with_input(args, kwargs,
                                lambda x: x if x.requires_grad else _leaf(x))
 
-        def keep(position: Optional[int]) -> Callable[..., None]:
+        def keep(position: int | None) -> Callable[..., None]:
             def hook(module: torch.nn.Module, args: Any, output: Any) -> None:
                 if not mine():
                     return

@@ -19,13 +19,19 @@ They run BaseCAM's steps with the transformer blocks as target layers:
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 
-from pytorch_grad_cam.attention import (AttentionCapture, Transformer, capture_attention,
-                                        find_transformer, patch_grid)
+from pytorch_grad_cam.attention import (
+    AttentionCapture,
+    Transformer,
+    capture_attention,
+    find_transformer,
+    patch_grid,
+)
 from pytorch_grad_cam.base_cam import BaseCAM
 from pytorch_grad_cam.call_context import current_call
 from pytorch_grad_cam.legacy import LEGACY
@@ -64,8 +70,8 @@ class AttentionCAM(BaseCAM):
     detach_block_inputs = False
     keep_block_outputs = False
 
-    def __init__(self, model: torch.nn.Module, target_layers: Optional[Sequence[Any]] = None,
-                 reshape_transform: Optional[Callable] = None, **kwargs: Any) -> None:
+    def __init__(self, model: torch.nn.Module, target_layers: Sequence[Any] | None = None,
+                 reshape_transform: Callable | None = None, **kwargs: Any) -> None:
         #: the Vision Transformer found in the model (its family, blocks, head)
         self.transformer: Transformer = find_transformer(model)
         wanted = kwargs.get("uses_gradients")
@@ -85,13 +91,13 @@ class AttentionCAM(BaseCAM):
             self.target_layers_source = "table"
         #: the indices of the target blocks among the model's blocks, in
         #: forward order (``target_layers`` is reordered to match)
-        self.block_indices: List[int] = self._block_indices(self.target_layers)
+        self.block_indices: list[int] = self._block_indices(self.target_layers)
         self.target_layers = [self.transformer.blocks[i] for i in self.block_indices]
 
-    def _block_indices(self, layers: Sequence[torch.nn.Module]) -> List[int]:
+    def _block_indices(self, layers: Sequence[torch.nn.Module]) -> list[int]:
         names = {id(module): name for name, module in self.model.named_modules()}
         blocks = ", ".join(names.get(id(b), "?") for b in self.transformer.blocks[:2])
-        indices: Dict[int, int] = {}
+        indices: dict[int, int] = {}
         for position, layer in enumerate(layers):
             index = self.transformer.block_index(layer)
             if index is None:
@@ -108,7 +114,7 @@ class AttentionCAM(BaseCAM):
         return sorted(indices)
 
     # ------------------------------------------------------------- steps
-    def __call__(self, input_tensor: torch.Tensor, targets: Optional[Sequence[Callable]] = None,
+    def __call__(self, input_tensor: torch.Tensor, targets: Sequence[Callable] | None = None,
                  aug_smooth: bool = False, eigen_smooth: bool = False,
                  target_category: Any = LEGACY, **options: Any) -> np.ndarray:
         if eigen_smooth:
@@ -118,7 +124,7 @@ class AttentionCAM(BaseCAM):
         return super().__call__(input_tensor, targets, aug_smooth, False, target_category,
                                 **options)
 
-    def capture_options(self) -> Dict[str, Any]:
+    def capture_options(self) -> dict[str, Any]:
         """The options of this method's attention capture."""
         return {"detach_inputs": self.detach_block_inputs,
                 "leaf_input": self.uses_gradients and not self.detach_block_inputs,
@@ -141,7 +147,7 @@ class AttentionCAM(BaseCAM):
             if captured is not None:
                 captured.release()  # the attention tensors and their graph, at once
 
-    def record(self, input_tensor: torch.Tensor) -> Tuple[torch.Tensor, Any]:
+    def record(self, input_tensor: torch.Tensor) -> tuple[torch.Tensor, Any]:
         """Step 2: one forward pass with the attention probabilities of the
         target blocks captured (with autograd for the gradient methods,
         under ``torch.inference_mode`` otherwise)."""
@@ -164,13 +170,13 @@ class AttentionCAM(BaseCAM):
                                  f"{self.transformer.name}) {how}")
         return input_tensor, raw
 
-    def recorded_activations(self) -> List[Any]:
+    def recorded_activations(self) -> list[Any]:
         """The attention probabilities of the target blocks (B x heads x N x
         N each), the tensors the gradients are taken with respect to."""
         return list(self.capture().attentions)
 
-    def compute_cam_per_layer(self, input_tensor: torch.Tensor, targets: List[Callable],
-                              activations: List[Any], grads: List[Any],
+    def compute_cam_per_layer(self, input_tensor: torch.Tensor, targets: list[Callable],
+                              activations: list[Any], grads: list[Any],
                               eigen_smooth: bool) -> torch.Tensor:
         """Step 6: one map from all target blocks: the tokens' relevance
         (``token_relevance``), the prefix tokens dropped, the patch tokens
@@ -185,15 +191,15 @@ class AttentionCAM(BaseCAM):
         return scale_cam_image(torch.relu(cam), size)[:, None]
 
     # ------------------------------------------------------ method hooks
-    def empty_map_message(self, images: List[int]) -> str:
+    def empty_map_message(self, images: list[int]) -> str:
         return (f"the map is all zeros for image(s) {images}: every patch token has the same "
                 "relevance, or (for the gradient methods) the target score's gradient with "
                 "respect to the attention is nowhere positive, for example because the score "
                 "does not depend on the input (a classifier left at its initial zeros, as "
                 "torchvision's ViT head starts). Try another target or another method")
 
-    def token_relevance(self, attentions: List[torch.Tensor],
-                        grads: List[Optional[torch.Tensor]]) -> torch.Tensor:
+    def token_relevance(self, attentions: list[torch.Tensor],
+                        grads: list[torch.Tensor | None]) -> torch.Tensor:
         """The method's idea: B x N, one relevance per token (prefix tokens
         included), from the target blocks' attention probabilities
         (B x heads x N x N, in forward order) and, for the gradient

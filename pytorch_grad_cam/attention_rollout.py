@@ -1,5 +1,6 @@
 import numbers
-from typing import Any, Callable, List, Optional, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 
@@ -60,8 +61,8 @@ class AttentionRollout(AttentionCAM):
 
     uses_gradients = False
 
-    def __init__(self, model: torch.nn.Module, target_layers: Optional[Sequence[Any]] = None,
-                 reshape_transform: Optional[Callable] = None, *, head_fusion: str = "mean",
+    def __init__(self, model: torch.nn.Module, target_layers: Sequence[Any] | None = None,
+                 reshape_transform: Callable | None = None, *, head_fusion: str = "mean",
                  discard_ratio: float = 0.0, **kwargs: Any) -> None:
         if not isinstance(head_fusion, str) or head_fusion not in HEAD_FUSIONS:
             raise ValueError(f"head_fusion must be one of {', '.join(map(repr, HEAD_FUSIONS))}, "
@@ -99,19 +100,16 @@ class AttentionRollout(AttentionCAM):
         weakest = ranked.topk(discarded, dim=1, largest=False).indices
         return flat.scatter(1, weakest, 0.0).reshape(batch, tokens, tokens)
 
-    def token_relevance(self, attentions: List[torch.Tensor],
-                        grads: List[Optional[torch.Tensor]]) -> torch.Tensor:
+    def token_relevance(self, attentions: list[torch.Tensor],
+                        grads: list[torch.Tensor | None]) -> torch.Tensor:
         # the map is one row of the product M_L ... M_1 (the class token's, or
         # the mean of the rows): that row times M_L, then M_{L-1}, ..., a
         # vector-matrix product per block instead of a matrix product
-        row: Optional[torch.Tensor] = None
+        row: torch.Tensor | None = None
         for attention in reversed(attentions):
             fused = self.discard(self.fuse(attention.float()))
             mixed = (fused + self.identity(fused)) / 2
             mixed = mixed / mixed.sum(dim=-1, keepdim=True)
-            if row is None:
-                row = self.query_row(mixed)
-            else:
-                row = torch.bmm(row[:, None], mixed)[:, 0]
+            row = self.query_row(mixed) if row is None else torch.bmm(row[:, None], mixed)[:, 0]
         assert row is not None  # at least one target block
         return row

@@ -1,6 +1,7 @@
 """Test-time augmentation (``aug_smooth=True``): the maps of augmented
 copies of the input, de-augmented and averaged."""
-from typing import Any, Callable, List, Optional, Sequence, Tuple
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 
@@ -9,9 +10,9 @@ from pytorch_grad_cam.legacy import augmented_targets
 __all__ = ["augmentation_smoothing"]
 
 
-def augmentation_smoothing(forward: Callable[[torch.Tensor, Any], Tuple[torch.Tensor, Any]],
+def augmentation_smoothing(forward: Callable[[torch.Tensor, Any], tuple[torch.Tensor, Any]],
                            transforms: Sequence[Any], batch_size: int,
-                           input_tensor: torch.Tensor, targets: Any) -> Tuple[torch.Tensor, Any]:
+                           input_tensor: torch.Tensor, targets: Any) -> tuple[torch.Tensor, Any]:
     """(the mean of the de-augmented maps, the model's outputs of every
     augmented copy, transform by transform, or None when they are not
     tensors).
@@ -28,8 +29,8 @@ def augmentation_smoothing(forward: Callable[[torch.Tensor, Any], Tuple[torch.Te
     transforms = list(transforms)
     batch = input_tensor.shape[0]
     group = max(1, batch_size // batch)
-    result: Optional[torch.Tensor] = None
-    outputs: List[Any] = []
+    result: torch.Tensor | None = None
+    outputs: list[Any] = []
     for first in range(0, len(transforms), group):
         chosen = transforms[first:first + group]
         augmented = torch.cat([t.augment_image(input_tensor) for t in chosen], dim=0)

@@ -47,33 +47,64 @@ exactly, also when an exception is raised anywhere in the call.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 import ttach as tta
 
 from pytorch_grad_cam.activations_and_gradients import (
-    ActivationsAndGradients, detach_output, output_leaves, regroup)
+    ActivationsAndGradients,
+    detach_output,
+    output_leaves,
+    regroup,
+)
 from pytorch_grad_cam.aug_smoothing import augmentation_smoothing
 from pytorch_grad_cam.call_context import (
-    CallContext, PerThread, ReleaseOnExit, current_call, open_call, running_call, working_float)
-from pytorch_grad_cam.legacy import (LEGACY, check_call_targets, legacy_call_targets,
-                                     legacy_constructor_args, legacy_device, repeated_targets)
-from pytorch_grad_cam.model_state import model_state_guard
-from pytorch_grad_cam.registry import registered_methods
-from pytorch_grad_cam.scoring import (
-    PerturbationPasses, check_input_tensor, check_targets_against_outputs, describe, given,
-    model_device, prepare_input, resolve_targets, select_output, target_scores)
-from pytorch_grad_cam.target_layers import (
-    check_target_layers, choose_target_layers, earlier_layer_hint, layer_output_as_bchw,
-    resolve_target_layers)
-from pytorch_grad_cam.utils.image import scale_cam_image
-from pytorch_grad_cam.utils.svd_on_activations import get_2d_projection
-from pytorch_grad_cam.warn import warn_at_caller
+    CallContext,
+    PerThread,
+    ReleaseOnExit,
+    current_call,
+    open_call,
+    running_call,
+    working_float,
+)
+from pytorch_grad_cam.legacy import (
+    LEGACY,
+    check_call_targets,
+    legacy_call_targets,
+    legacy_constructor_args,
+    legacy_device,
+    repeated_targets,
+)
 
 # its name here, where it was defined before it moved to model_state.py
 from pytorch_grad_cam.model_state import all_modules as _all_modules  # noqa: F401
+from pytorch_grad_cam.model_state import model_state_guard
+from pytorch_grad_cam.registry import registered_methods
+from pytorch_grad_cam.scoring import (
+    PerturbationPasses,
+    check_input_tensor,
+    check_targets_against_outputs,
+    describe,
+    given,
+    model_device,
+    prepare_input,
+    resolve_targets,
+    select_output,
+    target_scores,
+)
+from pytorch_grad_cam.target_layers import (
+    check_target_layers,
+    choose_target_layers,
+    earlier_layer_hint,
+    layer_output_as_bchw,
+    resolve_target_layers,
+)
+from pytorch_grad_cam.utils.image import scale_cam_image
+from pytorch_grad_cam.utils.svd_on_activations import get_2d_projection
+from pytorch_grad_cam.warn import warn_at_caller
 
 __all__ = ["BaseCAM", "CallContext", "current_call", "open_call", "model_state_guard",
            "check_target_layers", "resolve_target_layers", "warn_at_caller", "select_output",
@@ -121,7 +152,7 @@ class BaseCAM(ReleaseOnExit, PerturbationPasses):
     #: activations (EigenCAM), not their sum over the channels
     projects = False
     #: names of the extra keyword options a call takes (``cam(x, alpha=...)``)
-    call_options: Tuple[str, ...] = ()
+    call_options: tuple[str, ...] = ()
     #: True for a method whose map is a differentiable function of the
     #: activations and their gradients, so that ``differentiable_maps``
     #: can return it with its autograd graph
@@ -132,17 +163,17 @@ class BaseCAM(ReleaseOnExit, PerturbationPasses):
 
     def __init__(self,
                  model: torch.nn.Module,
-                 target_layers: Optional[Sequence[Any]] = None,
-                 reshape_transform: Optional[Callable] = None,
+                 target_layers: Sequence[Any] | None = None,
+                 reshape_transform: Callable | None = None,
                  compute_input_gradient: bool = False,
-                 uses_gradients: Optional[bool] = None,
-                 tta_transforms: Optional[tta.Compose] = None,
-                 batch_size: Optional[int] = None,
+                 uses_gradients: bool | None = None,
+                 tta_transforms: tta.Compose | None = None,
+                 batch_size: int | None = None,
                  progress: bool = True,
-                 output_selector: Optional[Callable] = None,
+                 output_selector: Callable | None = None,
                  *,
-                 target_layer: Optional[torch.nn.Module] = None,
-                 use_cuda: Optional[bool] = None) -> None:
+                 target_layer: torch.nn.Module | None = None,
+                 use_cuda: bool | None = None) -> None:
         if not isinstance(model, torch.nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {given(model)}")
         target_layers, reshape_transform, use_cuda = legacy_constructor_args(
@@ -175,7 +206,7 @@ class BaseCAM(ReleaseOnExit, PerturbationPasses):
         self._warned_empty = False
 
     # ------------------------------------------------------------------ API
-    def __call__(self, input_tensor: torch.Tensor, targets: Optional[Sequence[Callable]] = None,
+    def __call__(self, input_tensor: torch.Tensor, targets: Sequence[Callable] | None = None,
                  aug_smooth: bool = False, eigen_smooth: bool = False,
                  target_category: Any = LEGACY, **options: Any) -> np.ndarray:
         """One map per image: float32 numpy array B x H x W (B x D x H x W
@@ -195,7 +226,7 @@ class BaseCAM(ReleaseOnExit, PerturbationPasses):
         return result
 
     def differentiable_maps(self, input_tensor: torch.Tensor,
-                            targets: Optional[Sequence[Callable]] = None,
+                            targets: Sequence[Callable] | None = None,
                             aug_smooth: bool = False, **options: Any) -> torch.Tensor:
         """The maps as a torch tensor that carries the autograd graph to the
         model's parameters, for losses on the maps during training.
@@ -256,8 +287,8 @@ class BaseCAM(ReleaseOnExit, PerturbationPasses):
             return self.forward(input_tensor, targets)
 
     def _start_call(self, input_tensor: Any, targets: Any, aug_smooth: bool,
-                    target_category: Any, options: Dict[str, Any]
-                    ) -> Tuple[CallContext, torch.Tensor, Any]:
+                    target_category: Any, options: dict[str, Any]
+                    ) -> tuple[CallContext, torch.Tensor, Any]:
         """The checks of a call, before any work: its context, the input
         on the model's device and the targets."""
         targets = legacy_call_targets(targets, target_category)
@@ -275,7 +306,7 @@ class BaseCAM(ReleaseOnExit, PerturbationPasses):
                              f"{tuple(input_tensor.shape)}")
         return context, input_tensor, targets
 
-    def check_call_options(self, options: Dict[str, Any]) -> Dict[str, Any]:
+    def check_call_options(self, options: dict[str, Any]) -> dict[str, Any]:
         """The checked per-call options (a method with ``call_options``
         overrides this)."""
         return dict(options)
@@ -285,7 +316,7 @@ class BaseCAM(ReleaseOnExit, PerturbationPasses):
         """The tensor of scores inside a model output."""
         return select_output(output, self.output_selector)
 
-    def resolve_targets(self, targets: Any, outputs: Any, batch: int) -> List[Callable]:
+    def resolve_targets(self, targets: Any, outputs: Any, batch: int) -> list[Callable]:
         """Per-image target callables; None means each image's top class."""
         return resolve_targets(repeated_targets(targets, batch), outputs, batch)
 
@@ -294,7 +325,7 @@ class BaseCAM(ReleaseOnExit, PerturbationPasses):
         """The scalar score of every image (a 1-D tensor)."""
         return target_scores(targets, outputs)
 
-    def record(self, input_tensor: torch.Tensor) -> Tuple[torch.Tensor, Any]:
+    def record(self, input_tensor: torch.Tensor) -> tuple[torch.Tensor, Any]:
         """Step 2: the forward pass recording the target layers' outputs
         (the call's ``recording``); returns the input as autograd sees it
         and the model's raw output."""
@@ -314,7 +345,7 @@ class BaseCAM(ReleaseOnExit, PerturbationPasses):
                                  "that the forward pass uses")
         return input_tensor, raw
 
-    def recorded_activations(self) -> List[Any]:
+    def recorded_activations(self) -> list[Any]:
         """The outputs of the target layers that the call's last ``record``
         saw, each a tensor or a structure of tensors as the layer returned
         it (every entry is set: ``record`` raises for a layer never
@@ -351,7 +382,7 @@ class BaseCAM(ReleaseOnExit, PerturbationPasses):
                         computed = [g.detach() for g in computed]
                 if self.compute_input_gradient:
                     context.input_gradient = computed.pop()
-                grads: List[Any] = regroup(computed, activations)
+                grads: list[Any] = regroup(computed, activations)
             else:
                 grads = [None] * len(activations)
                 # the targets are checked once here, before any perturbation pass
@@ -380,7 +411,7 @@ class BaseCAM(ReleaseOnExit, PerturbationPasses):
                 self._to_bchw(detach_output(activation), index, "activations", batch, spatial)
 
     def compute_gradients(self, scores: torch.Tensor,
-                          inputs: Sequence[Any]) -> List[Any]:
+                          inputs: Sequence[Any]) -> list[Any]:
         """Step 4: gradients of the summed target scores with respect to
         ``inputs``: the recorded outputs of the target layers (their raw
         layout, before ``reshape_transform``; ``forward`` passes the
@@ -421,9 +452,9 @@ class BaseCAM(ReleaseOnExit, PerturbationPasses):
         return self._to_bchw(tensor, current_call().layer_index, "gradients",
                              input_tensor.shape[0], input_tensor.dim() - 2)
 
-    def compute_cam_per_layer(self, input_tensor: torch.Tensor, targets: List[Callable],
-                              activations: List[Any],
-                              grads: List[Any],
+    def compute_cam_per_layer(self, input_tensor: torch.Tensor, targets: list[Callable],
+                              activations: list[Any],
+                              grads: list[Any],
                               eigen_smooth: bool) -> torch.Tensor:
         """Step 6: B x layers x H x W, every layer's map ReLU'd, normalised
         and scaled to the input size. ``activations`` and ``grads``: per
@@ -467,7 +498,7 @@ class BaseCAM(ReleaseOnExit, PerturbationPasses):
             warn_at_caller(self.empty_map_message(empty) + " (shown once per CAM object).",
                            RuntimeWarning)
 
-    def empty_map_message(self, images: List[int]) -> str:
+    def empty_map_message(self, images: list[int]) -> str:
         """Why the maps of ``images`` may be all zeros and what to try (a
         method whose maps come from elsewhere than a layer's channels
         overrides this)."""
@@ -478,8 +509,8 @@ class BaseCAM(ReleaseOnExit, PerturbationPasses):
 
     # ------------------------------------------------------ method hooks
     def get_cam_weights(self, input_tensor: torch.Tensor, target_layer: torch.nn.Module,
-                        targets: List[Callable], activations: torch.Tensor,
-                        grads: Optional[torch.Tensor]) -> torch.Tensor:
+                        targets: list[Callable], activations: torch.Tensor,
+                        grads: torch.Tensor | None) -> torch.Tensor:
         """Step 5: B x C weights of the activations' channels, the method's
         idea."""
         raise NotImplementedError
@@ -493,9 +524,9 @@ class BaseCAM(ReleaseOnExit, PerturbationPasses):
         raise NotImplementedError
 
     def get_weighted_activations(self, input_tensor: torch.Tensor,
-                                 target_layer: torch.nn.Module, targets: List[Callable],
+                                 target_layer: torch.nn.Module, targets: list[Callable],
                                  activations: torch.Tensor,
-                                 grads: Optional[torch.Tensor]) -> torch.Tensor:
+                                 grads: torch.Tensor | None) -> torch.Tensor:
         """B x C x H x W: the activations weighted by ``weigh`` where a
         method overrides it, else by the channel weights of
         ``get_cam_weights``. (An override of this method, the name of
@@ -514,8 +545,8 @@ class BaseCAM(ReleaseOnExit, PerturbationPasses):
         return get_2d_projection(weighted)
 
     def get_cam_image(self, input_tensor: torch.Tensor, target_layer: torch.nn.Module,
-                      targets: List[Callable], activations: torch.Tensor,
-                      grads: Optional[torch.Tensor], eigen_smooth: bool = False) -> torch.Tensor:
+                      targets: list[Callable], activations: torch.Tensor,
+                      grads: torch.Tensor | None, eigen_smooth: bool = False) -> torch.Tensor:
         """B x H x W map of one layer (before ReLU and scaling): the sum of
         the weighted activations over the channels, or their projection
         with ``eigen_smooth`` (and for methods that always project)."""
@@ -531,7 +562,7 @@ class BaseCAM(ReleaseOnExit, PerturbationPasses):
         """Test-time augmentation: the maps of the augmented copies (the
         ``tta_transforms``), run ``batch_size`` images at a time,
         de-augmented and averaged (``aug_smoothing.augmentation_smoothing``)."""
-        def forward(images: torch.Tensor, chosen: Any) -> Tuple[torch.Tensor, Any]:
+        def forward(images: torch.Tensor, chosen: Any) -> tuple[torch.Tensor, Any]:
             return self.forward(images, chosen, eigen_smooth), current_call().outputs
 
         result, outputs = augmentation_smoothing(forward, self.tta_transforms, self.batch_size,

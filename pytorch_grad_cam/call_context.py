@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import threading
 import weakref
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import (Any, Callable, Dict, Generic, Iterator, List, Literal, Optional, TypeVar,
-                    overload)
+from typing import Any, Generic, Literal, TypeVar, overload
 
 import torch
 
@@ -51,11 +51,11 @@ class PerThread(Generic[_T]):
         self.name = name
 
     @overload
-    def __get__(self, obj: None, objtype: Any = None) -> "PerThread[_T]": ...
+    def __get__(self, obj: None, objtype: Any = None) -> PerThread[_T]: ...
     @overload
     def __get__(self, obj: object, objtype: Any = None) -> _T: ...
 
-    def __get__(self, obj: Optional[object], objtype: Any = None) -> Any:
+    def __get__(self, obj: object | None, objtype: Any = None) -> Any:
         if obj is None:
             return self
         table = getattr(_THREAD_VALUES, "table", None)
@@ -112,19 +112,19 @@ class CallContext:
             gradients are taken with ``create_graph=True``.
     """
 
-    options: Dict[str, Any] = field(default_factory=dict)
-    input_tensor: Optional[torch.Tensor] = None
-    targets: List[Callable] = field(default_factory=list)
+    options: dict[str, Any] = field(default_factory=dict)
+    input_tensor: torch.Tensor | None = None
+    targets: list[Callable] = field(default_factory=list)
     outputs: Any = None
-    activations: List[torch.Tensor] = field(default_factory=list)
-    recording: Optional[Recording] = None
-    input_gradient: Optional[torch.Tensor] = None
+    activations: list[torch.Tensor] = field(default_factory=list)
+    recording: Recording | None = None
+    input_gradient: torch.Tensor | None = None
     layer_index: int = 0
-    state: Dict[str, Any] = field(default_factory=dict)
+    state: dict[str, Any] = field(default_factory=dict)
     differentiable: bool = False
 
 
-_CURRENT_CALL: ContextVar[Optional[CallContext]] = ContextVar("pytorch_grad_cam_call",
+_CURRENT_CALL: ContextVar[CallContext | None] = ContextVar("pytorch_grad_cam_call",
                                                               default=None)
 
 
@@ -138,7 +138,7 @@ def working_float(tensor: torch.Tensor) -> torch.Tensor:
     return tensor.float()
 
 
-def running_call() -> Optional[CallContext]:
+def running_call() -> CallContext | None:
     """The context of the CAM call that is running in this thread, or None
     outside a call."""
     return _CURRENT_CALL.get()

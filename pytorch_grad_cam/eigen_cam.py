@@ -1,10 +1,10 @@
-from typing import Callable, List, Optional
+from collections.abc import Callable
 
 import torch
 
 from pytorch_grad_cam.base_cam import BaseCAM
-from pytorch_grad_cam.utils.svd_on_activations import get_2d_projection
 from pytorch_grad_cam.registry import register_method
+from pytorch_grad_cam.utils.svd_on_activations import get_2d_projection
 
 
 @register_method("eigencam", class_specific=False)
@@ -37,8 +37,8 @@ class EigenCAM(BaseCAM):
     projects = True
 
     def get_cam_weights(self, input_tensor: torch.Tensor, target_layer: torch.nn.Module,
-                        targets: List[Callable], activations: torch.Tensor,
-                        grads: Optional[torch.Tensor]) -> torch.Tensor:
+                        targets: list[Callable], activations: torch.Tensor,
+                        grads: torch.Tensor | None) -> torch.Tensor:
         # every channel as it is: O is the activations themselves
         return activations.new_ones(activations.shape[:2])
 

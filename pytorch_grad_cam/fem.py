@@ -1,4 +1,5 @@
-from typing import Any, Callable, List, Optional
+from collections.abc import Callable
+from typing import Any
 
 import torch
 
@@ -35,8 +36,8 @@ class FEM(BaseCAM):
     uses_gradients = False
 
     def __init__(self, model: torch.nn.Module,
-                 target_layers: Optional[List[torch.nn.Module]] = None,
-                 reshape_transform: Optional[Callable] = None, k: float = 2.0,
+                 target_layers: list[torch.nn.Module] | None = None,
+                 reshape_transform: Callable | None = None, k: float = 2.0,
                  **kwargs: Any) -> None:
         if isinstance(k, bool) or not isinstance(k, (int, float)):
             raise TypeError(f"k must be a number (standard deviations), got {k!r}")
@@ -44,9 +45,9 @@ class FEM(BaseCAM):
         self.k = float(k)
 
     def get_weighted_activations(self, input_tensor: torch.Tensor,
-                                 target_layer: torch.nn.Module, targets: List[Callable],
+                                 target_layer: torch.nn.Module, targets: list[Callable],
                                  activations: torch.Tensor,
-                                 grads: Optional[torch.Tensor]) -> torch.Tensor:
+                                 grads: torch.Tensor | None) -> torch.Tensor:
         flat = activations.flatten(2)
         means = flat.mean(dim=2)
         stds = flat.std(dim=2, correction=0)

@@ -1,4 +1,5 @@
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -6,8 +7,8 @@ import torch
 from pytorch_grad_cam.call_context import current_call
 from pytorch_grad_cam.grad_cam import GradCAM
 from pytorch_grad_cam.meta_cam import MetaCAM
-from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget, FinerWeightedTarget
 from pytorch_grad_cam.registry import register_method
+from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget, FinerWeightedTarget
 
 
 @register_method("finercam")
@@ -55,17 +56,17 @@ class FinerCAM(MetaCAM):
     call_options = ("alpha", "comparison_categories", "target_idx")
 
     def __init__(self, model: torch.nn.Module,
-                 target_layers: Optional[List[torch.nn.Module]] = None,
-                 reshape_transform: Optional[Callable] = None, base_method: Optional[type] = None,
+                 target_layers: list[torch.nn.Module] | None = None,
+                 reshape_transform: Callable | None = None, base_method: type | None = None,
                  alpha: float = 1.0, comparison_categories: Sequence[int] = (1, 2, 3),
-                 target_idx: Optional[int] = None, **kwargs: Any) -> None:
+                 target_idx: int | None = None, **kwargs: Any) -> None:
         #: the options of every call: (alpha, comparison ranks, target_idx)
         self.finer_options = self._check_options(alpha, comparison_categories, target_idx)
         super().__init__(model, target_layers, reshape_transform, **kwargs)
 
     @staticmethod
-    def _check_options(alpha: float, comparison_categories: Union[int, Sequence[int]],
-                       target_idx: Optional[int]) -> Tuple[float, List[int], Optional[int]]:
+    def _check_options(alpha: float, comparison_categories: int | Sequence[int],
+                       target_idx: int | None) -> tuple[float, list[int], int | None]:
         if isinstance(alpha, bool) or not isinstance(alpha, (int, float)):
             raise TypeError(f"alpha must be a number, got {alpha!r}")
         if isinstance(comparison_categories, (int, np.integer)):
@@ -82,12 +83,12 @@ class FinerCAM(MetaCAM):
         return float(alpha), [int(r) for r in ranks], (None if target_idx is None
                                                        else int(target_idx))
 
-    def check_call_options(self, options: Dict[str, Any]) -> Dict[str, Any]:
-        merged: List[Any] = [default if options.get(name) is None else options[name]
+    def check_call_options(self, options: dict[str, Any]) -> dict[str, Any]:
+        merged: list[Any] = [default if options.get(name) is None else options[name]
                              for name, default in zip(self.call_options, self.finer_options)]
         return {"finer": self._check_options(*merged)}
 
-    def resolve_targets(self, targets: Any, outputs: Any, batch: int) -> List[Callable]:
+    def resolve_targets(self, targets: Any, outputs: Any, batch: int) -> list[Callable]:
         alpha, ranks, target_idx = current_call().options.get("finer", self.finer_options)
         if targets is None and target_idx is not None:
             targets = [ClassifierOutputTarget(target_idx)] * batch
@@ -100,7 +101,7 @@ class FinerCAM(MetaCAM):
                              "FinerWeightedTarget targets explicitly")
         scores = outputs.detach().float()
         classes = scores.shape[1]
-        resolved: List[Callable] = []
+        resolved: list[Callable] = []
         for index, target in enumerate(targets):
             if type(target) is not ClassifierOutputTarget:
                 resolved.append(target)

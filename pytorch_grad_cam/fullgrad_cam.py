@@ -1,4 +1,5 @@
-from typing import Any, Callable, List, Optional, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -14,15 +15,15 @@ _BATCH_NORMS = (torch.nn.BatchNorm2d, torch.nn.BatchNorm3d)
 _MODES = {2: "bilinear", 3: "trilinear"}
 
 
-def bias_layers(model: torch.nn.Module) -> List[torch.nn.Module]:
+def bias_layers(model: torch.nn.Module) -> list[torch.nn.Module]:
     """The modules whose bias FullGrad explains: 2D/3D convolutions with a
     bias, and 2D/3D batch norms with running statistics (in eval mode their
     implicit bias is beta - mu * gamma / sqrt(var + eps))."""
-    layers: List[torch.nn.Module] = []
+    layers: list[torch.nn.Module] = []
     for module in model.modules():
-        if isinstance(module, _CONVOLUTIONS) and module.bias is not None:
-            layers.append(module)
-        elif isinstance(module, _BATCH_NORMS) and module.running_mean is not None:
+        has_bias = isinstance(module, _CONVOLUTIONS) and module.bias is not None
+        has_statistics = isinstance(module, _BATCH_NORMS) and module.running_mean is not None
+        if has_bias or has_statistics:
             layers.append(module)
     return layers
 
@@ -96,8 +97,8 @@ class FullGrad(BaseCAM):
     uses_target_layers = False
 
     def __init__(self, model: torch.nn.Module,
-                 target_layers: Optional[List[torch.nn.Module]] = None,
-                 reshape_transform: Optional[Callable] = None, **kwargs: Any) -> None:
+                 target_layers: list[torch.nn.Module] | None = None,
+                 reshape_transform: Callable | None = None, **kwargs: Any) -> None:
         kwargs["compute_input_gradient"] = True
         super().__init__(model, target_layers, reshape_transform, **kwargs)
         if target_layers is not None or reshape_transform is not None:
@@ -109,9 +110,9 @@ class FullGrad(BaseCAM):
         self.activations_and_grads = ActivationsAndGradients(self.model, self.target_layers,
                                                              every_call=True)
 
-    def compute_cam_per_layer(self, input_tensor: torch.Tensor, targets: List[Callable],
-                              activations: List[torch.Tensor],
-                              grads: List[Optional[torch.Tensor]],
+    def compute_cam_per_layer(self, input_tensor: torch.Tensor, targets: list[Callable],
+                              activations: list[torch.Tensor],
+                              grads: list[torch.Tensor | None],
                               eigen_smooth: bool) -> torch.Tensor:
         size = tuple(input_tensor.shape[2:])
         spatial = len(size)

@@ -1,4 +1,4 @@
-from typing import Callable, List, Optional
+from collections.abc import Callable
 
 import torch
 
@@ -19,7 +19,7 @@ class GradCAM(BaseCAM):
     differentiable = True  # differentiable_maps(): the map carries the autograd graph
 
     def get_cam_weights(self, input_tensor: torch.Tensor, target_layer: torch.nn.Module,
-                        targets: List[Callable], activations: torch.Tensor,
-                        grads: Optional[torch.Tensor]) -> torch.Tensor:
+                        targets: list[Callable], activations: torch.Tensor,
+                        grads: torch.Tensor | None) -> torch.Tensor:
         assert grads is not None  # uses_gradients: the base step passes the gradients
         return grads.flatten(2).mean(dim=2)

@@ -1,4 +1,3 @@
-from typing import List, Optional
 
 import torch
 
@@ -43,8 +42,8 @@ class GradientWeightedAttention(AttentionCAM):
     the map with it).
     """
 
-    def token_relevance(self, attentions: List[torch.Tensor],
-                        grads: List[Optional[torch.Tensor]]) -> torch.Tensor:
+    def token_relevance(self, attentions: list[torch.Tensor],
+                        grads: list[torch.Tensor | None]) -> torch.Tensor:
         relevance = self.identity(attentions[0].float()).clone()
         for attention, grad in zip(attentions, grads):
             assert grad is not None  # uses_gradients

@@ -8,8 +8,9 @@ objects, with their own ``inplace`` flags), also when an exception is
 raised.
 """
 import warnings
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, Callable, Iterator, List, Optional, Sequence, Union
+from typing import Any
 
 import numpy as np
 import torch
@@ -17,7 +18,13 @@ import torch
 from pytorch_grad_cam.activations_and_gradients import hook_handles, owned_hooks
 from pytorch_grad_cam.model_state import model_state_guard
 from pytorch_grad_cam.scoring import (
-    check_targets, model_device, prepare_input, resolve_targets, select_output, target_scores)
+    check_targets,
+    model_device,
+    prepare_input,
+    resolve_targets,
+    select_output,
+    target_scores,
+)
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
 GUIDED_ACTIVATIONS = (torch.nn.ReLU, torch.nn.ReLU6)
@@ -89,9 +96,9 @@ class GuidedBackpropReLUModel:
     return value, so ``deprocess_image(cam_mask * gb)`` keeps working).
     """
 
-    def __init__(self, model: torch.nn.Module, device: Union[str, torch.device, bool, None] = None,
-                 output_selector: Optional[Callable] = None, *,
-                 use_cuda: Optional[bool] = None) -> None:
+    def __init__(self, model: torch.nn.Module, device: str | torch.device | bool | None = None,
+                 output_selector: Callable | None = None, *,
+                 use_cuda: bool | None = None) -> None:
         if output_selector is not None and not callable(output_selector):
             raise TypeError(f"output_selector must be callable or None, "
                             f"got {type(output_selector).__name__}")
@@ -117,12 +124,12 @@ class GuidedBackpropReLUModel:
         return self.model(input_img)
 
     def __call__(self, input_img: torch.Tensor,
-                 target_category: Union[int, Sequence[int], None] = None,
-                 targets: Optional[Sequence[Callable]] = None) -> np.ndarray:
+                 target_category: int | Sequence[int] | None = None,
+                 targets: Sequence[Callable] | None = None) -> np.ndarray:
         x = prepare_input(input_img, self.model, "input_img", volumes=False)
         batch = x.shape[0]
         if targets is None and target_category is not None:
-            categories: List[Any] = (list(target_category)
+            categories: list[Any] = (list(target_category)
                                      if isinstance(target_category, (list, tuple))
                                      else [target_category] * batch)
             targets = [ClassifierOutputTarget(int(c)) for c in categories]

@@ -1,10 +1,10 @@
 """IS-CAM: integrated Score-CAM."""
-from typing import Any, List, Optional
+from typing import Any
 
 import torch
 
-from pytorch_grad_cam.sscam import SampledScoreCAM
 from pytorch_grad_cam.registry import register_method
+from pytorch_grad_cam.sscam import SampledScoreCAM
 
 
 @register_method("iscam", sampling=True)
@@ -37,7 +37,7 @@ class ISCAM(SampledScoreCAM):
     progress_label = "ISCAM"
 
     def __init__(self, model: torch.nn.Module,
-                 target_layers: Optional[List[torch.nn.Module]] = None, *args: Any,
+                 target_layers: list[torch.nn.Module] | None = None, *args: Any,
                  n_samples: int = 10, seed: int = 0, **kwargs: Any) -> None:
         super().__init__(model, target_layers, *args, n_samples=n_samples, seed=seed, **kwargs)
 

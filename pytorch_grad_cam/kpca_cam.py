@@ -1,10 +1,11 @@
-from typing import Any, Callable, List, Optional
+from collections.abc import Callable
+from typing import Any
 
 import torch
 
 from pytorch_grad_cam.eigen_cam import EigenCAM
-from pytorch_grad_cam.utils.svd_on_activations import _KERNELS, get_2d_projection_kernel
 from pytorch_grad_cam.registry import register_method
+from pytorch_grad_cam.utils.svd_on_activations import _KERNELS, get_2d_projection_kernel
 
 
 @register_method("kpcacam", class_specific=False)
@@ -37,9 +38,9 @@ class KPCA_CAM(EigenCAM):
     """
 
     def __init__(self, model: torch.nn.Module,
-                 target_layers: Optional[List[torch.nn.Module]] = None,
-                 reshape_transform: Optional[Callable] = None, kernel: str = "sigmoid",
-                 gamma: Optional[float] = None, **kwargs: Any) -> None:
+                 target_layers: list[torch.nn.Module] | None = None,
+                 reshape_transform: Callable | None = None, kernel: str = "sigmoid",
+                 gamma: float | None = None, **kwargs: Any) -> None:
         if kernel not in _KERNELS:
             raise ValueError(f"kernel must be one of {', '.join(_KERNELS)}, got {kernel!r}")
         if gamma is not None and (isinstance(gamma, bool) or not isinstance(gamma, (int, float))

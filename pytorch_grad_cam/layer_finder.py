@@ -32,8 +32,9 @@ is searched through its original module (``models.compiled``).
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any
 
 import torch
 
@@ -41,8 +42,7 @@ from pytorch_grad_cam.models.compiled import check_not_torchscript, unwrap_compi
 from pytorch_grad_cam.models.families import default_layers_row, reshape_transform_for
 from pytorch_grad_cam.models.paths import LayerError, resolve_layers
 from pytorch_grad_cam.models.probe import Probe, ProbeFailure, Seen, probe, probe_input_size
-from pytorch_grad_cam.models.tokens import (ChannelsLast, TokenGrid, output_layout,
-                                            stated_prefix_tokens)
+from pytorch_grad_cam.models.tokens import ChannelsLast, TokenGrid, output_layout, stated_prefix_tokens
 from pytorch_grad_cam.scoring import model_device, select_output
 
 __all__ = ["FoundLayers", "TokenGrid", "ChannelsLast", "find_target_layers", "locate_layers",
@@ -66,11 +66,11 @@ class FoundLayers:
             finished them.
     """
 
-    layers: List[torch.nn.Module]
-    names: List[str]
-    reshape_transform: Optional[Callable[[torch.Tensor], torch.Tensor]]
+    layers: list[torch.nn.Module]
+    names: list[str]
+    reshape_transform: Callable[[torch.Tensor], torch.Tensor] | None
     source: str
-    candidates: Tuple[Tuple[str, Tuple[int, ...], bool], ...] = ()
+    candidates: tuple[tuple[str, tuple[int, ...], bool], ...] = ()
 
 
 def check_hookable(model: Any) -> None:
@@ -80,7 +80,7 @@ def check_hookable(model: Any) -> None:
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
 
 
-def _top_score(output_selector: Optional[Callable]) -> Callable[[Any], torch.Tensor]:
+def _top_score(output_selector: Callable | None) -> Callable[[Any], torch.Tensor]:
     """The probe's score: the first image's top score of the model's output."""
 
     def score(output: Any) -> torch.Tensor:
@@ -94,7 +94,7 @@ def _top_score(output_selector: Optional[Callable]) -> Callable[[Any], torch.Ten
     return score
 
 
-def _probe(model: torch.nn.Module, output_selector: Optional[Callable]) -> Probe:
+def _probe(model: torch.nn.Module, output_selector: Callable | None) -> Probe:
     """The probe (``models.probe.probe``) of a model the table does not
     know: one forward pass of a random image of the model's input size
     with hooks on every module, and the gradient of the top score with
@@ -121,8 +121,8 @@ def _inside_attention(name: str) -> bool:
                for part in name.split(".")[:-1])
 
 
-def _reaches(grad: Optional[torch.Tensor], output: torch.Tensor,
-             transform: Optional[Callable[[torch.Tensor], torch.Tensor]]) -> bool:
+def _reaches(grad: torch.Tensor | None, output: torch.Tensor,
+             transform: Callable[[torch.Tensor], torch.Tensor] | None) -> bool:
     """The score's gradient is non-zero at two positions or more."""
     if grad is None:
         return False
@@ -133,13 +133,13 @@ def _reaches(grad: Optional[torch.Tensor], output: torch.Tensor,
     return int(positions) >= 2
 
 
-def _describe_candidates(candidates: Sequence[Tuple[str, Tuple[int, ...], bool]]) -> str:
+def _describe_candidates(candidates: Sequence[tuple[str, tuple[int, ...], bool]]) -> str:
     lines = [f"  {name}: output {tuple(shape)}{'' if reached else ' (the score does not reach it)'}"
              for name, shape, reached in candidates[-12:]]
     return "\n".join(lines) or "  (none)"
 
 
-def locate_layers(model: torch.nn.Module, output_selector: Optional[Callable] = None,
+def locate_layers(model: torch.nn.Module, output_selector: Callable | None = None,
                   use_table: bool = True) -> FoundLayers:
     """The target layers of ``model`` by table (unless ``use_table`` is
     False) or by probing (see the module's docstring), with how they were
@@ -162,13 +162,13 @@ def locate_layers(model: torch.nn.Module, output_selector: Optional[Callable] = 
     # convolution followed by an in-place ReLU)
     records = [(index, r) for index, r in result.in_order()
                if isinstance(r.output, torch.Tensor) and r.output._version == r.version]
-    groups: Dict[Tuple[int, int], List[Seen]] = {}
+    groups: dict[tuple[int, int], list[Seen]] = {}
     for _, record in records:  # the modules that returned the same tensor
         groups.setdefault((record.output.data_ptr(), record.version), []).append(record)
     num_prefix_tokens, input_size = stated_prefix_tokens(model), probe_input_size(model)
-    candidates: List[Tuple[str, Tuple[int, ...], bool]] = []
-    best: Optional[Tuple[Seen, Optional[Callable[[torch.Tensor], torch.Tensor]]]] = None
-    ambiguous: Optional[Tuple[Seen, Any]] = None
+    candidates: list[tuple[str, tuple[int, ...], bool]] = []
+    best: tuple[Seen, Callable[[torch.Tensor], torch.Tensor] | None] | None = None
+    ambiguous: tuple[Seen, Any] | None = None
     for index, record in records:
         group = groups[(record.output.data_ptr(), record.version)]
         # the first module of its group that ran once stands for it
@@ -214,9 +214,9 @@ def locate_layers(model: torch.nn.Module, output_selector: Optional[Callable] = 
     return FoundLayers([record.module], [record.name], transform, "probe", tuple(candidates))
 
 
-def find_target_layers(model: torch.nn.Module, output_selector: Optional[Callable] = None
-                       ) -> Tuple[List[torch.nn.Module],
-                                  Optional[Callable[[torch.Tensor], torch.Tensor]]]:
+def find_target_layers(model: torch.nn.Module, output_selector: Callable | None = None
+                       ) -> tuple[list[torch.nn.Module],
+                                  Callable[[torch.Tensor], torch.Tensor] | None]:
     """``(target_layers, reshape_transform)`` for ``model``: what a CAM
     method uses when it is given no ``target_layers``.
 

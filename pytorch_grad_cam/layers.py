@@ -34,7 +34,11 @@ from pytorch_grad_cam.models.tokens import ReshapeTransform, vit_tokens_to_maps
 from pytorch_grad_cam.scoring import describe, model_device, select_output  # noqa: F401
 from pytorch_grad_cam.utils.layer_outputs import describe_output  # noqa: F401
 from pytorch_grad_cam.utils.reshape_transforms import (  # noqa: F401
-    combine_levels, fasterrcnn_reshape_transform, swinT_reshape_transform, vit_reshape_transform)
+    combine_levels,
+    fasterrcnn_reshape_transform,
+    swinT_reshape_transform,
+    vit_reshape_transform,
+)
 
 __all__ = [
     "DEFAULT_LAYERS",

@@ -2,7 +2,8 @@
 DeprecationWarning: ``target_layer=`` (one module), ``use_cuda=`` (also in
 the seed's positional order ``(model, target_layer, use_cuda)``) and
 ``target_category=`` (an int for every image, a list of ints, or None)."""
-from typing import Any, Callable, List, Optional, Tuple
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -27,8 +28,8 @@ class RepeatTarget:
 
 
 def legacy_constructor_args(target_layers: Any, reshape_transform: Any,
-                            target_layer: Optional[torch.nn.Module], use_cuda: Optional[bool]
-                            ) -> Tuple[Any, Any, Optional[bool]]:
+                            target_layer: torch.nn.Module | None, use_cuda: bool | None
+                            ) -> tuple[Any, Any, bool | None]:
     """(target_layers, reshape_transform, use_cuda) of a CAM constructor
     with the earlier releases' ``target_layer=`` (and one module as
     ``target_layers``) as a list, and a bool in the place of
@@ -52,7 +53,7 @@ def legacy_constructor_args(target_layers: Any, reshape_transform: Any,
 
 
 def legacy_device(model: torch.nn.Module,
-                  use_cuda: Optional[bool]) -> Tuple[torch.nn.Module, bool]:
+                  use_cuda: bool | None) -> tuple[torch.nn.Module, bool]:
     """(the model, whether it was moved to CUDA) for ``use_cuda=``: the
     model moved with ``model.cuda()`` when True and CUDA is available (a
     RuntimeWarning when it is not); the CAM otherwise uses the model's own
@@ -133,5 +134,5 @@ def augmented_targets(targets: Any, copies: int) -> Any:
     other (None and a :class:`RepeatTarget` apply to any batch)."""
     if targets is None or isinstance(targets, RepeatTarget):
         return targets
-    repeated: List[Callable] = list(targets) * copies
+    repeated: list[Callable] = list(targets) * copies
     return repeated

@@ -1,4 +1,5 @@
-from typing import Any, Callable, List, Optional, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 
@@ -86,9 +87,9 @@ class LeGrad(AttentionCAM):
     detach_block_inputs = True
     keep_block_outputs = True
 
-    def __init__(self, model: torch.nn.Module, target_layers: Optional[Sequence[Any]] = None,
-                 reshape_transform: Optional[Callable] = None, *,
-                 head: Optional[Callable[[torch.Tensor], Any]] = None, pooling: str = "mean",
+    def __init__(self, model: torch.nn.Module, target_layers: Sequence[Any] | None = None,
+                 reshape_transform: Callable | None = None, *,
+                 head: Callable[[torch.Tensor], Any] | None = None, pooling: str = "mean",
                  **kwargs: Any) -> None:
         if head is not None and not callable(head):
             raise TypeError(f"head must be a callable that maps a block's output tokens "
@@ -112,7 +113,7 @@ class LeGrad(AttentionCAM):
         output = family_head(tokens)
         return main_tensor(output) if self.transformer.wrapped else self.select_output(output)
 
-    def check_head(self, last_tokens: Optional[torch.Tensor], outputs: Any) -> None:
+    def check_head(self, last_tokens: torch.Tensor | None, outputs: Any) -> None:
         """Raise ValueError, before the backward pass, unless the head on
         the last block's tokens gives the model's output."""
         if last_tokens is None:
@@ -147,7 +148,7 @@ class LeGrad(AttentionCAM):
         are detached)."""
         captured = self.capture()
         self.check_head(captured.last_output, outputs)
-        total: Optional[torch.Tensor] = None
+        total: torch.Tensor | None = None
         for tokens in captured.outputs:
             assert tokens is not None  # record() checked that every target block ran
             output = self.block_output(tokens, self.pooling)
@@ -156,8 +157,8 @@ class LeGrad(AttentionCAM):
         assert total is not None
         return total
 
-    def token_relevance(self, attentions: List[torch.Tensor],
-                        grads: List[Optional[torch.Tensor]]) -> torch.Tensor:
+    def token_relevance(self, attentions: list[torch.Tensor],
+                        grads: list[torch.Tensor | None]) -> torch.Tensor:
         per_block = []
         for grad in grads:
             assert grad is not None  # uses_gradients

@@ -6,15 +6,16 @@ override (how the targets are chosen, or how layers are combined) takes
 precedence, and every other step, the channel weighting included, is the
 base method's. Any BaseCAM subclass can be a base method.
 """
-from functools import lru_cache
-from typing import Any, Callable, List, Optional
+from collections.abc import Callable
+from functools import cache
+from typing import Any
 
 import torch
 
 from pytorch_grad_cam.base_cam import BaseCAM
 
 
-@lru_cache(maxsize=None)
+@cache
 def _combined(meta: type, base: type) -> type:
     return type(meta.__name__, (meta, base), {
         "__module__": meta.__module__,
@@ -32,15 +33,15 @@ class MetaCAM(BaseCAM):
     """
 
     #: the CAM class whose weighting this method uses (set per object)
-    base_method: Optional[type] = None
+    base_method: type | None = None
 
     @staticmethod
     def default_base_method() -> type:
         raise NotImplementedError
 
-    def __new__(cls, model: Optional[torch.nn.Module] = None,
-                target_layers: Optional[List[torch.nn.Module]] = None,
-                reshape_transform: Optional[Callable] = None, base_method: Optional[type] = None,
+    def __new__(cls, model: torch.nn.Module | None = None,
+                target_layers: list[torch.nn.Module] | None = None,
+                reshape_transform: Callable | None = None, base_method: type | None = None,
                 *args: Any, **kwargs: Any) -> "MetaCAM":
         if cls.base_method is not None:  # already combined with a base method
             return super().__new__(cls)
@@ -53,7 +54,7 @@ class MetaCAM(BaseCAM):
         return super().__new__(_combined(cls, base))  # type: ignore[arg-type]
 
     def __init__(self, model: torch.nn.Module,
-                 target_layers: Optional[List[torch.nn.Module]] = None,
-                 reshape_transform: Optional[Callable] = None, base_method: Optional[type] = None,
+                 target_layers: list[torch.nn.Module] | None = None,
+                 reshape_transform: Callable | None = None, base_method: type | None = None,
                  **kwargs: Any) -> None:
         super().__init__(model, target_layers, reshape_transform, **kwargs)

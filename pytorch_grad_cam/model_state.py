@@ -5,15 +5,15 @@ from __future__ import annotations
 
 import threading
 import weakref
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator, List
 
 import torch
 
 __all__ = ["model_state_guard", "all_modules"]
 
 
-def all_modules(model: torch.nn.Module) -> List[torch.nn.Module]:
+def all_modules(model: torch.nn.Module) -> list[torch.nn.Module]:
     """model.modules() as a list, without the generator recursion (a third
     of its cost, which a call pays on every module)."""
     modules, seen, index = [model], {id(model)}, 0
@@ -63,7 +63,7 @@ class _SharedGuard:
                 module.training = flag
 
 
-_GUARDS: "weakref.WeakKeyDictionary[torch.nn.Module, _SharedGuard]" = weakref.WeakKeyDictionary()
+_GUARDS: weakref.WeakKeyDictionary[torch.nn.Module, _SharedGuard] = weakref.WeakKeyDictionary()
 _GUARDS_LOCK = threading.Lock()
 
 

@@ -1,15 +1,18 @@
-from typing import Any, Callable, List, Optional
+from collections.abc import Callable
+from typing import Any
 
 import torch
 
 from pytorch_grad_cam.base_cam import BaseCAM
-from pytorch_grad_cam.utils.model_targets import (BinaryClassifierOutputTarget,
-                                                   ClassifierOutputSoftmaxTarget,
-                                                   ClassifierOutputTarget)
 from pytorch_grad_cam.registry import register_method
+from pytorch_grad_cam.utils.model_targets import (
+    BinaryClassifierOutputTarget,
+    ClassifierOutputSoftmaxTarget,
+    ClassifierOutputTarget,
+)
 
 
-def _last_linear(model: torch.nn.Module) -> Optional[torch.nn.Linear]:
+def _last_linear(model: torch.nn.Module) -> torch.nn.Linear | None:
     last = None
     for module in model.modules():
         if isinstance(module, torch.nn.Linear):
@@ -47,9 +50,9 @@ class CAM(BaseCAM):
     uses_gradients = False
 
     def __init__(self, model: torch.nn.Module,
-                 target_layers: Optional[List[torch.nn.Module]] = None,
-                 reshape_transform: Optional[Callable] = None,
-                 fc_layer: Optional[torch.nn.Linear] = None, **kwargs: Any) -> None:
+                 target_layers: list[torch.nn.Module] | None = None,
+                 reshape_transform: Callable | None = None,
+                 fc_layer: torch.nn.Linear | None = None, **kwargs: Any) -> None:
         super().__init__(model, target_layers, reshape_transform, **kwargs)
         if fc_layer is None:
             fc_layer = _last_linear(self.model)
@@ -65,8 +68,8 @@ class CAM(BaseCAM):
         self.fc_layer = fc_layer
 
     def get_cam_weights(self, input_tensor: torch.Tensor, target_layer: torch.nn.Module,
-                        targets: List[Callable], activations: torch.Tensor,
-                        grads: Optional[torch.Tensor]) -> torch.Tensor:
+                        targets: list[Callable], activations: torch.Tensor,
+                        grads: torch.Tensor | None) -> torch.Tensor:
         weight = self.fc_layer.weight
         channels = activations.shape[1]
         if weight.shape[1] != channels:

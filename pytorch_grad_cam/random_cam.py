@@ -1,4 +1,5 @@
-from typing import Any, Callable, List, Optional
+from collections.abc import Callable
+from typing import Any
 
 import torch
 
@@ -35,16 +36,16 @@ class RandomCAM(BaseCAM):
     uses_gradients = False
 
     def __init__(self, model: torch.nn.Module,
-                 target_layers: Optional[List[torch.nn.Module]] = None,
-                 reshape_transform: Optional[Callable] = None,
-                 seed: Optional[int] = 0, **kwargs: Any) -> None:
+                 target_layers: list[torch.nn.Module] | None = None,
+                 reshape_transform: Callable | None = None,
+                 seed: int | None = 0, **kwargs: Any) -> None:
         seed = check_seed(seed, allow_none=True)
         super().__init__(model, target_layers, reshape_transform, **kwargs)
         self.seed = seed
 
     def get_cam_weights(self, input_tensor: torch.Tensor, target_layer: torch.nn.Module,
-                        targets: List[Callable], activations: torch.Tensor,
-                        grads: Optional[torch.Tensor]) -> torch.Tensor:
+                        targets: list[Callable], activations: torch.Tensor,
+                        grads: torch.Tensor | None) -> torch.Tensor:
         generator = None
         if self.seed is not None:
             generator = torch.Generator(device=activations.device).manual_seed(self.seed)

@@ -24,8 +24,9 @@ from __future__ import annotations
 import difflib
 import importlib
 import threading
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Callable, Dict, Iterator, List, Mapping, Optional, Tuple, TypeVar
+from typing import TypeVar
 
 __all__ = ["LIBRARY_METHODS", "MethodInfo", "METHODS", "find_method_name", "get_method",
            "load_methods", "method_info", "method_names", "register_method",
@@ -87,7 +88,7 @@ class MethodInfo:
 #: the library's methods, in the order of ``METHODS`` (and of the command line's
 #: ``--method all``): (name, module, class). Methods registered by other code
 #: come after them, in the order they were registered.
-LIBRARY_METHODS: Tuple[Tuple[str, str, str], ...] = (
+LIBRARY_METHODS: tuple[tuple[str, str, str], ...] = (
     ("gradcam", "pytorch_grad_cam.grad_cam", "GradCAM"),
     ("hirescam", "pytorch_grad_cam.hirescam", "HiResCAM"),
     ("gradcam++", "pytorch_grad_cam.grad_cam_plusplus", "GradCAMPlusPlus"),
@@ -117,7 +118,7 @@ LIBRARY_METHODS: Tuple[Tuple[str, str, str], ...] = (
 )
 _ORDER = {name: index for index, (name, _, _) in enumerate(LIBRARY_METHODS)}
 
-_REGISTRY: Dict[str, MethodInfo] = {}
+_REGISTRY: dict[str, MethodInfo] = {}
 # held while the library's methods are imported; a thread that reads the
 # registry meanwhile waits, the importing thread itself reads on
 _LOADING = threading.RLock()
@@ -142,21 +143,21 @@ def load_methods() -> None:
             _STATE["loading"] = False
 
 
-def _entries() -> List[MethodInfo]:
+def _entries() -> list[MethodInfo]:
     """The registered methods, the library's in the order of
     :data:`LIBRARY_METHODS`, then the others in registration order."""
     load_methods()
     return sorted(_REGISTRY.values(), key=lambda info: _ORDER.get(info.name, len(_ORDER)))
 
 
-def method_names() -> List[str]:
+def method_names() -> list[str]:
     """The names of every method, in the order of ``METHODS``, without
     importing any method: those of :data:`LIBRARY_METHODS`, then the ones
     registered so far by other code."""
     return list(_ORDER) + [name for name in _REGISTRY if name not in _ORDER]
 
 
-def find_method_name(text: str) -> Optional[str]:
+def find_method_name(text: str) -> str | None:
     """The name of the method ``text`` names: its name or its class name,
     case-insensitive (``GradCAMPlusPlus`` -> ``gradcam++``); None for no
     method. Imports no method."""
@@ -251,13 +252,13 @@ def method_info(cls_or_name: object) -> MethodInfo:
                    "CAM method")
 
 
-def registered_methods(*, uses_gradients: Optional[bool] = None,
-                       class_specific: Optional[bool] = None,
-                       perturbation: Optional[bool] = None,
-                       sampling: Optional[bool] = None,
-                       extra_passes: Optional[bool] = None,
-                       randomised: Optional[bool] = None,
-                       attention: Optional[bool] = None) -> List[MethodInfo]:
+def registered_methods(*, uses_gradients: bool | None = None,
+                       class_specific: bool | None = None,
+                       perturbation: bool | None = None,
+                       sampling: bool | None = None,
+                       extra_passes: bool | None = None,
+                       randomised: bool | None = None,
+                       attention: bool | None = None) -> list[MethodInfo]:
     """The registered methods, in the order of ``METHODS``, filtered by traits
     (``None``: either); ``attention=False`` gives the methods that apply to
     any network with feature maps (CNNs included)."""

@@ -1,6 +1,7 @@
 """Score-CAM, and the channel-scoring loop that SS-CAM and IS-CAM share
 with it (they are Score-CAM with several perturbed samples per channel)."""
-from typing import Any, Callable, List, Optional
+from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -46,8 +47,8 @@ class ScoreCAM(BaseCAM):
     progress_label = "ScoreCAM"
 
     def __init__(self, model: torch.nn.Module,
-                 target_layers: Optional[List[torch.nn.Module]] = None,
-                 reshape_transform: Optional[Callable] = None,
+                 target_layers: list[torch.nn.Module] | None = None,
+                 reshape_transform: Callable | None = None,
                  constant_channel_shortcut: bool = True, **kwargs: Any) -> None:
         super().__init__(model, target_layers, reshape_transform, **kwargs)
         self.constant_channel_shortcut = bool(constant_channel_shortcut)
@@ -68,8 +69,8 @@ class ScoreCAM(BaseCAM):
         return None
 
     def get_cam_weights(self, input_tensor: torch.Tensor, target_layer: torch.nn.Module,
-                        targets: List[Callable], activations: torch.Tensor,
-                        grads: Optional[torch.Tensor]) -> torch.Tensor:
+                        targets: list[Callable], activations: torch.Tensor,
+                        grads: torch.Tensor | None) -> torch.Tensor:
         batch, channels = activations.shape[:2]
         size = tuple(input_tensor.shape[2:])
         device = activations.device

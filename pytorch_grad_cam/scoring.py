@@ -9,8 +9,8 @@ Nothing here keeps state between calls.
 from __future__ import annotations
 
 import numbers
-from typing import (Any, Callable, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple,
-                    overload)
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any, overload
 
 import numpy as np
 import torch
@@ -32,10 +32,10 @@ __all__ = [
 @overload
 def check_positive_int(name: str, value: Any) -> int: ...
 @overload
-def check_positive_int(name: str, value: Any, *, allow_none: bool) -> Optional[int]: ...
+def check_positive_int(name: str, value: Any, *, allow_none: bool) -> int | None: ...
 
 
-def check_positive_int(name: str, value: Any, *, allow_none: bool = False) -> Optional[int]:
+def check_positive_int(name: str, value: Any, *, allow_none: bool = False) -> int | None:
     """``value`` as an int >= 1 (or None when ``allow_none``); TypeError /
     ValueError naming ``name`` otherwise."""
     if value is None and allow_none:
@@ -51,10 +51,10 @@ def check_positive_int(name: str, value: Any, *, allow_none: bool = False) -> Op
 @overload
 def check_seed(value: Any) -> int: ...
 @overload
-def check_seed(value: Any, *, allow_none: bool) -> Optional[int]: ...
+def check_seed(value: Any, *, allow_none: bool) -> int | None: ...
 
 
-def check_seed(value: Any, *, allow_none: bool = False) -> Optional[int]:
+def check_seed(value: Any, *, allow_none: bool = False) -> int | None:
     """``value`` as an int seed (or None when ``allow_none``)."""
     if value is None and allow_none:
         return None
@@ -82,7 +82,7 @@ def check_model(model: Any) -> torch.nn.Module:
 
 # ------------------------------------------------------------- the device
 def model_device(model: torch.nn.Module,
-                 fallback: Optional[torch.device] = None) -> torch.device:
+                 fallback: torch.device | None = None) -> torch.device:
     """The device of the model's first parameter or buffer."""
     for parameter in model.parameters():
         return parameter.device
@@ -91,7 +91,7 @@ def model_device(model: torch.nn.Module,
     return fallback if fallback is not None else torch.device("cpu")
 
 
-def model_float_dtype(model: torch.nn.Module) -> Optional[torch.dtype]:
+def model_float_dtype(model: torch.nn.Module) -> torch.dtype | None:
     """The dtype of the model's first floating point parameter."""
     for tensor in model.parameters():
         if tensor.is_floating_point():
@@ -99,7 +99,7 @@ def model_float_dtype(model: torch.nn.Module) -> Optional[torch.dtype]:
     return None
 
 
-def batch_size_or_default(batch_size: Optional[int], device: torch.device) -> int:
+def batch_size_or_default(batch_size: int | None, device: torch.device) -> int:
     """``batch_size`` if given, else the device's default."""
     return default_batch_size(device) if batch_size is None else batch_size
 
@@ -110,7 +110,7 @@ class DeviceBatchSize:
     ``self.model``: the CAM methods and the wrappers that run them (SESS)."""
 
     model: torch.nn.Module
-    _batch_size: Optional[int]
+    _batch_size: int | None
 
     @property
     def device(self) -> torch.device:
@@ -121,7 +121,7 @@ class DeviceBatchSize:
         return batch_size_or_default(self._batch_size, self.device)
 
     @batch_size.setter
-    def batch_size(self, value: Optional[int]) -> None:
+    def batch_size(self, value: int | None) -> None:
         self._batch_size = check_positive_int("batch_size", value, allow_none=True)
 
 
@@ -194,7 +194,7 @@ def prepare_input(input_tensor: Any, model: torch.nn.Module, name: str = "input_
 
 
 # --------------------------------------------------------------- targets
-def check_targets(targets: Any, batch: int) -> Optional[List[Callable]]:
+def check_targets(targets: Any, batch: int) -> list[Callable] | None:
     """``targets`` as a list of ``batch`` callables, or None (each image's
     top class)."""
     if targets is None:
@@ -235,8 +235,8 @@ def _looks_like_detections(outputs: Any) -> bool:
             and all(isinstance(o, Mapping) and "boxes" in o for o in outputs))
 
 
-def resolve_targets(targets: Optional[Sequence[Callable]], outputs: Any,
-                    batch: Optional[int] = None) -> List[Callable]:
+def resolve_targets(targets: Sequence[Callable] | None, outputs: Any,
+                    batch: int | None = None) -> list[Callable]:
     """Per-image target callables, checked against the outputs; None means
     each image's top class."""
     if targets is None:
@@ -259,7 +259,7 @@ def resolve_targets(targets: Optional[Sequence[Callable]], outputs: Any,
 
 
 # ----------------------------------------------------------------- scores
-def select_output(output: Any, output_selector: Optional[Callable] = None) -> Any:
+def select_output(output: Any, output_selector: Callable | None = None) -> Any:
     """The tensor of scores inside a model output.
 
     ``output_selector(output)`` if given; else the tensor itself; for a
@@ -299,7 +299,7 @@ def target_scores(targets: Sequence[Callable], outputs: Any) -> torch.Tensor:
             index = torch.tensor([category % classes for category in categories],
                                  device=outputs.device)
             return outputs.gather(1, index[:, None])[:, 0]
-    scores: List[torch.Tensor] = []
+    scores: list[torch.Tensor] = []
     for position, (target, output) in enumerate(zip(targets, outputs)):
         score = target(output)
         if not isinstance(score, torch.Tensor):
@@ -314,7 +314,7 @@ def target_scores(targets: Sequence[Callable], outputs: Any) -> torch.Tensor:
 
 # ------------------------------------------------- the perturbation loop
 def chunks(count: int, size: int, desc: str = "",
-           progress: bool = True) -> Iterator[Tuple[int, int]]:
+           progress: bool = True) -> Iterator[tuple[int, int]]:
     """(start, stop) ranges of ``size`` items covering ``count``, with a
     tqdm progress bar (hidden with ``progress=False``)."""
     with tqdm(total=count, desc=desc, disable=not progress, leave=False) as bar:
@@ -326,11 +326,11 @@ def chunks(count: int, size: int, desc: str = "",
 
 def chunked_scores(model: torch.nn.Module, count: int,
                    make_inputs: Callable[[int, int], torch.Tensor],
-                   owners: Optional[torch.Tensor], targets: Optional[Sequence[Callable]],
-                   batch_size: int, output_selector: Optional[Callable] = None,
+                   owners: torch.Tensor | None, targets: Sequence[Callable] | None,
+                   batch_size: int, output_selector: Callable | None = None,
                    progress: bool = False, desc: str = "",
-                   ranges: Optional[Iterable[Tuple[int, int]]] = None
-                   ) -> Tuple[torch.Tensor, List[Callable]]:
+                   ranges: Iterable[tuple[int, int]] | None = None
+                   ) -> tuple[torch.Tensor, list[Callable]]:
     """Target scores of ``count`` model inputs, a float32 tensor, and the
     target that scored each input.
 
@@ -343,8 +343,8 @@ def chunked_scores(model: torch.nn.Module, count: int,
     ``torch.inference_mode``, with a progress bar. ``ranges``: the (start,
     stop) chunks to run, if not ``chunks(count, batch_size, desc,
     progress)``."""
-    scores: Optional[torch.Tensor] = None
-    used: List[Callable] = []
+    scores: torch.Tensor | None = None
+    used: list[Callable] = []
     owner_list = owners.tolist() if owners is not None else None  # one host sync per call
     with torch.inference_mode():
         for start, stop in (ranges if ranges is not None
@@ -372,11 +372,11 @@ class PerturbationPasses(DeviceBatchSize):
     methods): ``batch_size`` inputs at a time, with its ``output_selector``
     and its ``progress`` bar setting."""
 
-    output_selector: Optional[Callable]
+    output_selector: Callable | None
     progress: bool
 
     def chunks(self, count: int, desc: str,
-               size: Optional[int] = None) -> Iterator[Tuple[int, int]]:
+               size: int | None = None) -> Iterator[tuple[int, int]]:
         """(start, stop) ranges of ``size`` (default ``batch_size``) items,
         with the progress bar setting."""
         return chunks(count, size or self.batch_size, desc, self.progress)

@@ -1,8 +1,8 @@
 import torch
 
 from pytorch_grad_cam.base_cam import BaseCAM
-from pytorch_grad_cam.utils.svd_on_activations import get_2d_projection_with_sign_correction
 from pytorch_grad_cam.registry import register_method
+from pytorch_grad_cam.utils.svd_on_activations import get_2d_projection_with_sign_correction
 
 
 @register_method("segeigencam")

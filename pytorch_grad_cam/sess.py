@@ -12,7 +12,8 @@ from __future__ import annotations
 import functools
 import math
 import numbers
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -24,8 +25,16 @@ from pytorch_grad_cam.grad_cam import GradCAM
 from pytorch_grad_cam.model_state import model_state_guard
 from pytorch_grad_cam.registry import get_method
 from pytorch_grad_cam.scoring import (
-    DeviceBatchSize, check_positive_int, check_targets, chunked_scores, chunks, given,
-    prepare_input, resolve_targets, select_output)
+    DeviceBatchSize,
+    check_positive_int,
+    check_targets,
+    chunked_scores,
+    chunks,
+    given,
+    prepare_input,
+    resolve_targets,
+    select_output,
+)
 from pytorch_grad_cam.utils.image import bilinear_matrix, scale_cam_image
 
 __all__ = ["SESS", "sliding_window", "window_starts"]
@@ -120,20 +129,20 @@ class SESS(ReleaseOnExit, DeviceBatchSize):
     """
 
     def __init__(self, model: torch.nn.Module,
-                 target_layers: Optional[Sequence[Any]] = None,
-                 reshape_transform: Optional[Callable] = None,
-                 base_method: Union[str, type] = GradCAM,
-                 scales: Optional[Sequence[int]] = None,
+                 target_layers: Sequence[Any] | None = None,
+                 reshape_transform: Callable | None = None,
+                 base_method: str | type = GradCAM,
+                 scales: Sequence[int] | None = None,
                  num_scales: int = 12,
                  scale_step_ratio: float = 2.0 / 7.0,
-                 window_size: Optional[int] = None,
-                 step_size: Optional[int] = None,
+                 window_size: int | None = None,
+                 step_size: int | None = None,
                  pre_filter_ratio: float = 0.0,
                  theta: float = 0.0,
                  pool: str = "mean",
                  smooth: bool = True,
                  use_softmax_scores: bool = True,
-                 batch_size: Optional[int] = 32,
+                 batch_size: int | None = 32,
                  progress: bool = True,
                  **kwargs: Any) -> None:
         if not isinstance(model, torch.nn.Module):
@@ -162,7 +171,7 @@ class SESS(ReleaseOnExit, DeviceBatchSize):
         self.model = self.base_cam.model
 
     # ------------------------------------------------------------------ API
-    def get_scales(self, window_size: int) -> List[int]:
+    def get_scales(self, window_size: int) -> list[int]:
         """The sizes of the shorter side of the resized images (step 1)."""
         if self.scales is not None:
             return list(self.scales)
@@ -174,7 +183,7 @@ class SESS(ReleaseOnExit, DeviceBatchSize):
         through one scoring pass and one call of the base method)."""
         return sum(len(starts) for _, _, starts in self._layout(height, width).levels)
 
-    def __call__(self, input_tensor: torch.Tensor, targets: Optional[Sequence[Callable]] = None,
+    def __call__(self, input_tensor: torch.Tensor, targets: Sequence[Callable] | None = None,
                  aug_smooth: bool = False, eigen_smooth: bool = False,
                  **options: Any) -> np.ndarray:
         """One map per image: float32 numpy array B x H x W in [0, 1]."""
@@ -195,13 +204,13 @@ class SESS(ReleaseOnExit, DeviceBatchSize):
                                 aug_smooth, eigen_smooth)
         return cam.float().cpu().numpy()
 
-    def forward(self, input_tensor: torch.Tensor, targets: Optional[Sequence[Callable]] = None,
+    def forward(self, input_tensor: torch.Tensor, targets: Sequence[Callable] | None = None,
                 eigen_smooth: bool = False) -> np.ndarray:
         """The maps of ``__call__`` (1.5.7's name of the call)."""
         return self(input_tensor, targets, eigen_smooth=eigen_smooth)
 
     # ------------------------------------------------------------- steps
-    def _layout(self, height: int, width: int) -> "_Layout":
+    def _layout(self, height: int, width: int) -> _Layout:
         """Steps 1 and 2 for an H x W input: the scaled sizes and the windows,
         checked before any model pass."""
         window = self.window_size if self.window_size is not None else min(height, width)
@@ -219,8 +228,8 @@ class SESS(ReleaseOnExit, DeviceBatchSize):
             levels.append((scaled_height, scaled_width, starts))
         return _Layout(height, width, window, levels)
 
-    def _forward(self, input_tensor: torch.Tensor, targets: Optional[List[Callable]],
-                 layout: "_Layout", options: Dict[str, Any], aug_smooth: bool,
+    def _forward(self, input_tensor: torch.Tensor, targets: list[Callable] | None,
+                 layout: _Layout, options: dict[str, Any], aug_smooth: bool,
                  eigen_smooth: bool) -> torch.Tensor:
         base = self.base_cam
         batch = input_tensor.shape[0]
@@ -283,7 +292,7 @@ class SESS(ReleaseOnExit, DeviceBatchSize):
             return scale_cam_image(total)
 
 
-    def _patch_scores(self, patches: "_Patches", targets: List[Callable]) -> torch.Tensor:
+    def _patch_scores(self, patches: _Patches, targets: list[Callable]) -> torch.Tensor:
         """Step 3: B x K, the score of every patch of every image, >= 0."""
         batch = patches.images.shape[0]
         count = patches.per_image * batch
@@ -302,9 +311,9 @@ class SESS(ReleaseOnExit, DeviceBatchSize):
         return scores.clamp(min=0).reshape(batch, patches.per_image)
 
 
-def _runs(values: Sequence[int]) -> List[Tuple[int, int, int]]:
+def _runs(values: Sequence[int]) -> list[tuple[int, int, int]]:
     """(value, first, stop) of every run of equal consecutive values."""
-    runs: List[Tuple[int, int, int]] = []
+    runs: list[tuple[int, int, int]] = []
     for position, value in enumerate(values):
         if runs and runs[-1][0] == value:
             runs[-1] = (value, runs[-1][1], position + 1)
@@ -314,7 +323,7 @@ def _runs(values: Sequence[int]) -> List[Tuple[int, int, int]]:
 
 
 # ------------------------------------------------------------------ windows
-def window_starts(length: int, step_size: int, window_size: int) -> List[int]:
+def window_starts(length: int, step_size: int, window_size: int) -> list[int]:
     """The starts of the windows along one side: 0, step, 2 step, ... and the
     first window that would reach the border shifted back to end on it."""
     starts = []
@@ -327,14 +336,14 @@ def window_starts(length: int, step_size: int, window_size: int) -> List[int]:
 
 
 def sliding_window(height: int, width: int, step_size: int,
-                   window_size: int) -> List[Tuple[int, int]]:
+                   window_size: int) -> list[tuple[int, int]]:
     """The top left corners (x, y) of the windows covering an image, row by
     row (as 1.5.7's ``sliding_window``)."""
     return [(x, y) for y in window_starts(height, step_size, window_size)
             for x in window_starts(width, step_size, window_size)]
 
 
-def _scaled_size(height: int, width: int, scale: int) -> Tuple[int, int]:
+def _scaled_size(height: int, width: int, scale: int) -> tuple[int, int]:
     """(height, width) with the shorter side resized to ``scale`` and the
     longer one in proportion, rounded down (torchvision's ``resize(x, scale)``)."""
     if width <= height:
@@ -346,7 +355,7 @@ class _Layout:
     """The scaled sizes and windows of an H x W input (steps 1 and 2)."""
 
     def __init__(self, height: int, width: int, window: int,
-                 levels: List[Tuple[int, int, List[Tuple[int, int]]]]) -> None:
+                 levels: list[tuple[int, int, list[tuple[int, int]]]]) -> None:
         self.height, self.width, self.window, self.levels = height, width, window, levels
 
 
@@ -360,7 +369,7 @@ class _Patches:
         self.table = [(level, x, y) for level, (_, _, starts) in enumerate(layout.levels)
                       for x, y in starts]
         self.per_image = len(self.table)
-        self._cached: Tuple[Optional[Tuple[int, int]], Optional[torch.Tensor]] = (None, None)
+        self._cached: tuple[tuple[int, int] | None, torch.Tensor | None] = (None, None)
 
     def scaled(self, image: int, level: int) -> torch.Tensor:
         """Image ``image`` resized to scale ``level`` (1 x C x h x w), kept
@@ -443,7 +452,7 @@ def _base_class(base_method: Any) -> type:
                     f"got {given(base_method)}")
 
 
-def _check_scales(scales: Any, window_size: Optional[int]) -> Optional[List[int]]:
+def _check_scales(scales: Any, window_size: int | None) -> list[int] | None:
     if scales is None:
         return None
     if not isinstance(scales, (list, tuple)) or len(scales) == 0:

@@ -1,4 +1,5 @@
-from typing import Any, Callable, List, Optional, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
@@ -42,12 +43,12 @@ class ShapleyCAM(BaseCAM):
             return super().forward(input_tensor, targets, eigen_smooth)
 
     def compute_gradients(self, scores: torch.Tensor,
-                          inputs: Sequence[torch.Tensor]) -> List[torch.Tensor]:
+                          inputs: Sequence[torch.Tensor]) -> list[torch.Tensor]:
         inputs = list(inputs)
         if not scores.requires_grad:
             return [torch.zeros_like(x) for x in inputs]
         grads = torch.autograd.grad(scores.sum(), inputs, create_graph=True, allow_unused=True)
-        results: List[torch.Tensor] = []
+        results: list[torch.Tensor] = []
         for x, g in zip(inputs, grads):
             if g is None:
                 results.append(torch.zeros_like(x))
@@ -61,7 +62,7 @@ class ShapleyCAM(BaseCAM):
         return results
 
     def get_cam_weights(self, input_tensor: torch.Tensor, target_layer: torch.nn.Module,
-                        targets: List[Callable], activations: torch.Tensor,
-                        grads: Optional[torch.Tensor]) -> torch.Tensor:
+                        targets: list[Callable], activations: torch.Tensor,
+                        grads: torch.Tensor | None) -> torch.Tensor:
         assert grads is not None  # uses_gradients: the base step passes the gradients
         return grads.flatten(2).mean(dim=2)

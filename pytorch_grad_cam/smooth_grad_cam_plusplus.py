@@ -1,4 +1,5 @@
-from typing import Any, Callable, List, Optional
+from collections.abc import Callable
+from typing import Any
 
 import torch
 
@@ -6,8 +7,8 @@ from pytorch_grad_cam.activations_and_gradients import output_leaves, rebuild_ou
 from pytorch_grad_cam.base_cam import BaseCAM
 from pytorch_grad_cam.call_context import current_call
 from pytorch_grad_cam.grad_cam_plusplus import plusplus_weights
-from pytorch_grad_cam.scoring import check_non_negative, check_positive_int, check_seed
 from pytorch_grad_cam.registry import register_method
+from pytorch_grad_cam.scoring import check_non_negative, check_positive_int, check_seed
 
 
 @register_method("smoothgradcam++", extra_passes=True)
@@ -40,9 +41,9 @@ class SmoothGradCAMPlusPlus(BaseCAM):
     """
 
     def __init__(self, model: torch.nn.Module,
-                 target_layers: Optional[List[torch.nn.Module]] = None,
-                 reshape_transform: Optional[Callable] = None, num_samples: int = 16,
-                 noise_level: float = 0.15, seed: Optional[int] = 0, **kwargs: Any) -> None:
+                 target_layers: list[torch.nn.Module] | None = None,
+                 reshape_transform: Callable | None = None, num_samples: int = 16,
+                 noise_level: float = 0.15, seed: int | None = 0, **kwargs: Any) -> None:
         num_samples = check_positive_int("num_samples", num_samples)
         noise_level = check_non_negative("noise_level", noise_level)
         seed = check_seed(seed, allow_none=True)
@@ -51,16 +52,16 @@ class SmoothGradCAMPlusPlus(BaseCAM):
         self.noise_level = noise_level
         self.seed = seed
 
-    def compute_cam_per_layer(self, input_tensor: torch.Tensor, targets: List[Callable],
-                              activations: List[torch.Tensor],
-                              grads: List[Optional[torch.Tensor]],
+    def compute_cam_per_layer(self, input_tensor: torch.Tensor, targets: list[Callable],
+                              activations: list[torch.Tensor],
+                              grads: list[torch.Tensor | None],
                               eigen_smooth: bool) -> torch.Tensor:
         current_call().state["moments"] = self._noisy_moments(input_tensor, targets)
         return super().compute_cam_per_layer(input_tensor, targets, activations, grads,
                                              eigen_smooth)
 
     def _noisy_moments(self, input_tensor: torch.Tensor,
-                       targets: List[Callable]) -> List[List[Any]]:
+                       targets: list[Callable]) -> list[list[Any]]:
         """Per target layer, the means of g, g^2 and g^3 over the noisy
         copies (raw layout of the layer's output, one row per image; a structure
         of tensors for a layer that returns one)."""
@@ -68,12 +69,12 @@ class SmoothGradCAMPlusPlus(BaseCAM):
         device, dtype = input_tensor.device, input_tensor.dtype
         flat = input_tensor.flatten(1)
         sigma = self.noise_level * (flat.amax(dim=1) - flat.amin(dim=1))
-        generators: List[Optional[torch.Generator]] = [None] * batch
+        generators: list[torch.Generator | None] = [None] * batch
         if self.seed is not None:
             generators = [torch.Generator(device=device).manual_seed(self.seed)
                           for _ in range(batch)]
-        sums: Optional[List[List[List[torch.Tensor]]]] = None  # layer, power, leaf
-        templates: List[Any] = []
+        sums: list[list[list[torch.Tensor]]] | None = None  # layer, power, leaf
+        templates: list[Any] = []
         for start, stop in self.chunks(batch * n, "SmoothGradCAM++"):
             images = [k // n for k in range(start, stop)]
             with torch.inference_mode(False):  # the copies must be able to enter autograd
@@ -105,8 +106,8 @@ class SmoothGradCAMPlusPlus(BaseCAM):
                 for template, layer_sums in zip(templates, sums)]
 
     def get_cam_weights(self, input_tensor: torch.Tensor, target_layer: torch.nn.Module,
-                        targets: List[Callable], activations: torch.Tensor,
-                        grads: Optional[torch.Tensor]) -> torch.Tensor:
+                        targets: list[Callable], activations: torch.Tensor,
+                        grads: torch.Tensor | None) -> torch.Tensor:
         call = current_call()
         d1, d2, d3 = (self.layer_gradients(m, input_tensor)
                       for m in call.state["moments"][call.layer_index])

@@ -1,5 +1,5 @@
 """SS-CAM (smoothed Score-CAM) and the base of the sampled Score-CAMs."""
-from typing import Any, List, Optional
+from typing import Any
 
 import torch
 
@@ -25,7 +25,7 @@ class SampledScoreCAM(ScoreCAM):
     progress_label = "SampledScoreCAM"
 
     def __init__(self, model: torch.nn.Module,
-                 target_layers: Optional[List[torch.nn.Module]] = None,
+                 target_layers: list[torch.nn.Module] | None = None,
                  *args: Any, n_samples: int = 10, seed: int = 0, **kwargs: Any) -> None:
         self.n_samples = check_positive_int("n_samples", n_samples)
         self.seed = check_seed(seed)
@@ -69,7 +69,7 @@ class SSCAM(SampledScoreCAM):
     progress_label = "SSCAM"
 
     def __init__(self, model: torch.nn.Module,
-                 target_layers: Optional[List[torch.nn.Module]] = None, *args: Any,
+                 target_layers: list[torch.nn.Module] | None = None, *args: Any,
                  n_samples: int = 35, noise_std: float = 2.0, noise_on: str = "mask",
                  seed: int = 0, **kwargs: Any) -> None:
         noise_std = check_non_negative("noise_std", noise_std)

@@ -1,7 +1,8 @@
 """The target layers of a CAM: given as modules or layer paths, checked,
 or found for the model (``layer_finder.locate_layers``); their outputs as
 B x C x H x W; a better layer to suggest when a map comes out empty."""
-from typing import Any, Callable, List, Optional, Sequence, Tuple
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 
@@ -15,7 +16,7 @@ __all__ = ["resolve_target_layers", "check_target_layers", "choose_target_layers
            "layer_output_as_bchw", "earlier_layer_hint"]
 
 
-def resolve_target_layers(model: torch.nn.Module, target_layers: Any) -> List[torch.nn.Module]:
+def resolve_target_layers(model: torch.nn.Module, target_layers: Any) -> list[torch.nn.Module]:
     """``target_layers`` as modules of ``model``: each entry a module of
     the model or a layer path (``"layer4[-1]"``, resolved by
     ``models.paths.resolve_layer``, with close matches on a typo); checked by
@@ -52,9 +53,9 @@ def check_target_layers(model: torch.nn.Module, target_layers: Any) -> None:
 
 
 def choose_target_layers(model: torch.nn.Module, target_layers: Any,
-                         reshape_transform: Optional[Callable],
-                         output_selector: Optional[Callable], find: bool
-                         ) -> Tuple[List[torch.nn.Module], str, Optional[Callable]]:
+                         reshape_transform: Callable | None,
+                         output_selector: Callable | None, find: bool
+                         ) -> tuple[list[torch.nn.Module], str, Callable | None]:
     """(target layers, how they were chosen, reshape_transform) of a CAM:
     the given ones resolved and checked ("given"), or, when none are given
     and ``find`` is set, those ``layer_finder.locate_layers`` finds for the
@@ -84,7 +85,7 @@ def earlier_layer_hint(model: torch.nn.Module) -> str:
     return "an earlier layer"
 
 
-def layer_output_as_bchw(output: Any, reshape_transform: Optional[Callable],
+def layer_output_as_bchw(output: Any, reshape_transform: Callable | None,
                          target_layers: Sequence[torch.nn.Module], index: int, what: str,
                          batch: int, spatial: int) -> torch.Tensor:
     """The recorded output of ``target_layers[index]``, or its gradients

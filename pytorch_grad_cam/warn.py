@@ -3,7 +3,6 @@ import os
 import sys
 import warnings
 from types import FrameType
-from typing import Optional
 
 __all__ = ["warn_at_caller"]
 
@@ -13,7 +12,7 @@ _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
 def warn_at_caller(message: str, category: type = UserWarning) -> None:
     """``warnings.warn`` attributed to the first frame outside this package:
     the user's line, however many overrides of a method lie in between."""
-    frame: Optional[FrameType] = sys._getframe(1)
+    frame: FrameType | None = sys._getframe(1)
     level = 2
     while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(_PACKAGE_DIR):
         frame, level = frame.f_back, level + 1

@@ -1,4 +1,4 @@
-from typing import Callable, List, Optional
+from collections.abc import Callable
 
 import torch
 
@@ -19,8 +19,8 @@ class XGradCAM(BaseCAM):
     differentiable = True  # differentiable_maps(): the map carries the autograd graph
 
     def get_cam_weights(self, input_tensor: torch.Tensor, target_layer: torch.nn.Module,
-                        targets: List[Callable], activations: torch.Tensor,
-                        grads: Optional[torch.Tensor]) -> torch.Tensor:
+                        targets: list[Callable], activations: torch.Tensor,
+                        grads: torch.Tensor | None) -> torch.Tensor:
         assert grads is not None  # uses_gradients: the base step passes the gradients
         sum_activations = activations.flatten(2).sum(dim=2)
         return (grads * activations).flatten(2).sum(dim=2) / (sum_activations + 1e-7)

@@ -2,10 +2,9 @@
 
 import pytest
 import torch
+from photo_regions import load_photo  # tests/photo_regions.py
 
 from pytorch_grad_cam.utils.image import preprocess_image
-
-from photo_regions import load_photo  # tests/photo_regions.py
 
 
 @pytest.fixture(autouse=True)

@@ -24,7 +24,8 @@ non-empty map, it must peak at exactly 1:
   logit minus its bias, positive for the class where it is largest.
 """
 import warnings
-from typing import Callable, NamedTuple, Optional, Tuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import numpy as np
 import pytest
@@ -39,17 +40,17 @@ from pytorch_grad_cam.utils.reshape_transforms import vit_reshape_transform
 # Every registered method except the sampling ones (SSCAM, ISCAM: tens of
 # ScoreCAM runs per image; tests/test_sscam_iscam_dff.py covers them on
 # small networks).
-METHODS = [info for info in registered_methods(sampling=False)]
+METHODS = list(registered_methods(sampling=False))
 
 
 class Arch(NamedTuple):
     build: Callable[[], torch.nn.Module]
     layer: Callable[[torch.nn.Module], torch.nn.Module]
-    gradient_size: Tuple[int, int]
-    perturbation_size: Tuple[int, int]
+    gradient_size: tuple[int, int]
+    perturbation_size: tuple[int, int]
     nonnegative_layer: bool = False
-    linear_head: Optional[Callable[[torch.nn.Module], torch.nn.Linear]] = None
-    reshape_transform: Optional[Callable] = None
+    linear_head: Callable[[torch.nn.Module], torch.nn.Linear] | None = None
+    reshape_transform: Callable | None = None
 
 
 def _vit():

@@ -19,13 +19,12 @@ import warnings
 import pytest
 import torch
 from torch import nn
+from vit_cases import MORE_VIT_CASES, VIT_CASES, module_inputs  # tests/vit_cases.py
 
 from pytorch_grad_cam import AttentionRollout, GradientWeightedAttention, LeGrad
 from pytorch_grad_cam.attention import capture_attention, find_transformer, patch_grid
 from pytorch_grad_cam.scoring import select_output
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
-
-from vit_cases import MORE_VIT_CASES, VIT_CASES, module_inputs  # tests/vit_cases.py
 
 X = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
 CASES = {**VIT_CASES, **MORE_VIT_CASES}
@@ -144,10 +143,9 @@ def test_capture_leaves_the_model_as_it_was(vit):
     def explode(position, probs):
         raise Boom
 
-    with pytest.raises(Boom):
-        with capture_attention(transformer, [1], edit=explode, detach_inputs=True,
-                               keep_outputs=True):
-            model(X)
+    with pytest.raises(Boom), capture_attention(transformer, [1], edit=explode, detach_inputs=True,
+                           keep_outputs=True):
+        model(X)
     assert hooks() == before and attributes() == before_attributes
     assert all("forward" not in vars(m) for m in model.modules())
     assert torch._C._len_torch_function_stack() == 0  # the mode is left
@@ -197,9 +195,8 @@ def test_unsupported_attention_is_named():
     handle = model.register_forward_pre_hook(lambda m, a: calls.append(1))
     try:
         with pytest.raises(ValueError, match="config._attn_implementation='flex_attention'.*"
-                                             "allowed: 'eager', 'sdpa'"):
-            with capture_attention(transformer, [0]):
-                model(X)
+                                             "allowed: 'eager', 'sdpa'"), capture_attention(transformer, [0]):
+            model(X)
     finally:
         handle.remove()
     assert not calls

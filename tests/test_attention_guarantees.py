@@ -36,17 +36,24 @@ import psutil
 import pytest
 import torch
 import ttach as tta
+from fault_helpers import (  # tests/fault_helpers.py
+    Bomb,
+    Boom,
+    Counter,
+    FailingTarget,
+    Injected,
+    Site,
+    SiteTarget,
+    Trap,
+)
 from torch import nn
+from vit_cases import VIT_CASES  # tests/vit_cases.py: the tiny Vision Transformers
 
 from pytorch_grad_cam.attention import find_transformer
 from pytorch_grad_cam.layers import LayerError
 from pytorch_grad_cam.registry import get_method, registered_methods
 from pytorch_grad_cam.scoring import select_output
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
-
-from vit_cases import VIT_CASES  # tests/vit_cases.py: the tiny Vision Transformers
-from fault_helpers import (Bomb, Boom, Counter, FailingTarget, Injected, Site,  # tests/fault_helpers.py
-                           SiteTarget, Trap)
 
 X = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(5))
 X3 = torch.randn(3, 3, 32, 32, generator=torch.Generator().manual_seed(3))
@@ -211,7 +218,7 @@ def assert_same_state(before, after):
         assert torch.equal(b0, b1), name
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _reference(method, family):
     model = user_model(VIT_CASES[family]).eval()
     targets = [FailingTarget(1), FailingTarget(3)]
@@ -287,13 +294,11 @@ def test_model_is_restored_after_every_call(attention_method, vit, scenario):
 def test_context_manager_does_not_swallow_exceptions(attention_method, vit):
     model = user_model(vit)
     before = snapshot(model)
-    with pytest.raises(KeyError):
-        with make(attention_method, model, vit):
-            raise KeyError("from the block")
+    with pytest.raises(KeyError), make(attention_method, model, vit):
+        raise KeyError("from the block")
     model.trap.fail_at = 1
-    with pytest.raises(Boom):
-        with make(attention_method, model, vit) as cam:
-            cam(X, TARGETS)
+    with pytest.raises(Boom), make(attention_method, model, vit) as cam:
+        cam(X, TARGETS)
     assert_same_state(before, snapshot(model))
 
 
@@ -571,7 +576,7 @@ BAD = {
 }
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _plain_model(family):
     return VIT_CASES[family].build()
 

@@ -19,13 +19,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 import torchvision
+from vit_cases import module_inputs  # tests/vit_cases.py
 
 from pytorch_grad_cam import AttentionRollout, GradientWeightedAttention, LeGrad
-from pytorch_grad_cam.utils.model_targets import (ClassifierOutputSoftmaxTarget,
-                                                   ClassifierOutputTarget,
-                                                   SimilarityToConceptTarget)
-
-from vit_cases import module_inputs  # tests/vit_cases.py
+from pytorch_grad_cam.utils.model_targets import (
+    ClassifierOutputSoftmaxTarget,
+    ClassifierOutputTarget,
+    SimilarityToConceptTarget,
+)
 
 CLASSES = 3
 
@@ -426,10 +427,10 @@ class Similarities(Embedding):
 def clip():
     transformers = pytest.importorskip("transformers")
     config = transformers.CLIPConfig(
-        text_config=dict(hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-                         intermediate_size=32),
-        vision_config=dict(hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
-                           intermediate_size=32, image_size=32, patch_size=8),
+        text_config={"hidden_size": 16, "num_hidden_layers": 1, "num_attention_heads": 2,
+                         "intermediate_size": 32},
+        vision_config={"hidden_size": 16, "num_hidden_layers": 2, "num_attention_heads": 2,
+                           "intermediate_size": 32, "image_size": 32, "patch_size": 8},
         projection_dim=8)
     torch.manual_seed(0)
     model = transformers.CLIPModel(config).eval()

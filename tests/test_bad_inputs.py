@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from fault_helpers import Counter  # tests/fault_helpers.py
 from torch import nn
 
 from pytorch_grad_cam import METHODS, GuidedBackpropReLUModel
@@ -24,7 +25,6 @@ from pytorch_grad_cam.layers import LayerError
 from pytorch_grad_cam.registry import registered_methods
 from pytorch_grad_cam.scoring import describe
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
-from fault_helpers import Counter  # tests/fault_helpers.py
 
 ROOT = Path(__file__).resolve().parents[1]
 # the methods for CNNs (the attention methods, which need a Vision

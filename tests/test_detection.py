@@ -20,9 +20,11 @@ from torch import nn
 from pytorch_grad_cam import AblationCAM, EigenCAM, GradCAM, ScoreCAM
 from pytorch_grad_cam.ablation_layer import AblationLayer, AblationLayerFasterRCNN
 from pytorch_grad_cam.utils.model_targets import FasterRCNNBoxScoreTarget
-from pytorch_grad_cam.utils.reshape_transforms import (combine_levels,
-                                                       fasterrcnn_reshape_transform,
-                                                       select_output_key)
+from pytorch_grad_cam.utils.reshape_transforms import (
+    combine_levels,
+    fasterrcnn_reshape_transform,
+    select_output_key,
+)
 from pytorch_grad_cam.utils.svd_on_activations import get_2d_projection
 
 REFERENCE = Path(__file__).resolve().parent / "data" / "detection_reference_157.npz"

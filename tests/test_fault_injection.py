@@ -17,12 +17,11 @@ same map as a clean call did.
 """
 import pytest
 import torch
+from fault_helpers import Bomb, Injected, Site, SiteTarget  # tests/fault_helpers.py
 from torch import nn
 
 from pytorch_grad_cam import METHODS, GuidedBackpropReLUModel
 from pytorch_grad_cam.registry import registered_methods
-
-from fault_helpers import Bomb, Injected, Site, SiteTarget  # tests/fault_helpers.py
 
 HOOK_DICTS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks",
               "_forward_hooks_with_kwargs", "_forward_hooks_always_called",
@@ -206,9 +205,8 @@ def test_cam_context_manager_propagates_and_restores(method, exception, grad_mod
     before = snapshot(model)
     targets = [SiteTarget(1, sites["target"]), SiteTarget(3, sites["target"])]
     sites["forward"].arm(1, exception)
-    with pytest.raises(exception):
-        with _make_cam(method, model, sites) as cam:
-            cam(input_tensor=X, targets=targets)
+    with pytest.raises(exception), _make_cam(method, model, sites) as cam:
+        cam(input_tensor=X, targets=targets)
     assert_same_state(before, snapshot(model))
 
 

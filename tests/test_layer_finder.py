@@ -6,8 +6,7 @@ import torch
 from torch import nn
 
 from pytorch_grad_cam import GradCAM
-from pytorch_grad_cam.layer_finder import (ChannelsLast, TokenGrid, find_target_layers,
-                                           locate_layers)
+from pytorch_grad_cam.layer_finder import ChannelsLast, TokenGrid, find_target_layers, locate_layers
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
 

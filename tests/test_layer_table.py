@@ -13,11 +13,12 @@ import torchvision
 from pytorch_grad_cam import GradCAM
 from pytorch_grad_cam.layer_finder import locate_layers
 from pytorch_grad_cam.layers import resolve_layer
-from pytorch_grad_cam.utils.model_targets import (ClassifierOutputTarget,
-                                                  FasterRCNNBoxScoreTarget,
-                                                  SemanticSegmentationTarget)
-from pytorch_grad_cam.utils.reshape_transforms import (CombineLevels,
-                                                       fasterrcnn_reshape_transform)
+from pytorch_grad_cam.utils.model_targets import (
+    ClassifierOutputTarget,
+    FasterRCNNBoxScoreTarget,
+    SemanticSegmentationTarget,
+)
+from pytorch_grad_cam.utils.reshape_transforms import CombineLevels, fasterrcnn_reshape_transform
 
 pytestmark = pytest.mark.slow
 
@@ -43,8 +44,8 @@ def hf(config_name, model_name, **config):
     def build():
         transformers = pytest.importorskip("transformers",
                                            reason="the hf extra (transformers) is not installed")
-        small = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                     intermediate_size=64, image_size=64, patch_size=16, num_labels=5)
+        small = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2,
+                     "intermediate_size": 64, "image_size": 64, "patch_size": 16, "num_labels": 5}
         small.update(config)
         small = _clean(small)
         return getattr(transformers, model_name)(getattr(transformers, config_name)(**small))
@@ -170,7 +171,7 @@ def seg(name):
 
 # small inputs and few boxes, so that a forward pass takes a fraction of a
 # second; score threshold 0, so that random weights still give boxes
-_SMALL = dict(min_size=96, max_size=96)
+_SMALL = {"min_size": 96, "max_size": 96}
 
 
 def det(name, **kwargs):

@@ -14,8 +14,14 @@ import torch
 import torchvision
 from torch import nn
 
-from pytorch_grad_cam import (AblationCAM, GradCAM, GradCAMPlusPlus, GuidedBackpropReLUModel,
-                              ScoreCAM, XGradCAM)
+from pytorch_grad_cam import (
+    AblationCAM,
+    GradCAM,
+    GradCAMPlusPlus,
+    GuidedBackpropReLUModel,
+    ScoreCAM,
+    XGradCAM,
+)
 from pytorch_grad_cam.utils.image import show_cam_on_image
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 

@@ -12,8 +12,7 @@ import pytest
 import torch
 from torch import nn
 
-from pytorch_grad_cam import (CAM, FEM, METHODS, EigenCAM, GradCAMElementWise, HiResCAM, LayerCAM,
-                              ShapleyCAM)
+from pytorch_grad_cam import CAM, FEM, METHODS, EigenCAM, GradCAMElementWise, HiResCAM, LayerCAM, ShapleyCAM
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
 NEW_METHODS = ["hirescam", "gradcamelementwise", "layercam", "eigencam", "eigengradcam",

@@ -11,20 +11,40 @@ import numpy as np
 import pytest
 import torch
 import torchvision
+from photo_regions import CAT_BACKGROUND, CAT_HEAD, EGYPTIAN_CAT, peak_in, region_mean
 from torch import nn
 
-from photo_regions import CAT_BACKGROUND, CAT_HEAD, EGYPTIAN_CAT, peak_in, region_mean
+from pytorch_grad_cam import (
+    CAM,
+    FEM,
+    KPCA_CAM,
+    METHODS,
+    EigenCAM,
+    EigenGradCAM,
+    FinerCAM,
+    FullGrad,
+    GradCAM,
+    GradCAMElementWise,
+    GradCAMPlusPlus,
+    HiResCAM,
+    LayerCAM,
+    RandomCAM,
+    RefineCAM,
+    ScoreCAM,
+    SegEigenCAM,
+    ShapleyCAM,
+    SmoothGradCAMPlusPlus,
+)
 from pytorch_grad_cam.registry import registered_methods
-from pytorch_grad_cam import (CAM, FEM, KPCA_CAM, METHODS, EigenCAM, EigenGradCAM, FinerCAM,
-                              FullGrad, GradCAM, GradCAMElementWise, GradCAMPlusPlus, HiResCAM,
-                              LayerCAM, RandomCAM, RefineCAM, ScoreCAM, SegEigenCAM, ShapleyCAM,
-                              SmoothGradCAMPlusPlus)
-from pytorch_grad_cam.utils.model_targets import (BinaryClassifierOutputTarget,
-                                                   ClassifierOutputReST,
-                                                   ClassifierOutputSoftmaxTarget,
-                                                   ClassifierOutputTarget, FinerWeightedTarget,
-                                                   SimilarityToConceptTarget,
-                                                   SoftmaxOutputTarget)
+from pytorch_grad_cam.utils.model_targets import (
+    BinaryClassifierOutputTarget,
+    ClassifierOutputReST,
+    ClassifierOutputSoftmaxTarget,
+    ClassifierOutputTarget,
+    FinerWeightedTarget,
+    SimilarityToConceptTarget,
+    SoftmaxOutputTarget,
+)
 from pytorch_grad_cam.utils.reshape_transforms import vit_reshape_transform
 
 NEW_METHODS = {

@@ -8,16 +8,24 @@ from torch import nn
 from pytorch_grad_cam import GradCAM, ScoreCAM
 from pytorch_grad_cam.metrics.arcc import ARCC, Coherency, Complexity
 from pytorch_grad_cam.metrics.cam_mult_image import (
-    CamMultImageConfidenceChange, DropInConfidence, IncreaseInConfidence)
+    CamMultImageConfidenceChange,
+    DropInConfidence,
+    IncreaseInConfidence,
+)
 from pytorch_grad_cam.metrics.deletion_insertion import DeletionAUC, InsertionAUC, gaussian_blur
 from pytorch_grad_cam.metrics.evaluate import METRICS, evaluate_cam_methods, format_table
 from pytorch_grad_cam.metrics.perturbation_confidence import otsu_threshold
 from pytorch_grad_cam.metrics.pointing_game import EnergyPointingGame, PointingGame
 from pytorch_grad_cam.metrics.road import (
-    NoisyLinearImputer, ROADCombined, ROADLeastRelevantFirst, ROADLeastRelevantFirstAverage,
-    ROADMostRelevantFirst, ROADMostRelevantFirstAverage, linear_imputation)
-from pytorch_grad_cam.utils.model_targets import (
-    ClassifierOutputSoftmaxTarget, ClassifierOutputTarget)
+    NoisyLinearImputer,
+    ROADCombined,
+    ROADLeastRelevantFirst,
+    ROADLeastRelevantFirstAverage,
+    ROADMostRelevantFirst,
+    ROADMostRelevantFirstAverage,
+    linear_imputation,
+)
+from pytorch_grad_cam.utils.model_targets import ClassifierOutputSoftmaxTarget, ClassifierOutputTarget
 
 # The tiny model: two logits, each a fixed linear function of a 1 x 4 x 4 image.
 W = np.stack([np.linspace(-1, 1, 16), np.cos(np.arange(16))]).astype(np.float32)

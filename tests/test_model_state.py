@@ -13,11 +13,11 @@ import warnings
 import numpy as np
 import pytest
 import torch
+from fault_helpers import Boom, FailingTarget, Trap  # tests/fault_helpers.py
 from torch import nn
 
 from pytorch_grad_cam.registry import get_method
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
-from fault_helpers import Boom, FailingTarget, Trap  # tests/fault_helpers.py
 
 # Every test takes ``method_name`` and so runs for every registered method
 # (conftest.py generates the parameters from the registry).
@@ -185,13 +185,11 @@ def test_context_manager_does_not_swallow_exceptions(method_name, x):
     method = method_name
     model = user_model()
     before = snapshot(model)
-    with pytest.raises(KeyError):
-        with make(method, model) as cam:
-            raise KeyError("from the block")
+    with pytest.raises(KeyError), make(method, model) as cam:
+        raise KeyError("from the block")
     model.trap.fail_at = 1
-    with pytest.raises(Boom):
-        with make(method, model) as cam:
-            cam(x, [ClassifierOutputTarget(0)] * 2)
+    with pytest.raises(Boom), make(method, model) as cam:
+        cam(x, [ClassifierOutputTarget(0)] * 2)
     assert_same_state(before, snapshot(model))
 
 

@@ -9,11 +9,10 @@ Each method runs once, on both photos as one batch of two images.
 import numpy as np
 import pytest
 import torch
+from photo_regions import CAT_BACKGROUND, CAT_HEAD, CUP, ESPRESSO, peak_in, region_mean
 
 from pytorch_grad_cam import AblationCAM, GradCAM, GradCAMPlusPlus, ScoreCAM, XGradCAM
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
-
-from photo_regions import CAT_BACKGROUND, CAT_HEAD, CUP, ESPRESSO, peak_in, region_mean
 
 METHODS = [GradCAM, GradCAMPlusPlus, XGradCAM, AblationCAM, ScoreCAM]
 # ImageNet's domestic cats: tabby, tiger cat, Persian, Siamese, Egyptian cat

@@ -74,7 +74,7 @@ from __future__ import annotations
 
 import time
 import warnings
-from typing import Any, Dict, List, NamedTuple, Optional
+from typing import Any, NamedTuple
 
 import pytest
 import torch
@@ -83,9 +83,16 @@ import torchvision
 from pytorch_grad_cam.registry import MethodInfo, get_method, registered_methods
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from pytorch_grad_cam.utils.reshape_transforms import vit_reshape_transform
-
 from pytorch_grad_cam.utils.synthetic_shapes import (
-    CLASSES, SmallCNN, dilated, make_shapes, model_input, peak_hits, train_cnn, train_vit)
+    CLASSES,
+    SmallCNN,
+    dilated,
+    make_shapes,
+    model_input,
+    peak_hits,
+    train_cnn,
+    train_vit,
+)
 
 #: held-out images every method is scored on
 HELD_OUT = 64
@@ -106,12 +113,12 @@ MAX_CHANCE = 0.4
 #: options that keep the expensive methods affordable on two CPU cores:
 #: SSCAM forwards n_samples noisy copies of every masked input (8 instead
 #: of its default 35; its map still peaks where Score-CAM's does)
-METHOD_OPTIONS: Dict[str, Dict[str, Any]] = {"sscam": {"n_samples": 8}}
+METHOD_OPTIONS: dict[str, dict[str, Any]] = {"sscam": {"n_samples": 8}}
 
 #: cases measured below their bar with these models, kept as strict
 #: expected failures with the measured score as the reason (a case that
 #: starts passing fails as XPASS: then remove it here); none at present
-BELOW_BAR: Dict[str, str] = {}
+BELOW_BAR: dict[str, str] = {}
 
 
 class ShapeModels(NamedTuple):
@@ -159,10 +166,10 @@ class Case(NamedTuple):
     id: str
     info: MethodInfo
     model: str  # "cnn" or "vit"
-    bar: Optional[float]  # None for the randomised methods
+    bar: float | None  # None for the randomised methods
 
 
-def _cases() -> List[Case]:
+def _cases() -> list[Case]:
     cases = []
     for info in registered_methods():
         model = "vit" if is_attention(info) else "cnn"
@@ -178,8 +185,8 @@ SCORED = [pytest.param(case, id=case.id, marks=[pytest.mark.xfail(
               strict=True, reason=BELOW_BAR[case.id])] if case.id in BELOW_BAR else [])
           for case in CASES if case.bar is not None]
 RANDOMISED = [case for case in CASES if case.bar is None]
-_SCORES: Dict[str, float] = {}
-_SECONDS: Dict[str, float] = {}
+_SCORES: dict[str, float] = {}
+_SECONDS: dict[str, float] = {}
 
 
 def make_cam(case: Case, models: ShapeModels) -> Any:

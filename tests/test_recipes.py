@@ -53,10 +53,10 @@ def test_clip_prompt_recipe_maps_change_with_the_prompt():
 def test_hugging_face_clip_vision_tower_is_found():
     transformers = pytest.importorskip("transformers", reason="the hf extra is not installed")
     config = transformers.CLIPConfig(
-        text_config=dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-                         intermediate_size=64),
-        vision_config=dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                           intermediate_size=64, image_size=64, patch_size=16))
+        text_config={"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2,
+                         "intermediate_size": 64},
+        vision_config={"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2,
+                           "intermediate_size": 64, "image_size": 64, "patch_size": 16})
     torch.manual_seed(0)
     model = transformers.CLIPModel(config).eval()
     input_ids = torch.tensor([[49406, 320, 1125, 539, 320, 2368, 49407]])

@@ -4,15 +4,15 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from photo_regions import CAT_HEAD, EGYPTIAN_CAT, TABBY, load_photo, peak_in, region_mean
 from torch import nn
 
-from photo_regions import CAT_HEAD, EGYPTIAN_CAT, TABBY, load_photo, peak_in, region_mean
-from pytorch_grad_cam import (
-    METHODS, ISCAM, SSCAM, DeepFeatureFactorization, ScoreCAM, run_dff_on_image)
+from pytorch_grad_cam import ISCAM, METHODS, SSCAM, DeepFeatureFactorization, ScoreCAM, run_dff_on_image
 from pytorch_grad_cam.feature_factorization.deep_feature_factorization import (
-    dff, non_negative_matrix_factorization)
-from pytorch_grad_cam.utils.image import (
-    create_labels_legend, preprocess_image, show_factorization_on_image)
+    dff,
+    non_negative_matrix_factorization,
+)
+from pytorch_grad_cam.utils.image import create_labels_legend, preprocess_image, show_factorization_on_image
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
 rng = np.random.default_rng(0)
@@ -129,8 +129,8 @@ def test_one_sample_without_noise_is_scorecam(conv_model):
                   - reference).max() > 1e-3
 
 
-@pytest.mark.parametrize("method,kwargs", [(SSCAM, dict(n_samples=3, noise_std=0.5)),
-                                           (ISCAM, dict(n_samples=3))])
+@pytest.mark.parametrize("method,kwargs", [(SSCAM, {"n_samples": 3, "noise_std": 0.5}),
+                                           (ISCAM, {"n_samples": 3})])
 def test_batch_equals_singles_chunking_and_determinism(model, images, method, kwargs):
     categories = [1, 0, 1]
     batch = run(method, model, images, categories, batch_size=4, **kwargs)
@@ -311,7 +311,7 @@ def chelsea_small():
 
 # one noisy sample (the default noise_std) and two path steps: every sample
 # costs a full ScoreCAM pass over the 1280 channels
-@pytest.mark.parametrize("method,kwargs", [(SSCAM, dict(n_samples=1)), (ISCAM, dict(n_samples=2))])
+@pytest.mark.parametrize("method,kwargs", [(SSCAM, {"n_samples": 1}), (ISCAM, {"n_samples": 2})])
 def test_pretrained_maps_peak_on_the_cat(pretrained, chelsea_small, method, kwargs):
     top = int(pretrained(chelsea_small).argmax())
     assert top in (EGYPTIAN_CAT, TABBY)

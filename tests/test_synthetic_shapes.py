@@ -7,8 +7,15 @@ import numpy as np
 import torch
 
 from pytorch_grad_cam.utils.synthetic_shapes import (
-    CLASSES, EMPTY, SECOND, background_colour, dilated, make_shapes, multilabel_batch,
-    peak_hits)
+    CLASSES,
+    EMPTY,
+    SECOND,
+    background_colour,
+    dilated,
+    make_shapes,
+    multilabel_batch,
+    peak_hits,
+)
 
 
 def test_make_shapes_is_deterministic_balanced_and_masks_lie_in_regions() -> None:

@@ -15,13 +15,12 @@ import numpy as np
 import pytest
 import torch
 from torch import nn
+from vit_cases import VIT_CASES  # tests/vit_cases.py
 
 from pytorch_grad_cam import AblationCAM, ActivationsAndGradients, BaseCAM, GradCAM
 from pytorch_grad_cam.attention_cam import AttentionCAM
 from pytorch_grad_cam.registry import get_method, registered_methods
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
-
-from vit_cases import VIT_CASES  # tests/vit_cases.py
 
 THREADS, CALLS = 4, 20
 METHODS = [info.name for info in registered_methods(attention=False)]

@@ -7,16 +7,16 @@ import numpy as np
 import pytest
 import torch
 
-from pytorch_grad_cam.utils.image import (deprocess_image, preprocess_image, scale_cam_image,
-                                          show_cam_on_image)
-from pytorch_grad_cam.utils.model_targets import (BinaryClassifierOutputTarget,
-                                                  ClassifierOutputSoftmaxTarget,
-                                                  ClassifierOutputTarget,
-                                                  FasterRCNNBoxScoreTarget,
-                                                  RawScoresOutputTarget,
-                                                  SemanticSegmentationTarget)
-from pytorch_grad_cam.utils.reshape_transforms import (swinT_reshape_transform,
-                                                       vit_reshape_transform)
+from pytorch_grad_cam.utils.image import deprocess_image, preprocess_image, scale_cam_image, show_cam_on_image
+from pytorch_grad_cam.utils.model_targets import (
+    BinaryClassifierOutputTarget,
+    ClassifierOutputSoftmaxTarget,
+    ClassifierOutputTarget,
+    FasterRCNNBoxScoreTarget,
+    RawScoresOutputTarget,
+    SemanticSegmentationTarget,
+)
+from pytorch_grad_cam.utils.reshape_transforms import swinT_reshape_transform, vit_reshape_transform
 
 
 # ------------------------------------------------------------------ image

@@ -2,7 +2,8 @@
 for the tests (``from vit_cases import VIT_CASES``; the ``vit`` fixture of
 tests/conftest.py gives one per family), and ``module_inputs``, the inputs
 some of their modules get in a forward pass."""
-from typing import Any, Callable, NamedTuple, Optional
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import torch
 
@@ -43,7 +44,7 @@ class ViTCase(NamedTuple):
 
     family: str
     build: Callable[..., torch.nn.Module]
-    output_selector: Optional[Callable[[Any], torch.Tensor]]
+    output_selector: Callable[[Any], torch.Tensor] | None
     outputs: int
     prefix: int
 
@@ -79,16 +80,16 @@ def _timm_vit(dropout=0.0, registers=0, fused=True, class_=None, **options):
 def _hf(kind, implementation, dropout=0.0):
     import transformers
 
-    common = dict(hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
-                  intermediate_size=32, image_size=32, patch_size=8,
-                  attn_implementation=implementation)
+    common = {"hidden_size": 16, "num_hidden_layers": 2, "num_attention_heads": 2,
+                  "intermediate_size": 32, "image_size": 32, "patch_size": 8,
+                  "attn_implementation": implementation}
     if kind in ("clip", "clip-projection"):
         config = transformers.CLIPVisionConfig(attention_dropout=dropout, projection_dim=8,
                                                **common)
         if kind == "clip-projection":
             return transformers.CLIPVisionModelWithProjection(config)
         return transformers.CLIPVisionModel(config)
-    drop = dict(hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout)
+    drop = {"hidden_dropout_prob": dropout, "attention_probs_dropout_prob": dropout}
     if kind == "vit":
         config = transformers.ViTConfig(num_labels=5, **drop, **common)
         return transformers.ViTForImageClassification(config)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Optional, Union
+from typing import Any
 
 import torch
 
@@ -27,8 +27,8 @@ from pytorch_grad_cam.messages import given
 __all__ = ["ChosenLayers", "LayersNotFound", "TargetLayers", "choose_target_layers",
            "family_reshape", "find_target_layers", "resolve_target_layers"]
 
-TargetLayers = Optional[Sequence[Union[torch.nn.Module, str]]]
-Reshape = Optional[Callable[..., Any]]
+TargetLayers = Sequence[torch.nn.Module | str] | None
+Reshape = Callable[..., Any] | None
 
 
 @dataclass(frozen=True)

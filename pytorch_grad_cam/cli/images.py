@@ -13,9 +13,15 @@ import numpy as np
 
 from pytorch_grad_cam.app.errors import UsageError
 from pytorch_grad_cam.cli.parser import DEFAULT_IMAGE
-from pytorch_grad_cam.utils.image_io import (IMAGE_SUFFIXES, MAX_READ_PIXELS, ImageError,
-                                             check_file_pixels, check_regular_file, find_images,
-                                             read_bgr)
+from pytorch_grad_cam.utils.image_io import (
+    IMAGE_SUFFIXES,
+    MAX_READ_PIXELS,
+    ImageError,
+    check_file_pixels,
+    check_regular_file,
+    find_images,
+    read_bgr,
+)
 
 __all__ = ["IMAGE_SUFFIXES", "SOURCE_ROOT", "check_image_sizes", "collect_images",
            "find_image_paths", "read_checked", "read_image"]

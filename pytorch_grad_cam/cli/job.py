@@ -37,6 +37,7 @@ from tqdm.auto import tqdm
 from pytorch_grad_cam.app.applicable import applicable_methods
 from pytorch_grad_cam.app.classes import IMAGENET_CLASSES as _IMAGENET
 from pytorch_grad_cam.app.classes import resolve_category
+from pytorch_grad_cam.app.cost import cost_report
 from pytorch_grad_cam.app.devices import device_option as choose_device
 from pytorch_grad_cam.app.errors import UsageError
 from pytorch_grad_cam.app.folders import check_output_folder
@@ -44,7 +45,6 @@ from pytorch_grad_cam.app.layers import choose_target_layers
 from pytorch_grad_cam.app.methods import affordable, parse_methods, select_methods
 from pytorch_grad_cam.app.models import load_from_options
 from pytorch_grad_cam.cli import outputs
-from pytorch_grad_cam.app.cost import cost_report
 from pytorch_grad_cam.cli.images import IMAGE_SUFFIXES, collect_images, read_checked, read_image
 from pytorch_grad_cam.cli.outputs import class_slug, model_tag, slug
 from pytorch_grad_cam.cli.parser import PROG

@@ -15,8 +15,7 @@ import textwrap
 from collections.abc import Mapping
 
 from pytorch_grad_cam.app.errors import UsageError
-from pytorch_grad_cam.app.options import (HELP_WIDTH, TRUST_CHECKPOINT_HELP, Parser, formatter,
-                                          positive_int)
+from pytorch_grad_cam.app.options import HELP_WIDTH, TRUST_CHECKPOINT_HELP, Parser, formatter, positive_int
 from pytorch_grad_cam.commands import COMMANDS, PROG
 from pytorch_grad_cam.models.specs import BUNDLED_MODEL, DEFAULT_MODEL, HF_PREFIX, TIMM_PREFIX
 from pytorch_grad_cam.registry import method_names, registered_methods

@@ -23,8 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pytorch_grad_cam.app.classes import (IMAGENET_CLASSES, is_index, read_class_names,
-                                          resolve_category)
+from pytorch_grad_cam.app.classes import IMAGENET_CLASSES, is_index, read_class_names, resolve_category
 from pytorch_grad_cam.app.errors import UsageError, one_line_warnings
 from pytorch_grad_cam.app.folders import check_output_folder
 from pytorch_grad_cam.app.methods import check_method_option

@@ -28,13 +28,18 @@ import difflib
 from collections.abc import Sequence
 from pathlib import Path
 
-
 from pytorch_grad_cam.app.errors import UsageError
 from pytorch_grad_cam.app.models import load_model, load_timm, load_torchvision
 from pytorch_grad_cam.cli.app import run_command
 from pytorch_grad_cam.cli.parser import DEFAULT_VIT, VIT_PROG, VIT_SUMMARY, build_vit_parser
-from pytorch_grad_cam.models.loading import (BUNDLED_MODEL, HF_PREFIX, TIMM_PREFIX, LoadedModel,
-                                             WeightsUnavailable, torchvision_models)
+from pytorch_grad_cam.models.loading import (
+    BUNDLED_MODEL,
+    HF_PREFIX,
+    TIMM_PREFIX,
+    LoadedModel,
+    WeightsUnavailable,
+    torchvision_models,
+)
 
 __all__ = ["DEFAULT_VIT", "PROG", "SUMMARY", "build_parser", "load_vit", "main"]
 

@@ -30,7 +30,12 @@ finalised index, what a run will do and what it did),
 :mod:`~pytorch_grad_cam.datasets.cli` (``explain-dataset``).
 """
 from pytorch_grad_cam.datasets.evaluation import (
-    DATASET_METRICS, BatchMetrics, RunningStats, check_metrics, rank_methods)
+    DATASET_METRICS,
+    BatchMetrics,
+    RunningStats,
+    check_metrics,
+    rank_methods,
+)
 from pytorch_grad_cam.datasets.ownership import StoreRefused
 from pytorch_grad_cam.datasets.report import write_overlays, write_report
 from pytorch_grad_cam.datasets.runner import explain_dataset, model_fingerprint

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numbers
 import os
-from typing import Any, Optional, Union
+from typing import Any
 
 import torch
 
@@ -64,7 +64,7 @@ def resolve_methods(methods: Any) -> list[tuple[str, type]]:
     return entries
 
 
-def check_targets(targets: Any) -> tuple[str, Optional[int]]:
+def check_targets(targets: Any) -> tuple[str, int | None]:
     """``targets`` -> ("top", None), ("label", None) or ("class", index)."""
     if targets is None or targets == "top":
         return "top", None
@@ -80,7 +80,7 @@ def check_targets(targets: Any) -> tuple[str, Optional[int]]:
     raise TypeError(f"targets must be None, 'label' or a class index (int), got {given(targets)}")
 
 
-def check_map_size(map_size: Any) -> Union[str, tuple[int, int]]:
+def check_map_size(map_size: Any) -> str | tuple[int, int]:
     """``map_size`` -> "layer", "input" or (height, width)."""
     if map_size in ("layer", "input"):
         return str(map_size)
@@ -92,7 +92,7 @@ def check_map_size(map_size: Any) -> Union[str, tuple[int, int]]:
                      f"model's input size) or (height, width), got {given(map_size)}")
 
 
-def check_workers(workers: Any) -> Optional[int]:
+def check_workers(workers: Any) -> int | None:
     """``workers``: None (:func:`default_workers`) or an int >= 0."""
     if workers is None:
         return None

@@ -24,7 +24,6 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Optional
 
 from pytorch_grad_cam.app.applicable import applicable_methods
 from pytorch_grad_cam.app.classes import IMAGENET_CLASSES, is_index, resolve_category
@@ -34,8 +33,13 @@ from pytorch_grad_cam.app.folders import check_output_folder
 from pytorch_grad_cam.app.layers import family_reshape
 from pytorch_grad_cam.app.methods import parse_methods
 from pytorch_grad_cam.app.models import load_from_options
-from pytorch_grad_cam.app.options import (TRUST_CHECKPOINT_HELP, Parser, formatter,
-                                          non_negative_int, positive_int)
+from pytorch_grad_cam.app.options import (
+    TRUST_CHECKPOINT_HELP,
+    Parser,
+    formatter,
+    non_negative_int,
+    positive_int,
+)
 from pytorch_grad_cam.datasets.cost import run_cost
 from pytorch_grad_cam.datasets.evaluation import DATASET_METRICS, check_metrics
 from pytorch_grad_cam.datasets.ownership import StoreRefused
@@ -125,7 +129,7 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     return parser
 
 
-def _category(text: Optional[str], prog: str) -> Optional[int]:
+def _category(text: str | None, prog: str) -> int | None:
     if text is None:
         return None
     if is_index(text) and int(text) >= 0:
@@ -133,15 +137,15 @@ def _category(text: Optional[str], prog: str) -> Optional[int]:
     return resolve_category(text, IMAGENET_CLASSES, prog=prog)
 
 
-def main(argv: Optional[Sequence[str]] = None, *, prog: str = PROG,
-         load: Optional[Loader] = None) -> int:
+def main(argv: Sequence[str] | None = None, *, prog: str = PROG,
+         load: Loader | None = None) -> int:
     """Run ``explain-dataset``; returns the exit status (0 success, 2 usage
     error or a read or write that failed, 130 interrupted). ``load(args)``
     loads the model (default: the image command's ``--model`` /
     ``--weights`` / ``--trust-checkpoint``)."""
     parser = build_parser(prog)
     args_list = list(sys.argv[1:] if argv is None else argv)
-    out: Optional[Path] = None
+    out: Path | None = None
     with one_line_warnings(prog):
         try:
             args = parser.parse_args(args_list)

@@ -20,8 +20,14 @@ import numpy as np
 import torch
 from PIL import Image
 
-from pytorch_grad_cam.utils.image_io import (MAX_READ_PIXELS, ImageError, bounded_copy, decode,
-                                             pillow_array, read_file)
+from pytorch_grad_cam.utils.image_io import (
+    MAX_READ_PIXELS,
+    ImageError,
+    bounded_copy,
+    decode,
+    pillow_array,
+    read_file,
+)
 
 __all__ = ["BadItem", "PathLike", "check_dtype", "check_layout", "decode_image", "decode_source",
            "load_picture", "three_channels", "to_rgb", "to_unit"]
@@ -80,7 +86,7 @@ def check_dtype(image: np.ndarray) -> np.ndarray:
     raise BadItem("unreadable", f"unsupported pixel type {image.dtype}")
 
 
-def decode_image(source: Union[PathLike, bytes], max_pixels: int = MAX_READ_PIXELS) -> np.ndarray:
+def decode_image(source: PathLike | bytes, max_pixels: int = MAX_READ_PIXELS) -> np.ndarray:
     """A file (or its bytes) -> H x W x 3 RGB array, uint8 or uint16.
 
     Raises :class:`BadItem`: status ``unreadable`` for a missing, empty,
@@ -90,7 +96,7 @@ def decode_image(source: Union[PathLike, bytes], max_pixels: int = MAX_READ_PIXE
     return three_channels(*decode_source(source, max_pixels))
 
 
-def decode_source(source: Union[PathLike, bytes], max_pixels: int) -> tuple[np.ndarray, bool]:
+def decode_source(source: PathLike | bytes, max_pixels: int) -> tuple[np.ndarray, bool]:
     """The image as decoded (H x W, or H x W x C in BGR order when the
     flag is True) and the flag; the channels are fixed by
     :func:`three_channels`, after resizing, so that the full-size image
@@ -102,7 +108,7 @@ def decode_source(source: Union[PathLike, bytes], max_pixels: int) -> tuple[np.n
     return check_dtype(image), bgr
 
 
-def load_picture(source: Union[PathLike, bytes], max_pixels: int = MAX_READ_PIXELS
+def load_picture(source: PathLike | bytes, max_pixels: int = MAX_READ_PIXELS
                  ) -> np.ndarray:
     """A file (or its bytes) as a picture for the report: H x W x 3
     float32 RGB in [0, 1], shrunk to at most ``image_io.PICTURE_PIXELS``

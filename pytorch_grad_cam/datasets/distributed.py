@@ -18,8 +18,9 @@ on the CPU) unless the program already did, and:
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Optional, Sequence, TypeVar
+from typing import Any, TypeVar
 
 import torch
 import torch.distributed as dist
@@ -81,7 +82,7 @@ def _env_int(name: str, default: int) -> int:
         raise ValueError(f"the environment variable {name}={text!r} must be an integer") from None
 
 
-def join(device: Optional[torch.device] = None) -> Context:
+def join(device: torch.device | None = None) -> Context:
     """The distributed context: the process group if one is initialised,
     else the one torchrun's environment describes (joined here, with
     ``nccl`` for a CUDA ``device`` and ``gloo`` otherwise), else a single

@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 import torch
@@ -26,10 +26,12 @@ from pytorch_grad_cam.metrics.cam_mult_image import DropInConfidence, IncreaseIn
 from pytorch_grad_cam.metrics.deletion_insertion import DeletionAUC, InsertionAUC
 from pytorch_grad_cam.metrics.evaluate import METRICS
 from pytorch_grad_cam.metrics.road import (
-    ROADCombined, ROADLeastRelevantFirstAverage, ROADMostRelevantFirstAverage)
+    ROADCombined,
+    ROADLeastRelevantFirstAverage,
+    ROADMostRelevantFirstAverage,
+)
 from pytorch_grad_cam.scoring import check_positive_int, describe, given
-from pytorch_grad_cam.utils.model_targets import (
-    ClassifierOutputSoftmaxTarget, ClassifierOutputTarget)
+from pytorch_grad_cam.utils.model_targets import ClassifierOutputSoftmaxTarget, ClassifierOutputTarget
 
 __all__ = ["DATASET_METRICS", "BatchMetrics", "RunningStats", "check_metrics", "rank_methods"]
 
@@ -81,7 +83,7 @@ class BatchMetrics:
     ``arcc_from_parts`` of Coherency, Complexity and ROADCombined.
     """
 
-    def __init__(self, names: Sequence[str], batch_size: Optional[int] = None,
+    def __init__(self, names: Sequence[str], batch_size: int | None = None,
                  road_percentiles: Sequence[float] = (20, 40, 60, 80), n_steps: int = 50):
         self.names = list(names)
         self.batch_size = check_positive_int("batch_size", batch_size, allow_none=True)
@@ -189,7 +191,7 @@ class RunningStats:
     minimum: float = math.inf
     maximum: float = -math.inf
 
-    def update(self, values: Any) -> "RunningStats":
+    def update(self, values: Any) -> RunningStats:
         array = np.asarray(values, dtype=np.float64).reshape(-1)
         finite = np.isfinite(array)
         self.nan += int(array.size - finite.sum())
@@ -201,11 +203,11 @@ class RunningStats:
             self.merge(batch)
         return self
 
-    def skip(self, count: int = 1) -> "RunningStats":
+    def skip(self, count: int = 1) -> RunningStats:
         self.skipped += int(count)
         return self
 
-    def merge(self, other: "RunningStats") -> "RunningStats":
+    def merge(self, other: RunningStats) -> RunningStats:
         self.nan += other.nan
         self.skipped += other.skipped
         if other.count == 0:
@@ -255,7 +257,7 @@ def _average_ranks(values: Sequence[float], higher_is_better: bool) -> list[floa
 
 
 def rank_methods(stats: Mapping[str, Mapping[str, Mapping[str, float]]],
-                 metrics: Optional[Sequence[str]] = None) -> list[dict[str, Any]]:
+                 metrics: Sequence[str] | None = None) -> list[dict[str, Any]]:
     """Which method is most faithful on this data: the methods ranked by
     their mean rank over the metrics.
 
@@ -294,7 +296,7 @@ def rank_methods(stats: Mapping[str, Mapping[str, Mapping[str, float]]],
             clear[methods[order[0]]][metric] = bool(separated)
     rows: list[dict[str, Any]] = []
     for method in methods:
-        finite = [r for r in ranks[method].values()]
+        finite = list(ranks[method].values())
         rows.append({"method": method,
                      "mean_rank": float(np.mean(finite)) if finite else math.nan,
                      "ranks": ranks[method],

@@ -25,9 +25,9 @@ from __future__ import annotations
 
 import contextlib
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional
+from typing import Any
 
 import numpy as np
 import torch
@@ -85,9 +85,9 @@ class _Maps:
 
     maps: dict[str, np.ndarray] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)
-    logits: Optional[torch.Tensor] = None
+    logits: torch.Tensor | None = None
 
-    def image(self, k: int) -> "_Maps":
+    def image(self, k: int) -> _Maps:
         return _Maps({name: maps[k:k + 1] for name, maps in self.maps.items()},
                      dict(self.errors), None if self.logits is None else self.logits[k:k + 1])
 
@@ -107,8 +107,8 @@ class Explainer:
     """
 
     def __init__(self, model: torch.nn.Module, cams: list[tuple[str, Any]], device: torch.device,
-                 target_mode: str, fixed_class: Optional[int], num_classes: int, top_k: int,
-                 map_shape: tuple[int, int], metrics: Optional[BatchMetrics]):
+                 target_mode: str, fixed_class: int | None, num_classes: int, top_k: int,
+                 map_shape: tuple[int, int], metrics: BatchMetrics | None):
         self.model = model
         self.cams = cams
         self.batched = [(name, cam) for name, cam in cams if not has_extra_passes(type(cam))]
@@ -138,7 +138,7 @@ class Explainer:
         return row
 
     # --------------------------------------------------------- compute
-    def _call(self, cam: Any, inputs: torch.Tensor, classes: Optional[list[int]]) -> np.ndarray:
+    def _call(self, cam: Any, inputs: torch.Tensor, classes: list[int] | None) -> np.ndarray:
         targets = None if classes is None else [ClassifierOutputTarget(c) for c in classes]
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=EMPTY_MAP_WARNING, category=RuntimeWarning)
@@ -165,7 +165,7 @@ class Explainer:
         return resized.to(torch.float16).cpu().numpy()
 
     def _run(self, cams: list[tuple[str, Any]], inputs: torch.Tensor,
-             classes: Optional[list[int]], done: Optional[_Maps] = None) -> _Maps:
+             classes: list[int] | None, done: _Maps | None = None) -> _Maps:
         """``cams`` on ``inputs``, added to ``done``; _SplitBatch when a method
         raises on several images. Without ``classes`` the first method
         explains each image's top class, and the others the same class."""
@@ -183,7 +183,7 @@ class Explainer:
                 result.errors[name] = first_line(error)
         return result
 
-    def _finish(self, inputs: torch.Tensor, record: Record, classes: Optional[list[int]],
+    def _finish(self, inputs: torch.Tensor, record: Record, classes: list[int] | None,
                 done: _Maps) -> Rows:
         """The rows of one image (``inputs`` 1 x C x H x W): the methods with
         extra passes, the predictions, the metrics of every map."""
@@ -224,7 +224,7 @@ class Explainer:
         return rows
 
     # ----------------------------------------------------------- items
-    def _checked(self, batch: Batch) -> tuple[dict[int, Rows], list[int], Optional[torch.Tensor]]:
+    def _checked(self, batch: Batch) -> tuple[dict[int, Rows], list[int], torch.Tensor | None]:
         """The rows of the items that cannot be explained (bad, or without a
         usable label), the indices of the others and their inputs."""
         records = batch.records
@@ -257,8 +257,8 @@ class Explainer:
         as it is finished (see the module docstring)."""
         records = batch.records
         ready, good, inputs = self._checked(batch)
-        classes: Optional[list[int]] = None
-        first: Optional[_Maps] = None
+        classes: list[int] | None = None
+        first: _Maps | None = None
         if good:
             assert inputs is not None
             inputs = inputs.to(self.device, non_blocking=True)
@@ -290,8 +290,8 @@ class Explainer:
 
 def make_cams(stack: contextlib.ExitStack, entries: list[tuple[str, type]],
               model: torch.nn.Module, layers: list[torch.nn.Module],
-              reshape_transform: Optional[Callable], options: dict[str, Any],
-              batch_size: Optional[int]) -> list[tuple[str, Any]]:
+              reshape_transform: Callable | None, options: dict[str, Any],
+              batch_size: int | None) -> list[tuple[str, Any]]:
     """The CAM object of every method, entered in ``stack`` (their hooks
     are removed when it closes): ``progress=False``, the run's
     ``batch_size`` for the methods with extra passes, the method's

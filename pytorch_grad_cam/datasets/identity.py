@@ -48,8 +48,7 @@ import numpy as np
 from pytorch_grad_cam.datasets.distributed import Context, share
 from pytorch_grad_cam.datasets.ownership import OPTION, StoreRefused, read_marker
 from pytorch_grad_cam.datasets.sources import DatasetSource, PathSource, Source
-from pytorch_grad_cam.datasets.store import (
-    DEFAULTS, Store, atomic_write, read_shard, shard_series)
+from pytorch_grad_cam.datasets.store import DEFAULTS, Store, atomic_write, read_shard, shard_series
 
 __all__ = ["DoneItems", "FileStats", "Plan", "changed_ids", "check_source", "describe_source",
            "drop_items", "file_identity", "prepare", "source_identity"]

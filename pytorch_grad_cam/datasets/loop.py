@@ -12,9 +12,9 @@ committed shards (``shard_size`` items each).
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any
 
 import cv2
 import torch
@@ -38,7 +38,7 @@ class Worker:
     OpenCV's functions themselves run safely after a fork. The parent sets
     one OpenCV thread before the workers fork (:func:`opencv_threads`)."""
 
-    def __init__(self, user: Optional[Callable[[int], None]]):
+    def __init__(self, user: Callable[[int], None] | None):
         self.user = user
 
     def __call__(self, worker_id: int) -> None:

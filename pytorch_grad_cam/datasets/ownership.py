@@ -39,7 +39,7 @@ import re
 import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path, PurePath
-from typing import Any, Optional, Union
+from typing import Any
 
 from pytorch_grad_cam.datasets.atomic import read_json, write_json
 
@@ -76,7 +76,7 @@ class StoreRefused(ValueError):
 
     LIBRARY_OPTION = "overwrite=True"
 
-    def __init__(self, *parts: Union[str, _Option]):
+    def __init__(self, *parts: str | _Option):
         self.parts = parts
         super().__init__(self.message(self.LIBRARY_OPTION))
 
@@ -135,7 +135,7 @@ def _valid(root: Path, value: Any) -> dict[str, Any]:
     return value
 
 
-def read_marker(root: Union[str, "os.PathLike[str]"]) -> Optional[dict[str, Any]]:
+def read_marker(root: str | os.PathLike[str]) -> dict[str, Any] | None:
     """The marker of the store in ``root``; None when ``root`` does not
     exist or is empty (a new store). :class:`StoreRefused` for a file, a
     folder with other files and no marker, or a marker that is unreadable,
@@ -164,17 +164,17 @@ def _new_marker() -> dict[str, Any]:
             "series": [], "source": None}
 
 
-def _relative(name: Union[str, PurePath]) -> str:
+def _relative(name: str | PurePath) -> str:
     text = PurePath(name).as_posix()
     if not _safe(text):
         raise ValueError(f"{text!r} is not a path inside the store")
     return text
 
 
-def record(root: Union[str, "os.PathLike[str]"], *, files: Iterable[Union[str, PurePath]] = (),
-           folders: Iterable[Union[str, PurePath]] = (),
+def record(root: str | os.PathLike[str], *, files: Iterable[str | PurePath] = (),
+           folders: Iterable[str | PurePath] = (),
            series: Iterable[str] = (),
-           source: Optional[Mapping[str, Any]] = None) -> dict[str, Any]:
+           source: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Record names as the store's (paths relative to ``root``) and, when
     given, its ``source``: the marker is rewritten atomically (created in a
     new or empty ``root``, which must exist). Returns the marker."""
@@ -201,7 +201,7 @@ def _series_pattern(series: str) -> re.Pattern[str]:
     return re.compile(re.escape(before) + r"\d{6}" + re.escape(after))
 
 
-def owned_series(root: Union[str, "os.PathLike[str]"]) -> Optional[list[re.Pattern[str]]]:
+def owned_series(root: str | os.PathLike[str]) -> list[re.Pattern[str]] | None:
     """The patterns of the names of the store's shards (relative to
     ``root``); None when ``root`` has no marker (it is read as it is)."""
     marker = read_marker(root) if (Path(root) / MARKER_NAME).exists() else None
@@ -247,7 +247,7 @@ def _remove(root: Path, marker: Mapping[str, Any], temporary_only: bool) -> None
                 entry.unlink(missing_ok=True)
 
 
-def remove_temporaries(root: Union[str, "os.PathLike[str]"]) -> None:
+def remove_temporaries(root: str | os.PathLike[str]) -> None:
     """Delete the hidden temporary files of the store's own files (left by
     writes that were killed); nothing else."""
     marker = read_marker(root)
@@ -255,7 +255,7 @@ def remove_temporaries(root: Union[str, "os.PathLike[str]"]) -> None:
         _remove(Path(root), marker, temporary_only=True)
 
 
-def remove_owned(root: Union[str, "os.PathLike[str]"]) -> None:
+def remove_owned(root: str | os.PathLike[str]) -> None:
     """Delete what the store in ``root`` wrote (``overwrite``): its
     recorded files, the shards of its series and their temporary files,
     then the folders it created if they are left empty; the marker is
@@ -299,8 +299,8 @@ class NewFiles:
     every file written or replaced in it since, and the other ``paths``
     given."""
 
-    def __init__(self, root: Union[str, "os.PathLike[str]"],
-                 folder: Union[str, "os.PathLike[str]"]):
+    def __init__(self, root: str | os.PathLike[str],
+                 folder: str | os.PathLike[str]):
         self.root, self.folder = Path(root), Path(folder)
         if read_marker(self.root) is None:
             raise StoreRefused(f"out {str(self.root)!r} is not a grad-cam results store (no "
@@ -310,7 +310,7 @@ class NewFiles:
             record(self.root, folders=[self.folder.relative_to(self.root)])
         self.before = _state(self.folder)
 
-    def record(self, *paths: Union[str, "os.PathLike[str]"]) -> None:
+    def record(self, *paths: str | os.PathLike[str]) -> None:
         after = _state(self.folder)
         written = [self.folder / name for name, state in sorted(after.items())
                    if self.before.get(name) != state]

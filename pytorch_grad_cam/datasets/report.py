@@ -24,10 +24,11 @@ import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any
 
 import cv2
 import numpy as np
+import torchvision
 
 from pytorch_grad_cam.datasets.evaluation import DATASET_METRICS
 from pytorch_grad_cam.datasets.ownership import NewFiles
@@ -71,14 +72,12 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[Any]], text_columns: i
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
-def _imagenet_names(num_classes: int) -> Optional[list[str]]:
+def _imagenet_names(num_classes: int) -> list[str] | None:
     if num_classes != 1000:
         return None
     try:
-        import torchvision
-
         return list(torchvision.models.ResNet50_Weights.IMAGENET1K_V2.meta["categories"])
-    except (ImportError, AttributeError, KeyError):
+    except (AttributeError, KeyError):
         return None
 
 
@@ -89,7 +88,7 @@ def _display_size(height: int, width: int, side: int = DISPLAY_SIDE) -> tuple[in
     return max(1, round(height * scale)), max(1, round(width * scale))
 
 
-def _picture(row: Any, source: Optional[Source], preprocess: Preprocess) -> Optional[np.ndarray]:
+def _picture(row: Any, source: Source | None, preprocess: Preprocess) -> np.ndarray | None:
     """The item's photo as float32 RGB in [0, 1] of at most PICTURE_PIXELS
     pixels, or None. Read with the pixel limit of the size the run
     explained it at (at least the default's)."""
@@ -114,8 +113,8 @@ def _write_jpeg(path: Path, rgb: np.ndarray) -> None:
     atomic_write(path, lambda handle: handle.write(data.tobytes()))
 
 
-def _overlay(results: Results, row: int, source: Optional[Source], preprocess: Preprocess,
-             side: Optional[int]) -> tuple[Optional[np.ndarray], np.ndarray]:
+def _overlay(results: Results, row: int, source: Source | None, preprocess: Preprocess,
+             side: int | None) -> tuple[np.ndarray | None, np.ndarray]:
     """(the photo or None, the overlay of row ``row``'s map), RGB uint8 /
     float, at the photo's aspect ratio with ``side`` pixels on the longer
     side (None: the photo's own size, shrunk to at most PICTURE_PIXELS)."""
@@ -140,10 +139,10 @@ def _safe_name(text: str) -> str:
     return keep.strip("._") or "item"
 
 
-def write_overlays(store: Union[str, "os.PathLike[str]"], folder: Union[str, "os.PathLike[str]"],
-                   rows: Optional[Sequence[int]] = None, *, source: Optional[Source] = None,
-                   preprocess: Optional[Preprocess] = None,
-                   side: Optional[int] = None) -> list[Path]:
+def write_overlays(store: str | os.PathLike[str], folder: str | os.PathLike[str],
+                   rows: Sequence[int] | None = None, *, source: Source | None = None,
+                   preprocess: Preprocess | None = None,
+                   side: int | None = None) -> list[Path]:
     """Overlay pictures on request: ``show_cam_on_image`` of the stored map
     on the photo, one JPEG per row that has a map (all rows, or ``rows``:
     positions in ``Results.frame``, for example of a filtered DataFrame's
@@ -172,8 +171,8 @@ def _stored_preprocess(config: dict) -> Preprocess:
                       std=tuple(settings.get("std", (0.229, 0.224, 0.225))))
 
 
-def _gallery(results: Results, folder: Path, source: Optional[Source], preprocess: Preprocess,
-             size: int, class_names: Optional[Sequence[str]]) -> str:
+def _gallery(results: Results, folder: Path, source: Source | None, preprocess: Preprocess,
+             size: int, class_names: Sequence[str] | None) -> str:
     frame = results.frame
     methods = list(results.config.get("methods", []))
     if not methods:
@@ -235,9 +234,9 @@ def _plots(results: Results, index: dict, folder: Path) -> str:
                      for plot, path in zip(plots, written))
 
 
-def write_report(store: Union[str, "os.PathLike[str]"], *, source: Optional[Source] = None,
-                 preprocess: Optional[Preprocess] = None, gallery_size: int = 6,
-                 class_names: Optional[Sequence[str]] = None) -> Path:
+def write_report(store: str | os.PathLike[str], *, source: Source | None = None,
+                 preprocess: Preprocess | None = None, gallery_size: int = 6,
+                 class_names: Sequence[str] | None = None) -> Path:
     """Write ``<store>/report.html`` and its pictures in
     ``<store>/report_files/``; returns the HTML file's path.
 

@@ -39,20 +39,27 @@ import hashlib
 import os
 import secrets
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any, Callable, Optional, Union
+from typing import Any
 
 import torch
 import torch.distributed as dist
 
-from pytorch_grad_cam.base_cam import model_state_guard
 from pytorch_grad_cam.attention import find_transformer
+from pytorch_grad_cam.base_cam import model_state_guard
 from pytorch_grad_cam.datasets.checks import (
-    TargetLayers, check_map_size, check_targets, check_workers, choose_device, default_workers,
-    resolve_methods, resolve_target_layers)
+    TargetLayers,
+    check_map_size,
+    check_targets,
+    check_workers,
+    choose_device,
+    default_workers,
+    resolve_methods,
+    resolve_target_layers,
+)
 from pytorch_grad_cam.datasets.distributed import Context, join, share
 from pytorch_grad_cam.datasets.evaluation import BatchMetrics, check_metrics
 from pytorch_grad_cam.datasets.explainer import Explainer, make_cams, reads_attention
@@ -60,13 +67,17 @@ from pytorch_grad_cam.datasets.identity import FileStats, prepare
 from pytorch_grad_cam.datasets.loop import explain_items, make_loader, opencv_threads, progress_bar
 from pytorch_grad_cam.datasets.ownership import read_marker
 from pytorch_grad_cam.datasets.report import write_report
-from pytorch_grad_cam.datasets.sources import (
-    PathSource, Preprocess, Source, make_source, model_input_size)
+from pytorch_grad_cam.datasets.sources import PathSource, Preprocess, Source, make_source, model_input_size
 from pytorch_grad_cam.datasets.store import STORE_VERSION, ShardWriter, Store, config_differences
 from pytorch_grad_cam.datasets.summary import RunStart, RunSummary, finalise, summary_from_index
 from pytorch_grad_cam.layers import LayerProbe, probe_target_layers
 from pytorch_grad_cam.scoring import (
-    batch_size_or_default, check_model, check_positive_int, given, model_device)
+    batch_size_or_default,
+    check_model,
+    check_positive_int,
+    given,
+    model_device,
+)
 from pytorch_grad_cam.utils.image_io import MAX_READ_PIXELS
 
 __all__ = ["RunStart", "default_workers", "explain_dataset", "model_fingerprint",
@@ -74,7 +85,7 @@ __all__ = ["RunStart", "default_workers", "explain_dataset", "model_fingerprint"
 
 
 # ---------------------------------------------------------- configuration
-def _callable_name(function: Any) -> Optional[str]:
+def _callable_name(function: Any) -> str | None:
     """A stable description of a callable (no memory addresses)."""
     if function is None:
         return None
@@ -113,15 +124,15 @@ class _Request:
     store: Store
     layers: list[torch.nn.Module]
     layer_names: list[str]
-    reshape_transform: Optional[Callable]
+    reshape_transform: Callable | None
     target_mode: str
-    fixed_class: Optional[int]
-    map_spec: Union[str, tuple[int, int]]
+    fixed_class: int | None
+    map_spec: str | tuple[int, int]
     metric_names: list[str]
-    batch_metrics: Optional[BatchMetrics]
-    top_k: Optional[int]
-    batch_size: Optional[int]
-    workers: Optional[int]
+    batch_metrics: BatchMetrics | None
+    top_k: int | None
+    batch_size: int | None
+    workers: int | None
     shard_size: int
     preprocess: Preprocess
     progress: bool
@@ -130,7 +141,7 @@ class _Request:
     min_image_size: int
     max_pixels: int
     options: dict[str, Any]
-    on_start: Optional[Callable[[RunStart], None]]
+    on_start: Callable[[RunStart], None] | None
 
 
 def _map_shape(request: _Request, probe: LayerProbe) -> tuple[int, int]:
@@ -173,30 +184,30 @@ def _config(request: _Request, probe: LayerProbe, top_k: int,
 # ------------------------------------------------------------------ the API
 def explain_dataset(source: Any,
                     model: torch.nn.Module,
-                    methods: Union[str, type, Sequence[Union[str, type]]] = "gradcam",
+                    methods: str | type | Sequence[str | type] = "gradcam",
                     *,
-                    out: Union[str, "os.PathLike[str]"],
+                    out: str | os.PathLike[str],
                     target_layers: TargetLayers = None,
-                    targets: Union[None, str, int] = None,
-                    reshape_transform: Optional[Callable] = None,
-                    preprocess: Optional[Preprocess] = None,
-                    map_size: Union[str, tuple[int, int]] = "layer",
-                    metrics: Union[None, str, Sequence[str]] = None,
-                    top_k: Optional[int] = None,
-                    batch_size: Optional[int] = None,
-                    workers: Optional[int] = None,
+                    targets: None | str | int = None,
+                    reshape_transform: Callable | None = None,
+                    preprocess: Preprocess | None = None,
+                    map_size: str | tuple[int, int] = "layer",
+                    metrics: None | str | Sequence[str] = None,
+                    top_k: int | None = None,
+                    batch_size: int | None = None,
+                    workers: int | None = None,
                     shard_size: int = 512,
-                    device: Union[None, str, torch.device] = None,
+                    device: None | str | torch.device = None,
                     progress: bool = True,
                     report: bool = False,
                     overwrite: bool = False,
                     min_image_size: int = 8,
                     max_pixels: int = MAX_READ_PIXELS,
                     recursive: bool = True,
-                    method_options: Optional[Mapping[str, Mapping[str, Any]]] = None,
+                    method_options: Mapping[str, Mapping[str, Any]] | None = None,
                     road_percentiles: Sequence[float] = (20, 40, 60, 80),
                     n_steps: int = 50,
-                    on_start: Optional[Callable[[RunStart], None]] = None) -> RunSummary:
+                    on_start: Callable[[RunStart], None] | None = None) -> RunSummary:
     """Explain every item of ``source`` with every method into the results
     store ``out``; returns a :class:`RunSummary`.
 
@@ -407,7 +418,7 @@ def _run(request: _Request, context: Context, device: torch.device) -> RunSummar
             write_report(store.root, source=items, preprocess=request.preprocess)
     context.barrier()
     index = store.index() or {}
-    report_path: Optional[Path] = store.root / "report.html" if request.report else None
+    report_path: Path | None = store.root / "report.html" if request.report else None
     return summary_from_index(index, store.root, items=len(items), skipped=skipped,
                               processed=len(remaining), seconds=seconds,
                               world_size=context.world_size, workers=workers, batch_size=batch,

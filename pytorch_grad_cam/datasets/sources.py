@@ -24,16 +24,23 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import cv2
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset
 
-from pytorch_grad_cam.datasets.decoding import (BadItem, check_layout, decode_image,
-                                                decode_source, load_picture, three_channels,
-                                                to_rgb, to_unit)
+from pytorch_grad_cam.datasets.decoding import (
+    BadItem,
+    check_layout,
+    decode_image,
+    decode_source,
+    load_picture,
+    three_channels,
+    to_rgb,
+    to_unit,
+)
 from pytorch_grad_cam.messages import describe, first_line, given
 from pytorch_grad_cam.utils.image import IMAGENET_MEAN, IMAGENET_STD
 from pytorch_grad_cam.utils.image_io import IMAGE_SUFFIXES, MAX_READ_PIXELS, bounded_copy, find_images
@@ -175,7 +182,7 @@ class Record:
     label: int = -1
     height: int = 0
     width: int = 0
-    tensor: Optional[torch.Tensor] = None
+    tensor: torch.Tensor | None = None
     status: str = "ok"
     reason: str = ""
 
@@ -186,10 +193,10 @@ class Batch:
     the worker, so that the main process receives one tensor)."""
 
     records: list[Record]
-    inputs: Optional[torch.Tensor] = None
+    inputs: torch.Tensor | None = None
     good: list[int] = field(default_factory=list)  # indices into records of the stacked rows
 
-    def pin_memory(self) -> "Batch":
+    def pin_memory(self) -> Batch:
         if self.inputs is not None:
             self.inputs = self.inputs.pin_memory()
         return self
@@ -251,7 +258,7 @@ class PathSource(Source):
     list's (ids as given), with optional labels."""
 
     def __init__(self, paths: Sequence[str], ids: Sequence[str],
-                 labels: Optional[Sequence[int]] = None, root: Optional[str] = None):
+                 labels: Sequence[int] | None = None, root: str | None = None):
         self.paths = list(paths)
         self.ids = list(ids)
         self.labels = list(labels) if labels is not None else None
@@ -301,7 +308,7 @@ class DatasetSource(Source):
         self.dataset = dataset
         self.length = len(dataset)
         samples = getattr(dataset, "samples", None)
-        self.sample_paths: Optional[list] = None
+        self.sample_paths: list | None = None
         if isinstance(samples, list) and len(samples) == self.length:
             self.sample_paths = [s[0] if isinstance(s, (tuple, list)) and s else s
                                  for s in samples]

@@ -49,7 +49,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -57,9 +57,19 @@ import torch.nn.functional as F
 
 from pytorch_grad_cam.datasets.atomic import atomic_write, fsync_dir, read_json, write_json
 from pytorch_grad_cam.datasets.ownership import (
-    OPTION, SEQUENCE, StoreRefused, owned_series, read_marker, record, remove_owned,
-    remove_temporaries)
+    OPTION,
+    SEQUENCE,
+    StoreRefused,
+    owned_series,
+    read_marker,
+    record,
+    remove_owned,
+    remove_temporaries,
+)
 from pytorch_grad_cam.scoring import given
+
+if TYPE_CHECKING:  # pandas is optional: the results' table needs it, the runner does not
+    import pandas as pd  # noqa: TID253
 
 __all__ = [
     "COLUMNS",
@@ -173,7 +183,7 @@ def shard_series(rank: int, token: str) -> str:
 class Store:
     """A results store folder (see the module docstring)."""
 
-    def __init__(self, root: Union[str, "os.PathLike[str]"]):
+    def __init__(self, root: str | os.PathLike[str]):
         if not isinstance(root, (str, os.PathLike)):
             raise TypeError(f"out must be a folder path, got {given(root)}")
         self.root = Path(root)
@@ -213,7 +223,7 @@ class Store:
         return True
 
     def create(self, config: Mapping[str, Any], overwrite: bool = False, *,
-               source: Optional[Mapping[str, Any]] = None, series: Sequence[str] = ()) -> None:
+               source: Mapping[str, Any] | None = None, series: Sequence[str] = ()) -> None:
         """Prepare the folder for a run (the main process only): refuse a
         folder that is not new, empty or a store; with ``overwrite``
         delete the store's own files first (:meth:`clear`); record its
@@ -269,7 +279,7 @@ class Store:
             done.update(read_shard(path, ("id",))["id"].tolist())
         return done
 
-    def index(self) -> Optional[dict[str, Any]]:
+    def index(self) -> dict[str, Any] | None:
         """The finalised index, or None while it is absent."""
         if not self.index_path.exists():
             return None
@@ -279,7 +289,7 @@ class Store:
         write_json(self.index_path, dict(index))
 
 
-def read_shard(path: Path, names: Optional[Sequence[str]] = None) -> dict[str, np.ndarray]:
+def read_shard(path: Path, names: Sequence[str] | None = None) -> dict[str, np.ndarray]:
     """The arrays of one shard (all, or ``names``); ValueError naming the
     file if it cannot be read (committed shards are complete, so this
     means the disk changed it: delete it to recompute its items)."""
@@ -314,7 +324,7 @@ class ShardWriter:
 
     def __init__(self, store: Store, rank: int, methods: Sequence[str], metrics: Sequence[str],
                  top_k: int, map_shape: tuple[int, int], shard_size: int,
-                 token: Optional[str] = None):
+                 token: str | None = None):
         self.store = store
         self.rank = rank
         self.methods = list(methods)
@@ -387,7 +397,7 @@ class ShardWriter:
                           else np.zeros((0,) + tuple(self.map_shape), np.float16))
         return arrays
 
-    def flush(self) -> Optional[Path]:
+    def flush(self) -> Path | None:
         """Write the collected rows as a shard (nothing when there are
         none); returns its path."""
         if self.items == 0:
@@ -403,7 +413,7 @@ class ShardWriter:
 
 
 # ------------------------------------------------------------------ reading
-def resize_map(cam: np.ndarray, size: Optional[tuple[int, int]]) -> np.ndarray:
+def resize_map(cam: np.ndarray, size: tuple[int, int] | None) -> np.ndarray:
     """A stored map as float32, resized to ``size`` = (height, width) with
     bilinear interpolation (``align_corners=False``, the sampling the CAM
     methods use to enlarge maps); values are not renormalised."""
@@ -435,7 +445,7 @@ class Results:
         complete: whether the index exists and covers every shard.
     """
 
-    def __init__(self, path: Union[str, "os.PathLike[str]"]):
+    def __init__(self, path: str | os.PathLike[str]):
         self.store = Store(path)
         self.path = self.store.root
         if not self.store.root.is_dir():
@@ -450,7 +460,7 @@ class Results:
         self._shards = self.frame["shard"].astype(str).to_numpy()
         self._map_rows = self.frame["map_row"].to_numpy(dtype=np.int64)
 
-    def _load(self, shards: Sequence[Path]):
+    def _load(self, shards: Sequence[Path]) -> pd.DataFrame:
         import pandas as pd
 
         methods = list(self.config.get("methods", []))
@@ -492,7 +502,7 @@ class Results:
     def _shard_maps(self, name: str) -> np.ndarray:
         return _cached_maps(str(self.store.shard_dir / name))
 
-    def map(self, row: int, size: Optional[tuple[int, int]] = None) -> np.ndarray:
+    def map(self, row: int, size: tuple[int, int] | None = None) -> np.ndarray:
         """The map of row ``row`` of :attr:`frame` (its position, as
         ``frame.iloc[row]``) as float32 in [0, 1], at the stored
         resolution or resized to ``size`` = (height, width), for example
@@ -509,7 +519,7 @@ class Results:
                              f"status is {entry['status']} ({entry['reason']})")
         return resize_map(self._shard_maps(str(self._shards[row]))[index], size)
 
-    def find(self, item_id: str, method: Optional[str] = None) -> int:
+    def find(self, item_id: str, method: str | None = None) -> int:
         """The row of item ``item_id`` (and ``method``, default the first
         method of the configuration)."""
         method = method if method is not None else self.config["methods"][0]
@@ -519,8 +529,8 @@ class Results:
             raise KeyError(f"no row for id {item_id!r} and method {method!r}")
         return int(hits[0])
 
-    def iter_maps(self, rows: Optional[Sequence[int]] = None,
-                  size: Optional[tuple[int, int]] = None) -> Iterator[tuple[int, np.ndarray]]:
+    def iter_maps(self, rows: Sequence[int] | None = None,
+                  size: tuple[int, int] | None = None) -> Iterator[tuple[int, np.ndarray]]:
         """(row, map) for the rows that have a map (all, or ``rows``), one
         shard in memory at a time when the rows are in shard order."""
         chosen = range(len(self.frame)) if rows is None else rows
@@ -534,14 +544,14 @@ def _cached_maps(path: str) -> np.ndarray:
     return read_shard(Path(path), ("maps",))["maps"]
 
 
-def open_results(path: Union[str, "os.PathLike[str]"]) -> Results:
+def open_results(path: str | os.PathLike[str]) -> Results:
     """A results store as a :class:`Results` (the table as a pandas
     DataFrame in ``.frame``, maps with ``.map(row, size)``, the
     configuration and the finalised index)."""
     return Results(path)
 
 
-def load_results(path: Union[str, "os.PathLike[str]"]):
+def load_results(path: str | os.PathLike[str]) -> pd.DataFrame:
     """The table of a results store as a pandas DataFrame, one row per
     (item, method) (see :class:`Results`; its ``attrs["store"]`` is the
     folder). For the maps use :func:`open_results` and ``.map(row,

@@ -19,16 +19,20 @@ from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
-
 import torch
 
-from pytorch_grad_cam.datasets.evaluation import (
-    DATASET_METRICS, BatchMetrics, RunningStats, rank_methods)
+from pytorch_grad_cam.datasets.evaluation import DATASET_METRICS, BatchMetrics, RunningStats, rank_methods
 from pytorch_grad_cam.datasets.store import (
-    METRIC_PREFIX, STORE_FORMAT, STORE_VERSION, Store, fingerprint, read_shard)
+    METRIC_PREFIX,
+    STORE_FORMAT,
+    STORE_VERSION,
+    Store,
+    fingerprint,
+    read_shard,
+)
 
 __all__ = ["RunStart", "RunSummary", "compute_index", "finalise", "rate_text",
            "summary_from_index"]
@@ -154,7 +158,7 @@ class RunStart:
     batch_size: int
     workers: int
     world_size: int = 1
-    metrics: Optional[BatchMetrics] = None
+    metrics: BatchMetrics | None = None
 
 
 @dataclass
@@ -195,7 +199,7 @@ class RunSummary:
     workers: int = 0
     batch_size: int = 1
     device: str = "cpu"
-    report: Optional[Path] = None
+    report: Path | None = None
     changed: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
 

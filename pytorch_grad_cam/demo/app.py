@@ -47,6 +47,7 @@ gradio_cache()
 
 import gradio as gr  # noqa: E402
 import numpy as np  # noqa: E402
+from PIL import Image  # noqa: E402
 
 if int(gr.__version__.split(".")[0]) < 6:
     raise ImportError(f"the web demo needs gradio 6 or later, found {gr.__version__} "
@@ -106,8 +107,7 @@ def bundled_photos() -> list[Path]:
     if all(path.is_file() for path in found):
         return found
     try:
-        import skimage.data
-        from PIL import Image
+        import skimage.data  # noqa: PLC0415  (optional, as everywhere: see pyproject.toml)
     except ImportError:
         return []
     folder = process_folder() / "photos"
@@ -147,7 +147,7 @@ class MapFiles:
     def write(self, result: Explanation) -> str:
         """Save the maps of ``result``; the file's path."""
         path = self.folder / f"maps-{uuid.uuid4().hex[:12]}.npz"
-        arrays: dict[str, Any] = {name: cam for name, cam in result.maps.items()}
+        arrays: dict[str, Any] = dict(result.maps.items())
         arrays["category"] = np.array(result.category)
         arrays["top5"] = np.array([p.index for p in result.predictions])
         np.savez(path, **arrays)

@@ -34,7 +34,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 import cv2
 import numpy as np
@@ -48,9 +48,16 @@ from pytorch_grad_cam.metrics.cam_mult_image import DropInConfidence, IncreaseIn
 from pytorch_grad_cam.registry import MethodInfo, get_method, method_names, registered_methods
 from pytorch_grad_cam.scoring import select_output
 from pytorch_grad_cam.utils.image import preprocess_image, show_cam_on_image
-from pytorch_grad_cam.utils.image_io import (MAX_READ_PIXELS, ImageError, TooManyPixels,
-                                             check_pixels, fit_size, megapixels, open_pillow,
-                                             read_file)
+from pytorch_grad_cam.utils.image_io import (
+    MAX_READ_PIXELS,
+    ImageError,
+    TooManyPixels,
+    check_pixels,
+    fit_size,
+    megapixels,
+    open_pillow,
+    read_file,
+)
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputSoftmaxTarget, ClassifierOutputTarget
 
 __all__ = [
@@ -82,7 +89,7 @@ _AUTOMATIC_WORDS = {"", AUTOMATIC, "automatic", "top", "top class", "top class (
 #: the metrics of the table, both cheap: two forward passes each per map
 METRIC_NAMES = ("DropInConfidence", "IncreaseInConfidence")
 
-ImageSource = Union[str, Path, np.ndarray, Image.Image]
+ImageSource = str | Path | np.ndarray | Image.Image
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,8 @@ W (channels x k) are concept embeddings, the k rows of H their heat maps
 over the positions. A classifier head applied to an embedding tells what a
 concept is.
 """
-from typing import Any, Callable, Mapping, NamedTuple, Optional, Sequence, Tuple, Union
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -18,11 +19,10 @@ from pytorch_grad_cam.activations_and_gradients import ActivationsAndGradients
 from pytorch_grad_cam.call_context import ReleaseOnExit
 from pytorch_grad_cam.model_state import model_state_guard
 from pytorch_grad_cam.scoring import check_positive_int, model_device
-from pytorch_grad_cam.utils.image import (
-    create_labels_legend, scale_tensor, show_factorization_on_image)
+from pytorch_grad_cam.utils.image import create_labels_legend, scale_tensor, show_factorization_on_image
 
 # class names: a dict such as a HuggingFace config's id2label, or a list
-_Labels = Union[Mapping[int, str], Sequence[str]]
+_Labels = Mapping[int, str] | Sequence[str]
 
 
 class NMFResult(NamedTuple):
@@ -70,14 +70,14 @@ def non_negative_matrix_factorization(matrix: torch.Tensor, n_components: int,
         h = h * (w.T @ v) / ((w.T @ w) @ h).clamp_min(tiny)
         w = w * (v @ h.T) / (w @ (h @ h.T)).clamp_min(tiny)
         errors.append(torch.linalg.norm(v - w @ h))
-        if (iteration + 1) % 10 == 0 and iteration >= 10:
-            if float(errors[-11] - errors[-1]) < tol * float(errors[0]):
-                break
+        if ((iteration + 1) % 10 == 0 and iteration >= 10
+                and float(errors[-11] - errors[-1]) < tol * float(errors[0])):
+            break
     return NMFResult(w, h, torch.stack(errors))
 
 
-def dff(activations: Union[np.ndarray, torch.Tensor], n_components: int = 5,
-        max_iter: int = 200, tol: float = 1e-4, seed: int = 0) -> Tuple[np.ndarray, np.ndarray]:
+def dff(activations: np.ndarray | torch.Tensor, n_components: int = 5,
+        max_iter: int = 200, tol: float = 1e-4, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Deep Feature Factorization of B x C x h x w activations (numpy or
     torch).
 
@@ -133,8 +133,8 @@ class DeepFeatureFactorization(ReleaseOnExit):
     """
 
     def __init__(self, model: torch.nn.Module, target_layer: torch.nn.Module,
-                 reshape_transform: Optional[Callable] = None,
-                 computation_on_concepts: Optional[Callable] = None,
+                 reshape_transform: Callable | None = None,
+                 computation_on_concepts: Callable | None = None,
                  max_iter: int = 200, tol: float = 1e-4, seed: int = 0) -> None:
         if not isinstance(model, torch.nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -170,7 +170,7 @@ class DeepFeatureFactorization(ReleaseOnExit):
         return activations
 
     def __call__(self, input_tensor: torch.Tensor,
-                 n_components: int = 16) -> Tuple[np.ndarray, ...]:
+                 n_components: int = 16) -> tuple[np.ndarray, ...]:
         if not isinstance(input_tensor, torch.Tensor) or input_tensor.dim() != 4:
             raise ValueError("input_tensor must be a B x C x H x W tensor")
         n_components = check_positive_int("n_components", n_components)
@@ -191,7 +191,7 @@ class DeepFeatureFactorization(ReleaseOnExit):
         return concepts, explanations, outputs.float().cpu().numpy()
 
 
-def _labels_of(model: torch.nn.Module, labels: Optional[_Labels], count: int) -> _Labels:
+def _labels_of(model: torch.nn.Module, labels: _Labels | None, count: int) -> _Labels:
     if labels is not None:
         return labels
     config = getattr(model, "config", None)
@@ -203,8 +203,8 @@ def _labels_of(model: torch.nn.Module, labels: Optional[_Labels], count: int) ->
 
 def run_dff_on_image(model: torch.nn.Module, target_layer: torch.nn.Module,
                      classifier: Callable, img_pil: Any, img_tensor: torch.Tensor,
-                     reshape_transform: Optional[Callable] = None, n_components: int = 5,
-                     top_k: int = 2, *, labels: Optional[_Labels] = None) -> np.ndarray:
+                     reshape_transform: Callable | None = None, n_components: int = 5,
+                     top_k: int = 2, *, labels: _Labels | None = None) -> np.ndarray:
     """The DFF picture of one image: the image, the concepts coloured on
     it and a legend naming each concept by the ``top_k`` classes that
     ``classifier`` gives its embedding (softmax scores).

@@ -8,13 +8,21 @@ map quality: ``arcc`` (Complexity, Coherency, ARCC); localisation:
 """
 from pytorch_grad_cam.metrics.arcc import ARCC, Coherency, Complexity
 from pytorch_grad_cam.metrics.cam_mult_image import (
-    CamMultImageConfidenceChange, DropInConfidence, IncreaseInConfidence)
+    CamMultImageConfidenceChange,
+    DropInConfidence,
+    IncreaseInConfidence,
+)
 from pytorch_grad_cam.metrics.deletion_insertion import DeletionAUC, InsertionAUC
 from pytorch_grad_cam.metrics.evaluate import METRICS, evaluate_cam_methods, format_table
 from pytorch_grad_cam.metrics.pointing_game import EnergyPointingGame, PointingGame
 from pytorch_grad_cam.metrics.road import (
-    NoisyLinearImputer, ROADCombined, ROADLeastRelevantFirst, ROADLeastRelevantFirstAverage,
-    ROADMostRelevantFirst, ROADMostRelevantFirstAverage)
+    NoisyLinearImputer,
+    ROADCombined,
+    ROADLeastRelevantFirst,
+    ROADLeastRelevantFirstAverage,
+    ROADMostRelevantFirst,
+    ROADMostRelevantFirstAverage,
+)
 
 __all__ = [
     "ARCC", "CamMultImageConfidenceChange", "Coherency", "Complexity", "DeletionAUC",

@@ -1,6 +1,5 @@
 """What the metrics share beyond ``pytorch_grad_cam.scoring``: the maps
 as a tensor, and pixel rankings."""
-from typing import Union
 
 import numpy as np
 import torch
@@ -8,7 +7,7 @@ import torch
 from pytorch_grad_cam.scoring import given
 
 #: the maps a metric is given: B x H x W, a numpy array or a torch tensor
-Maps = Union[np.ndarray, torch.Tensor]
+Maps = np.ndarray | torch.Tensor
 
 
 def prepare_cams(cams: Maps, input_tensor: torch.Tensor,

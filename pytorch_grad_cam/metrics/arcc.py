@@ -10,19 +10,19 @@ ARCC: Domeniconi, Stramiglio, Lombardi, Salti, "How to Evaluate and Refine
 your CAM", https://arxiv.org/abs/2605.14641: the harmonic mean of
 Coherency, 1 - Complexity and ROAD (in place of ADCC's Average Drop).
 """
-from typing import Callable, Optional, Sequence, overload
+from collections.abc import Callable, Sequence
+from typing import overload
 
 import numpy as np
 import numpy.typing as npt
 import torch
 
 from pytorch_grad_cam.base_cam import BaseCAM
-from pytorch_grad_cam.model_state import model_state_guard
 from pytorch_grad_cam.metrics._common import Maps, prepare_cams
-from pytorch_grad_cam.scoring import (
-    check_model, check_positive_int, check_targets, chunks, prepare_input)
 from pytorch_grad_cam.metrics.perturbation_confidence import Percentile, original_scores
 from pytorch_grad_cam.metrics.road import ROADCombined
+from pytorch_grad_cam.model_state import model_state_guard
+from pytorch_grad_cam.scoring import check_model, check_positive_int, check_targets, chunks, prepare_input
 
 
 @overload
@@ -77,14 +77,14 @@ class Coherency:
     described by ``desc`` (default "Coherency").
     """
 
-    def __init__(self, batch_size: Optional[int] = None, progress: bool = False,
-                 desc: Optional[str] = None) -> None:
+    def __init__(self, batch_size: int | None = None, progress: bool = False,
+                 desc: str | None = None) -> None:
         self.batch_size = check_positive_int("batch_size", batch_size, allow_none=True)
         self.progress = bool(progress)
         self.desc = "Coherency" if desc is None else str(desc)
 
     def __call__(self, input_tensor: torch.Tensor, grayscale_cams: Maps,
-                 targets: Optional[Sequence[Callable]], model: torch.nn.Module,
+                 targets: Sequence[Callable] | None, model: torch.nn.Module,
                  base_method: BaseCAM) -> np.ndarray:
         check_model(model)
         if not callable(base_method):
@@ -124,7 +124,7 @@ class ARCC:
 
     def __init__(self, base_method: BaseCAM,
                  road_percentiles: Sequence[Percentile] = (20, 40, 60, 80),
-                 batch_size: Optional[int] = None, noise: float = 0.01, seed: int = 0,
+                 batch_size: int | None = None, noise: float = 0.01, seed: int = 0,
                  progress: bool = False) -> None:
         if not callable(base_method):
             raise TypeError(f"base_method must be a CAM object, got {base_method!r}")
@@ -135,7 +135,7 @@ class ARCC:
                                  noise=noise, seed=seed, progress=progress)
 
     def __call__(self, input_tensor: torch.Tensor, grayscale_cams: Maps,
-                 targets: Optional[Sequence[Callable]], model: torch.nn.Module) -> np.ndarray:
+                 targets: Sequence[Callable] | None, model: torch.nn.Module) -> np.ndarray:
         complexity = self.complexity(grayscale_cams)
         coherency = self.coherency(input_tensor, grayscale_cams, targets, model, self.base_method)
         road = self.road(input_tensor, grayscale_cams, targets, model)

@@ -18,12 +18,10 @@ papers' percentages). The papers' Y and O are class probabilities: use
 input as given (for ImageNet-normalised inputs, removed pixels become the
 mean colour), as grad-cam 1.5.7 does.
 """
-from typing import Optional
 
 import torch
 
-from pytorch_grad_cam.metrics.perturbation_confidence import (
-    PerturbationConfidenceMetric)
+from pytorch_grad_cam.metrics.perturbation_confidence import PerturbationConfidenceMetric
 
 
 def multiply_tensor_with_cam(input_tensor: torch.Tensor, cam: torch.Tensor) -> torch.Tensor:
@@ -41,7 +39,7 @@ class CamMultImageConfidenceChange(PerturbationConfidenceMetric):
     map minus that of the input (``return_diff=False``: O). ``progress``:
     a progress bar of the passes."""
 
-    def __init__(self, batch_size: Optional[int] = None, progress: bool = False) -> None:
+    def __init__(self, batch_size: int | None = None, progress: bool = False) -> None:
         super().__init__(multiply_tensor_with_cam, batch_size, progress=progress)
 
 
@@ -55,7 +53,7 @@ class DropInConfidence(CamMultImageConfidenceChange):
     (``ClassifierOutputSoftmaxTarget``) as the paper does.
     """
 
-    def __init__(self, batch_size: Optional[int] = None, relative: bool = True,
+    def __init__(self, batch_size: int | None = None, relative: bool = True,
                  progress: bool = False) -> None:
         super().__init__(batch_size, progress=progress)
         self.relative = bool(relative)
@@ -63,7 +61,7 @@ class DropInConfidence(CamMultImageConfidenceChange):
     def needs_original(self, return_diff: bool) -> bool:
         return True
 
-    def compare(self, before: Optional[torch.Tensor], after: torch.Tensor,
+    def compare(self, before: torch.Tensor | None, after: torch.Tensor,
                 return_diff: bool) -> torch.Tensor:
         assert before is not None  # needs_original
         drop = (before - after).clamp_min(0)
@@ -85,7 +83,7 @@ class IncreaseInConfidence(CamMultImageConfidenceChange):
     def needs_original(self, return_diff: bool) -> bool:
         return True
 
-    def compare(self, before: Optional[torch.Tensor], after: torch.Tensor,
+    def compare(self, before: torch.Tensor | None, after: torch.Tensor,
                 return_diff: bool) -> torch.Tensor:
         assert before is not None  # needs_original
         return (after > before).float()

@@ -15,18 +15,25 @@ higher is better. RISE scores class probabilities: use
 All images x steps inputs are built lazily, ``batch_size`` at a time, on the
 model's device, under ``torch.inference_mode`` with the model in eval mode.
 """
-from typing import Callable, Literal, NamedTuple, Optional, Sequence, Union, overload
+from collections.abc import Callable, Sequence
+from typing import Literal, NamedTuple, overload
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from pytorch_grad_cam.model_state import model_state_guard
 from pytorch_grad_cam.metrics._common import Maps, prepare_cams, relevance_rank
-from pytorch_grad_cam.scoring import (
-    batch_size_or_default, check_model, check_positive_int, check_seed, check_targets,
-    chunked_scores, prepare_input)
 from pytorch_grad_cam.metrics.perturbation_confidence import original_scores
+from pytorch_grad_cam.model_state import model_state_guard
+from pytorch_grad_cam.scoring import (
+    batch_size_or_default,
+    check_model,
+    check_positive_int,
+    check_seed,
+    check_targets,
+    chunked_scores,
+    prepare_input,
+)
 from pytorch_grad_cam.warn import warn_at_caller
 
 
@@ -73,9 +80,9 @@ class _CausalMetric:
     default_substrate = "zero"
     label = ""
 
-    def __init__(self, n_steps: int = 100, substrate: Union[str, Callable, None] = None,
-                 batch_size: Optional[int] = None, seed: int = 0, progress: bool = False,
-                 desc: Optional[str] = None) -> None:
+    def __init__(self, n_steps: int = 100, substrate: str | Callable | None = None,
+                 batch_size: int | None = None, seed: int = 0, progress: bool = False,
+                 desc: str | None = None) -> None:
         n_steps = check_positive_int("n_steps", n_steps)
         substrate = self.default_substrate if substrate is None else substrate
         if isinstance(substrate, str):
@@ -94,16 +101,16 @@ class _CausalMetric:
 
     @overload
     def __call__(self, input_tensor: torch.Tensor, cams: Maps,
-                 targets: Optional[Sequence[Callable]], model: torch.nn.Module,
+                 targets: Sequence[Callable] | None, model: torch.nn.Module,
                  return_curves: Literal[False] = False) -> np.ndarray: ...
     @overload
     def __call__(self, input_tensor: torch.Tensor, cams: Maps,
-                 targets: Optional[Sequence[Callable]], model: torch.nn.Module,
+                 targets: Sequence[Callable] | None, model: torch.nn.Module,
                  return_curves: Literal[True]) -> CausalCurves: ...
 
     def __call__(self, input_tensor: torch.Tensor, cams: Maps,
-                 targets: Optional[Sequence[Callable]], model: torch.nn.Module,
-                 return_curves: bool = False) -> Union[np.ndarray, CausalCurves]:
+                 targets: Sequence[Callable] | None, model: torch.nn.Module,
+                 return_curves: bool = False) -> np.ndarray | CausalCurves:
         """Per image the area under the curve: a float32 numpy array B.
         For the curves as well, use :meth:`curves` (``return_curves=True``,
         which returns what it does, is deprecated)."""
@@ -114,7 +121,7 @@ class _CausalMetric:
         return self.curves(input_tensor, cams, targets, model).areas
 
     def curves(self, input_tensor: torch.Tensor, cams: Maps,
-               targets: Optional[Sequence[Callable]], model: torch.nn.Module) -> CausalCurves:
+               targets: Sequence[Callable] | None, model: torch.nn.Module) -> CausalCurves:
         """Per image the area under the curve and the curve itself, the
         target score after every step: ``CausalCurves(areas, curves)``,
         float32 numpy arrays B and B x (n_steps + 1)."""

@@ -7,27 +7,30 @@
                                 methods=[GradCAM, ScoreCAM])
     print(format_table(rows))
 """
-from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
 
 from pytorch_grad_cam.attention import find_transformer
 from pytorch_grad_cam.base_cam import BaseCAM
-from pytorch_grad_cam.model_state import model_state_guard
-from pytorch_grad_cam.registry import METHODS, get_method, method_info
-from pytorch_grad_cam.scoring import (
-    batch_size_or_default, check_model, check_positive_int, check_targets, prepare_input)
 from pytorch_grad_cam.metrics._common import Maps
 from pytorch_grad_cam.metrics.arcc import Coherency, Complexity, arcc_from_parts
 from pytorch_grad_cam.metrics.cam_mult_image import multiply_tensor_with_cam
 from pytorch_grad_cam.metrics.deletion_insertion import DeletionAUC, InsertionAUC
-from pytorch_grad_cam.metrics.perturbation_confidence import (
-    Percentile, original_scores, run_perturbations)
-from pytorch_grad_cam.metrics.pointing_game import EnergyPointingGame, PointingGame, Regions
+from pytorch_grad_cam.metrics.perturbation_confidence import Percentile, original_scores, run_perturbations
+from pytorch_grad_cam.metrics.pointing_game import EnergyPointingGame, PointingGame, Regions, region_masks
 from pytorch_grad_cam.metrics.road import ROADLeastRelevantFirst, ROADMostRelevantFirst
-from pytorch_grad_cam.utils.model_targets import (
-    ClassifierOutputSoftmaxTarget, ClassifierOutputTarget)
+from pytorch_grad_cam.model_state import model_state_guard
+from pytorch_grad_cam.registry import METHODS, get_method, method_info
+from pytorch_grad_cam.scoring import (
+    batch_size_or_default,
+    check_model,
+    check_positive_int,
+    check_targets,
+    prepare_input,
+)
+from pytorch_grad_cam.utils.model_targets import ClassifierOutputSoftmaxTarget, ClassifierOutputTarget
 
 #: every metric of the table and whether a higher or a lower value is better
 METRICS = {
@@ -55,8 +58,8 @@ def _reads_attention(method: type) -> bool:
         return False
 
 
-def _method_entries(methods: Optional[Sequence[Union[type, str]]],
-                    model: torch.nn.Module) -> List[Tuple[str, type]]:
+def _method_entries(methods: Sequence[type | str] | None,
+                    model: torch.nn.Module) -> list[tuple[str, type]]:
     if methods is None:
         try:
             find_transformer(model)
@@ -68,7 +71,7 @@ def _method_entries(methods: Optional[Sequence[Union[type, str]]],
                         f"pytorch_grad_cam.METHODS, got {methods!r}")
     if not methods:
         raise ValueError("methods is empty; give at least one CAM class, e.g. [GradCAM]")
-    entries: List[Tuple[str, type]] = []
+    entries: list[tuple[str, type]] = []
     for index, method in enumerate(methods):
         if isinstance(method, str):
             if method not in METHODS:
@@ -83,7 +86,7 @@ def _method_entries(methods: Optional[Sequence[Union[type, str]]],
     return entries
 
 
-def _metric_names(metrics: Optional[Sequence[str]], regions: Optional[Regions]) -> List[str]:
+def _metric_names(metrics: Sequence[str] | None, regions: Regions | None) -> list[str]:
     if metrics is None:
         return [m for m in METRICS if regions is not None or m not in _NEED_REGIONS]
     if isinstance(metrics, str) or not isinstance(metrics, (list, tuple)):
@@ -96,7 +99,7 @@ def _metric_names(metrics: Optional[Sequence[str]], regions: Optional[Regions]) 
     return list(metrics)
 
 
-def _probability_targets(targets: Sequence[Callable]) -> List[Callable]:
+def _probability_targets(targets: Sequence[Callable]) -> list[Callable]:
     """ClassifierOutputTarget(c) -> ClassifierOutputSoftmaxTarget(c); other
     targets stay as they are."""
     return [ClassifierOutputSoftmaxTarget(t.category) if type(t) is ClassifierOutputTarget else t
@@ -104,21 +107,21 @@ def _probability_targets(targets: Sequence[Callable]) -> List[Callable]:
 
 
 def evaluate_cam_methods(model: torch.nn.Module,
-                         target_layers: List[torch.nn.Module],
+                         target_layers: list[torch.nn.Module],
                          input_tensor: torch.Tensor,
-                         targets: Optional[Sequence[Callable]] = None,
-                         methods: Optional[Sequence[Union[type, str]]] = None,
+                         targets: Sequence[Callable] | None = None,
+                         methods: Sequence[type | str] | None = None,
                          *,
-                         metrics: Optional[Sequence[str]] = None,
-                         regions: Optional[Regions] = None,
-                         reshape_transform: Optional[Callable] = None,
-                         batch_size: Optional[int] = None,
+                         metrics: Sequence[str] | None = None,
+                         regions: Regions | None = None,
+                         reshape_transform: Callable | None = None,
+                         batch_size: int | None = None,
                          probability_targets: bool = True,
                          road_percentiles: Sequence = (20, 40, 60, 80),
                          n_steps: int = 50,
-                         method_kwargs: Optional[Dict] = None,
+                         method_kwargs: dict | None = None,
                          progress: bool = False,
-                         per_image: bool = False) -> Dict[str, Dict[str, object]]:
+                         per_image: bool = False) -> dict[str, dict[str, object]]:
     """Compute each method's maps for a batch and score them with the metrics.
 
     Args:
@@ -194,16 +197,14 @@ def evaluate_cam_methods(model: torch.nn.Module,
                                          batch_size_or_default(batch_size, inputs.device))
     metric_targets = _probability_targets(targets) if probability_targets else targets
     if regions is not None:  # check them before any heavy work
-        from pytorch_grad_cam.metrics.pointing_game import region_masks
-
         region_masks(regions, torch.zeros((inputs.shape[0],) + tuple(inputs.shape[2:])))
 
-    rows: Dict[str, Dict[str, object]] = {}
+    rows: dict[str, dict[str, object]] = {}
     for name, method in entries:
         kwargs = dict(method_kwargs.get(name, {}))
         if batch_size is not None:
             kwargs.setdefault("batch_size", batch_size)
-        layers: Optional[List[torch.nn.Module]] = target_layers
+        layers: list[torch.nn.Module] | None = target_layers
         reshape = reshape_transform
         if _reads_attention(method):  # the attention of every block, its own layout
             layers, reshape = None, None
@@ -219,14 +220,14 @@ def evaluate_cam_methods(model: torch.nn.Module,
 
 def _score(names: Sequence[str], cam: BaseCAM, model: torch.nn.Module, inputs: torch.Tensor,
            maps: Maps, cam_targets: Sequence[Callable], targets: Sequence[Callable],
-           regions: Optional[Regions], batch_size: Optional[int],
+           regions: Regions | None, batch_size: int | None,
            percentiles: Sequence[Percentile], n_steps: int, progress: bool = False,
-           row: str = "") -> Dict[str, np.ndarray]:
+           row: str = "") -> dict[str, np.ndarray]:
     """Per-image values of the metrics ``names`` for one method's maps;
     ``cam_targets`` are what the maps explain (Coherency recomputes a map
     for them), ``targets`` what the other metrics score. With ``progress``
     a bar per metric, described ``"<row>: <metric>"``."""
-    values: Dict[str, np.ndarray] = {}
+    values: dict[str, np.ndarray] = {}
     wanted = set(names)
     prefix = f"{row}: " if row else ""
     confidence = "/".join(m.replace("InConfidence", "") for m in
@@ -279,7 +280,7 @@ def _score(names: Sequence[str], cam: BaseCAM, model: torch.nn.Module, inputs: t
     return {name: np.asarray(values[name], dtype=np.float32) for name in names}
 
 
-def format_table(rows: Dict[str, Dict[str, object]], precision: int = 4) -> str:
+def format_table(rows: dict[str, dict[str, object]], precision: int = 4) -> str:
     """``evaluate_cam_methods``' result as a plain-text table: one line per
     method, one column per metric, and under the header whether higher or
     lower is better. Per-image results are shown as their means."""
@@ -292,7 +293,7 @@ def format_table(rows: Dict[str, Dict[str, object]], precision: int = 4) -> str:
              for name, values in rows.items()]
     widths = [max(len(row[i]) for row in [header, better] + lines) for i in range(len(header))]
 
-    def render(row: List[str]) -> str:
+    def render(row: list[str]) -> str:
         return "  ".join([row[0].ljust(widths[0])] +
                          [cell.rjust(width) for cell, width in zip(row[1:], widths[1:])]).rstrip()
 

@@ -11,23 +11,30 @@ state is put back afterwards. Scores come back as float32 numpy arrays, one
 value per image.
 """
 import numbers
-from typing import Callable, List, Literal, Optional, Sequence, Tuple, Union, overload
+from collections.abc import Callable, Sequence
+from typing import Literal, overload
 
 import numpy as np
 import torch
 
-from pytorch_grad_cam.model_state import model_state_guard
 from pytorch_grad_cam.metrics._common import Maps, prepare_cams, relevance_rank
+from pytorch_grad_cam.model_state import model_state_guard
 from pytorch_grad_cam.scoring import (
-    batch_size_or_default, check_model, check_positive_int, check_seed, check_targets,
-    chunked_scores, prepare_input)
+    batch_size_or_default,
+    check_model,
+    check_positive_int,
+    check_seed,
+    check_targets,
+    chunked_scores,
+    prepare_input,
+)
 
 DEFAULT_PERCENTILES = (10, 20, 30, 40, 50, 60, 70, 80, 90)
 
 #: a percentile of pixels kept, in [0, 100], or "auto" (Otsu's threshold)
-Percentile = Union[float, Literal["auto"]]
+Percentile = float | Literal["auto"]
 #: the per-image values, or with ``return_visualization`` also the perturbed inputs
-WithVisualization = Union[np.ndarray, Tuple[np.ndarray, Optional[torch.Tensor]]]
+WithVisualization = np.ndarray | tuple[np.ndarray, torch.Tensor | None]
 
 
 def apply_perturbation(perturbation: Callable, inputs: torch.Tensor,
@@ -43,9 +50,9 @@ def apply_perturbation(perturbation: Callable, inputs: torch.Tensor,
 
 
 def original_scores(model: torch.nn.Module, inputs: torch.Tensor,
-                    targets: Optional[Sequence[Callable]], batch_size: int,
-                    output_selector: Optional[Callable] = None, progress: bool = False,
-                    desc: str = "") -> Tuple[torch.Tensor, List[Callable]]:
+                    targets: Sequence[Callable] | None, batch_size: int,
+                    output_selector: Callable | None = None, progress: bool = False,
+                    desc: str = "") -> tuple[torch.Tensor, list[Callable]]:
     """The target scores of the unperturbed inputs, chunked; targets=None
     resolves to each image's top class. Returns (scores, targets)."""
     return chunked_scores(model, inputs.shape[0], lambda start, stop: inputs[start:stop], None,
@@ -53,10 +60,10 @@ def original_scores(model: torch.nn.Module, inputs: torch.Tensor,
 
 
 def perturbed_scores(model: torch.nn.Module, inputs: torch.Tensor, cams: torch.Tensor,
-                     perturbations: Sequence[Callable], targets: Optional[Sequence[Callable]],
+                     perturbations: Sequence[Callable], targets: Sequence[Callable] | None,
                      batch_size: int, keep_inputs: bool = False,
-                     output_selector: Optional[Callable] = None, progress: bool = False,
-                     desc: str = "") -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+                     output_selector: Callable | None = None, progress: bool = False,
+                     desc: str = "") -> tuple[torch.Tensor, torch.Tensor | None]:
     """Scores of every image under every perturbation: P x B.
 
     The work list is perturbation-major; each chunk of ``batch_size`` rows
@@ -65,7 +72,7 @@ def perturbed_scores(model: torch.nn.Module, inputs: torch.Tensor, cams: torch.T
     too (P * B x C x H x W), else None."""
     batch, count = inputs.shape[0], inputs.shape[0] * len(perturbations)
     owners = torch.arange(batch, device=inputs.device).repeat(len(perturbations))
-    kept: List[torch.Tensor] = []
+    kept: list[torch.Tensor] = []
 
     def make_inputs(start: int, stop: int) -> torch.Tensor:
         parts, index = [], start
@@ -99,8 +106,8 @@ class PerturbationConfidenceMetric:
         desc: the bar's description (default: the class name).
     """
 
-    def __init__(self, perturbation: Callable, batch_size: Optional[int] = None,
-                 progress: bool = False, desc: Optional[str] = None) -> None:
+    def __init__(self, perturbation: Callable, batch_size: int | None = None,
+                 progress: bool = False, desc: str | None = None) -> None:
         if not callable(perturbation):
             raise TypeError(f"perturbation must be callable, got {perturbation!r}")
         self.perturbation = perturbation
@@ -109,9 +116,9 @@ class PerturbationConfidenceMetric:
         self.desc = type(self).__name__ if desc is None else str(desc)
 
     def scores(self, input_tensor: torch.Tensor, cams: Maps,
-               targets: Optional[Sequence[Callable]], model: torch.nn.Module,
+               targets: Sequence[Callable] | None, model: torch.nn.Module,
                return_visualization: bool = False, need_original: bool = True
-               ) -> Tuple[Optional[torch.Tensor], torch.Tensor, Optional[torch.Tensor]]:
+               ) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor | None]:
         """(original scores or None, perturbed scores, perturbed inputs or
         None) as torch tensors."""
         check_model(model)
@@ -130,17 +137,17 @@ class PerturbationConfidenceMetric:
 
     @overload
     def __call__(self, input_tensor: torch.Tensor, cams: Maps,
-                 targets: Optional[Sequence[Callable]], model: torch.nn.Module,
+                 targets: Sequence[Callable] | None, model: torch.nn.Module,
                  return_visualization: Literal[False] = False,
                  return_diff: bool = True) -> np.ndarray: ...
     @overload
     def __call__(self, input_tensor: torch.Tensor, cams: Maps,
-                 targets: Optional[Sequence[Callable]], model: torch.nn.Module,
+                 targets: Sequence[Callable] | None, model: torch.nn.Module,
                  return_visualization: bool = False,
                  return_diff: bool = True) -> WithVisualization: ...
 
     def __call__(self, input_tensor: torch.Tensor, cams: Maps,
-                 targets: Optional[Sequence[Callable]], model: torch.nn.Module,
+                 targets: Sequence[Callable] | None, model: torch.nn.Module,
                  return_visualization: bool = False,
                  return_diff: bool = True) -> WithVisualization:
         """Per image: :meth:`compare` of the scores of the input and of the
@@ -158,7 +165,7 @@ class PerturbationConfidenceMetric:
         """Whether :meth:`compare` needs the scores of the unperturbed input."""
         return return_diff
 
-    def compare(self, before: Optional[torch.Tensor], after: torch.Tensor,
+    def compare(self, before: torch.Tensor | None, after: torch.Tensor,
                 return_diff: bool) -> torch.Tensor:
         """The metric's value per image from the target scores of the input
         (``before``; None unless :meth:`needs_original`) and of the
@@ -274,8 +281,8 @@ class AveragerAcrossThresholds:
     """
 
     def __init__(self, imputer: Callable, percentiles: Sequence[Percentile] = DEFAULT_PERCENTILES,
-                 batch_size: Optional[int] = None, progress: bool = False,
-                 desc: Optional[str] = None) -> None:
+                 batch_size: int | None = None, progress: bool = False,
+                 desc: str | None = None) -> None:
         if not callable(imputer):
             raise TypeError(f"imputer must be callable, got {imputer!r}")
         percentiles = list(percentiles)
@@ -290,7 +297,7 @@ class AveragerAcrossThresholds:
         self.desc = type(self).__name__ if desc is None else str(desc)
 
     def __call__(self, input_tensor: torch.Tensor, cams: Maps,
-                 targets: Optional[Sequence[Callable]], model: torch.nn.Module) -> np.ndarray:
+                 targets: Sequence[Callable] | None, model: torch.nn.Module) -> np.ndarray:
         metrics = [self.imputer(percentile) for percentile in self.percentiles]
         if not all(isinstance(m, PerturbationConfidenceMetric) for m in metrics):
             return np.mean(np.asarray([m(input_tensor, cams, targets, model) for m in metrics],
@@ -304,23 +311,23 @@ class AveragerAcrossThresholds:
 
 @overload
 def run_perturbations(input_tensor: torch.Tensor, cams: Maps,
-                      targets: Optional[Sequence[Callable]], model: torch.nn.Module,
-                      perturbations: Sequence[Callable], batch_size: Optional[int],
+                      targets: Sequence[Callable] | None, model: torch.nn.Module,
+                      perturbations: Sequence[Callable], batch_size: int | None,
                       need_original: Literal[True] = True, progress: bool = False,
-                      desc: str = "") -> Tuple[torch.Tensor, torch.Tensor]: ...
+                      desc: str = "") -> tuple[torch.Tensor, torch.Tensor]: ...
 @overload
 def run_perturbations(input_tensor: torch.Tensor, cams: Maps,
-                      targets: Optional[Sequence[Callable]], model: torch.nn.Module,
-                      perturbations: Sequence[Callable], batch_size: Optional[int],
+                      targets: Sequence[Callable] | None, model: torch.nn.Module,
+                      perturbations: Sequence[Callable], batch_size: int | None,
                       need_original: bool = True, progress: bool = False,
-                      desc: str = "") -> Tuple[Optional[torch.Tensor], torch.Tensor]: ...
+                      desc: str = "") -> tuple[torch.Tensor | None, torch.Tensor]: ...
 
 
 def run_perturbations(input_tensor: torch.Tensor, cams: Maps,
-                      targets: Optional[Sequence[Callable]], model: torch.nn.Module,
-                      perturbations: Sequence[Callable], batch_size: Optional[int],
+                      targets: Sequence[Callable] | None, model: torch.nn.Module,
+                      perturbations: Sequence[Callable], batch_size: int | None,
                       need_original: bool = True, progress: bool = False,
-                      desc: str = "") -> Tuple[Optional[torch.Tensor], torch.Tensor]:
+                      desc: str = "") -> tuple[torch.Tensor | None, torch.Tensor]:
     """(original scores B or None, perturbed scores P x B) of several
     perturbations in one batched pass (a progress bar ``desc`` of the
     perturbed inputs with ``progress``)."""

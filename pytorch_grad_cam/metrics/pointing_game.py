@@ -18,7 +18,8 @@ image, an array of B boxes (B x 4) or of B masks (B x H x W). The maps are
 never changed, so no model is needed.
 """
 import numbers
-from typing import Any, Sequence, Union
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -28,7 +29,7 @@ from pytorch_grad_cam.metrics._common import Maps
 
 #: one region per image: B x 4 boxes, B x H x W masks, or a list of boxes,
 #: lists of boxes or masks
-Regions = Union[np.ndarray, torch.Tensor, Sequence[Any]]
+Regions = np.ndarray | torch.Tensor | Sequence[Any]
 
 
 def _as_maps(grayscale_cams: Maps) -> torch.Tensor:

@@ -23,20 +23,26 @@ to a relative residual of ``tol``. A region with no known pixel at all
 """
 import numbers
 import warnings
-from typing import Callable, List, Optional, Sequence, Tuple
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from pytorch_grad_cam.scoring import check_positive_int, check_seed
 from pytorch_grad_cam.metrics._common import Maps
 from pytorch_grad_cam.metrics.perturbation_confidence import (
-    DEFAULT_PERCENTILES, AveragerAcrossThresholds, Percentile, PerturbationConfidenceMetric,
-    RemoveLeastRelevantFirst, RemoveMostRelevantFirst, run_perturbations)
+    DEFAULT_PERCENTILES,
+    AveragerAcrossThresholds,
+    Percentile,
+    PerturbationConfidenceMetric,
+    RemoveLeastRelevantFirst,
+    RemoveMostRelevantFirst,
+    run_perturbations,
+)
+from pytorch_grad_cam.scoring import check_positive_int, check_seed
 
 #: (offset (dy, dx), weight) of neighbours, as the imputation's ``weighting`` takes them
-Weighting = Sequence[Tuple[Tuple[int, int], float]]
+Weighting = Sequence[tuple[tuple[int, int], float]]
 
 #: (offset (dy, dx), weight) of the neighbours in the imputation
 neighbors_weights = [((1, 1), 1 / 12),
@@ -98,7 +104,7 @@ class _Laplacian:
 
 
 def _conjugate_gradients(operator: _Laplacian, unknown: torch.Tensor, rhs: torch.Tensor,
-                         tol: float, max_iter: int) -> Tuple[torch.Tensor, bool]:
+                         tol: float, max_iter: int) -> tuple[torch.Tensor, bool]:
     """Solve L u = rhs on the unknown pixels of every (image, channel) by
     conjugate gradients preconditioned with the diagonal, from u = 0;
     returns (solution, converged)."""
@@ -118,10 +124,9 @@ def _conjugate_gradients(operator: _Laplacian, unknown: torch.Tensor, rhs: torch
     limit = (tol * rhs.flatten(2).norm(dim=2))[..., None, None]
     converged = False
     for iteration in range(max_iter):
-        if iteration % 8 == 0:
-            if bool((dot(r, r).sqrt() <= limit).all()):
-                converged = True
-                break
+        if iteration % 8 == 0 and bool((dot(r, r).sqrt() <= limit).all()):
+            converged = True
+            break
         ap = apply(p)
         pap = dot(p, ap)
         alpha = torch.where(pap > 0, rz / pap.clamp_min(1e-30), torch.zeros_like(pap))
@@ -138,8 +143,8 @@ def _conjugate_gradients(operator: _Laplacian, unknown: torch.Tensor, rhs: torch
 
 
 def linear_imputation(image: torch.Tensor, known: torch.Tensor,
-                      weighting: Optional[Weighting] = None,
-                      tol: float = 1e-5, max_iter: Optional[int] = None) -> torch.Tensor:
+                      weighting: Weighting | None = None,
+                      tol: float = 1e-5, max_iter: int | None = None) -> torch.Tensor:
     """Fill the unknown pixels of ``image`` (B x C x H x W) so that each is
     the weighted mean of its neighbours (the noise-free ROAD imputation).
 
@@ -188,7 +193,7 @@ class NoisyLinearImputer:
     batched = True
 
     def __init__(self, noise: float = 0.01, weighting: Weighting = neighbors_weights,
-                 seed: int = 0, tol: float = 1e-5, max_iter: Optional[int] = None) -> None:
+                 seed: int = 0, tol: float = 1e-5, max_iter: int | None = None) -> None:
         if isinstance(noise, bool) or not isinstance(noise, numbers.Real) or not noise >= 0:
             raise ValueError(f"noise must be a number >= 0, got {noise!r}")
         if not (isinstance(tol, numbers.Real) and tol > 0):
@@ -198,7 +203,7 @@ class NoisyLinearImputer:
         _kernel(self.weighting)
         self.seed: int = check_seed(seed)
         self.tol: float = float(tol)
-        self.max_iter: Optional[int] = max_iter
+        self.max_iter: int | None = max_iter
 
     def __call__(self, img: torch.Tensor, mask: Maps) -> torch.Tensor:
         single = img.dim() == 3
@@ -223,7 +228,7 @@ class NoisyLinearImputer:
         return filled[0] if single else filled
 
 
-def _percentiles(percentiles: Sequence[Percentile]) -> List[Percentile]:
+def _percentiles(percentiles: Sequence[Percentile]) -> list[Percentile]:
     percentiles = list(percentiles)
     if not percentiles:
         raise ValueError("percentiles is empty; give at least one, e.g. [20, 40, 60, 80]")
@@ -240,7 +245,7 @@ class ROADMostRelevantFirst(PerturbationConfidenceMetric):
     RemoveMostRelevantFirst for how ties are ranked).
     """
 
-    def __init__(self, percentile: Percentile = 80, batch_size: Optional[int] = None,
+    def __init__(self, percentile: Percentile = 80, batch_size: int | None = None,
                  noise: float = 0.01, seed: int = 0, progress: bool = False) -> None:
         super().__init__(RemoveMostRelevantFirst(percentile, NoisyLinearImputer(noise, seed=seed),
                                                  seed=seed), batch_size, progress=progress,
@@ -256,7 +261,7 @@ class ROADLeastRelevantFirst(PerturbationConfidenceMetric):
     removes the 80 % least relevant pixels (as in grad-cam 1.5.7).
     """
 
-    def __init__(self, percentile: Percentile = 20, batch_size: Optional[int] = None,
+    def __init__(self, percentile: Percentile = 20, batch_size: int | None = None,
                  noise: float = 0.01, seed: int = 0, progress: bool = False) -> None:
         super().__init__(RemoveLeastRelevantFirst(percentile, NoisyLinearImputer(noise, seed=seed),
                                                   seed=seed), batch_size, progress=progress,
@@ -268,7 +273,7 @@ class ROADMostRelevantFirstAverage(AveragerAcrossThresholds):
     pass)."""
 
     def __init__(self, percentiles: Sequence[Percentile] = DEFAULT_PERCENTILES,
-                 batch_size: Optional[int] = None, noise: float = 0.01, seed: int = 0,
+                 batch_size: int | None = None, noise: float = 0.01, seed: int = 0,
                  progress: bool = False) -> None:
         super().__init__(lambda p: ROADMostRelevantFirst(p, batch_size, noise, seed),
                          _percentiles(percentiles), batch_size, progress=progress,
@@ -280,7 +285,7 @@ class ROADLeastRelevantFirstAverage(AveragerAcrossThresholds):
     pass)."""
 
     def __init__(self, percentiles: Sequence[Percentile] = DEFAULT_PERCENTILES,
-                 batch_size: Optional[int] = None, noise: float = 0.01, seed: int = 0,
+                 batch_size: int | None = None, noise: float = 0.01, seed: int = 0,
                  progress: bool = False) -> None:
         super().__init__(lambda p: ROADLeastRelevantFirst(p, batch_size, noise, seed),
                          _percentiles(percentiles), batch_size, progress=progress,
@@ -296,7 +301,7 @@ class ROADCombined:
     """
 
     def __init__(self, percentiles: Sequence[Percentile] = DEFAULT_PERCENTILES,
-                 batch_size: Optional[int] = None, noise: float = 0.01, seed: int = 0,
+                 batch_size: int | None = None, noise: float = 0.01, seed: int = 0,
                  progress: bool = False) -> None:
         self.percentiles = _percentiles(percentiles)
         self.batch_size = check_positive_int("batch_size", batch_size, allow_none=True)
@@ -307,7 +312,7 @@ class ROADCombined:
                      for p in self.percentiles]
 
     def __call__(self, input_tensor: torch.Tensor, cams: Maps,
-                 targets: Optional[Sequence[Callable]], model: torch.nn.Module) -> np.ndarray:
+                 targets: Sequence[Callable] | None, model: torch.nn.Module) -> np.ndarray:
         _, after = run_perturbations(input_tensor, cams, targets, model, self.lerf + self.morf,
                                      self.batch_size, need_original=False,
                                      progress=self.progress,

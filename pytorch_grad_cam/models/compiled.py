@@ -11,7 +11,7 @@
 """
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 import torch
 
@@ -51,7 +51,7 @@ def check_not_torchscript(model: Any, target_layers: Any = ()) -> None:
             "rebuilding it and loading its state_dict")
 
 
-def _torchscript_subject(model: Any, target_layers: Any) -> Optional[str]:
+def _torchscript_subject(model: Any, target_layers: Any) -> str | None:
     if is_torchscript(model):
         return f"the model is a TorchScript {type(model).__name__}"
     if not isinstance(model, torch.nn.Module) or not isinstance(target_layers, (list, tuple)):

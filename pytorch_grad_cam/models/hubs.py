@@ -27,6 +27,7 @@ from typing import Any
 
 import torch
 
+from pytorch_grad_cam.messages import first_line
 from pytorch_grad_cam.models import network
 from pytorch_grad_cam.models.network import HF_URL, hf_cache, hub_offline, socket_timeout
 from pytorch_grad_cam.models.specs import HF_PREFIX, TIMM_PREFIX
@@ -44,7 +45,6 @@ from pytorch_grad_cam.models.weights import (
     read_checkpoint,
     with_classes,
 )
-from pytorch_grad_cam.messages import first_line
 
 __all__ = ["HF_PREFIX", "TIMM_PREFIX", "load_hf", "load_timm", "looks_like_path"]
 

@@ -45,6 +45,7 @@ from urllib.parse import urlparse
 import torch
 import torchvision
 
+from pytorch_grad_cam.messages import first_line
 from pytorch_grad_cam.models import network
 from pytorch_grad_cam.models.hubs import load_hf, load_timm, looks_like_path
 from pytorch_grad_cam.models.network import HF_URL, hub_offline, online, socket_timeout
@@ -67,7 +68,6 @@ from pytorch_grad_cam.models.weights import (
     with_classes,
 )
 from pytorch_grad_cam.utils.checkpoints import classifier_key
-from pytorch_grad_cam.messages import first_line
 from pytorch_grad_cam.utils.pretrained import load_efficientnet_lite0
 
 __all__ = [

@@ -28,7 +28,8 @@ imports nothing of the package, so ``utils`` may build on it.
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, List, Optional, Sequence, Tuple
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 
@@ -48,14 +49,14 @@ ReshapeTransform = Callable[[Any], torch.Tensor]
 
 
 # ----------------------------------------------------------- patch grids
-def square_side(count: int) -> Optional[int]:
+def square_side(count: int) -> int | None:
     """The side of a square grid of ``count`` cells (``count >= 0``), or
     ``None`` when ``count`` is not a square."""
     side = math.isqrt(count)
     return side if side * side == count else None
 
 
-def square_prefixes(tokens: int) -> List[int]:
+def square_prefixes(tokens: int) -> list[int]:
     """The prefix-token counts, 0 to :data:`MAX_PREFIX_TOKENS` (smallest
     first), that leave one patch token or more on a square grid: 197 ->
     ``[1]`` (a class token and 14 x 14), 50 -> ``[1]`` (7 x 7)."""
@@ -63,14 +64,14 @@ def square_prefixes(tokens: int) -> List[int]:
             if prefix < tokens and square_side(tokens - prefix) is not None]
 
 
-def stated_prefix_tokens(model: Any) -> Optional[int]:
+def stated_prefix_tokens(model: Any) -> int | None:
     """The prefix-token count a model states (timm's
     ``num_prefix_tokens``), or ``None``."""
     own = getattr(model, "num_prefix_tokens", None)
     return own if isinstance(own, int) and own >= 0 else None
 
 
-def prefix_candidates(tokens: int, num_prefix_tokens: Optional[int] = None) -> List[int]:
+def prefix_candidates(tokens: int, num_prefix_tokens: int | None = None) -> list[int]:
     """The prefix-token counts that leave a square grid of two patch tokens
     or more: ``[num_prefix_tokens]`` if it is given and does (else none),
     otherwise those of :func:`square_prefixes`."""
@@ -80,13 +81,13 @@ def prefix_candidates(tokens: int, num_prefix_tokens: Optional[int] = None) -> L
     return [prefix for prefix in square_prefixes(tokens) if tokens - prefix > 1]
 
 
-def patch_grid(patches: int, size: Sequence[int]) -> Tuple[int, int]:
+def patch_grid(patches: int, size: Sequence[int]) -> tuple[int, int]:
     """(rows, columns) of ``patches`` patch tokens for an input of spatial
     ``size`` (H, W): the factorisation whose aspect ratio is closest to the
     input's (a square grid for a square input; of two equally close, the
     one with fewer rows)."""
     height, width = int(size[0]), int(size[1])
-    best: Optional[Tuple[float, int, int]] = None
+    best: tuple[float, int, int] | None = None
     for rows in range(1, patches + 1):
         if patches % rows:
             continue
@@ -112,9 +113,9 @@ def channels_last_to_maps(tensor: torch.Tensor) -> torch.Tensor:
     return tensor.permute(0, 3, 1, 2)
 
 
-def tokens_to_maps(tensor: torch.Tensor, height: Optional[int] = None,
-                   width: Optional[int] = None,
-                   num_prefix_tokens: Optional[int] = None) -> torch.Tensor:
+def tokens_to_maps(tensor: torch.Tensor, height: int | None = None,
+                   width: int | None = None,
+                   num_prefix_tokens: int | None = None) -> torch.Tensor:
     """B x N x C tokens -> B x C x H x W (what
     ``utils.reshape_transforms.vit_reshape_transform`` does).
 
@@ -139,7 +140,7 @@ def tokens_to_maps(tensor: torch.Tensor, height: Optional[int] = None,
                 raise ValueError(f"cannot derive a square patch grid from {tokens} tokens; "
                                  "pass height= and width= (for example with functools.partial)")
             num_prefix_tokens = prefixes[0]
-    grid: Optional[Tuple[int, int]] = None
+    grid: tuple[int, int] | None = None
     if height is not None and width is not None:
         grid = height, width
     else:
@@ -204,8 +205,8 @@ TokenGrid.__module__ = ChannelsLast.__module__ = "pytorch_grad_cam.layer_finder"
 
 # ------------------------------------------------- which layout is it?
 def output_layout(shape: Sequence[int], module: torch.nn.Module,
-                  num_prefix_tokens: Optional[int], input_size: Tuple[int, int]
-                  ) -> Optional[Tuple[Optional[Transform], Optional[List[int]]]]:
+                  num_prefix_tokens: int | None, input_size: tuple[int, int]
+                  ) -> tuple[Transform | None, list[int] | None] | None:
     """The layout of an output of ``shape`` that ``module`` returned, as
     ``(reshape_transform, alternatives)``; ``None`` for an output that is
     no spatial map.

@@ -25,8 +25,9 @@ if its library is already imported: nothing is imported here.
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, List, Optional, Tuple
+from typing import Any
 
 import torch
 
@@ -75,12 +76,12 @@ class Transformer:
     family: str
     module: torch.nn.Module
     path: str
-    blocks: Tuple[torch.nn.Module, ...]
-    attentions: Tuple[torch.nn.Module, ...]
+    blocks: tuple[torch.nn.Module, ...]
+    attentions: tuple[torch.nn.Module, ...]
     kind: str
     num_prefix_tokens: int
     class_token: bool
-    head: Optional[Callable[[torch.Tensor], Any]]
+    head: Callable[[torch.Tensor], Any] | None
     head_text: str
     config: Any = None
 
@@ -95,7 +96,7 @@ class Transformer:
         where = f" at {self.path}" if self.path else ""
         return f"{type(self.module).__name__}{where}"
 
-    def block_index(self, layer: torch.nn.Module) -> Optional[int]:
+    def block_index(self, layer: torch.nn.Module) -> int | None:
         """The index of ``layer`` among the blocks, or ``None``."""
         for index, block in enumerate(self.blocks):
             if block is layer:
@@ -117,7 +118,7 @@ class Transformer:
                 "attn_implementation='sdpa' or 'eager')")
 
 
-def _class(module_name: str, class_name: str) -> Optional[type]:
+def _class(module_name: str, class_name: str) -> type | None:
     """A class of an already imported module (a model of that library
     exists only if the library is imported; nothing is imported here)."""
     module = sys.modules.get(module_name)
@@ -130,10 +131,10 @@ def _is(module: torch.nn.Module, module_name: str, *class_names: str) -> bool:
     return bool(classes) and isinstance(module, tuple(classes))
 
 
-def _child(module: torch.nn.Module, *paths: str) -> Optional[torch.nn.Module]:
+def _child(module: torch.nn.Module, *paths: str) -> torch.nn.Module | None:
     """The first of the dotted child paths that exists."""
     for path in paths:
-        current: Optional[torch.nn.Module] = module
+        current: torch.nn.Module | None = module
         for name in path.split("."):
             current = current._modules.get(name) if current is not None else None
         if current is not None:
@@ -146,7 +147,7 @@ def _unsupported_block(name: str, index: int, block: torch.nn.Module, reason: st
                       f"of these blocks cannot be captured (supported: {SUPPORTED_FAMILIES})")
 
 
-def _torchvision(module: torch.nn.Module, path: str) -> Optional[Transformer]:
+def _torchvision(module: torch.nn.Module, path: str) -> Transformer | None:
     if not _is(module, "torchvision.models.vision_transformer", "VisionTransformer"):
         return None
     vit: Any = module
@@ -173,14 +174,14 @@ def _torchvision(module: torch.nn.Module, path: str) -> Optional[Transformer]:
                        head, "encoder.ln and heads on the class token")
 
 
-def _timm(module: torch.nn.Module, path: str) -> Optional[Transformer]:
+def _timm(module: torch.nn.Module, path: str) -> Transformer | None:
     if not _is(module, "timm.models.vision_transformer", "VisionTransformer"):
         return None
     vit: Any = module
     attention_class = _class("timm.layers.attention", "Attention")
     name = type(vit).__name__
     blocks = tuple(vit.blocks)
-    attentions: List[torch.nn.Module] = []
+    attentions: list[torch.nn.Module] = []
     for index, block in enumerate(blocks):
         attn: Any = getattr(block, "attn", None)
         if attention_class is None or type(attn) is not attention_class \
@@ -201,8 +202,8 @@ def _hf_outputs() -> Any:
     return sys.modules.get("transformers.modeling_outputs")
 
 
-def _hf_encoder(model: torch.nn.Module, name: str) -> Tuple[Tuple[torch.nn.Module, ...],
-                                                              Tuple[torch.nn.Module, ...]]:
+def _hf_encoder(model: torch.nn.Module, name: str) -> tuple[tuple[torch.nn.Module, ...],
+                                                              tuple[torch.nn.Module, ...]]:
     """The layers of a ViT/DeiT encoder (transformers 5: ``layers``; 4.x:
     ``encoder.layer``) and their attention modules."""
     container: Any = _child(model, "layers", "encoder.layer")
@@ -219,7 +220,7 @@ def _hf_encoder(model: torch.nn.Module, name: str) -> Tuple[Tuple[torch.nn.Modul
     return blocks, tuple(attentions)
 
 
-def _hf_vit(module: torch.nn.Module, path: str) -> Optional[Transformer]:
+def _hf_vit(module: torch.nn.Module, path: str) -> Transformer | None:
     model: Any = module
     vit_module, deit_module = "transformers.models.vit.modeling_vit", \
         "transformers.models.deit.modeling_deit"
@@ -270,7 +271,7 @@ def _hf_vit(module: torch.nn.Module, path: str) -> Optional[Transformer]:
     return None
 
 
-def _hf_clip(module: torch.nn.Module, path: str) -> Optional[Transformer]:
+def _hf_clip(module: torch.nn.Module, path: str) -> Transformer | None:
     model: Any = module
     clip_module = "transformers.models.clip.modeling_clip"
     outputs = _hf_outputs()

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import difflib
-from typing import List, Sequence, Tuple
+from collections.abc import Sequence
 
 __all__ = ["normalise_class_name", "match_class_name"]
 
@@ -13,7 +13,7 @@ def normalise_class_name(text: str) -> str:
 
 
 def match_class_name(text: str, class_names: Sequence[str],
-                     most: int = 8) -> Tuple[List[int], List[int]]:
+                     most: int = 8) -> tuple[list[int], list[int]]:
     """``(exact, close)``: the indices of the classes whose name is ``text``
     (case and underscores do not matter; several for a name two classes
     share, such as ImageNet's two "cardigan"s), and, for none, up to

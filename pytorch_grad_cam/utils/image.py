@@ -1,7 +1,8 @@
 """Image helpers: preprocessing, overlays and map scaling."""
 import colorsys
 import functools
-from typing import List, Mapping, Optional, Sequence, Tuple, Union, overload
+from collections.abc import Mapping, Sequence
+from typing import overload
 
 import cv2
 import numpy as np
@@ -59,7 +60,7 @@ def _overlay_photo(img: np.ndarray) -> np.ndarray:
     return img
 
 
-def _overlay_mask(mask: np.ndarray, size: Tuple[int, int], resize: bool) -> np.ndarray:
+def _overlay_mask(mask: np.ndarray, size: tuple[int, int], resize: bool) -> np.ndarray:
     """The map of :func:`show_cam_on_image` at the photo's ``size`` (H, W):
     as it is, or with ``resize`` bilinearly resized; a ValueError that names
     the resize call otherwise."""
@@ -138,7 +139,7 @@ def bilinear_matrix(size_in: int, size_out: int, device: torch.device,
         return matrix.to(device=device, dtype=dtype)
 
 
-def _resize(cam: torch.Tensor, size: Tuple[int, ...]) -> torch.Tensor:
+def _resize(cam: torch.Tensor, size: tuple[int, ...]) -> torch.Tensor:
     """B x ... maps resized to ``size``: bilinear (trilinear for volumes),
     align_corners=False. A 2-D enlargement, the common case (a 7 x 7 layer
     to a 224 x 224 image), is two small matrix products with the same
@@ -153,7 +154,7 @@ def _resize(cam: torch.Tensor, size: Tuple[int, ...]) -> torch.Tensor:
     return F.interpolate(cam[:, None], size=tuple(size), mode=mode, align_corners=False)[:, 0]
 
 
-def scale_tensor(cam: torch.Tensor, size: Optional[Sequence[int]] = None) -> torch.Tensor:
+def scale_tensor(cam: torch.Tensor, size: Sequence[int] | None = None) -> torch.Tensor:
     """Min-max normalise each map of a B x ... tensor to [0, 1], then resize
     it (bilinear, or trilinear for volumes) to ``size``.
 
@@ -176,13 +177,13 @@ def scale_tensor(cam: torch.Tensor, size: Optional[Sequence[int]] = None) -> tor
 
 @overload
 def scale_cam_image(cam: torch.Tensor,
-                    target_size: Optional[Sequence[int]] = None) -> torch.Tensor: ...
+                    target_size: Sequence[int] | None = None) -> torch.Tensor: ...
 @overload
-def scale_cam_image(cam: np.ndarray, target_size: Optional[Sequence[int]] = None) -> np.ndarray: ...
+def scale_cam_image(cam: np.ndarray, target_size: Sequence[int] | None = None) -> np.ndarray: ...
 
 
-def scale_cam_image(cam: Union[np.ndarray, torch.Tensor],
-                    target_size: Optional[Sequence[int]] = None) -> Union[np.ndarray, torch.Tensor]:
+def scale_cam_image(cam: np.ndarray | torch.Tensor,
+                    target_size: Sequence[int] | None = None) -> np.ndarray | torch.Tensor:
     """Normalise every map of a batch to [0, 1] and resize it.
 
     ``cam`` is a numpy array or a torch tensor (B x H x W, or B x D x H x W).
@@ -199,7 +200,7 @@ def scale_cam_image(cam: Union[np.ndarray, torch.Tensor],
     return scale_tensor(torch.from_numpy(array), size).numpy()
 
 
-def _rainbow(count: int) -> List[np.ndarray]:
+def _rainbow(count: int) -> list[np.ndarray]:
     """``count`` saturated RGB colours (floats in [0, 1]) with evenly spaced
     hues from red to magenta, like matplotlib's gist_rainbow."""
     colors = []
@@ -210,8 +211,8 @@ def _rainbow(count: int) -> List[np.ndarray]:
 
 
 def create_labels_legend(concept_scores: np.ndarray,
-                         labels: Union[Mapping[int, str], Sequence[str]],
-                         top_k: int = 2) -> List[str]:
+                         labels: Mapping[int, str] | Sequence[str],
+                         top_k: int = 2) -> list[str]:
     """One legend string per concept: its ``top_k`` categories with their
     scores, one per line ("tabby, tabby cat:0.43").
 
@@ -259,9 +260,9 @@ def _legend_image(height: int, width: int, colors: Sequence[np.ndarray],
 
 
 def show_factorization_on_image(img: np.ndarray, explanations: np.ndarray,
-                                colors: Optional[List[np.ndarray]] = None,
+                                colors: list[np.ndarray] | None = None,
                                 image_weight: float = 0.5,
-                                concept_labels: Optional[List[str]] = None) -> np.ndarray:
+                                concept_labels: list[str] | None = None) -> np.ndarray:
     """Colour every pixel by the concept whose heat map is strongest there,
     with brightness given by that heat map, and blend it with the image.
 
@@ -307,8 +308,8 @@ def show_factorization_on_image(img: np.ndarray, explanations: np.ndarray,
     return result
 
 
-def scale_accross_batch_and_channels(tensor: Union[np.ndarray, torch.Tensor],
-                                     target_size: Optional[Sequence[int]]) -> np.ndarray:
+def scale_accross_batch_and_channels(tensor: np.ndarray | torch.Tensor,
+                                     target_size: Sequence[int] | None) -> np.ndarray:
     """grad-cam 1.5's helper (its spelling kept): :func:`scale_cam_image` of
     every map of a B x C x H x W array, ``target_size`` (width, height);
     returns B x C x height x width."""

@@ -11,7 +11,8 @@ and :func:`describe_output` names one in messages. The hooks
 transforms of structured outputs (``utils.reshape_transforms``) share them.
 """
 import copy
-from typing import Any, Callable, Iterator, List, Tuple
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import torch
 
@@ -25,14 +26,14 @@ def is_structured(output: Any) -> bool:
     return isinstance(output, (dict, tuple, list))
 
 
-def _children(output: Any) -> List[Tuple[Any, Any]]:
+def _children(output: Any) -> list[tuple[Any, Any]]:
     """(key or index, value) of a container, in its order."""
     if isinstance(output, dict):
         return list(output.items())
     return list(enumerate(output))
 
 
-def output_paths(output: Any) -> List[Tuple[Any, ...]]:
+def output_paths(output: Any) -> list[tuple[Any, ...]]:
     """The path (keys and indices from the top) of every tensor of a layer
     output, in the order of :func:`output_leaves`; ``[()]`` for a tensor.
 
@@ -46,7 +47,7 @@ def output_paths(output: Any) -> List[Tuple[Any, ...]]:
     return [(key,) + path for key, value in _children(output) for path in output_paths(value)]
 
 
-def output_leaves(output: Any) -> List[torch.Tensor]:
+def output_leaves(output: Any) -> list[torch.Tensor]:
     """Every tensor of a layer output (depth first, dicts in their key
     order); ``[output]`` for a tensor. Other values (None, numbers) are no
     leaves."""
@@ -78,7 +79,7 @@ def _rebuild(output: Any, leaves: Iterator[Any]) -> Any:
     return type(output)(values)  # torch.return_types and other tuple types
 
 
-def rebuild_output(output: Any, leaves: List[Any]) -> Any:
+def rebuild_output(output: Any, leaves: list[Any]) -> Any:
     """``output`` with its tensors replaced, in :func:`output_leaves`
     order, by ``leaves`` (for example their gradients)."""
     if len(leaves) != len(output_leaves(output)):

@@ -5,7 +5,8 @@ Each target is called with the output of one image (for a classifier a
 1-D tensor of scores); most also accept a batch (2-D) and then return one
 score per image.
 """
-from typing import Any, Mapping, Sequence, Union
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -79,7 +80,7 @@ class SemanticSegmentationTarget:
     """Sum of the class-``category`` scores of a segmentation output
     (C x H x W) inside ``mask`` (H x W, numpy or tensor)."""
 
-    def __init__(self, category: int, mask: Union[np.ndarray, torch.Tensor]) -> None:
+    def __init__(self, category: int, mask: np.ndarray | torch.Tensor) -> None:
         self.category = int(category)
         self.mask = torch.as_tensor(np.asarray(mask) if not isinstance(mask, torch.Tensor) else mask)
 
@@ -120,8 +121,8 @@ class FasterRCNNBoxScoreTarget:
     matches (then it is a zero that depends on the scores).
     """
 
-    def __init__(self, labels: Union[Sequence[int], np.ndarray, torch.Tensor],
-                 bounding_boxes: Union[Sequence[Sequence[float]], np.ndarray, torch.Tensor],
+    def __init__(self, labels: Sequence[int] | np.ndarray | torch.Tensor,
+                 bounding_boxes: Sequence[Sequence[float]] | np.ndarray | torch.Tensor,
                  iou_threshold: float = 0.5) -> None:
         self.labels = labels
         self.bounding_boxes = bounding_boxes
@@ -203,7 +204,7 @@ class FinerWeightedTarget:
     p_d are part of the differentiated expression, as in the authors' code.
     """
 
-    def __init__(self, main_category: int, comparison_categories: Union[int, Sequence[int]],
+    def __init__(self, main_category: int, comparison_categories: int | Sequence[int],
                  alpha: float = 1.0) -> None:
         if isinstance(main_category, bool) or not isinstance(main_category, (int, np.integer)):
             raise TypeError(f"main_category must be an int class index, got {main_category!r}")
@@ -243,7 +244,7 @@ class SimilarityToConceptTarget:
     embedding models: the map shows where the image looks like the concept
     (for example the embedding of another image, or of a text prompt)."""
 
-    def __init__(self, features: Union[np.ndarray, torch.Tensor]) -> None:
+    def __init__(self, features: np.ndarray | torch.Tensor) -> None:
         features = torch.as_tensor(np.asarray(features) if not isinstance(features, torch.Tensor)
                                    else features)
         if features.dim() != 1 or features.numel() == 0:

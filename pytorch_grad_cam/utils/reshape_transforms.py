@@ -1,7 +1,8 @@
 """Reshape transforms: token layouts (built on ``models.tokens``) and
 structured layer outputs (dicts, tuples, lists of feature maps) -> B x C x
 H x W feature maps."""
-from typing import Any, Callable, List, Mapping, Optional, Sequence, Tuple
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import torch
 
@@ -9,9 +10,9 @@ from pytorch_grad_cam.models.tokens import channels_last_to_maps, tokens_to_maps
 from pytorch_grad_cam.utils.layer_outputs import output_leaves, output_paths
 
 
-def vit_reshape_transform(tensor: torch.Tensor, height: Optional[int] = None,
-                          width: Optional[int] = None,
-                          num_prefix_tokens: Optional[int] = None) -> torch.Tensor:
+def vit_reshape_transform(tensor: torch.Tensor, height: int | None = None,
+                          width: int | None = None,
+                          num_prefix_tokens: int | None = None) -> torch.Tensor:
     """B x N x C tokens of a Vision Transformer -> B x C x H x W.
 
     The class token (and the distillation token of DeiT, or any register
@@ -25,8 +26,8 @@ def vit_reshape_transform(tensor: torch.Tensor, height: Optional[int] = None,
     return tokens_to_maps(tensor, height, width, num_prefix_tokens)
 
 
-def swinT_reshape_transform(tensor: torch.Tensor, height: Optional[int] = None,
-                            width: Optional[int] = None) -> torch.Tensor:
+def swinT_reshape_transform(tensor: torch.Tensor, height: int | None = None,
+                            width: int | None = None) -> torch.Tensor:
     """Swin Transformer features -> B x C x H x W.
 
     Accepts the B x H x W x C layout of torchvision's and recent timm's Swin
@@ -105,7 +106,7 @@ def _entry(output: Any, key: Any, who: str) -> Any:
                      "or list to select from")
 
 
-def _leaf_positions(output: Any, key: Any) -> List[int]:
+def _leaf_positions(output: Any, key: Any) -> list[int]:
     """Positions (in output_leaves order) of the tensors inside output[key]."""
     if isinstance(output, (tuple, list)) and isinstance(key, int) and key < 0:
         key += len(output)
@@ -117,7 +118,7 @@ class SelectOutputKey:
     (a key of a dict, an index of a tuple or list), optionally followed by
     another transform ``then``. See :func:`select_output_key`."""
 
-    def __init__(self, key: Any, then: Optional[Callable[[Any], torch.Tensor]] = None) -> None:
+    def __init__(self, key: Any, then: Callable[[Any], torch.Tensor] | None = None) -> None:
         if then is not None and not callable(then):
             raise TypeError(f"then must be a reshape transform (callable) or None, got "
                             f"{type(then).__name__}")
@@ -128,7 +129,7 @@ class SelectOutputKey:
         value = _entry(output, self.key, repr(self))
         return self.then(value) if self.then is not None else value
 
-    def channel_leaves(self, output: Any) -> List[int]:
+    def channel_leaves(self, output: Any) -> list[int]:
         """Where the channels of the result come from (for AblationCAM)."""
         positions = _leaf_positions(output, self.key)
         inner = getattr(self.then, "channel_leaves", None)
@@ -141,7 +142,7 @@ class SelectOutputKey:
         return f"select_output_key({self.key!r}{then})"
 
 
-def select_output_key(key: Any, then: Optional[Callable[[Any], torch.Tensor]] = None
+def select_output_key(key: Any, then: Callable[[Any], torch.Tensor] | None = None
                       ) -> SelectOutputKey:
     """A reshape_transform that explains one entry of a layer that returns a
     dict, tuple or list: ``output[key]`` (a dict key, or an index), then
@@ -167,14 +168,14 @@ class CombineLevels:
     :func:`combine_levels`."""
 
     def __init__(self, size: Any = None, abs: bool = False,
-                 keys: Optional[Sequence[Any]] = None) -> None:
+                 keys: Sequence[Any] | None = None) -> None:
         self.size = size
         self.abs = bool(abs)
         self.keys = list(keys) if keys is not None else None
         if self.keys is not None and not self.keys:
             raise ValueError("keys must name at least one level, or be None (all levels)")
 
-    def _levels(self, output: Any) -> List[torch.Tensor]:
+    def _levels(self, output: Any) -> list[torch.Tensor]:
         if self.keys is not None:
             return [_entry(output, key, repr(self)) for key in self.keys]
         levels = output_leaves(output)
@@ -182,7 +183,7 @@ class CombineLevels:
             raise ValueError(f"{self!r}: the layer's output holds no tensor")
         return levels
 
-    def _target_size(self, output: Any, levels: List[torch.Tensor]) -> Tuple[int, ...]:
+    def _target_size(self, output: Any, levels: list[torch.Tensor]) -> tuple[int, ...]:
         size = self.size
         if size is None:
             return tuple(levels[0].shape[2:])
@@ -208,7 +209,7 @@ class CombineLevels:
             resized.append(level)
         return torch.cat(resized, dim=1)
 
-    def channel_leaves(self, output: Any) -> List[int]:
+    def channel_leaves(self, output: Any) -> list[int]:
         """Where the channels of the result come from (for AblationCAM)."""
         if self.keys is None:
             return list(range(len(output_leaves(output))))
@@ -220,7 +221,7 @@ class CombineLevels:
 
 
 def combine_levels(size: Any = None, abs: bool = False,
-                   keys: Optional[Sequence[Any]] = None) -> CombineLevels:
+                   keys: Sequence[Any] | None = None) -> CombineLevels:
     """A reshape_transform for a layer that returns several feature maps (a
     feature pyramid as a dict, tuple or list): every level resized
     (bilinear; trilinear for volumes) to one size and concatenated on the

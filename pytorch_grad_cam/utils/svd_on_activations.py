@@ -1,5 +1,5 @@
 """Projections of activations on their first (kernel) principal component."""
-from typing import Optional, Tuple, Union, overload
+from typing import overload
 
 import numpy as np
 import torch
@@ -7,8 +7,8 @@ import torch
 _KERNELS = ("linear", "poly", "rbf", "sigmoid", "cosine")
 
 
-def _as_points(activation_batch: Union[np.ndarray, torch.Tensor]
-               ) -> Tuple[torch.Tensor, Tuple[int, ...], bool]:
+def _as_points(activation_batch: np.ndarray | torch.Tensor
+               ) -> tuple[torch.Tensor, tuple[int, ...], bool]:
     """(tensor or array B x C x spatial) -> (float tensor B x N x C, spatial, as_numpy)."""
     as_numpy = not isinstance(activation_batch, torch.Tensor)
     x = activation_batch if isinstance(activation_batch, torch.Tensor) else \
@@ -19,7 +19,7 @@ def _as_points(activation_batch: Union[np.ndarray, torch.Tensor]
     return x.reshape(batch, channels, -1).transpose(1, 2), spatial, as_numpy
 
 
-def _centre(points: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+def _centre(points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """The points (B x N x C) centred over the positions, and per image
     whether they are constant up to rounding: their spread is within the
     float32 rounding error of the centring (N * eps * max |x|), so that
@@ -50,8 +50,8 @@ def _orient(projection: torch.Tensor, points: torch.Tensor, centred: bool) -> to
     return projection * torch.where(agreement < 0, -1.0, 1.0)
 
 
-def _finish(projection: torch.Tensor, spatial: Tuple[int, ...],
-            as_numpy: bool) -> Union[np.ndarray, torch.Tensor]:
+def _finish(projection: torch.Tensor, spatial: tuple[int, ...],
+            as_numpy: bool) -> np.ndarray | torch.Tensor:
     projection = projection.reshape((projection.shape[0],) + spatial)
     return projection.numpy() if as_numpy else projection
 
@@ -62,8 +62,8 @@ def get_2d_projection(activation_batch: torch.Tensor, center: bool = True) -> to
 def get_2d_projection(activation_batch: np.ndarray, center: bool = True) -> np.ndarray: ...
 
 
-def get_2d_projection(activation_batch: Union[np.ndarray, torch.Tensor],
-                      center: bool = True) -> Union[np.ndarray, torch.Tensor]:
+def get_2d_projection(activation_batch: np.ndarray | torch.Tensor,
+                      center: bool = True) -> np.ndarray | torch.Tensor:
     """Project every image's B x C x (spatial) activations on their first
     principal component over the spatial positions (the eigen_smooth of the
     Grad-CAM library, and with ``center=False`` the map of Eigen-CAM,
@@ -81,7 +81,7 @@ def get_2d_projection(activation_batch: Union[np.ndarray, torch.Tensor],
     returns the same type (B x spatial).
     """
     points, spatial, as_numpy = _as_points(activation_batch)
-    flat: Optional[torch.Tensor] = None
+    flat: torch.Tensor | None = None
     if center:
         points, flat = _centre(points)
     _, _, vh = torch.linalg.svd(points, full_matrices=False)
@@ -97,8 +97,8 @@ def get_2d_projection_with_sign_correction(activation_batch: torch.Tensor) -> to
 def get_2d_projection_with_sign_correction(activation_batch: np.ndarray) -> np.ndarray: ...
 
 
-def get_2d_projection_with_sign_correction(activation_batch: Union[np.ndarray, torch.Tensor]
-                                           ) -> Union[np.ndarray, torch.Tensor]:
+def get_2d_projection_with_sign_correction(activation_batch: np.ndarray | torch.Tensor
+                                           ) -> np.ndarray | torch.Tensor:
     """Centred first-principal-component projection whose sign is chosen by
     the rule of Seg-Eigen-CAM (Chung & Ying 2025, Eq. 13): flipped when
     its most negative value is larger in magnitude than its most positive
@@ -136,18 +136,18 @@ def _kernel_matrix(points: torch.Tensor, kernel: str, gamma: float, coef0: float
 
 @overload
 def get_2d_projection_kernel(activation_batch: torch.Tensor, kernel: str = "sigmoid",
-                             gamma: Optional[float] = None, coef0: float = 1.0,
+                             gamma: float | None = None, coef0: float = 1.0,
                              degree: int = 3) -> torch.Tensor: ...
 @overload
 def get_2d_projection_kernel(activation_batch: np.ndarray, kernel: str = "sigmoid",
-                             gamma: Optional[float] = None, coef0: float = 1.0,
+                             gamma: float | None = None, coef0: float = 1.0,
                              degree: int = 3) -> np.ndarray: ...
 
 
-def get_2d_projection_kernel(activation_batch: Union[np.ndarray, torch.Tensor],
-                             kernel: str = "sigmoid", gamma: Optional[float] = None,
+def get_2d_projection_kernel(activation_batch: np.ndarray | torch.Tensor,
+                             kernel: str = "sigmoid", gamma: float | None = None,
                              coef0: float = 1.0, degree: int = 3
-                             ) -> Union[np.ndarray, torch.Tensor]:
+                             ) -> np.ndarray | torch.Tensor:
     """Project every image's activations on their first kernel principal
     component (KPCA-CAM, Karmani et al. 2024).
 

@@ -39,7 +39,8 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Callable, Dict, NamedTuple, Tuple, TypeVar
+from collections.abc import Callable
+from typing import NamedTuple, TypeVar
 
 import numpy as np
 import torch
@@ -66,34 +67,34 @@ class Shapes(NamedTuple):
 
 
 # each shape as (pixels, region) in its own coordinates u, v, for radius r
-def _disc(u: torch.Tensor, v: torch.Tensor, r: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+def _disc(u: torch.Tensor, v: torch.Tensor, r: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     inside = u * u + v * v <= r * r
     return inside, inside
 
 
-def _ring(u: torch.Tensor, v: torch.Tensor, r: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+def _ring(u: torch.Tensor, v: torch.Tensor, r: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     d2 = u * u + v * v
     outline = d2 <= r * r
     return outline & (d2 >= (0.55 * r) ** 2), outline
 
 
 def _cross(u: torch.Tensor, v: torch.Tensor,
-           r: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+           r: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     arm = 0.3 * r
     inside = ((u.abs() <= r) & (v.abs() <= arm)) | ((v.abs() <= r) & (u.abs() <= arm))
     return inside, inside
 
 
-_SHAPES: Dict[str, Callable[..., Tuple[torch.Tensor, torch.Tensor]]] = {
+_SHAPES: dict[str, Callable[..., tuple[torch.Tensor, torch.Tensor]]] = {
     "disc": _disc, "ring": _ring, "cross": _cross}
 
 
-def _uniform(shape: Tuple[int, ...], low: float, high: float, g: torch.Generator) -> torch.Tensor:
+def _uniform(shape: tuple[int, ...], low: float, high: float, g: torch.Generator) -> torch.Tensor:
     return low + (high - low) * torch.rand(shape, generator=g)
 
 
 def _draw_shapes(labels: torch.Tensor, size: int, g: torch.Generator, min_radius: float,
-                 max_radius: float) -> Tuple[torch.Tensor, torch.Tensor]:
+                 max_radius: float) -> tuple[torch.Tensor, torch.Tensor]:
     """N x H x W pixels and regions of the shapes: radius r, centre and
     rotation random, the whole shape inside the image."""
     n = labels.shape[0]
@@ -115,7 +116,7 @@ def _draw_shapes(labels: torch.Tensor, size: int, g: torch.Generator, min_radius
 
 
 def _labels_and_shapes(n: int, g: torch.Generator, size: int, min_radius: float,
-                       max_radius: float) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                       max_radius: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Balanced labels in random order, and their shapes' pixels and regions."""
     labels = (torch.arange(n) % len(CLASSES))[torch.randperm(n, generator=g)]
     return (labels, *_draw_shapes(labels, size, g, min_radius, max_radius))
@@ -184,7 +185,7 @@ def background_colour(images: torch.Tensor, masks: torch.Tensor) -> torch.Tensor
 EMPTY, SECOND = 0.15, 0.5
 
 
-def multilabel_batch(n: int, seed: int) -> Tuple[torch.Tensor, torch.Tensor]:
+def multilabel_batch(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """``n`` training images for a detector of each class, and their N x
     classes multi-hot targets: the images of ``make_shapes(n, seed)``,
     whose shape is painted over with the image's background colour in a
@@ -276,7 +277,7 @@ def train(model: M, steps: int, lr: float, seed: int, batch: int = 64,
     return model
 
 
-def train_cnn(seed: int = 1, steps: int = 250) -> Tuple[SmallCNN, float]:
+def train_cnn(seed: int = 1, steps: int = 250) -> tuple[SmallCNN, float]:
     """The trained SmallCNN and the seconds its training took."""
     start = time.perf_counter()
     torch.manual_seed(seed)
@@ -285,7 +286,7 @@ def train_cnn(seed: int = 1, steps: int = 250) -> Tuple[SmallCNN, float]:
 
 
 def train_vit(seed: int = 2, steps: int = 1000, multilabel: bool = True
-              ) -> Tuple[torchvision.models.VisionTransformer, float]:
+              ) -> tuple[torchvision.models.VisionTransformer, float]:
     """The trained small_vit (by default as a detector of each class, see
     ``train``) and the seconds its training took."""
     start = time.perf_counter()

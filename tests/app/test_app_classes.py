@@ -3,8 +3,13 @@ to explain, each front-end's words."""
 import pytest
 import torchvision
 
-from pytorch_grad_cam.app.classes import (IMAGENET_CLASSES, ClassError, find_class,
-                                          read_class_names, resolve_category)
+from pytorch_grad_cam.app.classes import (
+    IMAGENET_CLASSES,
+    ClassError,
+    find_class,
+    read_class_names,
+    resolve_category,
+)
 from pytorch_grad_cam.app.errors import UsageError
 
 NAMES = ["crane", "dog", "Crane", "hot dog"]

@@ -2,9 +2,9 @@
 import warnings
 
 from pytorch_grad_cam import messages
+from pytorch_grad_cam.app import errors
 from pytorch_grad_cam.app.errors import first_line, one_line, one_line_warnings
 from pytorch_grad_cam.cli import errors as cli_errors
-from pytorch_grad_cam.app import errors
 
 
 def test_first_line_of_an_exception():

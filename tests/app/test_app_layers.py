@@ -6,8 +6,12 @@ import torchvision
 from torch import nn
 
 from pytorch_grad_cam.app.errors import UsageError
-from pytorch_grad_cam.app.layers import (LayersNotFound, choose_target_layers,
-                                         find_target_layers, resolve_target_layers)
+from pytorch_grad_cam.app.layers import (
+    LayersNotFound,
+    choose_target_layers,
+    find_target_layers,
+    resolve_target_layers,
+)
 from pytorch_grad_cam.datasets import runner
 
 

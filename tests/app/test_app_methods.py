@@ -4,8 +4,13 @@ import pytest
 
 from pytorch_grad_cam import METHODS
 from pytorch_grad_cam.app.errors import UsageError
-from pytorch_grad_cam.app.methods import (MethodError, affordable, check_method_option,
-                                          method_tokens, select_methods)
+from pytorch_grad_cam.app.methods import (
+    MethodError,
+    affordable,
+    check_method_option,
+    method_tokens,
+    select_methods,
+)
 from pytorch_grad_cam.demo.models import DemoError
 from pytorch_grad_cam.demo.request import parse_methods as demo_methods
 from pytorch_grad_cam.registry import get_method

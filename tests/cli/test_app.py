@@ -4,12 +4,12 @@ one line with exit status 2, in-process and in subprocesses."""
 import subprocess
 from pathlib import Path
 
+import cli_helpers
 import cv2
 import numpy as np
 import pytest
-
-import cli_helpers
 from cli_helpers import BUNDLED, EXAMPLES, installed_command, run_module, run_script
+
 from pytorch_grad_cam import METHODS
 from pytorch_grad_cam.cli import COMMANDS, image_parser, main, vit
 

@@ -6,9 +6,9 @@ import contextlib
 
 import pytest
 import torch
+from cli_helpers import EXAMPLES
 from torchvision.models.vision_transformer import VisionTransformer
 
-from cli_helpers import EXAMPLES
 from pytorch_grad_cam import METHODS
 from pytorch_grad_cam.cli import UsageError, image_parser, job, models
 from pytorch_grad_cam.registry import registered_methods

@@ -9,8 +9,8 @@ import tempfile
 
 import pytest
 import torch
-
 from cli_helpers import EXAMPLES, run_module
+
 from pytorch_grad_cam.cli import UsageError, image_parser, outputs, vit
 from pytorch_grad_cam.cli.app import run_command
 from pytorch_grad_cam.cli.errors import os_error_line

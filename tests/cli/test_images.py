@@ -7,10 +7,10 @@ import sys
 
 import cv2
 import pytest
-from PIL import Image
-
 from cli_helpers import BUNDLED, ROOT
 from hostile_inputs import deadline, good_png, peak_memory, png_bomb, special_folder
+from PIL import Image
+
 from pytorch_grad_cam.cli import UsageError, image_parser, main
 from pytorch_grad_cam.cli.images import collect_images
 

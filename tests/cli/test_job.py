@@ -3,13 +3,13 @@ class, target layers) and running it."""
 import argparse
 import contextlib
 
+import cli_helpers
 import cv2
 import pytest
 import torch
-
-import cli_helpers
 from cli_helpers import BUNDLED, EXAMPLES, LITE
 from photo_regions import ESPRESSO, TABBY
+
 from pytorch_grad_cam import METHODS
 from pytorch_grad_cam.cli import UsageError, image_parser, job, main
 from pytorch_grad_cam.registry import get_method

@@ -2,14 +2,14 @@
 the bundled EfficientNet-Lite0, checkpoints."""
 import os
 
+import cli_helpers
 import pytest
 import torch
 import torchvision
-
-import cli_helpers
 from checkpoint_helpers import COMMAND_REFUSAL_END, write_hostile_checkpoint
 from cli_helpers import EXAMPLES, OFFLINE_ENV, run_module
 from photo_regions import ESPRESSO
+
 from pytorch_grad_cam.cli import UsageError, main, models
 from pytorch_grad_cam.models import network
 
@@ -375,7 +375,7 @@ def test_trusted_a_whole_model_loads_through_every_loader(tmp_path):
 def test_wrapped_state_dicts_load_without_the_flag(ten_classes):
     """The documented layouts: no --trust-checkpoint needed."""
     source, base = ten_classes
-    state = {k: v for k, v in source.state_dict().items()}
+    state = dict(source.state_dict().items())
     torch.save({"model_state_dict": state, "optimizer": {"lr": 0.1}, "epoch": 2},
                base / "model_state_dict.pt")
     torch.save({"model": {"module." + k: v for k, v in state.items()}}, base / "model_key.pt")

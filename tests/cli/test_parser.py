@@ -10,8 +10,8 @@ import re
 
 import pytest
 import torch
-
 from cli_helpers import ROOT
+
 from pytorch_grad_cam.cli import UsageError, image_parser
 from pytorch_grad_cam.cli import parser as cli_parser
 from pytorch_grad_cam.registry import METHODS, registered_methods

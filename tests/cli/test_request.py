@@ -5,9 +5,9 @@ import sys
 import textwrap
 
 import pytest
-
 from cli_helpers import EXAMPLES, ROOT, _environment, run_module
 from hostile_inputs import png_bomb
+
 from pytorch_grad_cam import METHODS
 from pytorch_grad_cam.cli import UsageError, image_parser
 from pytorch_grad_cam.cli.request import check_arguments

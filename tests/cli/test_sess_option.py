@@ -2,12 +2,12 @@
 import argparse
 import contextlib
 
+import cli_helpers
 import pytest
 import torch
+from cli_helpers import BUNDLED, EXAMPLES, LITE
 from torch import nn
 
-import cli_helpers
-from cli_helpers import BUNDLED, EXAMPLES, LITE
 from pytorch_grad_cam import GradCAM, ScoreCAM
 from pytorch_grad_cam.cli import UsageError, cost, image_parser, job, main
 from pytorch_grad_cam.sess import SESS

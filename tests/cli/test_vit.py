@@ -1,9 +1,9 @@
 """pytorch_grad_cam.cli.vit: ``grad-cam vit`` / vit_example.py."""
 import cv2
 import pytest
-
 from checkpoint_helpers import COMMAND_REFUSAL_END, write_hostile_checkpoint
 from cli_helpers import EXAMPLES, OFFLINE_ENV, run_script
+
 from pytorch_grad_cam.cli import UsageError, vit
 from pytorch_grad_cam.commands import run
 from pytorch_grad_cam.models import network

@@ -12,10 +12,10 @@ import cv2
 import pytest
 import torch
 import torchvision
-
 from checkpoint_helpers import COMMAND_REFUSAL_END, write_hostile_checkpoint
 from dataset_helpers import CAT_HEAD, EGYPTIAN_CAT, ESPRESSO, PYTHON, TABBY, environment, peak_in
 from hostile_inputs import peak_memory, png_bomb
+
 from pytorch_grad_cam.cli.models import LoadedModel
 from pytorch_grad_cam.datasets import cli as dataset_cli
 from pytorch_grad_cam.datasets import open_results

@@ -1,12 +1,12 @@
 """pytorch_grad_cam.datasets.cost: what explain-dataset prints before the
 first image, against the forward passes the run then makes."""
 import pytest
-
 from dataset_helpers import LAYER, SMALL, TinyNet, write_photos
+
 from pytorch_grad_cam.datasets import explain_dataset
 from pytorch_grad_cam.datasets.cost import run_cost
 
-FAST = dict(target_layers=[LAYER], preprocess=SMALL, workers=0, progress=False)
+FAST = {"target_layers": [LAYER], "preprocess": SMALL, "workers": 0, "progress": False}
 
 
 def _run(folder, out, model, **options):

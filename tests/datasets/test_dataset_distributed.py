@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from dataset_helpers import LAYER, SMALL, TinyNet, environment, write_photos
+
 from pytorch_grad_cam.datasets import explain_dataset, open_results
 from pytorch_grad_cam.datasets.ownership import read_marker
 
@@ -24,8 +24,8 @@ if not TORCHRUN.exists() and shutil.which("torchrun"):
 pytestmark = pytest.mark.skipif(not TORCHRUN.exists() or not torch.distributed.is_available(),
                                 reason="needs torchrun and torch.distributed")
 
-OPTIONS = dict(target_layers=[LAYER], preprocess=SMALL, workers=0, batch_size=3, shard_size=5,
-               metrics=["Complexity"], progress=False)
+OPTIONS = {"target_layers": [LAYER], "preprocess": SMALL, "workers": 0, "batch_size": 3, "shard_size": 5,
+               "metrics": ["Complexity"], "progress": False}
 
 SCRIPT = textwrap.dedent("""
     import json, os, sys

@@ -6,17 +6,22 @@ import math
 import numpy as np
 import pytest
 import torch
-
 from dataset_helpers import LAYER, SMALL, TinyNet, photo, write_photos
+
 from pytorch_grad_cam import GradCAM
 from pytorch_grad_cam.datasets import (
-    BatchMetrics, RunningStats, check_metrics, explain_dataset, open_results, rank_methods)
+    BatchMetrics,
+    RunningStats,
+    check_metrics,
+    explain_dataset,
+    open_results,
+    rank_methods,
+)
 from pytorch_grad_cam.metrics.arcc import Coherency, Complexity
 from pytorch_grad_cam.metrics.cam_mult_image import DropInConfidence
 from pytorch_grad_cam.metrics.deletion_insertion import DeletionAUC
 from pytorch_grad_cam.metrics.road import ROADCombined, ROADMostRelevantFirstAverage
-from pytorch_grad_cam.utils.model_targets import (
-    ClassifierOutputSoftmaxTarget, ClassifierOutputTarget)
+from pytorch_grad_cam.utils.model_targets import ClassifierOutputSoftmaxTarget, ClassifierOutputTarget
 
 
 def test_running_stats_equal_numpy_in_any_chunking():

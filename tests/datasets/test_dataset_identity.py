@@ -8,8 +8,8 @@ import cv2
 import numpy as np
 import pytest
 import torch
-
 from dataset_helpers import LAYER, SMALL, TinyNet, photo, reference, write_photos
+
 from pytorch_grad_cam.cli.models import LoadedModel
 from pytorch_grad_cam.datasets import StoreRefused, explain_dataset, open_results
 from pytorch_grad_cam.datasets.cli import PROG, main
@@ -17,7 +17,7 @@ from pytorch_grad_cam.datasets.identity import drop_items
 from pytorch_grad_cam.datasets.ownership import read_marker
 from pytorch_grad_cam.datasets.store import Store, read_shard
 
-OPTIONS = dict(target_layers=[LAYER], preprocess=SMALL, workers=0, progress=False, shard_size=2)
+OPTIONS = {"target_layers": [LAYER], "preprocess": SMALL, "workers": 0, "progress": False, "shard_size": 2}
 
 
 def _identity(path):

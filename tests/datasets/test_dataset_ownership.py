@@ -5,15 +5,15 @@ refusals name the option as the library or the command line spells it."""
 import json
 
 import pytest
-
 from dataset_helpers import LAYER, SMALL, TinyNet, write_photos
+
 from pytorch_grad_cam.cli.models import LoadedModel
 from pytorch_grad_cam.datasets import StoreRefused, explain_dataset, open_results, write_report
 from pytorch_grad_cam.datasets.cli import PROG, main
 from pytorch_grad_cam.datasets.ownership import MARKER_NAME, read_marker, record, remove_owned
 from pytorch_grad_cam.datasets.store import Store, config_differences
 
-OPTIONS = dict(target_layers=[LAYER], preprocess=SMALL, workers=0, progress=False, shard_size=2)
+OPTIONS = {"target_layers": [LAYER], "preprocess": SMALL, "workers": 0, "progress": False, "shard_size": 2}
 
 
 def _snapshot(folder):

@@ -9,14 +9,14 @@ import sys
 import cv2
 import numpy as np
 import pytest
-
 from dataset_helpers import LAYER, SMALL, TinyNet, write_photos
+
 from pytorch_grad_cam.datasets import explain_dataset, open_results, write_overlays, write_report
 from pytorch_grad_cam.datasets.ownership import read_marker
 from pytorch_grad_cam.datasets.plots import draw, metric_plots, plot_name
 from pytorch_grad_cam.utils.image import show_cam_on_image
 
-OPTIONS = dict(target_layers=[LAYER], preprocess=SMALL, workers=0, progress=False)
+OPTIONS = {"target_layers": [LAYER], "preprocess": SMALL, "workers": 0, "progress": False}
 
 
 @pytest.fixture

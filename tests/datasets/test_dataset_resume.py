@@ -19,15 +19,15 @@ import time
 
 import numpy as np
 import pytest
-
 from dataset_helpers import LAYER, PYTHON, SMALL, TinyNet, environment, write_photos
+
 from pytorch_grad_cam import ScoreCAM
 from pytorch_grad_cam.datasets import explain_dataset, load_results, open_results
 
 needs_sigkill = pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs SIGKILL (POSIX)")
 
-OPTIONS = dict(target_layers=[LAYER], preprocess=SMALL, workers=0, batch_size=2, shard_size=4,
-               progress=False)
+OPTIONS = {"target_layers": [LAYER], "preprocess": SMALL, "workers": 0, "batch_size": 2, "shard_size": 4,
+               "progress": False}
 
 CHILD = textwrap.dedent("""
     import sys, time

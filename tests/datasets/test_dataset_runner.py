@@ -9,22 +9,27 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from dataset_helpers import LAYER, LAYER_SHAPE, SMALL, RaisingNet, TinyNet, photo, reference, write_photos
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset, get_worker_info
 
-from dataset_helpers import LAYER, LAYER_SHAPE, SMALL, RaisingNet, TinyNet, photo, reference, \
-    write_photos
-from pytorch_grad_cam import GradCAM, ScoreCAM
+from pytorch_grad_cam import GradCAM, ScoreCAM, datasets
 from pytorch_grad_cam.datasets import (
-    Preprocess, RunSummary, explain_dataset, load_results, open_results)
-from pytorch_grad_cam import datasets
-from pytorch_grad_cam.datasets import checks, loop, runner
+    Preprocess,
+    RunSummary,
+    checks,
+    explain_dataset,
+    load_results,
+    loop,
+    open_results,
+    runner,
+)
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
-FAST = dict(target_layers=[LAYER], preprocess=SMALL, workers=0, progress=False)
+FAST = {"target_layers": [LAYER], "preprocess": SMALL, "workers": 0, "progress": False}
 # stored maps are float16: a batch and a single image round the float32 map alike up to its
 # last bit, which can flip one float16 step (2**-11 relative)
-F16 = dict(rtol=1e-3, atol=1e-6)
+F16 = {"rtol": 1e-3, "atol": 1e-6}
 
 
 def count_forwards(model):
@@ -401,11 +406,11 @@ def test_another_configuration_is_refused_before_any_work(tmp_path):
     write_photos(tmp_path / "photos", 3)
     explain_dataset(tmp_path / "photos", TinyNet(), "gradcam", out=tmp_path / "out", **FAST)
     shards = sorted((tmp_path / "out" / "shards").iterdir())
-    for change, pattern in [(dict(methods="scorecam"), "methods"),
-                            (dict(model=TinyNet(seed=1)), "model.state_dict_blake2b"),
-                            (dict(targets=2), "targets"),
-                            (dict(map_size="input"), "map_size"),
-                            (dict(metrics=["Complexity"]), "metrics")]:
+    for change, pattern in [({"methods": "scorecam"}, "methods"),
+                            ({"model": TinyNet(seed=1)}, "model.state_dict_blake2b"),
+                            ({"targets": 2}, "targets"),
+                            ({"map_size": "input"}, "map_size"),
+                            ({"metrics": ["Complexity"]}, "metrics")]:
         model = change.pop("model", TinyNet())
         calls = count_forwards(model)
         arguments = dict(FAST, methods="gradcam")

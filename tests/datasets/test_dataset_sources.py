@@ -7,13 +7,13 @@ import sys
 
 import numpy as np
 import pytest
-
 from dataset_helpers import LAYER, SMALL, TinyNet, write_photos
 from hostile_inputs import deadline, png_bomb, special_folder
+
 from pytorch_grad_cam.datasets import STATUSES, explain_dataset, open_results
 from pytorch_grad_cam.datasets.sources import decode_image, list_images, load_picture
 
-FAST = dict(target_layers=[LAYER], preprocess=SMALL, workers=0, progress=False)
+FAST = {"target_layers": [LAYER], "preprocess": SMALL, "workers": 0, "progress": False}
 posix_only = pytest.mark.skipif(sys.platform == "win32", reason="named pipes and /dev")
 
 

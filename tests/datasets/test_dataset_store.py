@@ -8,8 +8,16 @@ import torch
 
 import pytorch_grad_cam.datasets.atomic as atomic_module
 from pytorch_grad_cam.datasets.store import (
-    COLUMNS, Results, ShardWriter, Store, atomic_write, fingerprint, load_results, read_shard,
-    resize_map)
+    COLUMNS,
+    Results,
+    ShardWriter,
+    Store,
+    atomic_write,
+    fingerprint,
+    load_results,
+    read_shard,
+    resize_map,
+)
 
 
 def _row(item, method, status="ok", map_value=None, **extra):

@@ -18,7 +18,6 @@ from PIL import Image
 
 from pytorch_grad_cam.demo import models as demo_models
 from pytorch_grad_cam.demo.models import DemoError, DemoModel, ModelStore
-from pytorch_grad_cam.models import network
 from pytorch_grad_cam.demo.request import (
     DropInConfidence,
     IncreaseInConfidence,
@@ -27,6 +26,7 @@ from pytorch_grad_cam.demo.request import (
     read_image,
     resolve_class,
 )
+from pytorch_grad_cam.models import network
 from pytorch_grad_cam.registry import METHODS, registered_methods
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputSoftmaxTarget
 
@@ -338,7 +338,7 @@ def test_an_attention_method_on_a_cnn_is_a_failure_the_page_shows(chelsea_path, 
 def test_every_registered_method_is_offered_and_the_costly_ones_marked():
     values = [value for _, value in method_choices()]
     assert values == list(METHODS)
-    labels = dict((value, label) for label, value in method_choices())
+    labels = {value: label for label, value in method_choices()}
     for info in registered_methods():
         if info.attention:
             assert labels[info.name].endswith("(Vision Transformers)")

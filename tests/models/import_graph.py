@@ -2,13 +2,13 @@
 from __future__ import annotations
 
 import ast
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional, Set, Tuple
 
 FUNCTION_NODES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)
 
 
-def module_files(package_dir: Path, package: str) -> Dict[str, Path]:
+def module_files(package_dir: Path, package: str) -> dict[str, Path]:
     """Dotted module name -> source file, for every module of the package
     (``pkg.sub`` for ``pkg/sub/__init__.py``)."""
     modules = {}
@@ -29,7 +29,7 @@ def module_level_imports(tree: ast.Module, functions: bool = False) -> Iterator[
     """The import statements that run when the module is imported: those at
     the top, in ``if``/``try``/``with`` blocks and class bodies, not those in
     functions (unless ``functions``) or under ``if TYPE_CHECKING:``."""
-    stack: List[ast.AST] = list(reversed(tree.body))
+    stack: list[ast.AST] = list(reversed(tree.body))
     while stack:
         node = stack.pop()
         if isinstance(node, (ast.Import, ast.ImportFrom)):
@@ -49,7 +49,7 @@ def all_imports(tree: ast.Module) -> Iterator[ast.stmt]:
     return module_level_imports(tree, functions=True)
 
 
-def function_level_imports(tree: ast.Module) -> Iterator[Tuple[str, ast.stmt]]:
+def function_level_imports(tree: ast.Module) -> Iterator[tuple[str, ast.stmt]]:
     """(function name, import statement) for the imports inside functions."""
     for function in ast.walk(tree):
         if isinstance(function, (ast.FunctionDef, ast.AsyncFunctionDef)):
@@ -59,7 +59,7 @@ def function_level_imports(tree: ast.Module) -> Iterator[Tuple[str, ast.stmt]]:
 
 
 def imported_modules(node: ast.stmt, module: str, is_package: bool,
-                     modules: Dict[str, Path]) -> List[str]:
+                     modules: dict[str, Path]) -> list[str]:
     """The modules of ``modules`` whose code an import statement needs:
     ``import X`` needs X; ``from X import y`` needs the module X.y where
     there is one, else X (whose ``__init__`` defines y). Relative imports
@@ -83,8 +83,8 @@ def imported_modules(node: ast.stmt, module: str, is_package: bool,
     return found
 
 
-def import_graph(modules: Dict[str, Path], package: str,
-                 imports=module_level_imports) -> Dict[str, Set[str]]:
+def import_graph(modules: dict[str, Path], package: str,
+                 imports=module_level_imports) -> dict[str, set[str]]:
     """Module -> the modules of the package that importing it imports.
 
     Importing ``pkg.a.b`` runs ``pkg/a/__init__.py`` first, so an import of
@@ -92,14 +92,14 @@ def import_graph(modules: Dict[str, Path], package: str,
     root package and the importing module's own packages (initialised
     before the module itself) are left out of these implied edges.
     """
-    graph: Dict[str, Set[str]] = {}
+    graph: dict[str, set[str]] = {}
     for module, path in modules.items():
         is_package = path.name == "__init__.py"
         own = set()
         parts = module.split(".")
         for end in range(1, len(parts) + (0 if not is_package else 1)):
             own.add(".".join(parts[:end]))
-        targets: Set[str] = set()
+        targets: set[str] = set()
         for node in imports(ast.parse(path.read_text(), str(path))):
             for name in imported_modules(node, module, is_package, modules):
                 targets.add(name)
@@ -113,14 +113,14 @@ def import_graph(modules: Dict[str, Path], package: str,
     return graph
 
 
-def find_cycles(graph: Dict[str, Set[str]]) -> List[List[str]]:
+def find_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
     """One cycle (``[a, b, ..., a]``) for every strongly connected group of
     modules that import each other, via Tarjan's algorithm."""
-    index: Dict[str, int] = {}
-    low: Dict[str, int] = {}
-    on_stack: Set[str] = set()
-    stack: List[str] = []
-    groups: List[List[str]] = []
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    on_stack: set[str] = set()
+    stack: list[str] = []
+    groups: list[list[str]] = []
     counter = [0]
 
     def visit(node: str) -> None:
@@ -151,11 +151,11 @@ def find_cycles(graph: Dict[str, Set[str]]) -> List[List[str]]:
     return [_cycle_in(group, graph) for group in groups]
 
 
-def _cycle_in(group: List[str], graph: Dict[str, Set[str]]) -> List[str]:
+def _cycle_in(group: list[str], graph: dict[str, set[str]]) -> list[str]:
     """A shortest cycle through the first module of a strongly connected group."""
     members = set(group)
     start = group[0]
-    previous: Dict[str, Optional[str]] = {start: None}
+    previous: dict[str, str | None] = {start: None}
     queue = [start]
     while queue:
         node = queue.pop(0)

@@ -11,10 +11,17 @@ import ast
 from pathlib import Path
 
 import pytest
+from import_graph import (
+    all_imports,
+    find_cycles,
+    function_level_imports,
+    import_graph,
+    imported_modules,
+    module_files,
+    module_level_imports,
+)
 
 import pytorch_grad_cam
-from import_graph import (all_imports, find_cycles, function_level_imports, import_graph,
-                          imported_modules, module_files, module_level_imports)
 
 PACKAGE = "pytorch_grad_cam"
 PACKAGE_DIR = Path(pytorch_grad_cam.__file__).parent

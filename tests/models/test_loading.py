@@ -3,14 +3,19 @@ checkpoints; its errors name the argument as the caller spells it."""
 import pytest
 import torch
 import torchvision
-
 from checkpoint_helpers import LIBRARY_REFUSAL_END, write_hostile_checkpoint
+
 from pytorch_grad_cam.app.errors import UsageError
 from pytorch_grad_cam.app.models import OPTION_NAMES, load_from_options
 from pytorch_grad_cam.cli import models as cli_models
 from pytorch_grad_cam.models import loading, network
-from pytorch_grad_cam.models.loading import (ArgumentNames, LoadedModel, LoadError,
-                                             WeightsUnavailable, load_model)
+from pytorch_grad_cam.models.loading import (
+    ArgumentNames,
+    LoadedModel,
+    LoadError,
+    WeightsUnavailable,
+    load_model,
+)
 
 
 def test_argument_names_in_python_and_on_a_command_line():

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 import torchvision
-
 from checkpoint_helpers import LIBRARY_REFUSAL_END, write_hostile_checkpoint
+
 from pytorch_grad_cam.utils.checkpoints import (
     CheckpointError,
     UntrustedCheckpointError,

@@ -8,9 +8,9 @@ import sys
 import cv2
 import numpy as np
 import pytest
+from hostile_inputs import deadline, good_png, png_bomb, special_folder
 from PIL import Image, UnidentifiedImageError
 
-from hostile_inputs import deadline, good_png, png_bomb, special_folder
 from pytorch_grad_cam.cli import job
 from pytorch_grad_cam.datasets import sources
 from pytorch_grad_cam.demo import request

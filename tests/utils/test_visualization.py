@@ -29,7 +29,7 @@ def test_scale_accross_batch_and_channels_scales_every_map():
         for c in range(3):
             np.testing.assert_allclose(scaled[b, c],
                                        image.scale_cam_image(maps[b, c][None], (10, 14))[0])
-    assert 0 <= scaled.min() and scaled.max() <= 1 + 1e-6
+    assert scaled.min() >= 0 and scaled.max() <= 1 + 1e-6
 
 
 def test_overlay_cam_resizes_the_map_to_the_picture():
