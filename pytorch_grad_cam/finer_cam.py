@@ -10,6 +10,9 @@ from pytorch_grad_cam.meta_cam import MetaCAM
 from pytorch_grad_cam.registry import register_method
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget, FinerWeightedTarget
 
+#: the classes compared against by default, as ranks of the prediction
+#: (1 = the second most likely class); grad-cam 1.5.7's name and value
+DEFAULT_COMPARISON_CATEGORIES = (1, 2, 3)
 
 @register_method("finercam")
 class FinerCAM(MetaCAM):
@@ -58,7 +61,8 @@ class FinerCAM(MetaCAM):
     def __init__(self, model: torch.nn.Module,
                  target_layers: list[torch.nn.Module] | None = None,
                  reshape_transform: Callable | None = None, base_method: type | None = None,
-                 alpha: float = 1.0, comparison_categories: Sequence[int] = (1, 2, 3),
+                 alpha: float = 1.0,
+                 comparison_categories: Sequence[int] = DEFAULT_COMPARISON_CATEGORIES,
                  target_idx: int | None = None, **kwargs: Any) -> None:
         #: the options of every call: (alpha, comparison ranks, target_idx)
         self.finer_options = self._check_options(alpha, comparison_categories, target_idx)
