@@ -82,7 +82,7 @@ from pytorch_grad_cam.legacy import (
 # its name here, where it was defined before it moved to model_state.py
 from pytorch_grad_cam.model_state import all_modules as _all_modules  # noqa: F401
 from pytorch_grad_cam.model_state import model_state_guard
-from pytorch_grad_cam.registry import registered_methods
+from pytorch_grad_cam.registry import is_class_specific, registered_methods
 from pytorch_grad_cam.scoring import (
     PerturbationPasses,
     check_input_tensor,
@@ -317,7 +317,12 @@ class BaseCAM(ReleaseOnExit, PerturbationPasses):
         return select_output(output, self.output_selector)
 
     def resolve_targets(self, targets: Any, outputs: Any, batch: int) -> list[Callable]:
-        """Per-image target callables; None means each image's top class."""
+        """Per-image target callables; None means each image's top class,
+        except for a method whose maps do not depend on the target (Eigen-CAM,
+        FEM, ...): it needs no class, so any model output will do (a
+        detector's, an embedding's)."""
+        if targets is None and not is_class_specific(type(self)):
+            return []
         return resolve_targets(repeated_targets(targets, batch), outputs, batch)
 
     @staticmethod
@@ -385,8 +390,8 @@ class BaseCAM(ReleaseOnExit, PerturbationPasses):
                 grads: list[Any] = regroup(computed, activations)
             else:
                 grads = [None] * len(activations)
-                # the targets are checked once here, before any perturbation pass
-                self.target_scores(targets, outputs)
+                if targets:  # checked once here, before any perturbation pass
+                    self.target_scores(targets, outputs)
             self.outputs = outputs = detach_output(outputs)
             if not keep_graph:
                 activations = [detach_output(a) for a in activations]

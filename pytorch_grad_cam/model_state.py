@@ -33,8 +33,12 @@ class _SharedGuard:
     def __init__(self, model: torch.nn.Module) -> None:
         self.modules = all_modules(model)
         self.training = [module.training for module in self.modules]
+        # a tensor registered as a parameter that is computed from others (not
+        # a leaf: some hub models build their weights so) keeps the flag of
+        # its graph and cannot be set; the leaves it comes from are frozen
+        # where they are parameters of the model
         self.params = [p for module in self.modules for p in module._parameters.values()
-                       if p is not None]
+                       if p is not None and p.is_leaf]
         self.requires = [p.requires_grad for p in self.params]
         self.users = 0
         self.eval_mode = False

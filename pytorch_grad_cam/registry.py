@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 __all__ = ["LIBRARY_METHODS", "MethodInfo", "METHODS", "find_method_name", "get_method",
-           "load_methods", "method_info", "method_names", "register_method",
+           "is_class_specific", "load_methods", "method_info", "method_names", "register_method",
            "registered_methods"]
 
 T = TypeVar("T", bound=type)
@@ -250,6 +250,15 @@ def method_info(cls_or_name: object) -> MethodInfo:
             return by_class[cls]
     raise KeyError(f"{getattr(cls_or_name, '__name__', cls_or_name)!r} is not a registered "
                    "CAM method")
+
+
+def is_class_specific(cls: type) -> bool:
+    """Whether the maps of a method class depend on the target (its
+    registry trait; True for a class that is not registered)."""
+    try:
+        return method_info(cls).class_specific
+    except KeyError:
+        return True
 
 
 def registered_methods(*, uses_gradients: bool | None = None,
