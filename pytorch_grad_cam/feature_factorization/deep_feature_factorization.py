@@ -155,15 +155,18 @@ class DeepFeatureFactorization(ReleaseOnExit):
                                                              reshape_transform)
 
     def activations(self, input_tensor: torch.Tensor) -> torch.Tensor:
-        """The target layer's output for the batch, B x C x h x w."""
-        with model_state_guard(self.model), torch.inference_mode(), \
-                self.activations_and_grads.record(track_gradients=False) as recording:
-            self.model(input_tensor)
-        activations = recording.activations[0]
-        if activations is None:
-            raise ValueError("target_layer was not called in the model's forward pass")
-        if self.reshape_transform is not None:
-            activations = self.reshape_transform(activations)
+        """The target layer's output for the batch, B x C x h x w (the
+        reshape transform runs in the same inference block as the forward
+        pass: it may call modules of the model, as a Hugging Face ConvNeXt's
+        final layer norm)."""
+        with model_state_guard(self.model), torch.inference_mode():
+            with self.activations_and_grads.record(track_gradients=False) as recording:
+                self.model(input_tensor)
+            activations = recording.activations[0]
+            if activations is None:
+                raise ValueError("target_layer was not called in the model's forward pass")
+            if self.reshape_transform is not None:
+                activations = self.reshape_transform(activations)
         if activations.dim() < 3 or activations.shape[0] != input_tensor.shape[0]:
             raise ValueError(f"the target layer's output has shape {tuple(activations.shape)}, "
                              "expected B x C x h x w; pass a reshape_transform")
