@@ -98,7 +98,7 @@ from pytorch_grad_cam.scoring import (
 from pytorch_grad_cam.target_layers import (
     check_target_layers,
     choose_target_layers,
-    earlier_layer_hint,
+    empty_map_reason,
     layer_output_as_bchw,
     resolve_target_layers,
 )
@@ -221,8 +221,8 @@ class BaseCAM(ReleaseOnExit, PerturbationPasses):
                 cam = self.forward_augmentation_smoothing(input_tensor, targets, eigen_smooth)
             else:
                 cam = self.forward(input_tensor, targets, eigen_smooth)
-        result = cam.detach().float().cpu().numpy()
-        self._warn_if_empty(result)
+            result = cam.detach().float().cpu().numpy()
+            self._warn_if_empty(result)  # in the call: the message may look at its input
         return result
 
     def differentiable_maps(self, input_tensor: torch.Tensor,
@@ -504,13 +504,13 @@ class BaseCAM(ReleaseOnExit, PerturbationPasses):
                            RuntimeWarning)
 
     def empty_map_message(self, images: list[int]) -> str:
-        """Why the maps of ``images`` may be all zeros and what to try (a
-        method whose maps come from elsewhere than a layer's channels
-        overrides this)."""
-        return (f"the class activation map is all zeros for image(s) {images}: no location of "
-                "the target layer has a positive weighted activation, or all have the same "
-                "value (for example zero gradients, as at a Vision Transformer's last block). "
-                f"Try {earlier_layer_hint(self.model)}, another target or another method")
+        """Why the maps of ``images`` may be all zeros and what to try
+        (``target_layers.empty_map_reason``: a score that does not depend on
+        the input, or a layer before the target layers). A method whose maps
+        come from elsewhere than a layer's channels overrides this."""
+        return empty_map_reason(self.model, self.target_layers, images, running_call(),
+                                lambda targets, output:
+                                self.target_scores(targets, self.select_output(output)))
 
     # ------------------------------------------------------ method hooks
     def get_cam_weights(self, input_tensor: torch.Tensor, target_layer: torch.nn.Module,

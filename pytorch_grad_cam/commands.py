@@ -88,7 +88,8 @@ COMMANDS: Mapping[str, Command] = MappingProxyType({
                    "pytorch_grad_cam.cli.request:check_vit"),
     "explain-dataset": Command("explain-dataset", "explains every image of a folder or dataset "
                                "into a resumable results store",
-                               "pytorch_grad_cam.datasets.cli:main"),
+                               "pytorch_grad_cam.datasets.cli:main",
+                               "pytorch_grad_cam.datasets.options:check"),
     "demo": Command("demo", "serves the web demo (pip install \".[demo]\")",
                     "pytorch_grad_cam.demo.cli:main"),
 })

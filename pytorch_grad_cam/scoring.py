@@ -24,7 +24,7 @@ __all__ = [
     "describe", "given", "check_positive_int", "check_seed",
     "check_non_negative", "check_model", "check_input_tensor", "prepare_input", "check_targets",
     "resolve_targets", "check_targets_against_outputs", "select_output", "target_scores",
-    "chunks", "chunked_scores", "model_device", "model_float_dtype",
+    "score_ignores_input", "chunks", "chunked_scores", "model_device", "model_float_dtype",
 ]
 
 
@@ -310,6 +310,27 @@ def target_scores(targets: Sequence[Callable], outputs: Any) -> torch.Tensor:
                              "return one scalar score per image")
         scores.append(score.reshape(()))
     return torch.stack(scores)
+
+
+def score_ignores_input(model: torch.nn.Module, input_tensor: torch.Tensor,
+                        score: Callable[[Any], torch.Tensor], images: Sequence[int]) -> bool:
+    """Whether the target scores of ``images`` (indices into the batch
+    ``input_tensor``; all images when the batch has fewer) do not depend on
+    the input: each is exactly the same for the negated input and for an
+    all-zero one (a classifier whose weights are all zero), so that no
+    layer and no method can explain it. ``score(model output)`` gives the
+    batch's target scores. Three forward passes without gradients; run it
+    where the model is in the state it is explained in."""
+    x = input_tensor.detach()
+    with torch.inference_mode():
+        reference = score(model(x))
+        same = torch.ones_like(reference, dtype=torch.bool)
+        for other in (-x, torch.zeros_like(x)):
+            same &= score(model(other)) == reference
+    chosen = [i for i in images if 0 <= i < len(same)]
+    if len(chosen) == len(images):
+        same = same[chosen]
+    return bool(same.all())
 
 
 # ------------------------------------------------- the perturbation loop

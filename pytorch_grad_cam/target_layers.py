@@ -1,19 +1,20 @@
 """The target layers of a CAM: given as modules or layer paths, checked,
 or found for the model (``layer_finder.locate_layers``); their outputs as
-B x C x H x W; a better layer to suggest when a map comes out empty."""
+B x C x H x W; why a map came out empty, and a better layer to suggest."""
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
 
 from pytorch_grad_cam.activations_and_gradients import describe_output
+from pytorch_grad_cam.call_context import CallContext
 from pytorch_grad_cam.layer_finder import locate_layers
 from pytorch_grad_cam.models.compiled import check_not_torchscript
 from pytorch_grad_cam.models.paths import resolve_layer
-from pytorch_grad_cam.scoring import describe, given
+from pytorch_grad_cam.scoring import describe, given, score_ignores_input
 
 __all__ = ["resolve_target_layers", "check_target_layers", "choose_target_layers",
-           "layer_output_as_bchw", "earlier_layer_hint"]
+           "layer_output_as_bchw", "earlier_layer_hint", "empty_map_reason"]
 
 
 def resolve_target_layers(model: torch.nn.Module, target_layers: Any) -> list[torch.nn.Module]:
@@ -75,14 +76,52 @@ def choose_target_layers(model: torch.nn.Module, target_layers: Any,
 _BLOCK_NORMS = ("ln_1", "norm1", "layernorm_before", "layer_norm1")
 
 
-def earlier_layer_hint(model: torch.nn.Module) -> str:
-    """An earlier layer, named as this model names it: the norm before the
-    attention of its last transformer block, where it has one."""
-    names = [name for name, _ in model.named_modules()
-             if name.rsplit(".", 1)[-1] in _BLOCK_NORMS]
+def earlier_layer_hint(model: torch.nn.Module,
+                       target_layers: Sequence[torch.nn.Module] = ()) -> str:
+    """An earlier layer than ``target_layers``, named as this model names
+    it: the norm before the attention of the last transformer block that
+    runs before the target layers end (a norm inside a target block
+    counts), and is not a target layer itself (for the last block's norm,
+    the ViTs' default target layer: the previous block's); "an earlier
+    layer" when the model has no such norm."""
+    modules = list(model.named_modules())
+    targets = {id(layer) for layer in target_layers}
+    end = len(modules)
+    positions = [i for i, (_, module) in enumerate(modules) if id(module) in targets]
+    if positions:  # after the last target layer and the modules inside it
+        inside = {id(module) for module in modules[max(positions)][1].modules()}
+        end = max(positions) + 1
+        while end < len(modules) and id(modules[end][1]) in inside:
+            end += 1
+    names = [name for name, module in modules[:end]
+             if name.rsplit(".", 1)[-1] in _BLOCK_NORMS and id(module) not in targets]
     if names:
         return f"an earlier layer (for this model: {names[-1]})"
     return "an earlier layer"
+
+
+def empty_map_reason(model: torch.nn.Module, target_layers: Sequence[torch.nn.Module],
+                     images: list[int], context: CallContext | None,
+                     score: Callable[[list[Callable], Any], torch.Tensor]) -> str:
+    """The warning for all-zero maps of ``images`` of a layer CAM: in a
+    call (``context``) whose target scores of those images do not depend on
+    the input (``scoring.score_ignores_input``, three more forward passes;
+    ``score(targets, model output)`` gives them), that, and no layer to
+    try; else why a layer's map can be empty and :func:`earlier_layer_hint`
+    (never a target layer)."""
+    if context is not None and context.input_tensor is not None and context.targets:
+        targets = context.targets
+        if score_ignores_input(model, context.input_tensor,
+                               lambda output: score(targets, output), images):
+            return (f"the class activation map is all zeros for image(s) {images}: the target "
+                    "score does not depend on the input (it is the same for other inputs, as "
+                    "with a classifier whose weights are all zero, such as torchvision's "
+                    "VisionTransformer head without pretrained weights); load trained weights "
+                    "or explain another target")
+    return (f"the class activation map is all zeros for image(s) {images}: no location of "
+            "the target layer has a positive weighted activation, or all have the same "
+            "value (for example zero gradients, as at a Vision Transformer's last block). "
+            f"Try {earlier_layer_hint(model, target_layers)}, another target or another method")
 
 
 def layer_output_as_bchw(output: Any, reshape_transform: Callable | None,

@@ -15,9 +15,10 @@ it never writes the image command's files. Its options are
 
 No pretrained Vision Transformer ships with grad-cam: offline and without
 the weights in the cache, the command stops with one line that names the
-file to put where, the options that run without it (``--weights FILE``,
-``--random-weights``), and the image command that explains the bundled
-pretrained CNN offline. It does not fall back to another model as the
+file to download and the folder to put it in, the options that run without
+it (``--weights FILE``, ``--random-weights``), and the image command, with
+the same images, that explains the bundled pretrained CNN offline
+(:func:`bundled_cnn_command`). It does not fall back to another model as the
 image command does: a CNN's map is not an explanation of a ViT, and random
 weights give pictures that look like results and mean nothing.
 """
@@ -25,6 +26,8 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import functools
+import shlex
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -41,26 +44,40 @@ from pytorch_grad_cam.models.loading import (
     torchvision_models,
 )
 
-__all__ = ["DEFAULT_VIT", "PROG", "SUMMARY", "build_parser", "load_vit", "main"]
+__all__ = ["DEFAULT_VIT", "PROG", "SUMMARY", "bundled_cnn_command", "build_parser", "load_vit",
+           "main"]
 
 PROG = VIT_PROG
 SUMMARY = VIT_SUMMARY
 build_parser = build_vit_parser
 
 
-def load_torchvision_vit(args: argparse.Namespace, name: str) -> LoadedModel:
+def bundled_cnn_command(args: argparse.Namespace, prog: str) -> str:
+    """The image command that explains the same images with the bundled
+    pretrained CNN, offline: ``python cam.py ... --model efficientnet_lite0``
+    for ``vit_example.py``, ``grad-cam ...`` for ``grad-cam vit``."""
+    words = [prog[:-len(" vit")] if prog.endswith(" vit") else "python cam.py"]
+    if args.image_path:
+        words += ["--image-path", *map(shlex.quote, args.image_path)]
+    if args.method != ["gradcam"]:
+        words += ["--method", *map(shlex.quote, args.method)]
+    return " ".join([*words, "--model", BUNDLED_MODEL])
+
+
+def load_torchvision_vit(args: argparse.Namespace, name: str, prog: str = PROG) -> LoadedModel:
     """A torchvision ViT: from ``--weights``, random, or pretrained."""
     try:
         return load_torchvision(name, args.weights, args.num_classes, args.random_weights,
                                 trust_checkpoint=args.trust_checkpoint)
     except WeightsUnavailable as error:
-        where = "the weights file into the torch hub cache" if error.file is None else \
-            f"{Path(error.file).name} into {Path(error.file).parent} (from {error.url})"
-        raise UsageError(f"--model {name}: {error}; no pretrained Vision Transformer ships with "
-                         f"grad-cam: put {where}, pass a checkpoint with --weights FILE, or add "
-                         "--random-weights for a smoke test (its maps mean nothing); offline, "
-                         f"grad-cam (python cam.py) --model {BUNDLED_MODEL} explains the bundled "
-                         "pretrained CNN") from None
+        get = "put its weights file into the torch hub cache" if error.file is None else \
+            f"download {error.url} into {Path(error.file).parent}"
+        raise UsageError(f"--model {name}: {error}, and no pretrained Vision Transformer ships "
+                         f"with grad-cam; to explain with {name}, {get} and run this command "
+                         f"again, or pass a {name} checkpoint with --weights FILE "
+                         "(--random-weights runs a smoke test whose maps mean nothing); to "
+                         "explain the image offline with the bundled pretrained CNN instead, "
+                         f"run: {bundled_cnn_command(args, prog)}") from None
 
 
 def load_timm_vit(args: argparse.Namespace, name: str) -> LoadedModel:
@@ -84,8 +101,9 @@ def load_timm_vit(args: argparse.Namespace, name: str) -> LoadedModel:
                      trust_checkpoint=args.trust_checkpoint)
 
 
-def load_vit(args: argparse.Namespace) -> LoadedModel:
-    """``--model``, ``--weights`` / ``--random-weights`` -> the ViT."""
+def load_vit(args: argparse.Namespace, prog: str = PROG) -> LoadedModel:
+    """``--model``, ``--weights`` / ``--random-weights`` -> the ViT (``prog``:
+    the command, which its messages name)."""
     if args.weights and args.random_weights:
         raise UsageError("--weights and --random-weights exclude each other")
     name = args.model.strip()
@@ -94,11 +112,11 @@ def load_vit(args: argparse.Namespace) -> LoadedModel:
                           random_weights=args.random_weights,
                           trust_checkpoint=args.trust_checkpoint)
     if name.lower() in torchvision_models():
-        return load_torchvision_vit(args, name.lower())
+        return load_torchvision_vit(args, name.lower(), prog)
     return load_timm_vit(args, name)
 
 
 def main(argv: Sequence[str] | None = None, *, prog: str = PROG) -> int:
     """Run the ``vit`` command; the exit status (0, 2 for a usage error)."""
-    return run_command(argv, build_parser(prog), load=load_vit, guided_backprop=False,
-                       default_model=None)
+    return run_command(argv, build_parser(prog), load=functools.partial(load_vit, prog=prog),
+                       guided_backprop=False, default_model=None)

@@ -26,22 +26,35 @@ finalised index, what a run will do and what it did),
 :mod:`~pytorch_grad_cam.datasets.report` and
 :mod:`~pytorch_grad_cam.datasets.plots` (HTML, the metrics' plots),
 :mod:`~pytorch_grad_cam.datasets.distributed` (torchrun),
-:mod:`~pytorch_grad_cam.datasets.cost` (the passes a run will make) and
-:mod:`~pytorch_grad_cam.datasets.cli` (``explain-dataset``).
+:mod:`~pytorch_grad_cam.datasets.cost` (the passes a run will make),
+:mod:`~pytorch_grad_cam.datasets.options` (``explain-dataset``'s options,
+checked before torch is imported) and :mod:`~pytorch_grad_cam.datasets.cli`
+(``explain-dataset``).
+
+The names below are imported when first used, so that the command's
+arguments are checked (:mod:`~pytorch_grad_cam.datasets.options`) before
+torch is imported.
 """
-from pytorch_grad_cam.datasets.evaluation import (
-    DATASET_METRICS,
-    BatchMetrics,
-    RunningStats,
-    check_metrics,
-    rank_methods,
-)
-from pytorch_grad_cam.datasets.ownership import StoreRefused
-from pytorch_grad_cam.datasets.report import write_overlays, write_report
-from pytorch_grad_cam.datasets.runner import explain_dataset, model_fingerprint
-from pytorch_grad_cam.datasets.sources import STATUSES, Preprocess, decode_image
-from pytorch_grad_cam.datasets.store import Results, load_results, open_results, resize_map
-from pytorch_grad_cam.datasets.summary import RunStart, RunSummary
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from pytorch_grad_cam.lazy import submodule
+
+if TYPE_CHECKING:  # what the lazy names are, for type checkers
+    from pytorch_grad_cam.datasets.evaluation import (
+        DATASET_METRICS,
+        BatchMetrics,
+        RunningStats,
+        check_metrics,
+        rank_methods,
+    )
+    from pytorch_grad_cam.datasets.ownership import StoreRefused
+    from pytorch_grad_cam.datasets.report import write_overlays, write_report
+    from pytorch_grad_cam.datasets.runner import explain_dataset, model_fingerprint
+    from pytorch_grad_cam.datasets.sources import STATUSES, Preprocess, decode_image
+    from pytorch_grad_cam.datasets.store import Results, load_results, open_results, resize_map
+    from pytorch_grad_cam.datasets.summary import RunStart, RunSummary
 
 __all__ = [
     "DATASET_METRICS", "STATUSES", "BatchMetrics", "Preprocess", "Results", "RunStart",
@@ -49,3 +62,26 @@ __all__ = [
     "explain_dataset", "load_results", "model_fingerprint", "open_results", "rank_methods",
     "resize_map", "write_overlays", "write_report",
 ]
+
+#: public name -> the submodule that defines it
+_HOMES = {
+    **dict.fromkeys(("DATASET_METRICS", "BatchMetrics", "RunningStats", "check_metrics",
+                     "rank_methods"), "evaluation"),
+    "StoreRefused": "ownership",
+    **dict.fromkeys(("write_overlays", "write_report"), "report"),
+    **dict.fromkeys(("explain_dataset", "model_fingerprint"), "runner"),
+    **dict.fromkeys(("STATUSES", "Preprocess", "decode_image"), "sources"),
+    **dict.fromkeys(("Results", "load_results", "open_results", "resize_map"), "store"),
+    **dict.fromkeys(("RunStart", "RunSummary"), "summary"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    """A name of :data:`__all__` or a submodule, imported on first use."""
+    if name in _HOMES:
+        return getattr(submodule(__name__, _HOMES[name]), name)
+    return submodule(__name__, name)
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -21,50 +21,22 @@ from typing import Any
 import numpy as np
 import torch
 
+from pytorch_grad_cam.metric_names import DATASET_METRICS, check_metrics
 from pytorch_grad_cam.metrics.arcc import Coherency, Complexity, arcc_from_parts
 from pytorch_grad_cam.metrics.cam_mult_image import DropInConfidence, IncreaseInConfidence
 from pytorch_grad_cam.metrics.deletion_insertion import DeletionAUC, InsertionAUC
-from pytorch_grad_cam.metrics.evaluate import METRICS
 from pytorch_grad_cam.metrics.road import (
     ROADCombined,
     ROADLeastRelevantFirstAverage,
     ROADMostRelevantFirstAverage,
 )
-from pytorch_grad_cam.scoring import check_positive_int, describe, given
+from pytorch_grad_cam.scoring import check_positive_int
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputSoftmaxTarget, ClassifierOutputTarget
 
 __all__ = ["DATASET_METRICS", "BatchMetrics", "RunningStats", "check_metrics", "rank_methods"]
 
-#: the metrics a dataset run can compute (those of ``metrics.evaluate.METRICS``
-#: that need no ground-truth regions), with "higher" or "lower" is better
-DATASET_METRICS: dict[str, str] = {name: better for name, better in METRICS.items()
-                                   if name not in ("PointingGame", "EnergyPointingGame")}
-
 #: two-sided 95% quantile of the normal distribution
 Z95 = 1.959963984540054
-
-
-def check_metrics(metrics: Any) -> list[str]:
-    """``explain_dataset``'s ``metrics``: None (none), ``"all"`` or a list of
-    names of :data:`DATASET_METRICS` -> the list of names."""
-    if metrics is None:
-        return []
-    if isinstance(metrics, str):
-        if metrics == "all":
-            return list(DATASET_METRICS)
-        metrics = [metrics]
-    if not isinstance(metrics, (list, tuple)):
-        raise TypeError(f"metrics must be None, 'all' or a list of names, got {given(metrics)}")
-    chosen = []
-    for index, name in enumerate(metrics):
-        if name not in DATASET_METRICS:
-            extra = (" (it needs ground-truth regions, which a dataset run does not have)"
-                     if name in METRICS else "")
-            raise ValueError(f"metrics[{index}] is {describe(name)}{extra}; choose from "
-                             f"{', '.join(DATASET_METRICS)} or 'all'")
-        if name not in chosen:
-            chosen.append(name)
-    return chosen
 
 
 class BatchMetrics:

@@ -18,9 +18,12 @@ A model is named the way the demo's *Model* box takes it:
 :class:`ModelStore` loads each model once (one load at a time per name),
 keeps the last few, and resolves the target layers of a model (the family
 default of :mod:`pytorch_grad_cam.layers`, or a layer path) once per
-model and layer. Every request then builds its own CAM objects on the
-shared model: the library guarantees that concurrent calls on one model
-each get exactly their own map.
+model and layer. It also keeps one CAM object per method and target layers
+of each loaded model (:meth:`ModelStore.explainer`), made by the first
+request that asks for it and shared by all later ones: a CAM object keeps
+nothing of a call (hooks are registered and removed inside each call, the
+call's state is per call), so concurrent requests on one object each get
+exactly their own map. The objects go with their model.
 
 Every problem a user can cause (an unknown name, missing weights, a bad
 layer path) is a :class:`DemoError` whose message the page shows.
@@ -49,6 +52,7 @@ from pytorch_grad_cam.layers import (
 )
 from pytorch_grad_cam.models import loading, network
 from pytorch_grad_cam.models.loading import BUNDLED_MODEL, TIMM_PREFIX, torchvision_models
+from pytorch_grad_cam.registry import MethodInfo
 from pytorch_grad_cam.utils.image import IMAGENET_MEAN, IMAGENET_STD
 
 __all__ = [
@@ -73,6 +77,12 @@ SUGGESTED_MODELS: tuple[str, ...] = (
 )
 HUGGING_FACE = network.HF_URL
 _MAX_LAYER_ENTRIES = 256  # checked (model, layer paths) pairs kept
+#: CAM objects kept per model (methods x layer choices; the least recently used goes)
+MAX_EXPLAINERS_PER_MODEL = 64
+
+# (method name, ids of the target layers, id of the reshape transform): the
+# objects themselves stay alive in the CAM object kept under the key
+_ExplainerKey = tuple[str, tuple[int, ...], int]
 
 
 class DemoError(ValueError):
@@ -234,7 +244,10 @@ class ModelStore:
         self._models: OrderedDict[str, DemoModel] = OrderedDict()
         # (id of the model, layer paths or None) -> its checked target layers
         self._layers: dict[tuple[int, tuple[str, ...] | None], TargetLayers] = {}
+        # id of a loaded model -> its CAM objects (see explainer())
+        self._explainers: dict[int, OrderedDict[_ExplainerKey, Any]] = {}
         self._lock = threading.Lock()
+        self._building = threading.Lock()  # one CAM object built at a time, each once
         self._loading: dict[str, threading.Lock] = {}
 
     def suggestions(self) -> list[str]:
@@ -279,6 +292,7 @@ class ModelStore:
                     _, dropped = self._models.popitem(last=False)
                     gone = id(dropped.model)
                     self._layers = {k: v for k, v in self._layers.items() if k[0] != gone}
+                    self._explainers.pop(gone, None)
         return loaded
 
     def _load(self, key: str) -> DemoModel:
@@ -348,6 +362,46 @@ class ModelStore:
         if class_names is None or len(class_names) != probe.num_classes:
             class_names = IMAGENET_CLASSES if probe.num_classes == len(IMAGENET_CLASSES) else None
         return TargetLayers(tuple(names), tuple(modules), reshape, probe.num_classes, class_names)
+
+    def explainer(self, loaded: DemoModel, info: MethodInfo, layers: TargetLayers) -> Any:
+        """The CAM object of method ``info`` on ``layers`` of ``loaded``
+        (an attention method: on every block of the transformer), without
+        a progress bar. Made once, under a lock, by the first request that
+        asks for it, and shared by every later request while the model
+        stays loaded (at most :data:`MAX_EXPLAINERS_PER_MODEL` per model,
+        the least recently used dropped first); a model that is no longer
+        kept (dropped while a request still uses it) gets a new object that
+        is not kept."""
+        if info.attention:  # the attention of every block, its own layout
+            key: _ExplainerKey = (info.name, (), id(None))
+            options: dict[str, Any] = {"target_layers": None, "reshape_transform": None}
+        else:
+            key = (info.name, tuple(id(m) for m in layers.modules), id(layers.reshape_transform))
+            options = {"target_layers": list(layers.modules),
+                       "reshape_transform": layers.reshape_transform}
+        found = self._kept_explainer(loaded, key)
+        if found is not None:
+            return found
+        with self._building:
+            found = self._kept_explainer(loaded, key)
+            if found is not None:  # another request built it meanwhile
+                return found
+            cam = info.cls(model=loaded.model, progress=False, **options)
+            with self._lock:
+                if any(kept.model is loaded.model for kept in self._models.values()):
+                    explainers = self._explainers.setdefault(id(loaded.model), OrderedDict())
+                    explainers[key] = cam
+                    while len(explainers) > MAX_EXPLAINERS_PER_MODEL:
+                        explainers.popitem(last=False)
+        return cam
+
+    def _kept_explainer(self, loaded: DemoModel, key: _ExplainerKey) -> Any:
+        with self._lock:
+            explainers = self._explainers.get(id(loaded.model))
+            if explainers is None or key not in explainers:
+                return None
+            explainers.move_to_end(key)
+            return explainers[key]
 
     def loaded_names(self) -> list[str]:
         """The names of the models loaded now, least recently used first."""

@@ -16,7 +16,9 @@ The map is exactly what the library gives for the same input: the photo is
 decoded as RGB (PIL, EXIF orientation applied), resized to the model's
 input side with ``cv2.resize`` (bilinear), scaled to [0, 1] and normalised
 with :func:`pytorch_grad_cam.utils.image.preprocess_image`; each method is
-a fresh CAM object of :data:`pytorch_grad_cam.METHODS` on the shared model,
+a CAM object of :data:`pytorch_grad_cam.METHODS` on the shared model, kept
+by the model store for that model, method and layer and shared by the
+requests (:meth:`~pytorch_grad_cam.demo.models.ModelStore.explainer`),
 called with ``ClassifierOutputTarget(class)``.
 
 Every problem of the request is a :class:`~pytorch_grad_cam.demo.models.DemoError`
@@ -34,7 +36,6 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import cv2
 import numpy as np
@@ -395,19 +396,13 @@ def _class_name(index: int, names: Sequence[str] | None) -> str:
 
 
 # ----------------------------------------------------------------- requests
-def _run_method(info: MethodInfo, loaded: DemoModel, layers: TargetLayers,
+def _run_method(info: MethodInfo, store: ModelStore, loaded: DemoModel, layers: TargetLayers,
                 input_tensor: torch.Tensor, category: int) -> np.ndarray:
-    options: dict[str, Any] = {"model": loaded.model, "target_layers": list(layers.modules),
-                               "reshape_transform": layers.reshape_transform, "progress": False}
-    if info.attention:  # the attention of every block of the transformer, its own layout
-        options.update(target_layers=None, reshape_transform=None)
-    targets = [ClassifierOutputTarget(category)]
-    cam = info.cls(**options)
-    if hasattr(cam, "__enter__"):
-        with cam:
-            grayscale = cam(input_tensor=input_tensor, targets=targets)
-    else:
-        grayscale = cam(input_tensor=input_tensor, targets=targets)
+    # the model's shared CAM object: its hooks live only inside this call, and
+    # there is nothing to release after it (no ``with``, which would end it for
+    # the other requests too)
+    cam = store.explainer(loaded, info, layers)
+    grayscale = cam(input_tensor=input_tensor, targets=[ClassifierOutputTarget(category)])
     return np.asarray(grayscale[0], dtype=np.float32)
 
 
@@ -474,7 +469,7 @@ def explain(image: ImageSource, model: str | None = DEFAULT_MODEL,
     failures: dict[str, str] = {}
     for info in chosen:
         try:
-            cam = _run_method(info, loaded, layers, input_tensor, category)
+            cam = _run_method(info, store, loaded, layers, input_tensor, category)
         except (ValueError, TypeError, RuntimeError) as error:  # e.g. CAM on a model without
             # a final nn.Linear: reported in the page, the other methods still run
             failures[info.name] = " ".join(str(error).split()) or type(error).__name__

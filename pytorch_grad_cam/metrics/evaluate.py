@@ -14,6 +14,7 @@ import torch
 
 from pytorch_grad_cam.attention import find_transformer
 from pytorch_grad_cam.base_cam import BaseCAM
+from pytorch_grad_cam.metric_names import METRICS, REGION_METRICS
 from pytorch_grad_cam.metrics._common import Maps
 from pytorch_grad_cam.metrics.arcc import Coherency, Complexity, arcc_from_parts
 from pytorch_grad_cam.metrics.cam_mult_image import multiply_tensor_with_cam
@@ -32,22 +33,7 @@ from pytorch_grad_cam.scoring import (
 )
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputSoftmaxTarget, ClassifierOutputTarget
 
-#: every metric of the table and whether a higher or a lower value is better
-METRICS = {
-    "DropInConfidence": "lower",
-    "IncreaseInConfidence": "higher",
-    "ROADMoRF": "lower",
-    "ROADLeRF": "higher",
-    "ROADCombined": "higher",
-    "Deletion": "lower",
-    "Insertion": "higher",
-    "Complexity": "lower",
-    "Coherency": "higher",
-    "ARCC": "higher",
-    "PointingGame": "higher",
-    "EnergyPointingGame": "higher",
-}
-_NEED_REGIONS = ("PointingGame", "EnergyPointingGame")
+_NEED_REGIONS = REGION_METRICS
 
 
 def _reads_attention(method: type) -> bool:

@@ -37,13 +37,32 @@ def test_vit_example_offline_says_in_one_line_what_to_pass(tmp_path, monkeypatch
     cache = tmp_path / "torch_home" / "hub" / "checkpoints"
     assert captured.out == "" and captured.err == (
         f"vit_example.py: error: --model vit_b_16: vit_b_16's ImageNet weights are not in the "
-        f"torch hub cache ({cache}) and the network is unreachable; no pretrained Vision "
-        f"Transformer ships with grad-cam: put vit_b_16-c867db91.pth into {cache} (from "
-        "https://download.pytorch.org/models/vit_b_16-c867db91.pth), pass a checkpoint with "
-        "--weights FILE, or add --random-weights for a smoke test (its maps mean nothing); "
-        "offline, grad-cam (python cam.py) --model efficientnet_lite0 explains the bundled "
-        "pretrained CNN\n")
+        f"torch hub cache ({cache}) and the network is unreachable, and no pretrained Vision "
+        "Transformer ships with grad-cam; to explain with vit_b_16, download "
+        f"https://download.pytorch.org/models/vit_b_16-c867db91.pth into {cache} and run this "
+        "command again, or pass a vit_b_16 checkpoint with --weights FILE (--random-weights "
+        "runs a smoke test whose maps mean nothing); to explain the image offline with the "
+        "bundled pretrained CNN instead, run: python cam.py --image-path "
+        f"{EXAMPLES / 'chelsea.jpg'} --model efficientnet_lite0\n")
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("prog, argv, command", [
+    ("vit_example.py", [], "python cam.py --model efficientnet_lite0"),
+    ("vit_example.py", ["--image-path", "a b.jpg", "c.png", "--method", "gradcam", "layercam"],
+     "python cam.py --image-path 'a b.jpg' c.png --method gradcam layercam "
+     "--model efficientnet_lite0"),
+    ("grad-cam vit", ["--method", "scorecam"], "grad-cam --method scorecam --model "
+                                               "efficientnet_lite0"),
+    ("python -m pytorch_grad_cam vit", [], "python -m pytorch_grad_cam --model "
+                                           "efficientnet_lite0"),
+])
+def test_the_offline_message_gives_the_image_command_to_run(prog, argv, command):
+    """The command that the offline message offers runs the image command
+    of the same program, on the same images and methods, with the bundled
+    pretrained CNN."""
+    args = vit.build_parser(prog).parse_args(argv)
+    assert vit.bundled_cnn_command(args, prog) == command
 
 
 def test_vit_example_without_a_network_is_one_line(tmp_path):
@@ -56,7 +75,10 @@ def test_vit_example_without_a_network_is_one_line(tmp_path):
     last = result.stderr.splitlines()[-1]
     assert last.startswith("vit_example.py: error: --model vit_b_16: vit_b_16's ImageNet weights "
                            "could not be loaded (")
-    assert "put vit_b_16-c867db91.pth into " in last and "--random-weights" in last
+    assert "download https://download.pytorch.org/models/vit_b_16-c867db91.pth into " in last
+    assert "--random-weights" in last
+    assert last.endswith(f"run: python cam.py --image-path {EXAMPLES / 'chelsea.jpg'} --model "
+                         "efficientnet_lite0")
     assert "Traceback" not in result.stderr and not (tmp_path / "output").exists()
 
 

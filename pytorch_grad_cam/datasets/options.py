@@ -1,0 +1,184 @@
+"""``explain-dataset``'s options, and the checks of its arguments that need
+no model, run before torch is imported.
+
+:func:`check` is the command's ``check`` (see :mod:`pytorch_grad_cam.commands`):
+it parses the arguments and runs :func:`check_arguments`, cheapest first:
+the numbers (``--batch-size 0``), the method names (close matches offered),
+the metric names, that the input folder exists and can be read, that the
+output folder can be written, and a ``--target-category`` given as an
+ImageNet class name. A problem is one line, ``<prog>: error: ...``, exit
+status 2, in a fraction of a second instead of after torch and the model
+libraries have loaded. :func:`pytorch_grad_cam.datasets.cli.main` runs the
+same checks again (it is also called directly) before it loads the model.
+This module imports no torch (nor does the package module, whose names are
+imported on first use).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from pytorch_grad_cam.app.classes import IMAGENET_CLASSES, is_index, resolve_category
+from pytorch_grad_cam.app.errors import UsageError, one_line_warnings, os_error_reason
+from pytorch_grad_cam.app.folders import check_output_folder
+from pytorch_grad_cam.app.methods import check_method_option
+from pytorch_grad_cam.app.options import (
+    TRUST_CHECKPOINT_HELP,
+    Parser,
+    formatter,
+    non_negative_int,
+    positive_int,
+)
+from pytorch_grad_cam.metric_names import DATASET_METRICS, check_metrics
+from pytorch_grad_cam.models.specs import BUNDLED_MODEL, DEFAULT_MODEL
+from pytorch_grad_cam.registry import method_names
+from pytorch_grad_cam.utils.image_io import MAX_READ_PIXELS
+
+__all__ = ["PROG", "CheckedArguments", "build_parser", "category", "check", "check_arguments",
+           "check_source"]
+
+PROG = "grad-cam explain-dataset"
+
+
+@dataclass(frozen=True)
+class CheckedArguments:
+    """What :func:`check_arguments` found."""
+
+    metrics: list[str] | str | None  # None (none), "all" or the names, as explain_dataset takes them
+    source: Path                      # the input folder (its images not read yet)
+    out: Path                         # the results store's folder, writable
+    category: int | None              # the class to explain, None: each image's top class
+
+
+def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
+    """The options of ``explain-dataset``."""
+    parser = Parser(
+        prog=prog, formatter_class=formatter,
+        description="Explain every image of a folder (recursively) with one or more CAM "
+                    "methods into a results store: sharded, resumable (run the same command "
+                    "again to continue after an interruption), readable with "
+                    "pytorch_grad_cam.datasets.load_results. Unreadable or odd images get a "
+                    "row with the reason; the run goes on.",
+        epilog="Several processes or GPUs: torchrun --nproc_per_node=N -m "
+               "pytorch_grad_cam.datasets.cli DIR ... (each process explains its share and "
+               "writes its own shards). Errors exit with status 2.")
+    parser.add_argument("source", metavar="DIR", help="the folder of images")
+    parser.add_argument(
+        "--method", nargs="+", metavar="NAME", default=["gradcam"],
+        help="one or more CAM methods, case-insensitive, or 'all': " + ", ".join(method_names())
+             + " (default: gradcam)")
+    parser.add_argument("--out", metavar="DIR", default="results",
+                        help="the results store (default: results/)")
+    parser.add_argument(
+        "--metrics", nargs="*", metavar="NAME", default=None,
+        help="score every map with these faithfulness metrics and accumulate them per method: "
+             + ", ".join(DATASET_METRICS) + "; no name or 'all': all of them (default: none)")
+    parser.add_argument("--report", action="store_true",
+                        help="also write report.html in --out: summary, metrics, ranking, gallery")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    parser.add_argument(
+        "--model", metavar="NAME", default=None,
+        help=f"a torchvision classification model or {BUNDLED_MODEL} (bundled, pretrained, "
+             f"offline); default: {DEFAULT_MODEL} with its ImageNet weights if cached or "
+             f"downloadable, else {BUNDLED_MODEL}")
+    parser.add_argument("--weights", metavar="FILE", default=None,
+                        help="a local checkpoint: a state_dict, read without unpickling any "
+                             "object; a whole model saved with torch.save(model) only with "
+                             "--trust-checkpoint")
+    parser.add_argument("--trust-checkpoint", action="store_true", help=TRUST_CHECKPOINT_HELP)
+    parser.add_argument(
+        "--target-layer", nargs="+", metavar="LAYER", default=None,
+        help="the layer(s) to explain, as a path such as 'layer4[-1]' (default: chosen for "
+             "the model family)")
+    parser.add_argument("--target-category", metavar="CLASS", default=None,
+                        help="explain this class (an ImageNet index or name) in every image "
+                             "(default: each image's top-1 class)")
+    parser.add_argument("--batch-size", type=positive_int, metavar="N", default=None,
+                        help="images per forward pass (default: 8 on CPU, 64 on CUDA)")
+    parser.add_argument("--workers", type=non_negative_int, metavar="N", default=None,
+                        help="DataLoader processes that decode the images (default: with a GPU "
+                             "half the CPUs, at most 8; on a CPU the cores torch's threads leave "
+                             "free; 0: decode in the main process)")
+    parser.add_argument("--shard-size", type=positive_int, metavar="N", default=512,
+                        help="images per shard of the store (default: 512)")
+    parser.add_argument("--map-size", choices=["layer", "input"], default="layer",
+                        help="store the maps at the target layer's resolution (default) or at "
+                             "the model's input size; float16 either way")
+    parser.add_argument("--max-pixels", type=positive_int, metavar="N", default=MAX_READ_PIXELS,
+                        help="images whose header gives more pixels are recorded as too_large "
+                             f"without being decoded (default: {MAX_READ_PIXELS})")
+    parser.add_argument("--input-size", type=positive_int, metavar="N", default=None,
+                        help="the side the images are resized to (default: the model's)")
+    parser.add_argument("--top-k", type=positive_int, metavar="K", default=None,
+                        help="predictions kept per image (default: 5)")
+    parser.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], default="auto",
+                        help="where to run (default: auto: cuda, then mps, then cpu; under "
+                             "torchrun each process takes cuda:LOCAL_RANK)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace the results in --out: delete the files the store wrote, "
+                             "nothing else (default: resume them; a store of another "
+                             "configuration or source is an error; a folder that is not a "
+                             "store is refused either way)")
+    return parser
+
+
+def check_source(text: str) -> Path:
+    """The input folder ``DIR``: a folder that exists and can be listed;
+    UsageError (``<DIR>: <reason>``) otherwise."""
+    source = Path(text)
+    if not os.path.lexists(source):
+        raise UsageError(f"{text}: no such folder")
+    if not source.is_dir():
+        kind = "a file" if source.is_file() else "not a folder"
+        raise UsageError(f"{text}: is {kind}; give the folder of images")
+    try:
+        with os.scandir(source) as entries:
+            next(entries, None)
+    except OSError as error:  # permission denied, ...
+        raise UsageError(f"{text}: cannot read the folder ({os_error_reason(error)})") from None
+    return source
+
+
+def category(text: str | None, prog: str) -> int | None:
+    """``--target-category``: an index (checked against the model's classes
+    later) or an ImageNet class name -> the index; None when not given."""
+    if text is None:
+        return None
+    if is_index(text) and int(text) >= 0:
+        return int(text)  # the range is checked against the model's classes
+    return resolve_category(text, IMAGENET_CLASSES, prog=prog)
+
+
+def check_arguments(args: argparse.Namespace, prog: str) -> CheckedArguments:
+    """Check what can be checked without the model (see the module's
+    docstring); UsageError for the first problem."""
+    check_method_option(args.method)
+    metrics = None if args.metrics is None else (
+        "all" if args.metrics in ([], ["all"]) else list(args.metrics))
+    try:
+        check_metrics(metrics)
+    except ValueError as error:
+        raise UsageError(f"--metrics: {error}") from None
+    source = check_source(args.source)
+    out = check_output_folder("--out", args.out)
+    return CheckedArguments(metrics, source, out, category(args.target_category, prog))
+
+
+def check(argv: Sequence[str], prog: str = PROG) -> int | None:
+    """The command's check (see :mod:`pytorch_grad_cam.commands`): 2 after
+    a usage error (its line printed), 130 when interrupted, None to run the
+    command."""
+    with one_line_warnings(prog):
+        try:
+            check_arguments(build_parser(prog).parse_args(list(argv)), prog)
+        except UsageError as error:
+            print(f"{prog}: error: {error}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt:
+            print(f"{prog}: interrupted", file=sys.stderr)
+            return 130
+    return None

@@ -1,0 +1,58 @@
+"""The names of the library's metrics, which direction of each is better,
+and the check of a dataset run's ``metrics``, without torch: the dataset
+command checks ``--metrics`` with them before torch and the metrics
+(:mod:`pytorch_grad_cam.metrics`) are imported."""
+from __future__ import annotations
+
+from typing import Any
+
+from pytorch_grad_cam.messages import describe, given
+
+__all__ = ["DATASET_METRICS", "METRICS", "REGION_METRICS", "check_metrics"]
+
+#: every metric of ``metrics.evaluate``'s table and whether a higher or a lower
+#: value is better
+METRICS = {
+    "DropInConfidence": "lower",
+    "IncreaseInConfidence": "higher",
+    "ROADMoRF": "lower",
+    "ROADLeRF": "higher",
+    "ROADCombined": "higher",
+    "Deletion": "lower",
+    "Insertion": "higher",
+    "Complexity": "lower",
+    "Coherency": "higher",
+    "ARCC": "higher",
+    "PointingGame": "higher",
+    "EnergyPointingGame": "higher",
+}
+#: the metrics that need ground-truth regions (a box or mask per image)
+REGION_METRICS = ("PointingGame", "EnergyPointingGame")
+
+#: the metrics a dataset run can compute (those of :data:`METRICS` that need
+#: no ground-truth regions), with "higher" or "lower" is better
+DATASET_METRICS: dict[str, str] = {name: better for name, better in METRICS.items()
+                                   if name not in REGION_METRICS}
+
+
+def check_metrics(metrics: Any) -> list[str]:
+    """``explain_dataset``'s ``metrics``: None (none), ``"all"`` or a list of
+    names of :data:`DATASET_METRICS` -> the list of names."""
+    if metrics is None:
+        return []
+    if isinstance(metrics, str):
+        if metrics == "all":
+            return list(DATASET_METRICS)
+        metrics = [metrics]
+    if not isinstance(metrics, (list, tuple)):
+        raise TypeError(f"metrics must be None, 'all' or a list of names, got {given(metrics)}")
+    chosen = []
+    for index, name in enumerate(metrics):
+        if name not in DATASET_METRICS:
+            extra = (" (it needs ground-truth regions, which a dataset run does not have)"
+                     if name in METRICS else "")
+            raise ValueError(f"metrics[{index}] is {describe(name)}{extra}; choose from "
+                             f"{', '.join(DATASET_METRICS)} or 'all'")
+        if name not in chosen:
+            chosen.append(name)
+    return chosen
