@@ -18,7 +18,7 @@ from pytorch_grad_cam.messages import describe
 from pytorch_grad_cam.registry import find_method_name, get_method, method_names
 
 __all__ = ["GROUPS", "MethodError", "affordable", "check_method_option", "close_methods",
-           "method_tokens", "parse_methods", "select_methods"]
+           "method_error_message", "method_tokens", "parse_methods", "select_methods"]
 
 #: the command line's names for groups of methods
 GROUPS = ("all", "everything")
@@ -67,17 +67,29 @@ def method_tokens(names: Iterable[Any], groups: Sequence[str] = ()) -> list[str]
     return list(dict.fromkeys(chosen))
 
 
+def method_error_message(error: MethodError, none: str, unknown: str, hint: str) -> str:
+    """``error`` in a front-end's words: ``none`` when no method was given;
+    else the template ``unknown`` filled with ``text`` (the name as given),
+    ``name`` (its repr, shortened), ``methods`` (the registered methods,
+    comma-separated) and ``hint``: the template ``hint`` filled with
+    ``close`` (the close method names) when there are any, else empty."""
+    if error.text is None:
+        return none
+    close = hint.format(close=", ".join(error.close)) if error.close else ""
+    return unknown.format(text=error.text, name=describe(error.text),
+                          methods=", ".join(method_names()), hint=close)
+
+
 def check_method_option(names: Sequence[str]) -> list[str]:
     """``--method`` of the commands: :func:`method_tokens` with ``all`` and
     ``everything``, its errors as UsageError."""
     try:
         return method_tokens(names, GROUPS)
     except MethodError as error:
-        if error.text is None:
-            raise UsageError("--method: give at least one method") from None
-        hint = f" (did you mean {', '.join(error.close)}?)" if error.close else ""
-        raise UsageError(f"--method: unknown method {describe(error.text)}{hint}; choose from "
-                         f"{', '.join(method_names())}, all or everything") from None
+        raise UsageError(method_error_message(
+            error, "--method: give at least one method",
+            "--method: unknown method {name}{hint}; choose from {methods}, all or everything",
+            " (did you mean {close}?)")) from None
 
 
 def _device_type(device: Any) -> str | None:

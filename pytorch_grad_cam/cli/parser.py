@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import argparse
 import textwrap
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from pytorch_grad_cam.app.errors import UsageError
 from pytorch_grad_cam.app.options import HELP_WIDTH, TRUST_CHECKPOINT_HELP, Parser, formatter, positive_int
@@ -84,6 +84,19 @@ def method_help() -> str:
               "(default: gradcam)")
 
 
+def _add_switches(parser: Parser, switches: Mapping[str, str],
+                  old_spellings: Sequence[str] = ()) -> None:
+    """On/off options (``store_true``), flag -> help, in this order; each
+    flag of ``old_spellings`` is also taken with underscores
+    (``--aug_smooth``), as older scripts spell it, hidden from the help."""
+    for flag, text in switches.items():
+        parser.add_argument(flag, action="store_true", help=text)
+        if flag in old_spellings:
+            dest = flag[2:].replace("-", "_")
+            parser.add_argument(f"--{dest}", action="store_true", dest=dest,
+                                help=argparse.SUPPRESS)
+
+
 def add_common_arguments(parser: Parser, model_default: str | None, model_help: str) -> None:
     """The options that the image command and ``vit`` share (the help of
     --method and --batch-size computed when it is shown)."""
@@ -125,20 +138,15 @@ def add_common_arguments(parser: Parser, model_default: str | None, model_help: 
         help="the class names of a model that is not an ImageNet classifier, one a line in "
              "class-index order: used in the report, the labels and --target-category NAME "
              "(default: ImageNet's for 1000 classes, a Hugging Face model's own)")
-    parser.add_argument("--random-weights", action="store_true",
-                        help="random weights instead of pretrained ones: for smoke tests "
-                             "only, the maps are meaningless")
-    parser.add_argument("--aug-smooth", action="store_true",
-                        help="test-time augmentation: average the maps of flipped and "
-                             "brightness-scaled copies (centres the map on the object; 6 "
-                             "times the passes)")
-    parser.add_argument("--aug_smooth", action="store_true", dest="aug_smooth",
-                        help=argparse.SUPPRESS)
-    parser.add_argument("--eigen-smooth", action="store_true",
-                        help="first principal component of the weighted activations "
-                             "(removes noise)")
-    parser.add_argument("--eigen_smooth", action="store_true", dest="eigen_smooth",
-                        help=argparse.SUPPRESS)
+    _add_switches(parser, {
+        "--random-weights": "random weights instead of pretrained ones: for smoke tests only, "
+                            "the maps are meaningless",
+        "--aug-smooth": "test-time augmentation: average the maps of flipped and "
+                        "brightness-scaled copies (centres the map on the object; 6 times the "
+                        "passes)",
+        "--eigen-smooth": "first principal component of the weighted activations (removes "
+                          "noise)",
+    }, old_spellings=("--aug-smooth", "--eigen-smooth"))
     sess = parser.add_argument_group(
         "SESS", "--sess wraps every --method in SESS (saliency enhancing with scaling and "
                 "sliding, Tursun et al., ECCV 2022): the method's maps of the windows of 12 "
@@ -166,18 +174,17 @@ def add_common_arguments(parser: Parser, model_default: str | None, model_help: 
                              "CUDA it warns and runs on the CPU")
     parser.add_argument("--output-dir", metavar="DIR", default="output",
                         help="where the pictures go (default: output/)")
-    parser.add_argument("--no-progress", action="store_true",
-                        help="hide the progress bars (of the methods' passes and of "
-                             "--evaluate's metrics)")
-    parser.add_argument("--list-classes", action="store_true",
-                        help="print the class indices and names (ImageNet's, or those of "
-                             "--class-names), then exit")
-    parser.add_argument("--evaluate", action="store_true",
-                        help="also score every method's map of every image with the metrics "
-                             "of pytorch_grad_cam.metrics (confidence drop/increase, ROAD, "
-                             "deletion/insertion AUC, complexity, coherency, ARCC) and print a "
-                             "table per image, to pick the method most faithful to the model; "
-                             "each metric shows a progress bar")
+    _add_switches(parser, {
+        "--no-progress": "hide the progress bars (of the methods' passes and of --evaluate's "
+                         "metrics)",
+        "--list-classes": "print the class indices and names (ImageNet's, or those of "
+                          "--class-names), then exit",
+        "--evaluate": "also score every method's map of every image with the metrics of "
+                      "pytorch_grad_cam.metrics (confidence drop/increase, ROAD, "
+                      "deletion/insertion AUC, complexity, coherency, ARCC) and print a table "
+                      "per image, to pick the method most faithful to the model; each metric "
+                      "shows a progress bar",
+    })
 
 
 def build_parser(prog: str = PROG, commands: Mapping[str, str] | None = None) -> Parser:

@@ -16,7 +16,8 @@ progress bar, every finished image's rows to the store),
 :mod:`~pytorch_grad_cam.datasets.explainer` (the methods, predictions and
 metrics of each item), :mod:`~pytorch_grad_cam.datasets.sources` (folders,
 lists, Datasets, decoding), :mod:`~pytorch_grad_cam.datasets.store` (the
-shards and the loader), :mod:`~pytorch_grad_cam.datasets.ownership` (the
+shards), :mod:`~pytorch_grad_cam.datasets.results` (the loader),
+:mod:`~pytorch_grad_cam.datasets.ownership` (the
 files a store owns), :mod:`~pytorch_grad_cam.datasets.identity` (the
 source and files the results come from),
 :mod:`~pytorch_grad_cam.datasets.atomic` (atomic writes),
@@ -51,9 +52,9 @@ if TYPE_CHECKING:  # what the lazy names are, for type checkers
     )
     from pytorch_grad_cam.datasets.ownership import StoreRefused
     from pytorch_grad_cam.datasets.report import write_overlays, write_report
+    from pytorch_grad_cam.datasets.results import Results, load_results, open_results, resize_map
     from pytorch_grad_cam.datasets.runner import explain_dataset, model_fingerprint
     from pytorch_grad_cam.datasets.sources import STATUSES, Preprocess, decode_image
-    from pytorch_grad_cam.datasets.store import Results, load_results, open_results, resize_map
     from pytorch_grad_cam.datasets.summary import RunStart, RunSummary
 
 __all__ = [
@@ -71,7 +72,7 @@ _HOMES = {
     **dict.fromkeys(("write_overlays", "write_report"), "report"),
     **dict.fromkeys(("explain_dataset", "model_fingerprint"), "runner"),
     **dict.fromkeys(("STATUSES", "Preprocess", "decode_image"), "sources"),
-    **dict.fromkeys(("Results", "load_results", "open_results", "resize_map"), "store"),
+    **dict.fromkeys(("Results", "load_results", "open_results", "resize_map"), "results"),
     **dict.fromkeys(("RunStart", "RunSummary"), "summary"),
 }
 

@@ -12,7 +12,7 @@ committed shards (``shard_size`` items each).
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ from pytorch_grad_cam.datasets.explainer import Explainer
 from pytorch_grad_cam.datasets.identity import FileStats
 from pytorch_grad_cam.datasets.sources import Preprocess, Source, WorkItems, collate_records
 from pytorch_grad_cam.datasets.store import ShardWriter
+from pytorch_grad_cam.utils.settings import temporary_setting
 
 __all__ = ["Worker", "explain_items", "make_loader", "opencv_threads", "progress_bar"]
 
@@ -46,18 +47,12 @@ class Worker:
             self.user(worker_id)
 
 
-@contextlib.contextmanager
-def opencv_threads(count: int) -> Iterator[None]:
+def opencv_threads(count: int) -> contextlib.AbstractContextManager[None]:
     """OpenCV's thread count set in this process while the block runs, so
     that the DataLoader workers forked inside it inherit it (each worker is
     one core's worth of decoding; setting it inside a forked worker can
     deadlock, see :class:`Worker`). Restored afterwards."""
-    previous = cv2.getNumThreads()
-    cv2.setNumThreads(count)
-    try:
-        yield
-    finally:
-        cv2.setNumThreads(previous)
+    return temporary_setting(cv2.getNumThreads, cv2.setNumThreads, count)
 
 
 def make_loader(items: Source, positions: Sequence[int], preprocess: Preprocess,

@@ -33,8 +33,9 @@ import torchvision
 from pytorch_grad_cam.datasets.evaluation import DATASET_METRICS
 from pytorch_grad_cam.datasets.ownership import NewFiles
 from pytorch_grad_cam.datasets.plots import metric_plots, write_plots
+from pytorch_grad_cam.datasets.results import Results
 from pytorch_grad_cam.datasets.sources import BadItem, Preprocess, Source, load_picture
-from pytorch_grad_cam.datasets.store import Results, atomic_write
+from pytorch_grad_cam.datasets.store import atomic_write
 from pytorch_grad_cam.datasets.summary import compute_index
 from pytorch_grad_cam.scoring import check_positive_int
 from pytorch_grad_cam.utils.image import show_cam_on_image

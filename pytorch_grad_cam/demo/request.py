@@ -43,10 +43,10 @@ import torch
 from PIL import Image, ImageOps
 
 from pytorch_grad_cam.app.classes import ClassError, find_class
-from pytorch_grad_cam.app.methods import MethodError, method_tokens
+from pytorch_grad_cam.app.methods import MethodError, method_error_message, method_tokens
 from pytorch_grad_cam.demo.models import DEFAULT_MODEL, DemoError, DemoModel, ModelStore, TargetLayers
 from pytorch_grad_cam.metrics.cam_mult_image import DropInConfidence, IncreaseInConfidence
-from pytorch_grad_cam.registry import MethodInfo, get_method, method_names, registered_methods
+from pytorch_grad_cam.registry import MethodInfo, get_method, registered_methods
 from pytorch_grad_cam.scoring import select_output
 from pytorch_grad_cam.utils.image import preprocess_image, show_cam_on_image
 from pytorch_grad_cam.utils.image_io import (
@@ -225,11 +225,10 @@ def parse_methods(names: Sequence[str] | str | None) -> list[MethodInfo]:
     except TypeError as error:
         raise DemoError(str(error)) from None
     except MethodError as error:
-        if error.text is None:
-            raise DemoError("choose at least one method (for example gradcam)") from None
-        hint = f"; did you mean {', '.join(error.close)}?" if error.close else ""
-        raise DemoError(f"unknown method {error.text!r}{hint} (the methods: "
-                        f"{', '.join(method_names())})") from None
+        raise DemoError(method_error_message(
+            error, "choose at least one method (for example gradcam)",
+            "unknown method {text!r}{hint} (the methods: {methods})", "; did you mean {close}?")
+        ) from None
 
 
 # ------------------------------------------------------------------ classes

@@ -1,10 +1,22 @@
 """What the metrics share beyond ``pytorch_grad_cam.scoring``: the maps
-as a tensor, and pixel rankings."""
+as a tensor, the checked arguments of a perturbation run, and pixel
+rankings."""
+
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
+from typing import NamedTuple
 
 import numpy as np
 import torch
 
-from pytorch_grad_cam.scoring import given
+from pytorch_grad_cam.model_state import model_state_guard
+from pytorch_grad_cam.scoring import (
+    batch_size_or_default,
+    check_model,
+    check_targets,
+    given,
+    prepare_input,
+)
 
 #: the maps a metric is given: B x H x W, a numpy array or a torch tensor
 Maps = np.ndarray | torch.Tensor
@@ -28,6 +40,36 @@ def prepare_cams(cams: Maps, input_tensor: torch.Tensor,
     if not bool(torch.isfinite(tensor).all()):
         raise ValueError(f"{name} contains NaN or inf values")
     return tensor
+
+
+class PerturbationRun(NamedTuple):
+    """The checked arguments of a metric that runs the model on perturbed
+    inputs (:func:`perturbation_run`)."""
+
+    #: the input on the model's device and in its dtype (B x C x H x W)
+    inputs: torch.Tensor
+    #: the maps, float32 B x H x W on the input's device
+    cams: torch.Tensor
+    #: one target per image, or None (each image's top class)
+    targets: list[Callable] | None
+    #: inputs per forward pass (the device's default when none was given)
+    batch_size: int
+
+
+@contextlib.contextmanager
+def perturbation_run(input_tensor: torch.Tensor, cams: Maps, targets: Sequence[Callable] | None,
+                     model: torch.nn.Module, batch_size: int | None) -> Iterator[PerturbationRun]:
+    """The block in which a metric runs ``model`` on perturbed inputs: the
+    model checked, in eval mode (its state put back afterwards, also on an
+    error) under ``torch.inference_mode``; the input, the maps, the targets
+    and the batch size checked, in that order, and given as a
+    :class:`PerturbationRun`."""
+    check_model(model)
+    with model_state_guard(model), torch.inference_mode():
+        inputs = prepare_input(input_tensor, model, volumes=False)
+        yield PerturbationRun(inputs, prepare_cams(cams, inputs),
+                              check_targets(targets, inputs.shape[0]),
+                              batch_size_or_default(batch_size, inputs.device))
 
 
 def relevance_rank(cams: torch.Tensor, seed: int) -> torch.Tensor:

@@ -22,18 +22,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from pytorch_grad_cam.metrics._common import Maps, prepare_cams, relevance_rank
+from pytorch_grad_cam.metrics._common import Maps, perturbation_run, relevance_rank
 from pytorch_grad_cam.metrics.perturbation_confidence import original_scores
-from pytorch_grad_cam.model_state import model_state_guard
-from pytorch_grad_cam.scoring import (
-    batch_size_or_default,
-    check_model,
-    check_positive_int,
-    check_seed,
-    check_targets,
-    chunked_scores,
-    prepare_input,
-)
+from pytorch_grad_cam.scoring import check_positive_int, check_seed, chunked_scores
 from pytorch_grad_cam.warn import warn_at_caller
 
 
@@ -125,12 +116,8 @@ class _CausalMetric:
         """Per image the area under the curve and the curve itself, the
         target score after every step: ``CausalCurves(areas, curves)``,
         float32 numpy arrays B and B x (n_steps + 1)."""
-        check_model(model)
-        with model_state_guard(model), torch.inference_mode():
-            inputs = prepare_input(input_tensor, model, volumes=False)
-            cams = prepare_cams(cams, inputs)
-            targets = check_targets(targets, inputs.shape[0])
-            batch_size = batch_size_or_default(self.batch_size, inputs.device)
+        with perturbation_run(input_tensor, cams, targets, model, self.batch_size) as run:
+            inputs, cams, targets, batch_size = run
             batch = inputs.shape[0]
             pixels = cams[0].numel()
             if self.n_steps > pixels:

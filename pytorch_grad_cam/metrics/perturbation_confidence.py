@@ -17,17 +17,8 @@ from typing import Literal, overload
 import numpy as np
 import torch
 
-from pytorch_grad_cam.metrics._common import Maps, prepare_cams, relevance_rank
-from pytorch_grad_cam.model_state import model_state_guard
-from pytorch_grad_cam.scoring import (
-    batch_size_or_default,
-    check_model,
-    check_positive_int,
-    check_seed,
-    check_targets,
-    chunked_scores,
-    prepare_input,
-)
+from pytorch_grad_cam.metrics._common import Maps, perturbation_run, relevance_rank
+from pytorch_grad_cam.scoring import check_positive_int, check_seed, chunked_scores
 
 DEFAULT_PERCENTILES = (10, 20, 30, 40, 50, 60, 70, 80, 90)
 
@@ -121,12 +112,8 @@ class PerturbationConfidenceMetric:
                ) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor | None]:
         """(original scores or None, perturbed scores, perturbed inputs or
         None) as torch tensors."""
-        check_model(model)
-        with model_state_guard(model), torch.inference_mode():
-            inputs = prepare_input(input_tensor, model, volumes=False)
-            cams = prepare_cams(cams, inputs)
-            targets = check_targets(targets, inputs.shape[0])
-            batch_size = batch_size_or_default(self.batch_size, inputs.device)
+        with perturbation_run(input_tensor, cams, targets, model, self.batch_size) as run:
+            inputs, cams, targets, batch_size = run
             before = None
             if need_original or targets is None:
                 before, targets = original_scores(model, inputs, targets, batch_size)
@@ -331,12 +318,8 @@ def run_perturbations(input_tensor: torch.Tensor, cams: Maps,
     """(original scores B or None, perturbed scores P x B) of several
     perturbations in one batched pass (a progress bar ``desc`` of the
     perturbed inputs with ``progress``)."""
-    check_model(model)
-    with model_state_guard(model), torch.inference_mode():
-        inputs = prepare_input(input_tensor, model, volumes=False)
-        cams = prepare_cams(cams, inputs)
-        targets = check_targets(targets, inputs.shape[0])
-        batch_size = batch_size_or_default(batch_size, inputs.device)
+    with perturbation_run(input_tensor, cams, targets, model, batch_size) as run:
+        inputs, cams, targets, batch_size = run
         before = None
         if need_original or targets is None:
             before, targets = original_scores(model, inputs, targets, batch_size)

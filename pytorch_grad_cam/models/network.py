@@ -16,6 +16,8 @@ import sys
 from collections.abc import Iterator
 from urllib.parse import urlparse
 
+from pytorch_grad_cam.utils.settings import temporary_setting
+
 __all__ = ["HF_URL", "hf_cache", "hub_offline", "online", "socket_timeout"]
 
 #: the Hugging Face hub (timm's weights, transformers models)
@@ -36,15 +38,10 @@ def online(url: str, timeout: float = 3.0) -> bool:
         return False
 
 
-@contextlib.contextmanager
-def socket_timeout(seconds: float) -> Iterator[None]:
+def socket_timeout(seconds: float) -> contextlib.AbstractContextManager[None]:
     """The default socket time-out set to ``seconds`` inside the block."""
-    previous = socket.getdefaulttimeout()
-    socket.setdefaulttimeout(seconds)
-    try:
-        yield
-    finally:
-        socket.setdefaulttimeout(previous)
+    timeout: float | None = seconds  # the setting's type (None: no time-out)
+    return temporary_setting(socket.getdefaulttimeout, socket.setdefaulttimeout, timeout)
 
 
 @contextlib.contextmanager

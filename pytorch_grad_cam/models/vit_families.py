@@ -147,6 +147,19 @@ def _unsupported_block(name: str, index: int, block: torch.nn.Module, reason: st
                       f"of these blocks cannot be captured (supported: {SUPPORTED_FAMILIES})")
 
 
+def _attention_of(blocks: tuple[torch.nn.Module, ...], attribute: str,
+                  name: str) -> tuple[torch.nn.Module, ...]:
+    """The attention module of every block, its attribute ``attribute``;
+    ValueError naming the first block (of the model ``name``) without one."""
+    attentions = []
+    for index, block in enumerate(blocks):
+        attention = getattr(block, attribute, None)
+        if not isinstance(attention, torch.nn.Module):
+            raise _unsupported_block(name, index, block, f"has no {attribute} module")
+        attentions.append(attention)
+    return tuple(attentions)
+
+
 def _torchvision(module: torch.nn.Module, path: str) -> Transformer | None:
     if not _is(module, "torchvision.models.vision_transformer", "VisionTransformer"):
         return None
@@ -211,13 +224,7 @@ def _hf_encoder(model: torch.nn.Module, name: str) -> tuple[tuple[torch.nn.Modul
         raise ValueError(f"{name} has neither layers nor encoder.layer; its blocks cannot be "
                          f"found (supported: {SUPPORTED_FAMILIES})")
     blocks = tuple(container)
-    attentions = []
-    for index, block in enumerate(blocks):
-        attention = getattr(block, "attention", None)
-        if not isinstance(attention, torch.nn.Module):
-            raise _unsupported_block(name, index, block, "has no attention module")
-        attentions.append(attention)
-    return blocks, tuple(attentions)
+    return blocks, _attention_of(blocks, "attention", name)
 
 
 def _hf_vit(module: torch.nn.Module, path: str) -> Transformer | None:
@@ -287,12 +294,7 @@ def _hf_clip(module: torch.nn.Module, path: str) -> Transformer | None:
         raise ValueError(f"{name} has no encoder.layers in its vision tower (supported: "
                          f"{SUPPORTED_FAMILIES})")
     blocks = tuple(layers)
-    attentions = []
-    for index, block in enumerate(blocks):
-        attention = getattr(block, "self_attn", None)
-        if not isinstance(attention, torch.nn.Module):
-            raise _unsupported_block(name, index, block, "has no self_attn module")
-        attentions.append(attention)
+    attentions = _attention_of(blocks, "self_attn", name)
     projection: Any = getattr(model, "visual_projection", None)
     clip_outputs = sys.modules[clip_module]
 
@@ -313,7 +315,7 @@ def _hf_clip(module: torch.nn.Module, path: str) -> Transformer | None:
             return outputs.BaseModelOutputWithPooling(last_hidden_state=tokens,
                                                       pooler_output=pooled(tokens))
         text = "post_layernorm on the class token (pooler_output)"
-    return Transformer("transformers", model, path, blocks, tuple(attentions), "hf", 1, True,
+    return Transformer("transformers", model, path, blocks, attentions, "hf", 1, True,
                        head, text, tower.config)
 
 

@@ -8,6 +8,7 @@ from pytorch_grad_cam.app.methods import (
     MethodError,
     affordable,
     check_method_option,
+    method_error_message,
     method_tokens,
     select_methods,
 )
@@ -68,3 +69,22 @@ def test_the_demo_words():
         demo_methods(None)
     with pytest.raises(DemoError, match="a method must be a name such as gradcam, got 7"):
         demo_methods([7])
+
+
+def test_method_error_message_fills_a_front_ends_templates():
+    """The one home of "no method / unknown method, did you mean": each
+    front-end gives its words (the command line's and the demo's tests
+    above check theirs)."""
+    words = ("none given", "unknown {name} [{text}]{hint} of {methods}", "; close: {close}")
+    methods = ", ".join(METHODS)
+    assert method_error_message(MethodError(None), *words) == "none given"
+    assert method_error_message(MethodError("gradcm", ["gradcam", "xgradcam"]), *words) == \
+        f"unknown 'gradcm' [gradcm]; close: gradcam, xgradcam of {methods}"
+    assert method_error_message(MethodError("nosuch"), *words) == \
+        f"unknown 'nosuch' [nosuch] of {methods}"
+    # the name given is put in as it is, never read as a template
+    assert method_error_message(MethodError("{close}{0}"), *words) == \
+        f"unknown '{{close}}{{0}}' [{{close}}{{0}}] of {methods}"
+    assert method_error_message(MethodError("x" * 100), "", "{name}", "") == \
+        "'" + "x" * 76 + "..."
+
