@@ -15,8 +15,8 @@ from __future__ import annotations
 import contextlib
 import sys
 import warnings
-from collections.abc import Iterator
-from typing import TextIO
+from collections.abc import Callable, Iterator
+from typing import TextIO, TypeVar
 
 from pytorch_grad_cam import messages
 
@@ -80,3 +80,21 @@ def one_line_warnings(prog: str) -> Iterator[None]:
         yield
     finally:
         warnings.showwarning = original
+
+
+T = TypeVar("T")
+
+
+def run_check(prog: str, check: Callable[[], T]) -> T | int:
+    """A front-end's argument check, with warnings as one line: its result,
+    or the exit status after a usage error (2, its line printed) or an
+    interrupt (130)."""
+    with one_line_warnings(prog):
+        try:
+            return check()
+        except UsageError as error:
+            print(f"{prog}: error: {error}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt:
+            print(f"{prog}: interrupted", file=sys.stderr)
+            return 130

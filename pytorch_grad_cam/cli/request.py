@@ -17,14 +17,13 @@ again before the model loads.
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pytorch_grad_cam.app.classes import IMAGENET_CLASSES, is_index, read_class_names, resolve_category
-from pytorch_grad_cam.app.errors import UsageError, one_line_warnings
+from pytorch_grad_cam.app.errors import UsageError, run_check
 from pytorch_grad_cam.app.folders import check_output_folder
 from pytorch_grad_cam.app.methods import check_method_option
 from pytorch_grad_cam.cli.images import check_image_sizes, find_image_paths
@@ -105,21 +104,17 @@ def parse_and_check(argv: Sequence[str] | None, parser: argparse.ArgumentParser,
     or the exit status when the command is done: 0 after ``--list-classes``,
     2 after a usage error (its line printed), 130 when interrupted."""
     prog = parser.prog
-    with one_line_warnings(prog):
-        try:
-            args = parser.parse_args(argv)
-            if args.list_classes:
-                list_classes(args)
-                return 0
-            if check:
-                check_arguments(args, prog)
-        except UsageError as error:
-            print(f"{prog}: error: {error}", file=sys.stderr)
-            return 2
-        except KeyboardInterrupt:
-            print(f"{prog}: interrupted", file=sys.stderr)
-            return 130
-    return args
+
+    def parse_and_check() -> argparse.Namespace | int:
+        args = parser.parse_args(argv)
+        if args.list_classes:
+            list_classes(args)
+            return 0
+        if check:
+            check_arguments(args, prog)
+        return args
+
+    return run_check(prog, parse_and_check)
 
 
 def _done(parsed: argparse.Namespace | int) -> int | None:

@@ -17,13 +17,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from pytorch_grad_cam.app.classes import IMAGENET_CLASSES, is_index, resolve_category
-from pytorch_grad_cam.app.errors import UsageError, one_line_warnings, os_error_reason
+from pytorch_grad_cam.app.errors import UsageError, os_error_reason, run_check
 from pytorch_grad_cam.app.folders import check_output_folder
 from pytorch_grad_cam.app.methods import check_method_option
 from pytorch_grad_cam.app.options import (
@@ -172,13 +171,6 @@ def check(argv: Sequence[str], prog: str = PROG) -> int | None:
     """The command's check (see :mod:`pytorch_grad_cam.commands`): 2 after
     a usage error (its line printed), 130 when interrupted, None to run the
     command."""
-    with one_line_warnings(prog):
-        try:
-            check_arguments(build_parser(prog).parse_args(list(argv)), prog)
-        except UsageError as error:
-            print(f"{prog}: error: {error}", file=sys.stderr)
-            return 2
-        except KeyboardInterrupt:
-            print(f"{prog}: interrupted", file=sys.stderr)
-            return 130
-    return None
+    status = run_check(prog, lambda: check_arguments(build_parser(prog).parse_args(list(argv)),
+                                                     prog))
+    return status if isinstance(status, int) else None
