@@ -10,14 +10,12 @@ import warnings
 import numpy as np
 import pytest
 import torch
+from registry_cases import REGISTRY_PARAMS  # tests/registry_cases.py
 from torch import nn
 
 from pytorch_grad_cam import CAM, FEM, METHODS, EigenCAM, GradCAMElementWise, HiResCAM, LayerCAM, ShapleyCAM
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
-NEW_METHODS = ["hirescam", "gradcamelementwise", "layercam", "eigencam", "eigengradcam",
-               "fullgrad", "kpcacam", "fem", "shapleycam", "finercam", "segeigencam", "refinecam",
-               "randomcam", "cam", "smoothgradcam++"]
 OPTIONS = {"smoothgradcam++": {"num_samples": 3}}
 
 
@@ -76,7 +74,7 @@ def twins():
     return net2d, Net3d(net2d).eval()
 
 
-@pytest.mark.parametrize("name", NEW_METHODS)
+@pytest.mark.parametrize("name", REGISTRY_PARAMS["method_name"])
 def test_depth_one_volume_gives_the_image_map(twins, name):
     net2d, net3d = twins
     image = torch.randn(2, 2, 6, 7, generator=torch.Generator().manual_seed(2))
@@ -174,7 +172,7 @@ class Volumes(nn.Module):
         return self.fc(self.features(x).mean(dim=(2, 3, 4)))
 
 
-@pytest.mark.parametrize("name", NEW_METHODS)
+@pytest.mark.parametrize("name", REGISTRY_PARAMS["method_name"])
 def test_every_method_explains_volumes_in_batches(name):
     torch.manual_seed(1)
     model = Volumes().eval()
