@@ -20,9 +20,9 @@ width), a batch of two seeded random images, and one box target per image
 It stores the maps (float16), the channel weights (float32: GradCAM's are
 of the order of 1e-6 here), the targets, and a
 fingerprint of the model's detections (boxes, labels, scores), so that
-``tests/test_detection.py`` can tell "the seeded model is not the one the
+``tests/models/test_detection.py`` can tell "the seeded model is not the one the
 reference was made with" (another torchvision) from "our maps differ".
-``SETUP`` below is repeated in tests/test_detection.py (``_parity_setup``);
+``SETUP`` below is repeated in tests/models/test_detection.py (``_parity_setup``);
 change both together and rerun this script.
 """
 from __future__ import annotations
@@ -41,7 +41,7 @@ SETUP = '''
 import torch
 import torchvision
 
-torch.set_num_threads(2)  # the tests compare with two threads (see tests/test_detection.py)
+torch.set_num_threads(2)  # the tests compare with two threads (see tests/models/test_detection.py)
 torch.manual_seed(0)
 model = torchvision.models.detection.fasterrcnn_resnet50_fpn(
     weights=None, weights_backbone=None, min_size=96, max_size=96, box_score_thresh=0.0,

@@ -9,8 +9,8 @@ settings of CASES, once under grad-cam 1.5.7 (``reference.run_reference``,
 a child process) and once with this library. Printed per case: the Pearson
 r and the largest absolute difference between the two libraries' maps.
 Stored: 1.5.7's maps (float16), the model's logits for the inputs (the
-fingerprint that tests/test_sess.py checks first) and the cases as JSON,
-which tests/test_sess.py reruns with this library.
+fingerprint that tests/methods/test_sess.py checks first) and the cases as JSON,
+which tests/methods/test_sess.py reruns with this library.
 """
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ from reference import run_reference  # noqa: E402
 
 OUT = Path(__file__).resolve().parent.parent / "tests" / "data" / "sess_reference_157.npz"
 
-#: the seeded model and inputs; tests/test_sess.py builds the same (its
+#: the seeded model and inputs; tests/methods/test_sess.py builds the same (its
 #: ``parity_setup``), and the stored logits tell when they differ
 SETUP = """
 import torch, torchvision

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """How the ViT methods' quality scores depend on the small ViT's training
 recipe and seed: the measurements behind the ViT model of
-``tests/test_quality.py``, and behind what its docstring says of LeGrad and
+``tests/quality/test_quality.py``, and behind what its docstring says of LeGrad and
 of Grad-CAM at the last block's ``ln_1``.
 
     python bench/vit_quality_sweep.py [--seeds 2 3 4 5 6] [--training softmax multilabel]
@@ -65,7 +65,7 @@ from pytorch_grad_cam.utils.synthetic_shapes import (
     train_vit,
 )
 
-#: the quality test's held-out images and scoring (tests/test_quality.py)
+#: the quality test's held-out images and scoring (tests/quality/test_quality.py)
 HELD_OUT, HELD_OUT_SEED, DILATION = 64, 20_251, 4
 
 

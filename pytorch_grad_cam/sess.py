@@ -117,7 +117,7 @@ class SESS(ReleaseOnExit, DeviceBatchSize):
     time; every image's map is the one it gets alone.
 
     Where it differs from grad-cam 1.5.7 (Pearson r >= 0.99 with its maps,
-    see tests/test_sess.py): the maps of a batch are computed together, in
+    see tests/methods/test_sess.py): the maps of a batch are computed together, in
     torch, on the model's device; the softmax of ``use_softmax_scores``
     runs over the class dimension 1, where 1.5.7 takes the last one (the
     same for a B x classes output); the whole-image pass that checks the

@@ -3,6 +3,7 @@
 import pytest
 import torch
 from photo_regions import load_photo  # tests/photo_regions.py
+from registry_cases import REGISTRY_PARAMS  # tests/registry_cases.py
 
 from pytorch_grad_cam.utils.image import preprocess_image
 
@@ -33,36 +34,16 @@ def coffee():
 
 
 # ------------------------------------------------ tests generated from the registry
-# A test that takes one of these arguments runs once for every registered
-# method with that trait (names as the command line spells them), so a new
-# method goes through the guarantees every method owes without anyone
-# editing a list. The first five are the methods that explain any network
-# with feature maps (the tests run them on small CNNs); the attention_*
-# ones are the methods that explain a Vision Transformer's attention
-# (registry trait ``attention``), which the tests run on the tiny Vision
-# Transformers of every supported family (``vit`` below).
-def _registry_params():
-    from pytorch_grad_cam.registry import registered_methods
-
-    return {
-        "method_name": registered_methods(attention=False),
-        "gradient_method": registered_methods(uses_gradients=True, attention=False),
-        "perturbation_method": registered_methods(perturbation=True, attention=False),
-        "class_specific_method": registered_methods(class_specific=True, attention=False),
-        "class_agnostic_method": registered_methods(class_specific=False, attention=False),
-        "attention_method": registered_methods(attention=True),
-        "attention_gradient_method": registered_methods(attention=True, uses_gradients=True),
-        "attention_class_specific_method": registered_methods(attention=True,
-                                                              class_specific=True),
-        "attention_class_agnostic_method": registered_methods(attention=True,
-                                                              class_specific=False),
-    }
-
-
+# A test that takes one of the arguments of registry_cases.REGISTRY_PARAMS
+# (``method_name``, ``gradient_method``, ``localising_method``, ...) runs
+# once for every registered method with that argument's traits (names as
+# the command line spells them), so a new method goes through the
+# guarantees every method owes without anyone editing a list. The lists are
+# declared once, in tests/registry_cases.py.
 def pytest_generate_tests(metafunc):
-    for argument, infos in _registry_params().items():
+    for argument, names in REGISTRY_PARAMS.items():
         if argument in metafunc.fixturenames:
-            metafunc.parametrize(argument, [info.name for info in infos])
+            metafunc.parametrize(argument, names)
 
 
 # ------------------------------------------- tiny Vision Transformers, by family

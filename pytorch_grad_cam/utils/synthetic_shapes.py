@@ -1,7 +1,7 @@
 """Synthetic shape images with known ground truth, and a small CNN and
 Vision Transformer trained on them: a sanity check for explanation methods
 that needs no pretrained model (the map of a method that works must lie on
-the shape). ``tests/test_quality.py`` scores every registered method on
+the shape). ``tests/quality/test_quality.py`` scores every registered method on
 them and ``examples/make_gallery.py`` draws the ViT methods' maps.
 
 Every image shows one shape, its class (``CLASSES``: disc, ring, cross),
