@@ -22,6 +22,9 @@ def _combined(meta: type, base: type) -> type:
         "__qualname__": meta.__qualname__,
         "__doc__": meta.__doc__,
         "base_method": base,
+        # the method's own (MetaCAM: False), not the base method's: the
+        # combination's maps are not checked as differentiable functions
+        "differentiable": meta.differentiable,
     })
 
 

@@ -10,7 +10,6 @@ from registry_cases import REGISTRY_PARAMS  # tests/registry_cases.py
 from torch import nn
 
 from pytorch_grad_cam import METHODS, GradCAM, LayerCAM
-from pytorch_grad_cam.meta_cam import MetaCAM
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
 # the tests of the maps take ``differentiable_method``: every method whose class has
@@ -168,16 +167,10 @@ def test_attention_guidance_reduces_the_map_outside_a_mask():
     assert no_hooks(model)
 
 
-def test_methods_without_differentiable_maps_get_a_type_error(non_differentiable_method, request):
+def test_methods_without_differentiable_maps_get_a_type_error(non_differentiable_method):
+    # FinerCAM and RefineCAM too, whose objects combine them with a base
+    # method that has differentiable maps (GradCAM)
     cls = METHODS[non_differentiable_method]
-    if issubclass(cls, MetaCAM):
-        # FinerCAM and RefineCAM say ``differentiable = False`` (so the
-        # registry and the error message leave them out), but an object of
-        # them inherits its base method's ``differentiable`` (GradCAM: True)
-        # and differentiable_maps() runs: class and objects disagree
-        request.applymarker(pytest.mark.xfail(strict=True, reason=(
-            f"{cls.__name__}.differentiable is False but {cls.__name__}(model, layers) "
-            "inherits True from its default base method GradCAM")))
     model = TinyCNN().eval()
     calls = []
     handle = model.register_forward_pre_hook(lambda module, args: calls.append(1))
