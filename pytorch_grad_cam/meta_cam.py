@@ -24,7 +24,7 @@ def _combined(meta: type, base: type) -> type:
         "base_method": base,
         # the method's own (MetaCAM: False), not the base method's: the
         # combination's maps are not checked as differentiable functions
-        "differentiable": meta.differentiable,
+        "differentiable": getattr(meta, "differentiable", False),
     })
 
 

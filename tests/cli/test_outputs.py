@@ -113,7 +113,7 @@ def test_class_label(names, expected):
 def test_evaluate_prints_a_metrics_table(tmp_path, capsys, monkeypatch, bundled_once):
     """--evaluate scores each method's map with pytorch_grad_cam.metrics and
     prints one table row per method (the metrics are limited here to keep the
-    test fast; tests/test_metrics.py checks their values)."""
+    test fast; tests/metrics/ checks their values)."""
     real = outputs.evaluate_cam_methods
     calls = []
 
