@@ -152,10 +152,19 @@ def test_selecting_a_level_gives_the_map_of_that_level(detector, key):
 
 def test_detector_without_targets_asks_for_box_targets(detector):
     model, images, _ = detector
-    cam = EigenCAM(model, [model.backbone], reshape_transform=fasterrcnn_reshape_transform)
+    cam = GradCAM(model, [model.backbone], reshape_transform=fasterrcnn_reshape_transform)
     with pytest.raises(ValueError, match="detection model needs box targets") as error:
         cam(images)
     assert "FasterRCNNBoxScoreTarget" in str(error.value) and no_hooks(model)
+
+
+def test_a_method_that_ignores_targets_explains_a_detector_without_them(detector):
+    # as grad-cam 1.5.7's YOLOv5 tutorial calls EigenCAM: no targets
+    model, images, _ = detector
+    cam = EigenCAM(model, [model.backbone], reshape_transform=fasterrcnn_reshape_transform)
+    maps = cam(images)
+    assert maps.shape == (len(images),) + tuple(images.shape[2:]) and maps.max() > 0
+    assert no_hooks(model)
 
 
 def test_dict_output_without_reshape_transform_is_explained_in_the_error(detector):
