@@ -312,11 +312,15 @@ def capture_attention(transformer: Transformer, blocks: Sequence[int], *,
                 return capture.store(output)
             return None
 
-        def detach(module: torch.nn.Module, args: Any, kwargs: Any) -> Any:
-            return _with_input(args, kwargs, _leaf) if mine() else None
+        # kwargs=None: torch registers a hook with keyword arguments in two
+        # steps (the hook, then its with_kwargs flag) and removes it in two,
+        # so a forward pass of another thread in between calls it without
+        # them; such a call is not this thread's and does nothing
+        def detach(module: torch.nn.Module, args: Any, kwargs: Any = None) -> Any:
+            return _with_input(args, kwargs, _leaf) if mine() and kwargs is not None else None
 
-        def first_leaf(module: torch.nn.Module, args: Any, kwargs: Any) -> Any:
-            if not mine():
+        def first_leaf(module: torch.nn.Module, args: Any, kwargs: Any = None) -> Any:
+            if not mine() or kwargs is None:
                 return None
             return _with_input(args, kwargs,
                                lambda x: x if x.requires_grad else _leaf(x))

@@ -14,6 +14,7 @@ vision tower with and without projection):
   changes the output;
 - nothing of the model is left changed, also when the forward raises.
 """
+import threading
 import warnings
 
 import pytest
@@ -236,3 +237,31 @@ def test_every_method_on_the_more_families(family):
         assert maps.shape == (2, 32, 32) and maps.min() >= 0
         assert float(maps.max()) == pytest.approx(1, abs=1e-6)
         torch.testing.assert_close(torch.from_numpy(maps), singles, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("options", [{"detach_inputs": True}, {"leaf_input": True}])
+def test_a_keyword_hook_called_without_keywords_by_another_thread_does_nothing(vit, options):
+    """torch registers and removes a hook that takes keyword arguments in two
+    steps (the hook, then its with_kwargs flag): a forward pass of another
+    thread in between calls it with (module, args) only. Such a call is not
+    the capturing thread's and must leave the input alone, not raise."""
+    model = vit.build()
+    transformer = find_transformer(model)
+    block = transformer.blocks[0]
+    outcomes = []
+    with capture_attention(transformer, [0], **options):
+        hooks = [hook for hook_id, hook in block._forward_pre_hooks.items()
+                 if hook_id in block._forward_pre_hooks_with_kwargs]
+        assert hooks
+        tokens = torch.randn(1, 5, 8)
+
+        def other_thread():
+            try:
+                outcomes.extend(hook(block, (tokens,)) for hook in hooks)
+            except BaseException as error:  # reported below
+                outcomes.append(error)
+
+        worker = threading.Thread(target=other_thread)
+        worker.start()
+        worker.join(30)
+    assert outcomes == [None] * len(hooks)
