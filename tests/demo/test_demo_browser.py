@@ -38,6 +38,8 @@ from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.common.keys import Keys  # noqa: E402
 
+pytestmark = pytest.mark.slow  # a server and a headless browser
+
 
 def wait_for(what: str, condition: Callable[[], T | None], timeout: float) -> T:
     """Poll ``condition`` until it returns something true; fail naming ``what``."""

@@ -21,6 +21,8 @@ import numpy as np
 import pytest
 from demo_helpers import EXAMPLES, TINY, demo_server, free_port, library_map, photo_rgb, tiny_model
 
+pytestmark = pytest.mark.slow  # a server under load
+
 pytest.importorskip("gradio")
 psutil = pytest.importorskip("psutil")
 gradio_client = pytest.importorskip("gradio_client")

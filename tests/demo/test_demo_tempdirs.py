@@ -191,6 +191,7 @@ def _made_by_others(name: str) -> bool:
     return name.split(os.sep)[0].startswith("torchinductor_")
 
 
+@pytest.mark.slow  # starts a server
 @pytest.mark.parametrize("how", ["launch", "command line"])
 def test_a_server_stopped_with_sigterm_leaves_nothing_of_the_photo(tmp_path, how):
     pytest.importorskip("gradio")

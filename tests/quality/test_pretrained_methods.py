@@ -12,6 +12,8 @@ from pytorch_grad_cam import ISCAM, METHODS, SSCAM, DeepFeatureFactorization
 from pytorch_grad_cam.utils.image import preprocess_image
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputReST, ClassifierOutputTarget
 
+pytestmark = pytest.mark.slow  # the pretrained EfficientNet-Lite0 on photos
+
 # ------------------------------------------------ the pretrained classifier
 # The class-discriminative methods without perturbation passes (registry
 # traits, ``localising_single_pass_method``; Score-CAM and Ablation-CAM, with

@@ -94,6 +94,8 @@ from pytorch_grad_cam.utils.synthetic_shapes import (
     train_vit,
 )
 
+pytestmark = pytest.mark.slow  # trains a small CNN and a small ViT (about 70 s)
+
 #: held-out images every method is scored on
 HELD_OUT = 64
 #: the seed of the held-out images (the training batches use others)
