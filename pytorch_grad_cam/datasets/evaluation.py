@@ -67,7 +67,7 @@ class BatchMetrics:
         self.wanted = wanted
         bs = self.batch_size
         # built once, checked before any work
-        self.drop = DropInConfidence(bs)
+        self.drop = DropInConfidence(bs, relative=True)  # the paper's Average Drop
         self.increase = IncreaseInConfidence(bs)
         self.morf = ROADMostRelevantFirstAverage(self.road_percentiles, bs)
         self.lerf = ROADLeastRelevantFirstAverage(self.road_percentiles, bs)

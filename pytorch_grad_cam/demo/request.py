@@ -411,7 +411,7 @@ def _metrics(results: Sequence[MethodMap], loaded: DemoModel, input_tensor: torc
     rows = []
     for result in results:
         cams = result.map[None]
-        drop = DropInConfidence()(input_tensor, cams, targets, loaded.model)
+        drop = DropInConfidence(relative=True)(input_tensor, cams, targets, loaded.model)
         increase = IncreaseInConfidence()(input_tensor, cams, targets, loaded.model)
         rows.append(MetricRow(result.method, float(drop[0]), float(increase[0])))
     return tuple(rows)

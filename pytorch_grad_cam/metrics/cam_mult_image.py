@@ -9,7 +9,8 @@ https://arxiv.org/abs/1910.01279.
 With Y the target score of the input and O that of the input multiplied by
 the map (the "explanation map" E = L * I), over N images:
 
-    Average Drop = (1 / N) sum_i max(0, Y_i - O_i) / Y_i      (lower is better)
+    Average Drop = (1 / N) sum_i max(0, Y_i - O_i) / Y_i      (lower is better;
+                                                             DropInConfidence(relative=True))
     Increase in Confidence = (1 / N) sum_i 1[Y_i < O_i]       (higher is better)
 
 The metrics here return the per-image terms; average them (x 100 for the
@@ -44,16 +45,17 @@ class CamMultImageConfidenceChange(PerturbationConfidenceMetric):
 
 
 class DropInConfidence(CamMultImageConfidenceChange):
-    """Per image: the drop of the paper's Average Drop, max(0, Y - O) / Y
-    (lower is better).
+    """Per image: the drop of the target score, max(0, Y - O) (lower is
+    better), as grad-cam 1.5.7 returns it under this name.
 
-    ``relative=False`` gives the absolute drop max(0, Y - O), which is what
-    grad-cam 1.5.7 returns under this name (it does not divide by Y). The
-    relative drop needs positive scores Y; use probabilities
-    (``ClassifierOutputSoftmaxTarget``) as the paper does.
+    ``relative=True`` gives the paper's Average Drop term, max(0, Y - O) / Y,
+    which :func:`~pytorch_grad_cam.metrics.evaluate.evaluate_cam_methods`,
+    the dataset runner and the web demo report. The relative drop needs
+    positive scores Y; use probabilities (``ClassifierOutputSoftmaxTarget``)
+    as the paper does.
     """
 
-    def __init__(self, batch_size: int | None = None, relative: bool = True,
+    def __init__(self, batch_size: int | None = None, relative: bool = False,
                  progress: bool = False) -> None:
         super().__init__(batch_size, progress=progress)
         self.relative = bool(relative)

@@ -99,7 +99,7 @@ def test_batch_metrics_are_the_metric_classes():
     assert errors == {} and list(values) == names
     probability = [ClassifierOutputSoftmaxTarget(c) for c in classes]
     np.testing.assert_allclose(values["DropInConfidence"],
-                               DropInConfidence()(x, maps, probability, model), rtol=1e-6)
+                               DropInConfidence(relative=True)(x, maps, probability, model), rtol=1e-6)
     np.testing.assert_allclose(values["ROADMoRF"], ROADMostRelevantFirstAverage(
         [20, 40, 60, 80])(x, maps, probability, model), rtol=1e-6)
     # derived from MoRF and LeRF, it equals the ROADCombined class

@@ -91,7 +91,7 @@ def test_metrics_are_the_library_metrics_of_each_map(store, lite0, chelsea_path)
     targets = [ClassifierOutputSoftmaxTarget(result.category)]
     for row, method in zip(result.metrics, result.results):
         cams = method.map[None]
-        drop = DropInConfidence()(result.input_tensor, cams, targets, lite0.model)[0]
+        drop = DropInConfidence(relative=True)(result.input_tensor, cams, targets, lite0.model)[0]
         increase = IncreaseInConfidence()(result.input_tensor, cams, targets, lite0.model)[0]
         assert row.drop_in_confidence == pytest.approx(float(drop), abs=1e-6)
         assert row.increase_in_confidence == float(increase)

@@ -43,7 +43,7 @@ def test_evaluate_scores_the_attention_methods_of_a_vit_with_every_block():
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputSoftmaxTarget
     for name in ATTENTION:
         maps = METHODS[name](vit)(x, targets)
-        expected = DropInConfidence()(x, maps, [ClassifierOutputSoftmaxTarget(t.category)
+        expected = DropInConfidence(relative=True)(x, maps, [ClassifierOutputSoftmaxTarget(t.category)
                                                 for t in targets], vit)
         assert rows[name]["DropInConfidence"] == pytest.approx(expected, abs=1e-5)
 
