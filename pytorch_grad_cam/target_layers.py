@@ -111,8 +111,12 @@ def empty_map_reason(model: torch.nn.Module, target_layers: Sequence[torch.nn.Mo
     (never a target layer)."""
     if context is not None and context.input_tensor is not None and context.targets:
         targets = context.targets
-        if score_ignores_input(model, context.input_tensor,
-                               lambda output: score(targets, output), images):
+        try:
+            ignores = score_ignores_input(model, context.input_tensor,
+                                          lambda output: score(targets, output), images)
+        except Exception:  # a diagnostic only: a model that cannot take the
+            ignores = False  # negated or all-zero input gets the layer hint
+        if ignores:
             return (f"the class activation map is all zeros for image(s) {images}: the target "
                     "score does not depend on the input (it is the same for other inputs, as "
                     "with a classifier whose weights are all zero, such as torchvision's "

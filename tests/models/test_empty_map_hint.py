@@ -140,3 +140,28 @@ def test_only_the_empty_images_are_checked():
     assert maps[0].max() > 0 and (maps[1] == 0).all()
     assert messages == ["the class activation map is all zeros for image(s) [1]: "
                         f"{DOES_NOT_DEPEND} (shown once per CAM object)."]
+
+
+def test_a_model_that_refuses_the_checks_inputs_still_gets_its_map_and_the_layer_hint():
+    """The check behind the warning runs the model on the negated and on an
+    all-zero input; a model that raises on such an input (here: on an
+    all-zero one) still gets its (all-zero) map and the layer hint."""
+
+    class Picky(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = torch.nn.Conv2d(3, 4, 3, padding=1)
+            self.head = torch.nn.Linear(4, 3)
+
+        def forward(self, x):
+            if not x.abs().sum():
+                raise ValueError("an empty image")
+            # a score blind to the map but not to the input: the map is all zeros
+            return self.head(torch.relu(self.conv(x)).mean(dim=(2, 3)) * 0) + x.mean()
+
+    model = Picky().eval()
+    maps, messages = warnings_of(GradCAM(model, [model.conv]), torch.rand(1, 3, 8, 8),
+                                 [ClassifierOutputTarget(0)])
+    assert not maps.any()
+    (message,) = [m for m in messages if "all zeros" in m]
+    assert "Try an earlier layer" in message
