@@ -15,10 +15,11 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 import cv2
@@ -29,6 +30,31 @@ from PIL import Image, ImageOps
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
 TINY = "tiny"
+
+
+def run_in_threads(work: Callable[[int], None], items: Sequence[int], timeout: float) -> None:
+    """``work(item)`` in one thread per item, all started together; fails if
+    a thread still runs after ``timeout`` seconds, and re-raises the first
+    error of any thread."""
+    start = threading.Barrier(len(items))
+    errors: list[BaseException] = []
+
+    def body(item: int) -> None:
+        try:
+            start.wait(30)
+            work(item)
+        except BaseException as error:  # noqa: BLE001  (re-raised below)
+            errors.append(error)
+
+    threads = [threading.Thread(target=body, args=(item,)) for item in items]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + timeout
+    for thread in threads:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    assert not any(thread.is_alive() for thread in threads), "a thread did not finish"
+    if errors:
+        raise errors[0]
 
 
 def free_port() -> int:

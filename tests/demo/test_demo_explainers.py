@@ -5,21 +5,19 @@ fresh object gives, and the model is left as it was (no hooks, eval mode,
 its parameters' ``requires_grad``)."""
 from __future__ import annotations
 
-import threading
 from collections import Counter
 from typing import Any
 
 import numpy as np
 import pytest
 import torch
-from demo_helpers import TINY, library_map, photo_rgb, tiny_demo_model
+from demo_helpers import TINY, library_map, photo_rgb, run_in_threads, tiny_demo_model
 
 from pytorch_grad_cam.demo.models import ModelStore
 from pytorch_grad_cam.demo.request import explain
 from pytorch_grad_cam.registry import get_method
 
 METHODS = ("gradcam", "layercam", "hirescam")
-THREADS = 4
 
 
 @pytest.fixture
@@ -88,28 +86,16 @@ def test_concurrent_requests_build_each_object_once_and_get_their_own_maps(
     alone = {(name, c): library_map(loaded.model, loaded.model.features[-1], rgb, c, name)
              for name in METHODS for c in classes}
     built.clear()
-    start = threading.Barrier(THREADS)
     got: dict[tuple[str, int, int], np.ndarray] = {}
-    errors: list[BaseException] = []
 
     def work(category: int) -> None:
-        try:
-            start.wait(30)
-            for repeat in range(2):
-                result = explain(rgb, model=TINY, methods=list(METHODS), target_class=category,
-                                 store=fresh_store)
-                for name in METHODS:
-                    got[name, category, repeat] = result.maps[name]
-        except BaseException as error:  # noqa: BLE001  (re-raised by the test thread)
-            errors.append(error)
+        for repeat in range(2):
+            result = explain(rgb, model=TINY, methods=list(METHODS), target_class=category,
+                             store=fresh_store)
+            for name in METHODS:
+                got[name, category, repeat] = result.maps[name]
 
-    threads = [threading.Thread(target=work, args=(c,)) for c in classes]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
-    assert not any(thread.is_alive() for thread in threads), "a request did not finish"
-    assert not errors, errors
+    run_in_threads(work, classes, timeout=120)
     assert built == dict.fromkeys(METHODS, 1)
     assert len(got) == len(METHODS) * len(classes) * 2
     for (name, category, _), cam in got.items():

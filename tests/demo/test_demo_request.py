@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import struct
 import sys
-import threading
 import zlib
 from pathlib import Path
 
@@ -12,7 +11,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from demo_helpers import TINY, library_map, photo_rgb, top_class
+from demo_helpers import TINY, library_map, photo_rgb, run_in_threads, top_class
 from hostile_inputs import deadline, png_bomb, special_folder
 from PIL import Image
 
@@ -105,22 +104,13 @@ def test_concurrent_requests_get_their_own_maps(store, chelsea_path):
     alone = {c: explain(rgb, model=TINY, target_class=c, store=store).maps["gradcam"]
              for c in classes}
     got: dict[tuple[int, int], np.ndarray] = {}
-    errors: list[BaseException] = []
 
     def work(category: int) -> None:
-        try:
-            for repeat in range(3):
-                got[category, repeat] = explain(rgb, model=TINY, target_class=category,
-                                                store=store).maps["gradcam"]
-        except BaseException as error:  # noqa: BLE001  (re-raised by the test thread)
-            errors.append(error)
+        for repeat in range(3):
+            got[category, repeat] = explain(rgb, model=TINY, target_class=category,
+                                            store=store).maps["gradcam"]
 
-    threads = [threading.Thread(target=work, args=(c,)) for c in classes]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    assert not errors, errors
+    run_in_threads(work, classes, timeout=60)
     assert len(got) == len(classes) * 3
     for (category, _), cam in got.items():
         np.testing.assert_allclose(cam, alone[category], atol=1e-6)
