@@ -20,7 +20,7 @@ class FEM(BaseCAM):
     class-agnostic (``targets`` is ignored); works for 2D and 3D (video,
     volume) activations.
 
-    Args (besides BaseCAM's):
+    Arguments besides those of BaseCAM:
         k: the number of standard deviations of the threshold (2 in the
             paper).
 

@@ -19,13 +19,15 @@ class FinerCAM(MetaCAM):
     """Finer-CAM: explain the difference between the target class and the classes most like it.
 
     For target class c and the comparison classes d_1..d_m whose scores are
-    nearest to y_c, the explained score is
-    Y = sum_i p_di * (y_c - alpha * y_di) / sum_i p_di   (p = softmax(y))
-    (``FinerWeightedTarget``), and the map is the base method's map of Y
+    nearest to y_c, the explained score (``FinerWeightedTarget``) is::
+
+        Y = sum_i p_di * (y_c - alpha * y_di) / sum_i p_di   (p = softmax(y))
+
+    and the map is the base method's map of Y
     (Grad-CAM by default). Features shared with the similar classes
     cancel, so the map shows what sets class c apart from them.
 
-    Args (besides BaseCAM's):
+    Arguments besides those of BaseCAM:
         base_method: the CAM class that weights the activations (GradCAM by
             default; any method of the library, HiResCAM, LayerCAM,
             ScoreCAM, ...).
@@ -36,6 +38,7 @@ class FinerCAM(MetaCAM):
             default (1, 2, 3). Ranks past the number of classes are dropped.
         target_idx: with ``targets=None``, explain this class instead of
             each image's top class.
+
     ``alpha``, ``comparison_categories`` and ``target_idx`` can also be
     given to a single call: ``cam(x, alpha=0.6)``.
 

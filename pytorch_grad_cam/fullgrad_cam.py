@@ -59,7 +59,10 @@ def _rescaled_channel_sum(tensor: torch.Tensor, size: Sequence[int]) -> torch.Te
 class FullGrad(BaseCAM):
     """FullGrad: input-gradient plus the bias-gradients of every layer.
 
-    S(x) = psi(|df/dx * x|) + sum_l sum_c psi(|df/dz_l,c * b_l,c|),
+    ::
+
+        S(x) = psi(|df/dx * x|) + sum_l sum_c psi(|df/dz_l,c * b_l,c|)
+
     where z_l is the output of layer l, b_l its (per-channel) bias and psi
     rescales each channel's map to [0, 1] and upsamples it to the input
     size; the channels of the input term are summed too.

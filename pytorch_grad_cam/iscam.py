@@ -28,10 +28,11 @@ class ISCAM(SampledScoreCAM):
     path ends at the mask itself, so every step stays between the empty
     and the full mask.
 
-    Args (besides those of BaseCAM):
+    Arguments besides those of BaseCAM:
         n_samples: N, the number of steps of the path (default 10); the
             cost is N times that of ScoreCAM.
         seed: accepted for symmetry with SSCAM; IS-CAM draws no noise.
+
     """
 
     progress_label = "ISCAM"

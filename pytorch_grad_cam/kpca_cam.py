@@ -21,7 +21,7 @@ class KPCA_CAM(EigenCAM):
     activations. Gradient-free and class-agnostic (``targets`` is
     ignored).
 
-    Args (besides BaseCAM's):
+    Arguments besides those of BaseCAM:
         kernel: "sigmoid" (default, as in the paper's experiments), "rbf",
             "poly", "linear" or "cosine".
         gamma: kernel coefficient; None means 1 / channels.

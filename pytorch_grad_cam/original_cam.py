@@ -33,7 +33,7 @@ class CAM(BaseCAM):
     channel count must equal the classifier's ``in_features``). For such
     networks Grad-CAM gives the same map, since dY_c/dA_k(i, j) = W[c, k] / N.
 
-    Args (besides BaseCAM's):
+    Arguments besides those of BaseCAM:
         fc_layer: the final ``torch.nn.Linear``; default: the last
             ``nn.Linear`` among ``model.modules()``.
 

@@ -22,7 +22,7 @@ class RandomCAM(BaseCAM):
     image's map does not depend on the images next to it, and the
     augmented copies of ``aug_smooth`` are weighted alike.
 
-    Args (besides BaseCAM's):
+    Arguments besides those of BaseCAM:
         seed: every call draws the weights from its own generator seeded
             with it (default 0), so the same inputs give the same map and
             torch's global random state is left alone; None draws from

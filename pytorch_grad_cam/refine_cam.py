@@ -19,7 +19,7 @@ class RefineCAM(MetaCAM):
     noisy, keeps their detail only there. With one target layer the map is
     the base method's.
 
-    Args (besides BaseCAM's):
+    Arguments besides those of BaseCAM:
         base_method: the CAM class computing every layer's map (default
             GradCAMPlusPlus); its extra arguments can be passed too.
 

@@ -7,11 +7,13 @@ from pytorch_grad_cam.utils.svd_on_activations import get_2d_projection_with_sig
 
 @register_method("segeigencam")
 class SegEigenCAM(BaseCAM):
-    """Seg-Eigen-CAM: principal component of |gradient| x activation, sign-corrected.
+    """Seg-Eigen-CAM: principal component of ``|gradient|`` x activation, sign-corrected.
 
-    P(i, j)_k = |dY/dA_k(i, j)| * A_k(i, j) as an N x C matrix (one row per
-    position), centred over the positions; P = U S V^T;  m = P V_1;
-    map = ReLU(-m) if |min m| > |max m| else ReLU(m)
+    With P an N x C matrix (one row per position), centred over the
+    positions::
+
+        P(i, j)_k = |dY/dA_k(i, j)| * A_k(i, j);  P = U S V^T;  m = P V_1;
+        map = ReLU(-m) if |min m| > |max m| else ReLU(m)
 
     Made for semantic segmentation (use SemanticSegmentationTarget): the
     absolute gradients keep the pixel-wise spatial information of both

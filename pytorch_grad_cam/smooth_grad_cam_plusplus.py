@@ -15,15 +15,16 @@ from pytorch_grad_cam.scoring import check_non_negative, check_positive_int, che
 class SmoothGradCAMPlusPlus(BaseCAM):
     """Smooth Grad-CAM++: Grad-CAM++ with gradients averaged over noisy copies of the input.
 
-    For n copies x_s = x + N(0, sigma^2), with g_s = dY/dA at x_s:
-    D1 = mean_s g_s,  D2 = mean_s g_s^2,  D3 = mean_s g_s^3;
-    alpha_k(i, j) = D2 / (2 D2 + sum_ab A_k(a, b) * D3)  (0 where D2 = 0);
-    weights_k = sum_ij alpha_k(i, j) * ReLU(D1(i, j));
-    map = ReLU(sum_k weights_k * A_k), with A the activations of the clean input.
+    For n copies x_s = x + N(0, sigma^2), with g_s = dY/dA at x_s::
+
+        D1 = mean_s g_s,  D2 = mean_s g_s^2,  D3 = mean_s g_s^3;
+        alpha_k(i, j) = D2 / (2 D2 + sum_ab A_k(a, b) * D3)  (0 where D2 = 0);
+        weights_k = sum_ij alpha_k(i, j) * ReLU(D1(i, j));
+        map = ReLU(sum_k weights_k * A_k), with A the activations of the clean input.
 
     The averaging (SmoothGrad) removes much of the gradients' noise.
 
-    Args (besides BaseCAM's):
+    Arguments besides those of BaseCAM:
         num_samples: the number n of noisy copies per image (default 16).
         noise_level: sigma as a fraction of each image's value range
             (max - min), as in SmoothGrad (default 0.15).
@@ -31,6 +32,7 @@ class SmoothGradCAMPlusPlus(BaseCAM):
             with it, so maps are reproducible and an image gets the same
             noise alone or in a batch; None draws from torch's global
             random generator.
+
     The noisy copies run ``batch_size`` at a time, with a progress bar.
 
     Omeiza, Speakman, Cintas & Weldemariam, "Smooth Grad-CAM++: An Enhanced

@@ -51,7 +51,7 @@ class SSCAM(SampledScoreCAM):
     Visual Feature Localization", 2020, https://arxiv.org/abs/2006.14255
     (the paper smooths either the masks or the input; ``noise_on`` picks).
 
-    Args (besides those of BaseCAM):
+    Arguments besides those of BaseCAM:
         n_samples: N, noisy samples per channel (default 35, as in the
             paper); the cost is N times that of ScoreCAM.
         noise_std: sigma of the Gaussian noise (default 2.0, as in the
@@ -64,6 +64,7 @@ class SSCAM(SampledScoreCAM):
             for every image and channel (so a batch gives the maps of its
             images computed one by one, and each channel is scored under the
             same noise draws).
+
     """
 
     progress_label = "SSCAM"

@@ -1,6 +1,6 @@
 """Explain a whole dataset: a resumable runner with a sharded results
 store, dataset-level metrics, an HTML report, and several processes, GPUs
-or nodes through torchrun.
+or nodes through torchrun::
 
     from pytorch_grad_cam.datasets import explain_dataset, load_results, open_results
 

@@ -1,5 +1,5 @@
 """The ``explain-dataset`` command: explain every image of a folder into a
-results store.
+results store::
 
     python -m pytorch_grad_cam.datasets.cli photos/ --method gradcam scorecam --out results/ \\
         --metrics ROADCombined Deletion --report

@@ -1,6 +1,6 @@
 """``explain_dataset``: explain every image of a folder, a list of paths, a
 torch Dataset or a DataLoader with one or several CAM methods, into a
-resumable results store.
+resumable results store::
 
     from pytorch_grad_cam.datasets import explain_dataset, open_results
 

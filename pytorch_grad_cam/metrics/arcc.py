@@ -51,7 +51,7 @@ def batch_pearson_coherency(a: Maps, b: Maps) -> Maps:
 
 class Complexity:
     """Per image: the L1 norm of the map divided by its number of pixels,
-    mean |L| (in [0, 1] for maps in [0, 1]; lower is better, a simpler
+    mean ``|L|`` (in [0, 1] for maps in [0, 1]; lower is better, a simpler
     explanation)."""
 
     def __call__(self, grayscale_cams: Maps) -> np.ndarray:

@@ -7,7 +7,7 @@ Confidence), used again by Wang et al., "Score-CAM", CVPR Workshops 2020,
 https://arxiv.org/abs/1910.01279.
 
 With Y the target score of the input and O that of the input multiplied by
-the map (the "explanation map" E = L * I), over N images:
+the map (the "explanation map" E = L * I), over N images::
 
     Average Drop = (1 / N) sum_i max(0, Y_i - O_i) / Y_i      (lower is better;
                                                              DropInConfidence(relative=True))

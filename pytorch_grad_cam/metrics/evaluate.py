@@ -1,5 +1,7 @@
 """Compare CAM methods on a batch with every metric of the library.
 
+For example::
+
     from pytorch_grad_cam import GradCAM, ScoreCAM
     from pytorch_grad_cam.metrics.evaluate import evaluate_cam_methods, format_table
 

@@ -11,7 +11,7 @@
   explores a model the table does not know;
 - ``vit_families``: the Vision Transformer families whose attention the
   attention methods read (``find_transformer``);
-- ``compiled``: ``torch.compile``d and TorchScript models;
+- ``compiled``: models compiled with ``torch.compile`` and TorchScript models;
 - ``loading``: loading torchvision, timm and Hugging Face models and
   checkpoints, for every front-end.
 

@@ -67,7 +67,7 @@ def fasterrcnn_reshape_transform(x: Mapping[str, torch.Tensor]) -> torch.Tensor:
     Channel ``k`` of the result is channel ``k % 256`` of level ``k // 256``
     (AblationCAM ablates it there). The gradients of the gradient methods
     go through the same transform, so their sign is lost (GradCAM's weights
-    are then means of |gradient|, as in 1.5.7); ``combine_levels()`` keeps
+    are then means of ``|gradient|``, as in 1.5.7); ``combine_levels()`` keeps
     signs. Example::
 
         model = torchvision.models.detection.fasterrcnn_resnet50_fpn(weights="DEFAULT").eval()

@@ -155,7 +155,7 @@ def get_2d_projection_kernel(activation_batch: np.ndarray | torch.Tensor,
     the features are centred, the N x N kernel matrix K is built
     (``kernel`` one of linear, poly, rbf, sigmoid, cosine with the usual
     parameters: poly (gamma <x, y> + coef0) ** degree, sigmoid
-    tanh(gamma <x, y> + coef0), rbf exp(-gamma |x - y|^2); ``gamma``
+    tanh(gamma <x, y> + coef0), rbf ``exp(-gamma |x - y|^2)``; ``gamma``
     defaults to 1 / channels), centred in feature space
     (K - 1K - K1 + 1K1), and the projection is the leading eigenvector
     scaled by the square root of its eigenvalue, as scikit-learn's
