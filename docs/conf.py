@@ -13,21 +13,16 @@ running them (their code is still shown).
 from __future__ import annotations
 
 import os
-import sys
-from pathlib import Path
 
 import matplotlib
 
+import pytorch_grad_cam
+
 matplotlib.use("Agg")
-
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # the tutorials import docs helpers and the repo's package
-
-import pytorch_grad_cam  # noqa: E402
 
 project = "grad-cam"
 author = "grad-cam contributors"
-copyright = "the grad-cam contributors, MIT licence"  # noqa: A001
+copyright = "the grad-cam contributors, MIT licence"
 release = pytorch_grad_cam.__version__
 version = release
 

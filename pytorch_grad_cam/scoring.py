@@ -75,6 +75,7 @@ def check_non_negative(name: str, value: Any) -> float:
 
 
 def check_model(model: Any) -> torch.nn.Module:
+    """``model`` itself; a TypeError naming what was given unless it is a torch.nn.Module."""
     if not isinstance(model, torch.nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {given(model)}")
     return model

@@ -80,8 +80,10 @@ print("same map as the explicit layer:", np.allclose(automatic, grayscale_cam, a
 # blocks have finer grids (14 x 14, 28 x 28) but their channels see parts,
 # and the class's gradient reaches them through more layers. Layer paths are
 # strings like ``"net._blocks[10]"``; several layers are averaged.
-layers = {"head (7 x 7)": ["head_activation"], "net._blocks[10] (14 x 14)": ["net._blocks[10]"],
-          "net._blocks[4] (28 x 28)": ["net._blocks[4]"], "head + net._blocks[10]": ["head_activation", "net._blocks[10]"]}
+layers = {"head (7 x 7)": ["head_activation"],
+          "net._blocks[10] (14 x 14)": ["net._blocks[10]"],
+          "net._blocks[4] (28 x 28)": ["net._blocks[4]"],
+          "head + net._blocks[10]": ["head_activation", "net._blocks[10]"]}
 fig, axes = plt.subplots(1, len(layers), figsize=(12, 3.4))
 for ax, (title, paths) in zip(axes, layers.items()):
     with GradCAM(model=model, target_layers=paths) as cam:

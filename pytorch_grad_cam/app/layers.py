@@ -113,7 +113,7 @@ def choose_target_layers(model: torch.nn.Module, names: Sequence[str] | None
         chosen = find_target_layers(model, list(names) if names else None)
         reshape = family_reshape(model) if names else chosen.reshape_transform
     except LayersNotFound as error:
-        raise UsageError(f"{one_line(str(error))}; name one with --target-layer (see README, "
+        raise UsageError(f"{one_line(str(error))}; name one with --target-layer (see docs/target_layers.md, "
                          "'Choosing the target layer')") from None
     except LayerError as error:
         if error.layer is None:

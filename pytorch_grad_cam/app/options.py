@@ -13,7 +13,7 @@ from pytorch_grad_cam.app.errors import UsageError
 __all__ = ["HELP_WIDTH", "TRUST_CHECKPOINT_HELP", "Parser", "formatter", "non_negative_int",
            "positive_int"]
 
-#: fixed, so that the help text (and the README's copy of it) does not depend
+#: fixed, so that the help text (and docs/cli.md's copy of it) does not depend
 #: on the terminal
 HELP_WIDTH = 92
 
@@ -26,7 +26,7 @@ TRUST_CHECKPOINT_HELP = (
 
 class Parser(argparse.ArgumentParser):
     """Errors as UsageError (one line, exit status 2); plain help text (no
-    colours), so that it reads the same everywhere, the README included.
+    colours), so that it reads the same everywhere, the documentation's copy included.
 
     :meth:`defer_help` gives an option a help text that is computed when
     the help is shown (one that lists the registered methods, which loads

@@ -65,5 +65,6 @@ def write_json(path: Path, value: Any) -> None:
 
 
 def read_json(path: Path) -> Any:
+    """The JSON document of ``path`` (a file this store wrote atomically)."""
     with open(path, encoding="utf-8") as handle:
         return json.load(handle)

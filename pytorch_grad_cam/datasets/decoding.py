@@ -50,6 +50,7 @@ def to_unit(image: np.ndarray) -> np.ndarray:
 
 # ----------------------------------------------------------------- decoding
 def check_layout(image: np.ndarray) -> None:
+    """Raise :class:`BadItem` unless ``image`` is H x W or H x W x 1-4 channels."""
     if image.ndim == 2 or (image.ndim == 3 and image.shape[2] in (1, 2, 3, 4)):
         return
     raise BadItem("unreadable", f"an image of shape {image.shape} is neither grayscale, RGB "
@@ -71,6 +72,9 @@ def three_channels(image: np.ndarray, bgr: bool) -> np.ndarray:
 
 
 def check_dtype(image: np.ndarray) -> np.ndarray:
+    """``image`` as uint8, uint16 or float32: booleans become 0/255, integers
+    in 0..65535 uint16, finite floats float32; :class:`BadItem` for NaN or
+    infinite values, integers out of range and any other dtype."""
     if image.dtype in (np.uint8, np.uint16):
         return image
     if image.dtype == np.bool_:

@@ -80,6 +80,7 @@ def source_identity(items: Source) -> dict[str, str]:
 
 
 def describe_source(identity: Mapping[str, Any]) -> str:
+    """A few words that name the source of a store's identity record, for messages."""
     kind = identity.get("kind")
     if kind == "folder":
         return f"folder {identity.get('folder')!r}"

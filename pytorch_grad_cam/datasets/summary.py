@@ -243,6 +243,8 @@ class RunSummary:
 
 def summary_from_index(index: Mapping[str, Any], out: Path, items: int, skipped: int,
                        processed: int, seconds: float, **options: Any) -> RunSummary:
+    """The :class:`RunSummary` of a run, its dataset-level figures read from the
+    finalised index."""
     return RunSummary(out=out, items=items, skipped=skipped, processed=processed,
                       status_counts=dict(index.get("status_counts", {})),
                       methods=dict(index.get("methods", {})),

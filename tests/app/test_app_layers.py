@@ -83,7 +83,7 @@ def test_the_command_line_words():
         choose_target_layers(model, ["features[9]"])
     assert str(caught.value) == ("--target-layer 'features[9]': model.features has 4 entries, "
                                  "index 9 is out of range")
-    with pytest.raises(UsageError, match="; name one with --target-layer \\(see README, "
+    with pytest.raises(UsageError, match="; name one with --target-layer \\(see docs/target_layers.md, "
                                          "'Choosing the target layer'\\)$"):
         choose_target_layers(Flat(), None)
     vit = torchvision.models.vit_b_16(weights=None, image_size=32).eval()

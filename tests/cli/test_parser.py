@@ -1,9 +1,9 @@
-"""pytorch_grad_cam.cli.parser: the options, their help and the README's copy
-of it.
+"""pytorch_grad_cam.cli.parser: the options, their help and the command-line
+page's copy of it (docs/cli.md).
 
-Run as a script (``python tests/cli/test_parser.py``) it rewrites the
-README's copy of ``cam.py --help`` (for example after a method was added to
-the library).
+Run as a script (``python tests/cli/test_parser.py``) it rewrites
+docs/cli.md's copy of ``cam.py --help`` (for example after a method was
+added to the library).
 """
 import argparse
 import re
@@ -17,7 +17,7 @@ from pytorch_grad_cam.cli import parser as cli_parser
 from pytorch_grad_cam.registry import METHODS, registered_methods
 from pytorch_grad_cam.scoring import default_batch_size
 
-README_HELP = re.compile(r"<!-- cam\.py --help -->\n```text\n(.*?)```", re.S)
+HELP_BLOCK = re.compile(r"<!-- cam\.py --help -->\n```text\n(.*?)```", re.S)
 
 
 def current_help() -> str:
@@ -28,12 +28,15 @@ def _flat(text: str) -> str:
     return " ".join(text.split())
 
 
-def test_readme_shows_the_real_help():
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    match = README_HELP.search(readme)
-    assert match, "README.md lost its '<!-- cam.py --help -->' block"
+CLI_PAGE = ROOT / "docs" / "cli.md"
+
+
+def test_cli_page_shows_the_real_help():
+    page = CLI_PAGE.read_text(encoding="utf-8")
+    match = HELP_BLOCK.search(page)
+    assert match, "docs/cli.md lost its '<!-- cam.py --help -->' block"
     assert match.group(1) == current_help(), (
-        "README's copy of `python cam.py --help` is out of date: "
+        "docs/cli.md's copy of `python cam.py --help` is out of date: "
         "run python tests/cli/test_parser.py")
 
 
@@ -111,9 +114,8 @@ def test_help_lists_the_commands():
 
 
 if __name__ == "__main__":
-    readme_path = ROOT / "README.md"
-    text = readme_path.read_text(encoding="utf-8")
-    updated = README_HELP.sub(lambda m: f"<!-- cam.py --help -->\n```text\n{current_help()}```",
+    text = CLI_PAGE.read_text(encoding="utf-8")
+    updated = HELP_BLOCK.sub(lambda m: f"<!-- cam.py --help -->\n```text\n{current_help()}```",
                               text)
-    readme_path.write_text(updated, encoding="utf-8")
-    print("README.md: cam.py --help block " + ("updated" if updated != text else "unchanged"))
+    CLI_PAGE.write_text(updated, encoding="utf-8")
+    print("docs/cli.md: cam.py --help block " + ("updated" if updated != text else "unchanged"))

@@ -402,7 +402,7 @@ def test_unsupported_models_are_named_before_any_forward_pass(attention_method):
 
 # ------------------------------------------------------ heads and wrappers
 class Embedding(torch.nn.Module):
-    """The README's CLIP recipe: the image embedding of a CLIPModel."""
+    """The CLIP recipe of docs/recipes.md: the image embedding of a CLIPModel."""
 
     def __init__(self, clip):
         super().__init__()

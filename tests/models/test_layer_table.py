@@ -1,4 +1,4 @@
-"""The family table: for every family the README's table lists, the layer
+"""The family table: for every family docs/target_layers.md's table lists, the layer
 found without target_layers is the documented one, and GradCAM with it
 gives a non-empty map for a class target (random weights, no downloads);
 for torchvision's segmentation models a mask target, for its detection

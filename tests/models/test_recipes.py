@@ -1,4 +1,4 @@
-"""The README's recipes, checked beyond running: the layers chosen, maps
+"""The recipes of docs/recipes.md and docs/detection.md, checked beyond running: the layers chosen, maps
 that change with the target (another prompt, another class)."""
 import numpy as np
 import pytest
