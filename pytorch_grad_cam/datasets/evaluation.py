@@ -49,6 +49,8 @@ class BatchMetrics:
             ``evaluate_cam_methods``, default 20, 40, 60, 80).
         n_steps: steps of the deletion / insertion curves (default 50).
 
+    The ROAD metrics remove pixels by rank with fixed noise
+    (``removal="rank", seed=0``), as ``evaluate_cam_methods`` does.
     ROADCombined is (LeRF - MoRF) / 2 of the averaged curves: when MoRF and
     LeRF are computed anyway it is derived from them (the score before
     removal cancels), else ``ROADCombined`` runs. ARCC is
@@ -69,9 +71,11 @@ class BatchMetrics:
         # built once, checked before any work
         self.drop = DropInConfidence(bs, relative=True)  # the paper's Average Drop
         self.increase = IncreaseInConfidence(bs)
-        self.morf = ROADMostRelevantFirstAverage(self.road_percentiles, bs)
-        self.lerf = ROADLeastRelevantFirstAverage(self.road_percentiles, bs)
-        self.combined = ROADCombined(self.road_percentiles, bs)
+        # ROAD as evaluate_cam_methods: exact pixel counts, fixed noise
+        self.morf = ROADMostRelevantFirstAverage(self.road_percentiles, bs, seed=0, removal="rank")
+        self.lerf = ROADLeastRelevantFirstAverage(self.road_percentiles, bs, seed=0,
+                                                  removal="rank")
+        self.combined = ROADCombined(self.road_percentiles, bs, seed=0, removal="rank")
         self.deletion = DeletionAUC(self.n_steps, batch_size=bs)
         self.insertion = InsertionAUC(self.n_steps, batch_size=bs)
         self.complexity = Complexity()

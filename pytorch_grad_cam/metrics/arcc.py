@@ -19,7 +19,7 @@ import torch
 
 from pytorch_grad_cam.base_cam import BaseCAM
 from pytorch_grad_cam.metrics._common import Maps, prepare_cams
-from pytorch_grad_cam.metrics.perturbation_confidence import Percentile, original_scores
+from pytorch_grad_cam.metrics.perturbation_confidence import Percentile, Removal, original_scores
 from pytorch_grad_cam.metrics.road import ROADCombined
 from pytorch_grad_cam.model_state import model_state_guard
 from pytorch_grad_cam.scoring import check_model, check_positive_int, check_targets, chunks, prepare_input
@@ -119,20 +119,22 @@ class ARCC:
     computes the harmonic mean. Use probability targets
     (``ClassifierOutputSoftmaxTarget``) as the paper's code does, so that
     ROAD' is meaningful. ``progress``: the progress bars of Coherency and
-    ROAD.
+    ROAD. ``noise``, ``seed``, ``removal``: ROADCombined's (by default
+    grad-cam 1.5.7's percentile threshold and noise from torch's global
+    generator).
     """
 
     def __init__(self, base_method: BaseCAM,
                  road_percentiles: Sequence[Percentile] = (20, 40, 60, 80),
-                 batch_size: int | None = None, noise: float = 0.01, seed: int = 0,
-                 progress: bool = False) -> None:
+                 batch_size: int | None = None, noise: float = 0.01, seed: int | None = None,
+                 progress: bool = False, removal: Removal = "threshold") -> None:
         if not callable(base_method):
             raise TypeError(f"base_method must be a CAM object, got {base_method!r}")
         self.base_method = base_method
         self.complexity = Complexity()
         self.coherency = Coherency(progress=progress)
         self.road = ROADCombined(percentiles=road_percentiles, batch_size=batch_size,
-                                 noise=noise, seed=seed, progress=progress)
+                                 noise=noise, seed=seed, progress=progress, removal=removal)
 
     def __call__(self, input_tensor: torch.Tensor, grayscale_cams: Maps,
                  targets: Sequence[Callable] | None, model: torch.nn.Module) -> np.ndarray:

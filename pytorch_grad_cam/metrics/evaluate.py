@@ -134,7 +134,11 @@ def evaluate_cam_methods(model: torch.nn.Module,
               by the map (cam_mult_image; relative drop, as the papers);
             - ROADMoRF / ROADLeRF: ROAD score change averaged over
               ``road_percentiles``; ROADCombined = (LeRF - MoRF) / 2 (one
-              batched pass gives all three);
+              batched pass gives all three). Here the pixels are removed
+              by rank (``removal="rank"``: exactly the percentile's share,
+              as the ROAD paper's code) with fixed noise (``seed=0``), not
+              by grad-cam 1.5.7's threshold, which on maps with flat areas
+              removes another share;
             - Deletion / Insertion: RISE areas under the curve with
               ``n_steps`` steps;
             - Complexity, Coherency and ARCC (the harmonic mean of
@@ -233,8 +237,11 @@ def _score(names: Sequence[str], cam: BaseCAM, model: torch.nn.Module, inputs: t
             values["DropInConfidence"] = ((before - after).clamp_min(0) / before).cpu().numpy()
         values["IncreaseInConfidence"] = (after > before).float().cpu().numpy()
     if wanted & {"ROADMoRF", "ROADLeRF", "ROADCombined", "ARCC"}:
-        morf = [ROADMostRelevantFirst(p).perturbation for p in percentiles]
-        lerf = [ROADLeastRelevantFirst(p).perturbation for p in percentiles]
+        # exact pixel counts and fixed noise: the same numbers in every run
+        morf = [ROADMostRelevantFirst(p, removal="rank", seed=0).perturbation
+                for p in percentiles]
+        lerf = [ROADLeastRelevantFirst(p, removal="rank", seed=0).perturbation
+                for p in percentiles]
         before, after = run_perturbations(inputs, maps, targets, model, morf + lerf, batch_size,
                                           progress=progress, desc=f"{prefix}ROADMoRF/LeRF/"
                                                                   "Combined (imputing + scoring)")

@@ -24,6 +24,9 @@ DEFAULT_PERCENTILES = (10, 20, 30, 40, 50, 60, 70, 80, 90)
 
 #: a percentile of pixels kept, in [0, 100], or "auto" (Otsu's threshold)
 Percentile = float | Literal["auto"]
+#: how the pixels to remove are chosen: grad-cam 1.5.7's percentile threshold, or exactly by rank
+Removal = Literal["threshold", "rank"]
+REMOVALS = ("threshold", "rank")
 #: the per-image values, or with ``return_visualization`` also the perturbed inputs
 WithVisualization = np.ndarray | tuple[np.ndarray, torch.Tensor | None]
 
@@ -195,22 +198,35 @@ def otsu_threshold(cams: torch.Tensor) -> torch.Tensor:
     return between.argmax(dim=1)
 
 
+def _percentile_keep(cams: torch.Tensor, percentile: float) -> torch.Tensor:
+    """grad-cam 1.5.7's kept pixels: ``map < np.percentile(map, percentile)``
+    per map (the threshold computed by numpy, compared in float32)."""
+    flat = cams.flatten(1)
+    levels = np.percentile(flat.cpu().numpy(), percentile, axis=1)
+    threshold = torch.as_tensor(np.asarray(levels, dtype=np.float64), device=cams.device)
+    return flat < threshold.to(flat.dtype)[:, None]
+
+
 class RemoveMostRelevantFirst:
     """Replace the most relevant pixels of the input by the imputer's values.
 
-    ``percentile`` is the share of pixels that are kept, in percent: the
-    ``100 - percentile`` % pixels of highest map value are removed
-    (``percentile=80`` removes the top 20 %), as in grad-cam 1.5.7.
-    ``"auto"`` removes the pixels above the map's Otsu threshold.
+    ``percentile`` is the share of pixels that are kept, in percent:
+    ``percentile=80`` removes the 20 % most relevant pixels, as in grad-cam
+    1.5.7. Which pixels go (``removal``):
 
-    grad-cam 1.5.7 removes the pixels whose value is not below
-    ``np.percentile(map, percentile)``; on maps with ties (the flat zero
-    areas of a map after its ReLU) that removes many more pixels than the
-    percentile says. Here exactly ``round((100 - percentile) / 100 *
-    pixels)`` pixels are removed, by rank, ties broken by a fixed
-    pseudo-random order (``seed``), as the ROAD paper's ranking does.
-    With ``"auto"`` 1.5.7 keeps the pixels above the threshold instead of
-    removing them; here they are removed.
+    - ``"threshold"`` (default, grad-cam 1.5.7's rule): the pixels whose
+      value is not below ``np.percentile(map, percentile)`` are removed.
+      On maps with ties (the flat zero areas of a map after its ReLU) that
+      removes more pixels than the percentile says (all of them when the
+      percentile falls into a flat area at the map's minimum).
+      ``"auto"`` thresholds ``uint8(255 * map)`` by Otsu's method and, as
+      1.5.7 does, keeps the pixels above the threshold and removes the rest.
+    - ``"rank"``: exactly ``round((100 - percentile) / 100 * pixels)``
+      pixels are removed, by rank, ties broken by a fixed pseudo-random
+      order (``seed``), as the ROAD paper's code does (Rong et al. 2022,
+      github.com/tleemann/road_evaluation: it ranks the map plus a fixed
+      1e-4 x N(0, 1) and removes that many pixels). ``"auto"`` removes
+      the pixels above the map's Otsu threshold.
 
     Called with a batch (n x C x H x W inputs, n x H x W maps) or, as in
     1.5.7, with one image (C x H x W, H x W).
@@ -219,15 +235,21 @@ class RemoveMostRelevantFirst:
     batched = True
     most_relevant = True
 
-    def __init__(self, percentile: Percentile, imputer: Callable, seed: int = 0) -> None:
+    def __init__(self, percentile: Percentile, imputer: Callable, seed: int = 0,
+                 removal: Removal = "threshold") -> None:
         self.percentile = _check_percentile(percentile)
         if not callable(imputer):
             raise TypeError(f"imputer must be callable, got {imputer!r}")
+        if removal not in REMOVALS:
+            raise ValueError(f"removal must be one of {REMOVALS}, got {removal!r}")
         self.imputer = imputer
         self.seed = check_seed(seed)
+        self.removal = removal
 
     def keep_mask(self, cams: torch.Tensor) -> torch.Tensor:
         """n x H x W boolean mask of the pixels kept."""
+        if self.removal == "threshold":
+            return self._threshold_keep(cams)
         if self.percentile == "auto":
             level = otsu_threshold(cams).reshape((-1,) + (1,) * (cams.dim() - 1))
             above = (cams.clamp(0, 1) * 255).to(torch.int64) > level
@@ -238,6 +260,14 @@ class RemoveMostRelevantFirst:
         if self.most_relevant:
             return rank >= pixels - kept  # the `kept` least relevant stay
         return rank < kept  # the `kept` most relevant stay
+
+    def _threshold_keep(self, cams: torch.Tensor) -> torch.Tensor:
+        """1.5.7's rule; LeRF is MoRF of ``1 - map`` (computed in float32)."""
+        values = cams.float() if self.most_relevant else 1 - cams.float()
+        if self.percentile == "auto":
+            level = otsu_threshold(values).reshape((-1,) + (1,) * (cams.dim() - 1))
+            return (values.clamp(0, 1) * 255).to(torch.int64) > level
+        return _percentile_keep(values, self.percentile).reshape(cams.shape)
 
     def __call__(self, input_tensor: torch.Tensor, mask: Maps) -> torch.Tensor:
         single = input_tensor.dim() == 3
@@ -252,7 +282,9 @@ class RemoveLeastRelevantFirst(RemoveMostRelevantFirst):
     """Replace the least relevant pixels of the input by the imputer's
     values: the ``100 - percentile`` % pixels of lowest map value are
     removed (``percentile=20`` removes the bottom 80 %), as in grad-cam
-    1.5.7 (see RemoveMostRelevantFirst for ties and ``"auto"``)."""
+    1.5.7. ``removal="threshold"`` (default) is 1.5.7's rule on ``1 -
+    map``: the pixels whose ``1 - map`` is not below its percentile go (see
+    RemoveMostRelevantFirst for ties, ``"rank"`` and ``"auto"``)."""
 
     most_relevant = False
 

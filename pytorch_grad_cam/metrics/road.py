@@ -8,167 +8,61 @@ Pixels are removed in order of the map (most relevant first, MoRF, or
 least relevant first, LeRF) and replaced by the noisy linear imputation:
 every removed pixel becomes the weighted mean of its 8 neighbours (weight
 1/6 for the 4 direct, 1/12 for the 4 diagonal ones), which is a sparse
-linear system over all removed pixels, plus Gaussian noise. Unlike
-replacing pixels by a constant, the imputed image does not leak the shape
-of the removed region to the model. A faithful map makes the score fall
-fast under MoRF and slowly under LeRF. The imputations are made chunk by
-chunk with the forward passes, so the progress bar of ``progress=True``
-("ROAD ... (imputing + scoring)") counts them too.
+linear system over all removed pixels (:mod:`.imputation`), plus Gaussian
+noise. Unlike replacing pixels by a constant, the imputed image does not
+leak the shape of the removed region to the model. A faithful map makes
+the score fall fast under MoRF and slowly under LeRF. The imputations are
+made chunk by chunk with the forward passes, so the progress bar of
+``progress=True`` ("ROAD ... (imputing + scoring)") counts them too.
 
-The linear system is solved here in torch, batched, on the model's
-device: conjugate gradients (the system is symmetric positive definite on
-every region that touches a known pixel) preconditioned by the diagonal,
-to a relative residual of ``tol``. A region with no known pixel at all
-(nothing to interpolate from) is imputed with zeros.
+Which pixels are removed (``removal``, see RemoveMostRelevantFirst):
+
+- ``"threshold"`` (the default): grad-cam 1.5.7's rule, the pixels at or
+  above ``np.percentile(map, percentile)`` (MoRF) or at or below the
+  mirrored percentile (LeRF). On maps with ties (the flat zero areas of a
+  CAM after its ReLU) this removes more or fewer pixels than the
+  percentile says.
+- ``"rank"``: exactly ``round((100 - percentile) / 100 * pixels)``
+  pixels by rank, ties broken by a fixed pseudo-random order, as the ROAD
+  paper's code does (it ranks the map plus 1e-4 x N(0, 1) and removes
+  ``int(pixels * share)`` pixels).
+
+The noise (``seed``): ``None`` (the default) draws it from torch's global
+random generator per image in the order grad-cam 1.5.7 draws it, so that
+1.5.7's code gets 1.5.7's numbers after the same ``torch.manual_seed``;
+an int draws it from a generator seeded with it (the same noise in every
+call).
 """
 import numbers
-import warnings
 from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from pytorch_grad_cam.metrics._common import Maps
+from pytorch_grad_cam.metrics.imputation import (
+    Solver,
+    Weighting,
+    check_solver,
+    linear_imputation,
+    neighbors_weights,
+    weighting_kernel,
+)
 from pytorch_grad_cam.metrics.perturbation_confidence import (
     DEFAULT_PERCENTILES,
     AveragerAcrossThresholds,
     Percentile,
     PerturbationConfidenceMetric,
+    Removal,
     RemoveLeastRelevantFirst,
     RemoveMostRelevantFirst,
     run_perturbations,
 )
 from pytorch_grad_cam.scoring import check_positive_int, check_seed
 
-#: (offset (dy, dx), weight) of neighbours, as the imputation's ``weighting`` takes them
-Weighting = Sequence[tuple[tuple[int, int], float]]
-
-#: (offset (dy, dx), weight) of the neighbours in the imputation
-neighbors_weights = [((1, 1), 1 / 12),
-                     ((0, 1), 1 / 6),
-                     ((-1, 1), 1 / 12),
-                     ((1, -1), 1 / 12),
-                     ((0, -1), 1 / 6),
-                     ((-1, -1), 1 / 12),
-                     ((1, 0), 1 / 6),
-                     ((-1, 0), 1 / 6)]
-
-
-def _kernel(weighting: Weighting) -> torch.Tensor:
-    kernel = torch.zeros(3, 3, dtype=torch.float64)
-    for entry in weighting:
-        try:
-            (dy, dx), weight = entry
-        except (TypeError, ValueError) as error:
-            raise ValueError(f"weighting entries must be ((dy, dx), weight), "
-                             f"got {entry!r}") from error
-        if not (dy in (-1, 0, 1) and dx in (-1, 0, 1)) or (dy, dx) == (0, 0):
-            raise ValueError(f"weighting offsets must be neighbours in -1..1 other than (0, 0), "
-                             f"got {(dy, dx)}")
-        if not weight > 0:
-            raise ValueError(f"weighting weights must be positive, got {weight}")
-        kernel[1 + dy, 1 + dx] += float(weight)
-    if not torch.equal(kernel, kernel.flip(0).flip(1)):
-        raise ValueError("weighting must be symmetric: the weight of (dy, dx) must equal "
-                         "that of (-dy, -dx)")
-    return kernel
-
-
-class _Laplacian:
-    """The imputation operator on one grid: for an unknown pixel i,
-    (L u)_i = S_i u_i - sum_n w_n u_n over its unknown neighbours n, where
-    S_i is the sum of the weights of all its neighbours inside the image."""
-
-    def __init__(self, kernel: torch.Tensor, shape: Sequence[int], device: torch.device,
-                 dtype: torch.dtype) -> None:
-        self.kernel = kernel.to(device=device, dtype=dtype)[None, None]
-        # the default weights are (1 2 1)^T (1 2 1) / 12 without the centre:
-        # two 1-D passes instead of a 3 x 3 convolution
-        self.separable = torch.equal(kernel, _kernel(neighbors_weights))
-        ones = torch.ones((1, 1) + tuple(shape), device=device, dtype=dtype)
-        self.sums = self.neighbours(ones)
-
-    def neighbours(self, values: torch.Tensor) -> torch.Tensor:
-        """sum_n w_n values_n for every pixel (zero outside the image)."""
-        height, width = values.shape[-2:]
-        if self.separable:
-            padded = F.pad(values, (1, 1, 1, 1))
-            rows = padded[..., :height, :] + 2 * padded[..., 1:height + 1, :] \
-                + padded[..., 2:, :]
-            both = rows[..., :width] + 2 * rows[..., 1:width + 1] + rows[..., 2:]
-            return (both - 4 * values) / 12
-        batch, channels = values.shape[:2]
-        flat = values.reshape((batch * channels, 1) + values.shape[2:])
-        return F.conv2d(flat, self.kernel, padding=1).reshape(values.shape)
-
-
-def _conjugate_gradients(operator: _Laplacian, unknown: torch.Tensor, rhs: torch.Tensor,
-                         tol: float, max_iter: int) -> tuple[torch.Tensor, bool]:
-    """Solve L u = rhs on the unknown pixels of every (image, channel) by
-    conjugate gradients preconditioned with the diagonal, from u = 0;
-    returns (solution, converged)."""
-    diagonal = torch.where(unknown, operator.sums, torch.ones_like(operator.sums))
-
-    def apply(u: torch.Tensor) -> torch.Tensor:
-        return unknown * (operator.sums * u - operator.neighbours(u))
-
-    def dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        return (a * b).flatten(2).sum(dim=2)[..., None, None]
-
-    x = torch.zeros_like(rhs)
-    r = rhs
-    z = r / diagonal
-    p = z
-    rz = dot(r, z)
-    limit = (tol * rhs.flatten(2).norm(dim=2))[..., None, None]
-    converged = False
-    for iteration in range(max_iter):
-        if iteration % 8 == 0 and bool((dot(r, r).sqrt() <= limit).all()):
-            converged = True
-            break
-        ap = apply(p)
-        pap = dot(p, ap)
-        alpha = torch.where(pap > 0, rz / pap.clamp_min(1e-30), torch.zeros_like(pap))
-        x = x + alpha * p
-        r = r - alpha * ap
-        z = r / diagonal
-        rz_new = dot(r, z)
-        beta = torch.where(rz > 0, rz_new / rz.clamp_min(1e-30), torch.zeros_like(rz))
-        p = z + beta * p
-        rz = rz_new
-    else:
-        converged = bool((dot(r, r).sqrt() <= limit).all())
-    return x, converged
-
-
-def linear_imputation(image: torch.Tensor, known: torch.Tensor,
-                      weighting: Weighting | None = None,
-                      tol: float = 1e-5, max_iter: int | None = None) -> torch.Tensor:
-    """Fill the unknown pixels of ``image`` (B x C x H x W) so that each is
-    the weighted mean of its neighbours (the noise-free ROAD imputation).
-
-    ``known`` (B x H x W, bool or 0/1) marks the pixels that keep their
-    values. Solves the sparse linear system by diagonally preconditioned
-    conjugate gradients to a relative residual of ``tol`` (the error of
-    the imputed values is then about 1e-3 or less of the image's range on
-    224 x 224 images; default ``max_iter``: 10 x (H + W)). A region of
-    unknown pixels without any known neighbour gets zeros."""
-    kernel = _kernel(neighbors_weights if weighting is None else weighting)
-    known = known.to(torch.bool)[:, None]
-    if bool(known.all()):
-        return image.clone()
-    height, width = image.shape[-2:]
-    unknown = ~known
-    operator = _Laplacian(kernel, (height, width), image.device, image.dtype)
-    rhs = unknown * operator.neighbours(image * known)
-    iterations = max_iter if max_iter is not None else 10 * (height + width)
-    solution, converged = _conjugate_gradients(operator, unknown, rhs, tol, iterations)
-    if not converged:
-        warnings.warn(f"the ROAD imputation did not reach the relative residual {tol} in "
-                      f"{iterations} iterations on a {height} x {width} grid; the imputed "
-                      "values are approximate", RuntimeWarning, stacklevel=2)
-    return torch.where(known, image, solution)
+__all__ = ["NoisyLinearImputer", "ROADCombined", "ROADLeastRelevantFirst",
+           "ROADLeastRelevantFirstAverage", "ROADMostRelevantFirst",
+           "ROADMostRelevantFirstAverage", "linear_imputation", "neighbors_weights"]
 
 
 class NoisyLinearImputer:
@@ -184,26 +78,35 @@ class NoisyLinearImputer:
             input (0 for none); 0.01 as in the paper's code.
         weighting: (offset, weight) of the neighbours; must be symmetric.
             (grad-cam 1.5.7 accepts this argument but ignores it.)
-        seed: the noise is ``torch.randn(C, H, W, generator=
-            torch.Generator().manual_seed(seed)) * noise``, the same for
-            every image and call (1.5.7 draws it from the global RNG).
-        tol, max_iter: accuracy of the linear solve (see linear_imputation).
+        seed: ``None`` (default): per image, the noise of its n imputed
+            pixels is ``torch.randn(C, n)`` from torch's global generator,
+            as grad-cam 1.5.7 draws it (the same numbers after the same
+            ``torch.manual_seed``). An int: the
+            noise is ``torch.randn(C, H, W, generator=torch.Generator()
+            .manual_seed(seed)) * noise``, the same for every image and call.
+        tol, max_iter: accuracy of the ``"cg"`` solve (see linear_imputation).
+        solver: ``"auto"`` (SciPy's sparse LU when SciPy is installed, else
+            conjugate gradients), ``"direct"`` or ``"cg"`` (see
+            :mod:`pytorch_grad_cam.metrics.imputation`).
     """
 
     batched = True
 
     def __init__(self, noise: float = 0.01, weighting: Weighting = neighbors_weights,
-                 seed: int = 0, tol: float = 1e-5, max_iter: int | None = None) -> None:
+                 seed: int | None = None, tol: float = 1e-5, max_iter: int | None = None,
+                 solver: Solver = "auto") -> None:
         if isinstance(noise, bool) or not isinstance(noise, numbers.Real) or not noise >= 0:
             raise ValueError(f"noise must be a number >= 0, got {noise!r}")
         if not (isinstance(tol, numbers.Real) and tol > 0):
             raise ValueError(f"tol must be a positive number, got {tol!r}")
         self.noise: float = float(noise)
         self.weighting: list = list(weighting)
-        _kernel(self.weighting)
-        self.seed: int = check_seed(seed)
+        weighting_kernel(self.weighting)
+        self.seed: int | None = None if seed is None else check_seed(seed)
         self.tol: float = float(tol)
         self.max_iter: int | None = max_iter
+        check_solver(solver)
+        self.solver: Solver = solver
 
     def __call__(self, img: torch.Tensor, mask: Maps) -> torch.Tensor:
         single = img.dim() == 3
@@ -218,14 +121,29 @@ class NoisyLinearImputer:
                              f"{tuple(images.shape[2:])} per image")
         with torch.inference_mode():
             work = images.float()
-            filled = linear_imputation(work, known, self.weighting, self.tol, self.max_iter)
+            filled = linear_imputation(work, known, self.weighting, self.tol, self.max_iter,
+                                       self.solver)
             if self.noise > 0:
-                generator = torch.Generator().manual_seed(self.seed)
-                noise = torch.randn(tuple(images.shape[1:]), generator=generator)
-                noise = noise.to(filled.device) * self.noise
-                filled = torch.where(known[:, None], filled, filled + noise)
+                filled = torch.where(known[:, None], filled, filled + self._noise(known, images.shape[1]))
             filled = filled.to(images.dtype)
         return filled[0] if single else filled
+
+    def _noise(self, known: torch.Tensor, channels: int) -> torch.Tensor:
+        """The noise of the imputed pixels, n x C x H x W (``where`` keeps it
+        off the known pixels)."""
+        batch, height, width = known.shape
+        if self.seed is not None:
+            generator = torch.Generator().manual_seed(self.seed)
+            noise = torch.randn((channels, height, width), generator=generator)
+            return noise.to(known.device)[None] * self.noise
+        noise = torch.zeros((batch, channels, height * width))
+        unknown = (~known).flatten(1).cpu()
+        for index in range(batch):  # 1.5.7's draw, image by image
+            pixels = torch.nonzero(unknown[index]).flatten()
+            # 1.5.7: randn_like of the transpose of its float32 solution, which
+            # scipy returns in Fortran order: the same numbers as this
+            noise[index][:, pixels] = torch.randn((channels, pixels.numel()))
+        return noise.reshape(batch, channels, height, width).to(known.device) * self.noise
 
 
 def _percentiles(percentiles: Sequence[Percentile]) -> list[Percentile]:
@@ -235,20 +153,48 @@ def _percentiles(percentiles: Sequence[Percentile]) -> list[Percentile]:
     return percentiles
 
 
+#: what the ROAD classes' shared keyword arguments mean
+_ROAD_ARGS = """
+    Args (shared by the ROAD classes):
+        batch_size: images per forward pass (default 64 on a GPU, 8 on a CPU).
+        noise: standard deviation of the imputation's noise (0.01).
+        seed: ``None`` (default): the noise comes from torch's global
+            generator, drawn as grad-cam 1.5.7 draws it; an int: from a
+            generator seeded with it, the same in every call (and the
+            tie-breaking order of ``removal="rank"``, else seed 0).
+        removal: ``"threshold"`` (default): grad-cam 1.5.7's rule, the
+            pixels at or above ``np.percentile(map, percentile)`` are removed
+            (MoRF; LeRF the same on ``1 - map``), so on maps with ties the
+            count removed differs from the percentile's; ``"rank"``: exactly
+            ``round((100 - percentile) / 100 x pixels)`` pixels by rank,
+            ties broken by a fixed pseudo-random order, as the ROAD paper's
+            code does (see RemoveMostRelevantFirst).
+        solver: the imputation's solver (see NoisyLinearImputer).
+        progress: show a progress bar of the imputed passes.
+"""
+
+
+def _removal_args(percentile: Percentile, noise: float, seed: int | None, removal: Removal,
+                  solver: Solver) -> tuple:
+    """(percentile, imputer) and the keywords of RemoveMost/LeastRelevantFirst."""
+    imputer = NoisyLinearImputer(noise, seed=seed, solver=solver)
+    return (percentile, imputer), {"seed": 0 if seed is None else seed, "removal": removal}
+
+
 class ROADMostRelevantFirst(PerturbationConfidenceMetric):
     """ROAD, most relevant first: score after imputing the most relevant
     pixels minus the score before (per image; lower is better, a faithful
     map loses the score).
 
     ``percentile``: the share of pixels kept, in percent; the default 80
-    removes the 20 % most relevant pixels (as in grad-cam 1.5.7; see
-    RemoveMostRelevantFirst for how ties are ranked).
-    """
+    removes the 20 % most relevant pixels (as in grad-cam 1.5.7).
+    """ + _ROAD_ARGS
 
     def __init__(self, percentile: Percentile = 80, batch_size: int | None = None,
-                 noise: float = 0.01, seed: int = 0, progress: bool = False) -> None:
-        super().__init__(RemoveMostRelevantFirst(percentile, NoisyLinearImputer(noise, seed=seed),
-                                                 seed=seed), batch_size, progress=progress,
+                 noise: float = 0.01, seed: int | None = None, progress: bool = False,
+                 removal: Removal = "threshold", solver: Solver = "auto") -> None:
+        args, kwargs = _removal_args(percentile, noise, seed, removal, solver)
+        super().__init__(RemoveMostRelevantFirst(*args, **kwargs), batch_size, progress=progress,
                          desc=f"ROAD MoRF {percentile} (imputing + scoring)")
 
 
@@ -259,35 +205,40 @@ class ROADLeastRelevantFirst(PerturbationConfidenceMetric):
 
     ``percentile``: the share of pixels kept, in percent; the default 20
     removes the 80 % least relevant pixels (as in grad-cam 1.5.7).
-    """
+    """ + _ROAD_ARGS
 
     def __init__(self, percentile: Percentile = 20, batch_size: int | None = None,
-                 noise: float = 0.01, seed: int = 0, progress: bool = False) -> None:
-        super().__init__(RemoveLeastRelevantFirst(percentile, NoisyLinearImputer(noise, seed=seed),
-                                                  seed=seed), batch_size, progress=progress,
-                         desc=f"ROAD LeRF {percentile} (imputing + scoring)")
+                 noise: float = 0.01, seed: int | None = None, progress: bool = False,
+                 removal: Removal = "threshold", solver: Solver = "auto") -> None:
+        args, kwargs = _removal_args(percentile, noise, seed, removal, solver)
+        super().__init__(RemoveLeastRelevantFirst(*args, **kwargs), batch_size,
+                         progress=progress, desc=f"ROAD LeRF {percentile} (imputing + scoring)")
 
 
 class ROADMostRelevantFirstAverage(AveragerAcrossThresholds):
     """ROADMostRelevantFirst averaged over ``percentiles`` (one batched
-    pass)."""
+    pass; the percentiles' imputations in 1.5.7's order).""" + _ROAD_ARGS
 
     def __init__(self, percentiles: Sequence[Percentile] = DEFAULT_PERCENTILES,
-                 batch_size: int | None = None, noise: float = 0.01, seed: int = 0,
-                 progress: bool = False) -> None:
-        super().__init__(lambda p: ROADMostRelevantFirst(p, batch_size, noise, seed),
+                 batch_size: int | None = None, noise: float = 0.01, seed: int | None = None,
+                 progress: bool = False, removal: Removal = "threshold",
+                 solver: Solver = "auto") -> None:
+        super().__init__(lambda p: ROADMostRelevantFirst(p, batch_size, noise, seed,
+                                                         removal=removal, solver=solver),
                          _percentiles(percentiles), batch_size, progress=progress,
                          desc="ROAD MoRF (imputing + scoring)")
 
 
 class ROADLeastRelevantFirstAverage(AveragerAcrossThresholds):
     """ROADLeastRelevantFirst averaged over ``percentiles`` (one batched
-    pass)."""
+    pass; the percentiles' imputations in 1.5.7's order).""" + _ROAD_ARGS
 
     def __init__(self, percentiles: Sequence[Percentile] = DEFAULT_PERCENTILES,
-                 batch_size: int | None = None, noise: float = 0.01, seed: int = 0,
-                 progress: bool = False) -> None:
-        super().__init__(lambda p: ROADLeastRelevantFirst(p, batch_size, noise, seed),
+                 batch_size: int | None = None, noise: float = 0.01, seed: int | None = None,
+                 progress: bool = False, removal: Removal = "threshold",
+                 solver: Solver = "auto") -> None:
+        super().__init__(lambda p: ROADLeastRelevantFirst(p, batch_size, noise, seed,
+                                                          removal=removal, solver=solver),
                          _percentiles(percentiles), batch_size, progress=progress,
                          desc="ROAD LeRF (imputing + scoring)")
 
@@ -297,18 +248,22 @@ class ROADCombined:
     higher is better. The score before removal cancels, so this is the mean
     over the percentiles of (score after LeRF - score after MoRF) / 2. This
     one-number summary is grad-cam 1.5.7's; the paper reports the two
-    curves. All 2 x len(percentiles) imputations run in one batched pass.
-    """
+    curves. All 2 x len(percentiles) imputations run in one batched pass,
+    the LeRF ones first, as 1.5.7 makes them.
+    """ + _ROAD_ARGS
 
     def __init__(self, percentiles: Sequence[Percentile] = DEFAULT_PERCENTILES,
-                 batch_size: int | None = None, noise: float = 0.01, seed: int = 0,
-                 progress: bool = False) -> None:
+                 batch_size: int | None = None, noise: float = 0.01, seed: int | None = None,
+                 progress: bool = False, removal: Removal = "threshold",
+                 solver: Solver = "auto") -> None:
         self.percentiles = _percentiles(percentiles)
         self.batch_size = check_positive_int("batch_size", batch_size, allow_none=True)
         self.progress = bool(progress)
-        self.morf = [ROADMostRelevantFirst(p, batch_size, noise, seed).perturbation
+        self.morf = [ROADMostRelevantFirst(p, batch_size, noise, seed, removal=removal,
+                                           solver=solver).perturbation
                      for p in self.percentiles]
-        self.lerf = [ROADLeastRelevantFirst(p, batch_size, noise, seed).perturbation
+        self.lerf = [ROADLeastRelevantFirst(p, batch_size, noise, seed, removal=removal,
+                                            solver=solver).perturbation
                      for p in self.percentiles]
 
     def __call__(self, input_tensor: torch.Tensor, cams: Maps,

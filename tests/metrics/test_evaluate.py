@@ -45,11 +45,14 @@ def test_evaluate_rows_match_the_single_metrics():
     got = rows["GradCAM"]
     average_drop = DropInConfidence(relative=True)(x, maps, probs, model)
     np.testing.assert_allclose(got["DropInConfidence"], average_drop, rtol=1e-5, atol=1e-7)
+    # evaluate's ROAD: exact pixel counts and fixed noise
+    road = {"seed": 0, "removal": "rank"}
     np.testing.assert_allclose(got["ROADCombined"],
-                               ROADCombined([20, 40, 60, 80])(x, maps, probs, model), atol=1e-6)
+                               ROADCombined([20, 40, 60, 80], **road)(x, maps, probs, model),
+                               atol=1e-6)
     np.testing.assert_allclose(got["ROADMoRF"],
-                               ROADMostRelevantFirstAverage([20, 40, 60, 80])(x, maps, probs,
-                                                                               model), atol=1e-6)
+                               ROADMostRelevantFirstAverage([20, 40, 60, 80], **road)(
+                                   x, maps, probs, model), atol=1e-6)
     np.testing.assert_allclose(got["Deletion"], DeletionAUC(6)(x, maps, probs, model), atol=1e-6)
     np.testing.assert_allclose(got["Insertion"], InsertionAUC(6)(x, maps, probs, model), atol=1e-6)
     np.testing.assert_allclose(got["Complexity"], Complexity()(maps), rtol=1e-6)

@@ -127,19 +127,37 @@ def test_road_least_relevant_first_by_hand(model, images, cams):
     np.testing.assert_allclose(result, expected, rtol=1e-4, atol=1e-5)
 
 
-def test_road_removes_exactly_the_share_when_the_map_has_ties(model):
+def test_road_rank_removal_removes_exactly_the_share_when_the_map_has_ties(model):
     cam = np.zeros((1, 4, 4), dtype=np.float32)
     cam[0, 0, :2] = 1.0  # two relevant pixels, 14 tied zeros
     x = torch.ones(1, 1, 4, 4)
-    _, visual = ROADLeastRelevantFirst(25, noise=0.0)(x, cam, [ClassifierOutputTarget(0)], model,
-                                                      return_visualization=True)
+    _, visual = ROADLeastRelevantFirst(25, noise=0.0, removal="rank")(
+        x, cam, [ClassifierOutputTarget(0)], model, return_visualization=True)
     # 4 pixels kept: the two relevant ones and two of the tied zeros; the
     # image is constant, so every imputed pixel is 1 as well
     np.testing.assert_allclose(visual.numpy(), np.ones((1, 1, 4, 4)), atol=1e-5)
-    keep = ROADLeastRelevantFirst(25).perturbation.keep_mask(torch.from_numpy(cam))
+    keep = ROADLeastRelevantFirst(25, removal="rank").perturbation.keep_mask(
+        torch.from_numpy(cam))
     assert int(keep.sum()) == 4 and bool(keep[0, 0, :2].all())
-    keep = ROADMostRelevantFirst(75).perturbation.keep_mask(torch.from_numpy(cam))
+    keep = ROADMostRelevantFirst(75, removal="rank").perturbation.keep_mask(
+        torch.from_numpy(cam))
     assert int((~keep).sum()) == 4 and not bool(keep[0, 0, :2].any())
+
+
+def test_road_threshold_removal_is_the_reference_rule_on_ties():
+    # grad-cam 1.5.7: MoRF keeps map < np.percentile(map, p); LeRF the same on 1 - map
+    cam = np.zeros((1, 4, 4), dtype=np.float32)
+    cam[0, 0, :2] = 1.0  # two relevant pixels, 14 tied zeros
+    cams = torch.from_numpy(cam)
+    # the 75th percentile is 0, and no pixel is below it: MoRF removes all 16
+    keep = ROADMostRelevantFirst(75).perturbation.keep_mask(cams)
+    assert int(keep.sum()) == 0
+    # 1 - map: 14 ones and 2 zeros, the 25th percentile is 1: LeRF keeps the two zeros
+    keep = ROADLeastRelevantFirst(25).perturbation.keep_mask(cams)
+    assert keep[0].nonzero().tolist() == [[0, 0], [0, 1]]
+    # 90th percentile of the map: 1 - 0.5 * (1 - 0) ... interpolated, 0.5; the 14 zeros stay
+    keep = ROADMostRelevantFirst(90).perturbation.keep_mask(cams)
+    assert float(np.percentile(cam, 90)) == 0.5 and int(keep.sum()) == 14
 
 
 def test_road_auto_threshold_is_otsu():
@@ -148,21 +166,30 @@ def test_road_auto_threshold_is_otsu():
                    0, 1).reshape(1, 16, 16).astype(np.float32)
     level, _ = cv2.threshold(np.uint8(cams[0] * 255), 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
     assert int(otsu_threshold(torch.from_numpy(cams))[0]) == int(level)
-    keep = ROADMostRelevantFirst("auto").perturbation.keep_mask(torch.from_numpy(cams))
+    keep = ROADMostRelevantFirst("auto", removal="rank").perturbation.keep_mask(
+        torch.from_numpy(cams))
     np.testing.assert_array_equal(keep.numpy()[0], np.uint8(cams[0] * 255) <= level)
+    # grad-cam 1.5.7's rule keeps the pixels above the threshold (cv2's binary mask)
+    keep = ROADMostRelevantFirst("auto").perturbation.keep_mask(torch.from_numpy(cams))
+    np.testing.assert_array_equal(keep.numpy()[0], np.uint8(cams[0] * 255) > level)
+    flipped = np.uint8((1 - torch.from_numpy(cams[0])) * 255)
+    level, _ = cv2.threshold(flipped, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    keep = ROADLeastRelevantFirst("auto").perturbation.keep_mask(torch.from_numpy(cams))
+    np.testing.assert_array_equal(keep.numpy()[0], flipped > level)
 
 
 def test_road_averages_and_combined_are_means_of_single_percentiles(model, images, cams):
+    # a fixed noise (seed=0), the same in every call
     x = torch.from_numpy(images)
     targets = [ClassifierOutputSoftmaxTarget(c) for c in (0, 1, 0)]
     percentiles = [25, 50, 75]
-    morf = [ROADMostRelevantFirst(p)(x, cams, targets, model) for p in percentiles]
-    lerf = [ROADLeastRelevantFirst(p)(x, cams, targets, model) for p in percentiles]
-    np.testing.assert_allclose(ROADMostRelevantFirstAverage(percentiles)(x, cams, targets, model),
+    morf = [ROADMostRelevantFirst(p, seed=0)(x, cams, targets, model) for p in percentiles]
+    lerf = [ROADLeastRelevantFirst(p, seed=0)(x, cams, targets, model) for p in percentiles]
+    np.testing.assert_allclose(ROADMostRelevantFirstAverage(percentiles, seed=0)(x, cams, targets, model),
                                np.mean(morf, axis=0), atol=1e-6)
-    np.testing.assert_allclose(ROADLeastRelevantFirstAverage(percentiles)(x, cams, targets, model),
+    np.testing.assert_allclose(ROADLeastRelevantFirstAverage(percentiles, seed=0)(x, cams, targets, model),
                                np.mean(lerf, axis=0), atol=1e-6)
-    np.testing.assert_allclose(ROADCombined(percentiles)(x, cams, targets, model),
+    np.testing.assert_allclose(ROADCombined(percentiles, seed=0)(x, cams, targets, model),
                                (np.mean(lerf, axis=0) - np.mean(morf, axis=0)) / 2, atol=1e-6)
 
 
@@ -170,6 +197,8 @@ def test_road_accepts_one_image_as_in_the_reference_library():
     image = torch.from_numpy(np.random.default_rng(6).normal(size=(3, 5, 5)).astype(np.float32))
     cam = torch.linspace(0, 1, 25).reshape(5, 5)
     perturbation = ROADMostRelevantFirst(60).perturbation
+    torch.manual_seed(0)  # the noise comes from the global generator, as in 1.5.7
     single = perturbation(image, cam)
+    torch.manual_seed(0)
     batch = perturbation(image[None], cam[None])[0]
     assert single.shape == (3, 5, 5) and torch.allclose(single, batch)
