@@ -52,7 +52,8 @@ autosummary_generate = False
 napoleon_google_docstring = True
 napoleon_numpy_docstring = True
 # the methods' docstrings list their own arguments under this heading
-napoleon_custom_sections = [("Arguments besides those of BaseCAM", "params_style")]
+napoleon_custom_sections = [("Arguments besides those of BaseCAM", "params_style"),
+                            ("Arguments shared by the ROAD classes", "params_style")]
 
 html_theme = "furo"
 html_title = f"grad-cam {release}"

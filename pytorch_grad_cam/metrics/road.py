@@ -35,6 +35,7 @@ call).
 """
 import numbers
 from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -63,6 +64,8 @@ from pytorch_grad_cam.scoring import check_positive_int, check_seed
 __all__ = ["NoisyLinearImputer", "ROADCombined", "ROADLeastRelevantFirst",
            "ROADLeastRelevantFirstAverage", "ROADMostRelevantFirst",
            "ROADMostRelevantFirstAverage", "linear_imputation", "neighbors_weights"]
+
+T = TypeVar("T")
 
 
 class NoisyLinearImputer:
@@ -155,7 +158,7 @@ def _percentiles(percentiles: Sequence[Percentile]) -> list[Percentile]:
 
 #: what the ROAD classes' shared keyword arguments mean
 _ROAD_ARGS = """
-    Args (shared by the ROAD classes):
+    Arguments shared by the ROAD classes:
         batch_size: images per forward pass (default 64 on a GPU, 8 on a CPU).
         noise: standard deviation of the imputation's noise (0.01).
         seed: ``None`` (default): the noise comes from torch's global
@@ -174,6 +177,12 @@ _ROAD_ARGS = """
 """
 
 
+def _with_road_args(cls: type[T]) -> type[T]:
+    """``cls`` with the shared arguments' description appended to its docstring."""
+    cls.__doc__ = (cls.__doc__ or "").rstrip() + "\n" + _ROAD_ARGS
+    return cls
+
+
 def _removal_args(percentile: Percentile, noise: float, seed: int | None, removal: Removal,
                   solver: Solver) -> tuple:
     """(percentile, imputer) and the keywords of RemoveMost/LeastRelevantFirst."""
@@ -181,6 +190,7 @@ def _removal_args(percentile: Percentile, noise: float, seed: int | None, remova
     return (percentile, imputer), {"seed": 0 if seed is None else seed, "removal": removal}
 
 
+@_with_road_args
 class ROADMostRelevantFirst(PerturbationConfidenceMetric):
     """ROAD, most relevant first: score after imputing the most relevant
     pixels minus the score before (per image; lower is better, a faithful
@@ -188,7 +198,7 @@ class ROADMostRelevantFirst(PerturbationConfidenceMetric):
 
     ``percentile``: the share of pixels kept, in percent; the default 80
     removes the 20 % most relevant pixels (as in grad-cam 1.5.7).
-    """ + _ROAD_ARGS
+    """
 
     def __init__(self, percentile: Percentile = 80, batch_size: int | None = None,
                  noise: float = 0.01, seed: int | None = None, progress: bool = False,
@@ -198,6 +208,7 @@ class ROADMostRelevantFirst(PerturbationConfidenceMetric):
                          desc=f"ROAD MoRF {percentile} (imputing + scoring)")
 
 
+@_with_road_args
 class ROADLeastRelevantFirst(PerturbationConfidenceMetric):
     """ROAD, least relevant first: score after imputing the least relevant
     pixels minus the score before (per image; higher is better, a faithful
@@ -205,7 +216,7 @@ class ROADLeastRelevantFirst(PerturbationConfidenceMetric):
 
     ``percentile``: the share of pixels kept, in percent; the default 20
     removes the 80 % least relevant pixels (as in grad-cam 1.5.7).
-    """ + _ROAD_ARGS
+    """
 
     def __init__(self, percentile: Percentile = 20, batch_size: int | None = None,
                  noise: float = 0.01, seed: int | None = None, progress: bool = False,
@@ -215,9 +226,10 @@ class ROADLeastRelevantFirst(PerturbationConfidenceMetric):
                          progress=progress, desc=f"ROAD LeRF {percentile} (imputing + scoring)")
 
 
+@_with_road_args
 class ROADMostRelevantFirstAverage(AveragerAcrossThresholds):
     """ROADMostRelevantFirst averaged over ``percentiles`` (one batched
-    pass; the percentiles' imputations in 1.5.7's order).""" + _ROAD_ARGS
+    pass; the percentiles' imputations in 1.5.7's order)."""
 
     def __init__(self, percentiles: Sequence[Percentile] = DEFAULT_PERCENTILES,
                  batch_size: int | None = None, noise: float = 0.01, seed: int | None = None,
@@ -229,9 +241,10 @@ class ROADMostRelevantFirstAverage(AveragerAcrossThresholds):
                          desc="ROAD MoRF (imputing + scoring)")
 
 
+@_with_road_args
 class ROADLeastRelevantFirstAverage(AveragerAcrossThresholds):
     """ROADLeastRelevantFirst averaged over ``percentiles`` (one batched
-    pass; the percentiles' imputations in 1.5.7's order).""" + _ROAD_ARGS
+    pass; the percentiles' imputations in 1.5.7's order)."""
 
     def __init__(self, percentiles: Sequence[Percentile] = DEFAULT_PERCENTILES,
                  batch_size: int | None = None, noise: float = 0.01, seed: int | None = None,
@@ -243,6 +256,7 @@ class ROADLeastRelevantFirstAverage(AveragerAcrossThresholds):
                          desc="ROAD LeRF (imputing + scoring)")
 
 
+@_with_road_args
 class ROADCombined:
     """(LeRF average - MoRF average) / 2 over ``percentiles``, per image:
     higher is better. The score before removal cancels, so this is the mean
@@ -250,7 +264,7 @@ class ROADCombined:
     one-number summary is grad-cam 1.5.7's; the paper reports the two
     curves. All 2 x len(percentiles) imputations run in one batched pass,
     the LeRF ones first, as 1.5.7 makes them.
-    """ + _ROAD_ARGS
+    """
 
     def __init__(self, percentiles: Sequence[Percentile] = DEFAULT_PERCENTILES,
                  batch_size: int | None = None, noise: float = 0.01, seed: int | None = None,
