@@ -21,7 +21,7 @@ runs the same mechanics on a CLIP model with a text prompt as the concept.
 # ------------------------------------
 # The pooled features that feed EfficientNet-Lite0's last linear layer are a
 # good general-purpose image embedding. Replacing that layer
-# (``model.net._fc``) with :class:`torch.nn.Identity` in a copy of the model
+# (``model.net._fc``) with ``torch.nn.Identity`` in a copy of the model
 # makes the model's output the 1280-dimensional embedding itself. The rest of
 # the network, and so the layer to explain (``head_activation``, 7 x 7), is
 # unchanged.
