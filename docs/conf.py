@@ -15,10 +15,17 @@ from __future__ import annotations
 import os
 
 import matplotlib
+import torch
 
 import pytorch_grad_cam
 
 matplotlib.use("Agg")
+
+# The tutorials' models are small, and torch's threads cost more than they
+# give there: on a 2-core CPU shared with other work, the gallery ran in
+# 111 s with one thread and in 763 s with torch's default of two (which then
+# wait on each other). GRAD_CAM_DOCS_THREADS=N gives the tutorials N threads.
+torch.set_num_threads(int(os.environ.get("GRAD_CAM_DOCS_THREADS", "1")))
 
 project = "grad-cam"
 author = "grad-cam contributors"
