@@ -7,6 +7,7 @@ from pytorch_grad_cam.ablation_layer import AblationLayer
 from pytorch_grad_cam.activations_and_gradients import (
     hook_handles,
     is_structured,
+    map_output,
     output_leaves,
     owned_hooks,
     rebuild_output,
@@ -62,14 +63,15 @@ class AblationCAM(BaseCAM):
     concatenated after it, as in DenseNet), or the control does not
     reproduce the image's score, the copies run as forward passes of the
     repeated input instead, ``batch_size`` images at a time: first with
-    the target layer itself computed once (its input cut to the first
-    copy, its output replaced by the ablated copies; the layers before it
-    run on every copy), and if that fails too, as full forward passes
+    the target layer not run (the layers before it run on every copy, its
+    output recorded for the image, ablated, stands in, as in grad-cam
+    1.5.7), and if that fails too, as full forward passes
     (``ablation_mode`` is ``"prefix"``, ``"layer"`` or ``"full"``;
     ``used_prefix_once`` and ``fallback_reason`` tell what ran and why:
     each thread reads those of its own last call).
+    In the first two ways the target layer itself never runs on the copies.
     Detection models, whose heads take as many images as the input has,
-    use the second way: the backbone runs once. ``prefix_once=False``
+    use the second way: the backbone does not run on the copies. ``prefix_once=False``
     always runs full forward passes.
 
     Chunk size: the prefix runs once per chunk, so large chunks are what
@@ -269,8 +271,8 @@ class AblationCAM(BaseCAM):
             chunk = ablate[:min(state["step"], self.batch_size) - 1]
             reason = None
             try:
-                scores = self._run(image, index, parts, chunk, target, value, state["mode"],
-                                   state, control=True)
+                scores = self._run(image, image_index, index, parts, chunk, target, value,
+                                   state["mode"], state, control=True)
             except Exception as error:  # the full forwards below raise real errors again
                 reason = f"{type(error).__name__}: {error}"
             else:
@@ -287,15 +289,18 @@ class AblationCAM(BaseCAM):
                 state.update(mode=_NEXT_MODE[state["mode"]], step=self.batch_size, buffers={})
         for start, stop in self.chunks(len(ablate) - done, "AblationCAM", size=state["step"]):
             chunk = ablate[done + start:done + stop]
-            results.append(self._run(image, index, parts, chunk, target, value, state["mode"],
-                                     state))
+            results.append(self._run(image, image_index, index, parts, chunk, target, value,
+                                     state["mode"], state))
         return torch.cat(results)
 
-    def _run(self, image: torch.Tensor, index: int, parts: list[_Part], chunk: torch.Tensor,
-             target: Callable, value: float, mode: str, state: dict[str, Any],
-             control: bool = False) -> torch.Tensor:
+    def _run(self, image: torch.Tensor, image_index: int, index: int, parts: list[_Part],
+             chunk: torch.Tensor, target: Callable, value: float, mode: str,
+             state: dict[str, Any], control: bool = False) -> torch.Tensor:
         """Scores of the image with each channel of ``chunk`` ablated (plus,
-        with ``control``, a last unablated copy)."""
+        with ``control``, a last unablated copy). In the modes "prefix" and
+        "layer" the target layer does not run: its output recorded for the
+        image stands in (as grad-cam 1.5.7, which replaces the layer by
+        one that returns it)."""
         count = len(chunk) + int(control)
         rows = torch.arange(len(chunk), device=chunk.device)
         # the rows and channels to ablate in each part of the output
@@ -329,9 +334,12 @@ class AblationCAM(BaseCAM):
             return rebuild_output(output, copies) if is_structured(output) else copies[0]
 
         x = image if mode == "prefix" else image.expand((count,) + tuple(image.shape[1:]))
-        recording = current_call().recording
+        call = current_call()
+        recording = call.recording
         assert recording is not None  # the recording pass of this call
-        with recording.replace_output(index, replace, single_input=mode == "layer"):
+        recorded = None if mode == "full" else \
+            map_output(lambda leaf: leaf[image_index:image_index + 1], call.activations[index])
+        with recording.replace_output(index, replace, recorded):
             outputs = self.select_output(self.model(x))
         if len(outputs) != count:
             raise _PrefixMismatch(f"{len(outputs)} outputs for {count} copies")

@@ -26,6 +26,7 @@ of the same shape (:func:`map_output`, :func:`output_leaves`,
 W (``utils.reshape_transforms``: ``fasterrcnn_reshape_transform``,
 ``select_output_key``, ``combine_levels``).
 """
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from contextvars import ContextVar
@@ -42,13 +43,20 @@ from pytorch_grad_cam.utils.layer_outputs import (
     rebuild_output,
 )
 
-__all__ = ["ActivationsAndGradients", "Recording", "replace_layer_output", "owned_hooks",
+__all__ = ["ActivationsAndGradients", "Recording", "replace_layer_output", "bypass_layer",
+           "owned_hooks",
            "hook_handles",
            "is_structured", "output_leaves", "output_paths", "map_output", "rebuild_output",
            "detach_output", "regroup", "describe_output"]
 
 # the hook owners active in the current thread's context
 _ACTIVE: ContextVar[tuple[object, ...]] = ContextVar("pytorch_grad_cam_active_hooks", default=())
+
+# layers whose forward is bypassed (bypass_layer): id -> (the instance's own
+# forward attribute before, or _MISSING; the active (claims, output) pairs)
+_BYPASSED: dict[int, tuple[Any, list[tuple[Callable[[], bool], Any]]]] = {}
+_BYPASS_LOCK = threading.Lock()
+_MISSING = object()
 
 
 @contextmanager
@@ -175,26 +183,73 @@ class Recording:
             self.activations[index] = tensor
 
     def replace_output(self, index: int, function: Callable[[Any], Any],
-                       single_input: bool = False) -> AbstractContextManager[None]:
+                       recorded: Any = None) -> AbstractContextManager[None]:
         """``replace_layer_output`` of target_layers[index], for the call of
         the layer that this pass recorded (its last call)."""
         return replace_layer_output(self.target_layers[index], self.call_counts[index],
-                                    function, single_input)
+                                    function, recorded)
+
+
+@contextmanager
+def bypass_layer(layer: torch.nn.Module, calls_per_pass: int, output: Any) -> Iterator[None]:
+    """While the block runs, the n-th call of ``layer`` of every forward pass
+    of this thread (n = ``calls_per_pass``, at least 1) does not run the
+    layer: it returns ``output`` (its output recorded before; forward hooks
+    still run on it). Other calls, and other threads' forward passes, run
+    the layer. Blocks of several threads may bypass one layer at once: the
+    first installs a forward on the module instance that asks each of them,
+    the last removes it."""
+    every = max(1, calls_per_pass)
+    calls = [0]
+    with owned_hooks() as mine:
+
+        def claims() -> bool:
+            if not mine():
+                return False  # another thread's forward pass
+            calls[0] += 1
+            return calls[0] % every == 0
+
+        entry = (claims, output)
+        with _BYPASS_LOCK:
+            if id(layer) not in _BYPASSED:
+                own = layer.__dict__.get("forward", _MISSING)
+                original = layer.forward
+                active: list[tuple[Callable[[], bool], Any]] = []
+
+                def forward(*args: Any, **kwargs: Any) -> Any:
+                    for claim, recorded in list(active):
+                        if claim():
+                            return recorded
+                    return original(*args, **kwargs)
+
+                layer.forward = forward
+                _BYPASSED[id(layer)] = (own, active)
+            _BYPASSED[id(layer)][1].append(entry)
+        try:
+            yield
+        finally:
+            with _BYPASS_LOCK:
+                own, active = _BYPASSED[id(layer)]
+                active.remove(entry)
+                if not active:
+                    del _BYPASSED[id(layer)]
+                    if own is _MISSING:
+                        del layer.__dict__["forward"]
+                    else:
+                        layer.forward = own
 
 
 @contextmanager
 def replace_layer_output(layer: torch.nn.Module, calls_per_pass: int,
-                         function: Callable[[Any], Any],
-                         single_input: bool = False) -> Iterator[None]:
+                         function: Callable[[Any], Any], recorded: Any = None) -> Iterator[None]:
     """While the block runs, the output of ``layer`` is replaced by
     function(output) (perturbation methods use this to change a layer's
     output without touching the model); for a layer that returns a
     structure of tensors, ``function`` gets and returns the structure.
 
-    With ``single_input``, the layer computes only the first item of its
-    input batch on the call that is replaced (every tensor argument is cut
-    to its first item; for a batch of copies of one image whose output
-    ``function`` replaces anyway).
+    With ``recorded`` (the layer's output for this input, recorded before),
+    the call that is replaced does not run the layer: function(recorded)
+    is its output (``bypass_layer``).
 
     A layer that runs ``calls_per_pass`` times in a forward pass has its
     last call recorded, so only that call is replaced (the n-th call of
@@ -202,17 +257,7 @@ def replace_layer_output(layer: torch.nn.Module, calls_per_pass: int,
     thread's forward passes are changed."""
     every = max(1, calls_per_pass)
     calls = [0]
-    pre_calls = [0]
     with owned_hooks() as mine:
-
-        def pre_hook(module: torch.nn.Module, args: Any) -> Any:
-            if not mine():
-                return None  # another thread's forward pass
-            pre_calls[0] += 1
-            if pre_calls[0] % every != 0:
-                return None
-            return tuple(a[:1] if isinstance(a, torch.Tensor) and a.dim() > 0 else a
-                         for a in args)
 
         def hook(module: torch.nn.Module, inputs: Any, output: Any) -> Any:
             if not mine():
@@ -221,10 +266,12 @@ def replace_layer_output(layer: torch.nn.Module, calls_per_pass: int,
             return function(output) if calls[0] % every == 0 else None
 
         with hook_handles() as handles:
-            if single_input:
-                handles.append(layer.register_forward_pre_hook(pre_hook))
             handles.append(layer.register_forward_hook(hook))
-            yield
+            if recorded is None:
+                yield
+            else:
+                with bypass_layer(layer, calls_per_pass, recorded):
+                    yield
 
 
 class ActivationsAndGradients:
@@ -306,10 +353,10 @@ class ActivationsAndGradients:
         return [] if self.every_call else [None] * len(self.target_layers)
 
     def replace_output(self, index: int, function: Callable[[Any], Any],
-                       single_input: bool = False) -> AbstractContextManager[None]:
+                       recorded: Any = None) -> AbstractContextManager[None]:
         """``replace_layer_output`` of target_layers[index], for the call of
         the layer that the last ``recorder(x)`` recorded."""
-        return self._last.replace_output(index, function, single_input)
+        return self._last.replace_output(index, function, recorded)
 
     def release(self) -> None:
         """Drop references to the tensors of the last ``recorder(x)`` (hooks

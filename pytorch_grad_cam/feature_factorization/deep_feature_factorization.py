@@ -10,13 +10,17 @@ over the positions. A classifier head applied to an embedding tells what a
 concept is.
 """
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 import torch
 
 from pytorch_grad_cam.activations_and_gradients import ActivationsAndGradients
 from pytorch_grad_cam.call_context import ReleaseOnExit
+from pytorch_grad_cam.feature_factorization._nmf import (
+    Solver,
+    non_negative_matrix_factorization,
+)
 from pytorch_grad_cam.model_state import model_state_guard
 from pytorch_grad_cam.scoring import check_positive_int, model_device
 from pytorch_grad_cam.utils.image import create_labels_legend, scale_tensor, show_factorization_on_image
@@ -25,89 +29,43 @@ from pytorch_grad_cam.utils.image import create_labels_legend, scale_tensor, sho
 _Labels = Mapping[int, str] | Sequence[str]
 
 
-class NMFResult(NamedTuple):
-    """W (m x k), H (k x n) and the Frobenius error ||V - W H|| after every
-    iteration."""
-    W: torch.Tensor
-    H: torch.Tensor
-    errors: torch.Tensor
-
-
-def non_negative_matrix_factorization(matrix: torch.Tensor, n_components: int,
-                                      max_iter: int = 200, tol: float = 1e-4,
-                                      seed: int = 0) -> NMFResult:
-    """Factorise a non-negative m x n matrix V ~ W H (W: m x k, H: k x n,
-    both non-negative) minimising the Frobenius error with the
-    multiplicative updates of Lee & Seung (2001):
-
-        H <- H * (W^T V) / (W^T W H),   W <- W * (V H^T) / (W H H^T)
-
-    which never increase the error. Deterministic: W and H start as
-    sqrt(mean(V) / k) * |N(0, 1)| drawn from
-    ``torch.Generator().manual_seed(seed)`` (sklearn's "random" start).
-    Stops after ``max_iter`` iterations or when 10 iterations improve the
-    error by less than ``tol`` times the first error. Runs on V's device,
-    in float32 (float64 for float64 input).
-    """
-    if not isinstance(matrix, torch.Tensor) or matrix.dim() != 2:
-        raise ValueError("matrix must be a 2-D torch tensor")
-    n_components = check_positive_int("n_components", n_components)
-    max_iter = check_positive_int("max_iter", max_iter)
-    if bool((matrix < 0).any()):
-        raise ValueError("matrix has negative entries; NMF needs a non-negative matrix")
-    dtype = torch.float64 if matrix.dtype == torch.float64 else torch.float32
-    v = matrix.to(dtype)
-    rows, cols = v.shape
-    generator = torch.Generator().manual_seed(int(seed))
-    scale = float(v.mean().clamp_min(0)) / n_components
-    scale = scale ** 0.5 if scale > 0 else 1.0
-    w = (torch.randn(rows, n_components, generator=generator, dtype=dtype).abs() * scale)
-    h = (torch.randn(n_components, cols, generator=generator, dtype=dtype).abs() * scale)
-    w, h = w.to(v.device), h.to(v.device)
-    tiny = torch.finfo(dtype).tiny
-    errors = []
-    for iteration in range(max_iter):
-        h = h * (w.T @ v) / ((w.T @ w) @ h).clamp_min(tiny)
-        w = w * (v @ h.T) / (w @ (h @ h.T)).clamp_min(tiny)
-        errors.append(torch.linalg.norm(v - w @ h))
-        if ((iteration + 1) % 10 == 0 and iteration >= 10
-                and float(errors[-11] - errors[-1]) < tol * float(errors[0])):
-            break
-    return NMFResult(w, h, torch.stack(errors))
-
-
 def dff(activations: np.ndarray | torch.Tensor, n_components: int = 5,
-        max_iter: int = 200, tol: float = 1e-4, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        max_iter: int = 200, tol: float = 1e-4, seed: int = 0, *, solver: Solver = "auto",
+        peak_normalize: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Deep Feature Factorization of B x C x h x w activations (numpy or
-    torch).
+    torch), as grad-cam 1.5.7's ``dff``.
 
-    Returns the concepts, a C x n_components array of embeddings, and the
-    explanations, B x n_components x h x w heat maps. Every component is
-    scaled so that its heat maps peak at 1 (the embedding takes the
-    scale), so an embedding is the activation vector where its concept is
-    at full strength.
+    Every channel is shifted by its minimum over the batch (NaN counted as
+    0), the C x (B h w) matrix is factorised (``non_negative_matrix_
+    factorization``: by default scikit-learn's ``NMF(init="random",
+    random_state=seed)`` or its port in torch), and the shift is added back
+    to the embeddings. Returns the concepts W + shift, a C x n_components
+    float32 array of embeddings, and the explanations H, a
+    B x n_components x h x w float32 array of heat maps (scikit-learn's
+    scale: a map's values are not bounded).
 
-    The paper factorises activations after a ReLU, which are non-negative.
-    Channels with negative values (for example a transformer's tokens) are
-    shifted by their minimum first and the shift is added back to the
-    embeddings, as grad-cam 1.5.7 does; 1.5.7 shifts every channel by its
-    minimum, also non-negative ones, and leaves the scale between
-    embeddings and heat maps to sklearn's solver.
+    ``peak_normalize=True`` moves the scale from the heat maps to the
+    embeddings: each component's maps then peak at 1, and its embedding is
+    the activation vector where the concept is at full strength (the
+    product W H is the same; grad-cam 1.5.7 has no such option).
     """
     tensor = activations if isinstance(activations, torch.Tensor) else \
         torch.as_tensor(np.asarray(activations))
     if tensor.dim() < 3:
         raise ValueError(f"activations must be B x C x spatial, got shape {tuple(tensor.shape)}")
-    tensor = torch.nan_to_num(tensor.detach().float())
+    tensor = torch.nan_to_num(tensor.detach().float(), nan=0.0)
     batch, channels = tensor.shape[:2]
     spatial = tuple(tensor.shape[2:])
     matrix = tensor.transpose(0, 1).reshape(channels, -1)  # C x (B * positions)
-    offset = matrix.amin(dim=1).clamp_max(0)
+    offset = matrix.amin(dim=1)
     result = non_negative_matrix_factorization(matrix - offset[:, None], n_components,
-                                               max_iter, tol, seed)
-    peak = result.H.amax(dim=1).clamp_min(1e-12)
-    concepts = result.W * peak[None] + offset[:, None]
-    explanations = (result.H / peak[:, None]).reshape((n_components, batch) + spatial)
+                                               max_iter, tol, seed, solver)
+    weights, maps = result.W, result.H
+    if peak_normalize:
+        peak = maps.amax(dim=1).clamp_min(1e-12)
+        weights, maps = weights * peak[None], maps / peak[:, None]
+    concepts = weights + offset[:, None]
+    explanations = maps.reshape((n_components, batch) + spatial)
     return (concepts.cpu().numpy().astype(np.float32),
             explanations.transpose(0, 1).cpu().numpy().astype(np.float32))
 
@@ -118,7 +76,7 @@ class DeepFeatureFactorization(ReleaseOnExit):
     ``dff(input_tensor, n_components)`` returns ``(concepts,
     explanations)``: the C x n_components concept embeddings and a
     B x n_components x H x W float32 array of heat maps, each scaled to
-    [0, 1] and resized to the input. With ``computation_on_concepts`` (for
+    [0, 1] and resized to the input, as grad-cam 1.5.7 (see ``dff``). With ``computation_on_concepts`` (for
     example the classifier head, a module mapping C features to class
     scores) it returns a third item, its n_components x n_outputs output on
     the embeddings.
@@ -129,13 +87,20 @@ class DeepFeatureFactorization(ReleaseOnExit):
         reshape_transform: maps that output to B x C x h x w.
         computation_on_concepts: applied to the n_components x C
             embeddings.
-        max_iter, tol, seed: of the NMF (non_negative_matrix_factorization).
+        max_iter, tol, seed, solver: of the NMF
+            (``non_negative_matrix_factorization``; the default "auto" is
+            scikit-learn's solver where it is installed, the same algorithm
+            in torch otherwise).
+        peak_normalize: the embeddings of components scaled so that their
+            heat maps peak at 1 (``dff``); this changes the concepts and
+            ``computation_on_concepts``' outputs, not the returned maps.
     """
 
     def __init__(self, model: torch.nn.Module, target_layer: torch.nn.Module,
                  reshape_transform: Callable | None = None,
                  computation_on_concepts: Callable | None = None,
-                 max_iter: int = 200, tol: float = 1e-4, seed: int = 0) -> None:
+                 max_iter: int = 200, tol: float = 1e-4, seed: int = 0, *,
+                 solver: Solver = "auto", peak_normalize: bool = False) -> None:
         if not isinstance(model, torch.nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
         if not isinstance(target_layer, torch.nn.Module) or \
@@ -151,6 +116,8 @@ class DeepFeatureFactorization(ReleaseOnExit):
         self.max_iter = check_positive_int("max_iter", max_iter)
         self.tol = tol
         self.seed = seed
+        self.solver = solver
+        self.peak_normalize = peak_normalize
         self.activations_and_grads = ActivationsAndGradients(model, [target_layer],
                                                              reshape_transform)
 
@@ -181,7 +148,8 @@ class DeepFeatureFactorization(ReleaseOnExit):
         input_tensor = input_tensor.detach().to(device)
         activations = self.activations(input_tensor)
         concepts, explanations = dff(activations, n_components, self.max_iter, self.tol,
-                                     self.seed)
+                                     self.seed, solver=self.solver,
+                                     peak_normalize=self.peak_normalize)
         size = tuple(input_tensor.shape[2:])
         maps = torch.from_numpy(explanations)
         maps = scale_tensor(maps.reshape((-1,) + tuple(maps.shape[2:])), size)

@@ -15,41 +15,57 @@ from pytorch_grad_cam.feature_factorization.deep_feature_factorization import (
 
 
 # ------------------------------------------------------------------ DFF
-def test_dff_keeps_positive_channels_and_shifts_negative_ones():
+def test_dff_shifts_every_channel_by_its_minimum():
     concept = np.array([1.0, 2.0, 0.5], dtype=np.float32)
     heat = np.linspace(0.5, 1.0, 16, dtype=np.float32).reshape(1, 4, 4)
     activations = concept[None, :, None, None] * heat[:, None]  # positive everywhere
-    found, explanations = dff(activations, n_components=1, max_iter=100)
-    np.testing.assert_allclose(found[:, 0], concept, rtol=1e-3)
-    np.testing.assert_allclose(explanations[0, 0], heat[0], rtol=1e-3)  # not shifted to 0
-    # channels with negative values are shifted by their minimum (-0.25 c):
-    # c (h - 0.5) is factorised and the shift is added back to the embedding
-    shifted = activations - 0.75 * concept[None, :, None, None]
-    found, explanations = dff(shifted, n_components=1, max_iter=100)
-    np.testing.assert_allclose(explanations[0, 0], (heat[0] - 0.5) / 0.5, atol=1e-3)
-    np.testing.assert_allclose(found[:, 0], 0.5 * concept - 0.25 * concept, rtol=1e-3)
+    # as grad-cam 1.5.7: every channel, also a positive one, is shifted by its
+    # minimum (0.5 c here, -0.25 c below): c (h - 0.5) is factorised and the shift
+    # is added back to the embedding
+    for shift in (0.0, 0.75):
+        shifted = activations - shift * concept[None, :, None, None]
+        found, explanations = dff(shifted, n_components=1, max_iter=100, peak_normalize=True)
+        np.testing.assert_allclose(explanations[0, 0], (heat[0] - 0.5) / 0.5, atol=1e-3)
+        np.testing.assert_allclose(found[:, 0], (1 - shift) * concept, rtol=1e-3)
+        # without peak_normalize the product is the same, the scale is the solver's
+        raw_concepts, raw_maps = dff(shifted, n_components=1, max_iter=100)
+        offset = (0.5 - shift) * concept
+        np.testing.assert_allclose((raw_concepts[:, 0] - offset)[:, None, None] * raw_maps[0, 0],
+                                   shifted[0] - offset[:, None, None], atol=1e-4)
+        assert abs(float(raw_maps.max()) - 1) > 0.01
 
 
-def test_nmf_error_never_increases_and_fits_an_exact_factorization():
+@pytest.mark.parametrize("solver", ["cd", "mu"])
+def test_nmf_error_never_increases_and_fits_an_exact_factorization(solver):
     g = torch.Generator().manual_seed(0)
     w = torch.rand(12, 3, generator=g)
     h = torch.rand(3, 40, generator=g)
     v = w @ h
-    result = non_negative_matrix_factorization(v, 3, max_iter=200, tol=1e-9, seed=0)
+    result = non_negative_matrix_factorization(v, 3, max_iter=200, tol=1e-9, seed=0,
+                                               solver=solver)
     errors = result.errors
     assert len(errors) == 200
     assert bool((errors[1:] <= errors[:-1] * (1 + 1e-6) + 1e-7).all())
     assert float(errors[-1]) < 0.05 * float(errors[0])
     assert float(torch.linalg.norm(v - result.W @ result.H) / torch.linalg.norm(v)) < 0.02
     assert bool((result.W >= 0).all() and (result.H >= 0).all())
-    first, again = (non_negative_matrix_factorization(v, 3, max_iter=20, seed=0) for _ in range(2))
+    first, again = (non_negative_matrix_factorization(v, 3, max_iter=20, seed=0, solver=solver)
+                    for _ in range(2))
     assert torch.equal(again.W, first.W) and torch.equal(again.H, first.H)
-    other = non_negative_matrix_factorization(v, 3, max_iter=20, seed=1)
+    other = non_negative_matrix_factorization(v, 3, max_iter=20, seed=1, solver=solver)
     assert not torch.equal(other.W, first.W)
-    # stops early once 10 iterations gain less than tol of the first error
-    assert len(non_negative_matrix_factorization(v, 3, max_iter=200, tol=0.5).errors) == 20
     with pytest.raises(ValueError, match="negative"):
-        non_negative_matrix_factorization(-v, 2)
+        non_negative_matrix_factorization(-v, 2, solver=solver)
+
+
+def test_nmf_stops_on_tol():
+    g = torch.Generator().manual_seed(0)
+    v = torch.rand(12, 3, generator=g) @ torch.rand(3, 40, generator=g)
+    # "mu": once 10 iterations gain less than tol of the first error
+    assert len(non_negative_matrix_factorization(v, 3, tol=0.5, solver="mu").errors) == 20
+    # "cd": once an iteration's projected gradient is at most tol of the first's
+    stopped = non_negative_matrix_factorization(v, 3, tol=0.5, solver="cd")
+    assert len(stopped.errors) < 10
 
 
 def _two_concepts():
@@ -67,7 +83,8 @@ def _two_concepts():
 
 def test_dff_recovers_the_concepts_and_their_heat_maps():
     activations, concepts, heats = _two_concepts()
-    found, explanations = dff(activations, n_components=2, max_iter=100, tol=1e-10)
+    found, explanations = dff(activations, n_components=2, max_iter=100, tol=1e-10,
+                              peak_normalize=True)
     assert found.shape == (5, 2) and explanations.shape == (2, 2, 6, 6)
     # match each true concept to the closest component
     order = [int(np.argmax([np.dot(found[:, j], c) / np.linalg.norm(found[:, j]) / np.linalg.norm(c)

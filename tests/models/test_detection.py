@@ -477,10 +477,14 @@ def test_parity_with_grad_cam_1_5_7(detector, reference):
     cam_ablation_mode = (cam.ablation_mode, cam.fallback_reason)
     np.testing.assert_allclose(ablation, reference["ablationcam"].astype(np.float32), atol=5e-4)
     np.testing.assert_allclose(weights[0].numpy(), reference["ablationcam_weights_0"], atol=1e-4)
-    assert ((weights[0] != 0).sum(dim=1) >= 9).all()  # 6 + 6 channels ablated per image
+    # 6 + 6 channels ablated per image; those whose ablation moves the score are
+    # 1.5.7's (its other weights are rounding noise, < 1e-6; ours are exactly 0
+    # there: the backbone's recorded output stands in, as in 1.5.7)
+    effective = torch.from_numpy(np.abs(reference["ablationcam_weights_0"]) > 1e-6)
+    assert torch.equal(weights[0].abs() > 1e-6, effective) and (effective.sum(dim=1) >= 5).all()
     # the heads take as many images as the input has: the ablated copies
-    # cannot enter after the backbone of one image; the backbone runs once
-    # per chunk, the heads on every copy
+    # cannot enter after the backbone of one image; the backbone does not run
+    # on the copies (its recorded output stands in), the heads run on every copy
     assert cam_ablation_mode[0] == "layer" and cam_ablation_mode[1] is not None
     after = model_state(model)
     assert after[:2] == before[:2] and all(g is None for g in after[2]) and no_hooks(model)
