@@ -189,8 +189,6 @@ def linear_imputation(image: torch.Tensor, known: torch.Tensor,
     return torch.where(known, image, solution)
 
 
-
-
 def _direct_imputation(image: torch.Tensor, known: torch.Tensor,
                        kernel: torch.Tensor) -> torch.Tensor:
     """linear_imputation by SciPy's sparse LU, one image at a time."""

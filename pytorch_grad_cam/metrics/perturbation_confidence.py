@@ -198,6 +198,13 @@ def otsu_threshold(cams: torch.Tensor) -> torch.Tensor:
     return between.argmax(dim=1)
 
 
+def _above_otsu(cams: torch.Tensor) -> torch.Tensor:
+    """The pixels of each map whose ``uint8(255 * map)`` is above the map's
+    Otsu threshold."""
+    level = otsu_threshold(cams).reshape((-1,) + (1,) * (cams.dim() - 1))
+    return (cams.clamp(0, 1) * 255).to(torch.int64) > level
+
+
 def _percentile_keep(cams: torch.Tensor, percentile: float) -> torch.Tensor:
     """grad-cam 1.5.7's kept pixels: ``map < np.percentile(map, percentile)``
     per map (the threshold computed by numpy, compared in float32)."""
@@ -251,8 +258,7 @@ class RemoveMostRelevantFirst:
         if self.removal == "threshold":
             return self._threshold_keep(cams)
         if self.percentile == "auto":
-            level = otsu_threshold(cams).reshape((-1,) + (1,) * (cams.dim() - 1))
-            above = (cams.clamp(0, 1) * 255).to(torch.int64) > level
+            above = _above_otsu(cams)
             return ~above if self.most_relevant else above
         pixels = cams[0].numel()
         kept = int(round(self.percentile / 100 * pixels))
@@ -265,8 +271,7 @@ class RemoveMostRelevantFirst:
         """1.5.7's rule; LeRF is MoRF of ``1 - map`` (computed in float32)."""
         values = cams.float() if self.most_relevant else 1 - cams.float()
         if self.percentile == "auto":
-            level = otsu_threshold(values).reshape((-1,) + (1,) * (cams.dim() - 1))
-            return (values.clamp(0, 1) * 255).to(torch.int64) > level
+            return _above_otsu(values)
         return _percentile_keep(values, self.percentile).reshape(cams.shape)
 
     def __call__(self, input_tensor: torch.Tensor, mask: Maps) -> torch.Tensor:
