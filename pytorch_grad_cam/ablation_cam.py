@@ -16,6 +16,7 @@ from pytorch_grad_cam.base_cam import BaseCAM
 from pytorch_grad_cam.call_context import PerThread, current_call
 from pytorch_grad_cam.model_state import all_modules
 from pytorch_grad_cam.registry import register_method
+from pytorch_grad_cam.scoring import repeat_rows
 
 
 class _PrefixMismatch(Exception):
@@ -245,13 +246,16 @@ class AblationCAM(BaseCAM):
             device = activations.device
             budget = self.chunk_memory or (2 ** 29 if device.type == "cuda" else 2 ** 27)
             state["step"] = max(self.batch_size, budget // max(1, per_copy))
+        # the rows of an image explained for K targets share its input and
+        # activations: its ablated copies run once, scored for all K targets
+        group = call.group
         with torch.inference_mode():
-            for image in range(batch):
+            for image in range(0, batch, group):
                 ablate = active[image].nonzero().flatten()
                 if len(ablate):
-                    scores[image, ablate.to(scores.device)] = self._ablated_scores(
+                    scores[image:image + group, ablate.to(scores.device)] = self._ablated_scores(
                         input_tensor[image:image + 1], image, index, parts, ablate,
-                        targets[image], value, state).to(scores.device)
+                        targets[image:image + group], value, state).T.to(scores.device)
         # what the call did, for the calling thread to read
         self.ablation_mode = state["mode"]
         self.used_prefix_once = state["mode"] == "prefix"
@@ -261,8 +265,10 @@ class AblationCAM(BaseCAM):
         return (original[:, None] - scores) / denominator[:, None]
 
     def _ablated_scores(self, image: torch.Tensor, image_index: int, index: int,
-                        parts: list[_Part], ablate: torch.Tensor, target: Callable, value: float,
-                        state: dict[str, Any]) -> torch.Tensor:
+                        parts: list[_Part], ablate: torch.Tensor, targets: list[Callable],
+                        value: float, state: dict[str, Any]) -> torch.Tensor:
+        """copies x targets: the scores of the image (row ``image_index``)
+        with each channel of ``ablate`` ablated, for each of its targets."""
         results, done = [], 0
         while state["mode"] != "full" and not state["checked"]:
             # the first chunk of the call decides, with one unablated copy;
@@ -271,13 +277,14 @@ class AblationCAM(BaseCAM):
             chunk = ablate[:min(state["step"], self.batch_size) - 1]
             reason = None
             try:
-                scores = self._run(image, image_index, index, parts, chunk, target, value,
+                scores = self._run(image, image_index, index, parts, chunk, targets, value,
                                    state["mode"], state, control=True)
             except Exception as error:  # the full forwards below raise real errors again
                 reason = f"{type(error).__name__}: {error}"
             else:
-                expected = float(state["original"][image_index])
-                if abs(float(scores[-1]) - expected) <= 1e-3 * max(1.0, abs(expected)):
+                expected = state["original"][image_index:image_index + len(targets)]
+                tolerance = 1e-3 * expected.abs().clamp_min(1.0)
+                if bool(((scores[-1] - expected).abs() <= tolerance).all()):
                     state["checked"] = True
                     results.append(scores[:-1])
                     done = len(chunk)
@@ -289,15 +296,15 @@ class AblationCAM(BaseCAM):
                 state.update(mode=_NEXT_MODE[state["mode"]], step=self.batch_size, buffers={})
         for start, stop in self.chunks(len(ablate) - done, "AblationCAM", size=state["step"]):
             chunk = ablate[done + start:done + stop]
-            results.append(self._run(image, image_index, index, parts, chunk, target, value,
+            results.append(self._run(image, image_index, index, parts, chunk, targets, value,
                                      state["mode"], state))
         return torch.cat(results)
 
     def _run(self, image: torch.Tensor, image_index: int, index: int, parts: list[_Part],
-             chunk: torch.Tensor, target: Callable, value: float, mode: str,
+             chunk: torch.Tensor, targets: list[Callable], value: float, mode: str,
              state: dict[str, Any], control: bool = False) -> torch.Tensor:
-        """Scores of the image with each channel of ``chunk`` ablated (plus,
-        with ``control``, a last unablated copy). In the modes "prefix" and
+        """Scores (copies x targets) of the image with each channel of
+        ``chunk`` ablated (plus, with ``control``, a last unablated copy). In the modes "prefix" and
         "layer" the target layer does not run: its output recorded for the
         image stands in (as grad-cam 1.5.7, which replaces the layer by
         one that returns it)."""
@@ -343,4 +350,6 @@ class AblationCAM(BaseCAM):
             outputs = self.select_output(self.model(x))
         if len(outputs) != count:
             raise _PrefixMismatch(f"{len(outputs)} outputs for {count} copies")
-        return self.target_scores([target] * count, outputs).float()
+        group = len(targets)
+        return self.target_scores(targets * count, repeat_rows(outputs, group)).float().reshape(
+            count, group)

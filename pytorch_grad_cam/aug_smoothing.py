@@ -36,8 +36,13 @@ def augmentation_smoothing(forward: Callable[[torch.Tensor, Any], tuple[torch.Te
         augmented = torch.cat([t.augment_image(input_tensor) for t in chosen], dim=0)
         cams, chunk_outputs = forward(augmented, augmented_targets(targets, len(chosen)))
         outputs.append(chunk_outputs)
+        # maps B x H x W, or B x K x H x W for K targets per image: the
+        # de-augmentation takes the K maps of an image as its channels
+        per_target = cams.dim() > input_tensor.dim() - 1
         for k, transform in enumerate(chosen):
-            cam = transform.deaugment_mask(cams[k * batch:(k + 1) * batch, None])[:, 0]
+            part = cams[k * batch:(k + 1) * batch]
+            cam = (transform.deaugment_mask(part) if per_target
+                   else transform.deaugment_mask(part[:, None])[:, 0])
             result = cam if result is None else result + cam
     assert result is not None  # at least one transform
     if all(isinstance(o, torch.Tensor) for o in outputs):

@@ -57,6 +57,7 @@ import ttach as tta
 from pytorch_grad_cam.activations_and_gradients import (
     ActivationsAndGradients,
     detach_output,
+    map_output,
     output_leaves,
     regroup,
 )
@@ -92,8 +93,10 @@ from pytorch_grad_cam.scoring import (
     given,
     model_device,
     prepare_input,
+    repeat_rows,
     resolve_targets,
     select_output,
+    target_columns,
     target_scores,
 )
 from pytorch_grad_cam.target_layers import (
@@ -207,11 +210,20 @@ class BaseCAM(ReleaseOnExit, PerturbationPasses, DifferentiableMaps):
         self._warned_empty = False
 
     # ------------------------------------------------------------------ API
-    def __call__(self, input_tensor: torch.Tensor, targets: Sequence[Callable] | None = None,
+    def __call__(self, input_tensor: torch.Tensor, targets: Sequence[Any] | None = None,
                  aug_smooth: bool = False, eigen_smooth: bool = False,
                  target_category: Any = LEGACY, **options: Any) -> np.ndarray:
         """One map per image: float32 numpy array B x H x W (B x D x H x W
         for volumes) with values in [0, 1].
+
+        ``targets``: one target per image, None (each image's top class),
+        or one list of K targets per image (the same K for every image;
+        ``utils.target_sets`` builds the top-k classes, the labels of a
+        multi-label model or a detector's boxes): the maps then come back
+        as B x K x H x W, map ``[i, k]`` equal to that of a call with the
+        single target ``targets[i][k]``. The forward pass (and every
+        perturbation pass) runs once for all K targets; only the scoring
+        and the gradients are per target.
 
         ``options``: the method's per-call options (``call_options``), for
         example FinerCAM's ``alpha``."""
@@ -308,43 +320,71 @@ class BaseCAM(ReleaseOnExit, PerturbationPasses, DifferentiableMaps):
             with open_call(CallContext()):
                 return self.forward(input_tensor, targets, eigen_smooth)
         batch = input_tensor.shape[0]
+        columns = target_columns(targets)  # K columns: the k-th target of every image
+        group = len(columns)
         try:
             input_tensor, raw = self.record(input_tensor)
             outputs = self.select_output(raw)
-            targets = self.resolve_targets(targets, outputs, batch)
+            resolved = [self.resolve_targets(column, outputs, batch) for column in columns]
             activations = self.recorded_activations()
             self._check_layer_shapes(activations, input_tensor)
             keep_graph = context.differentiable
             if self.uses_gradients:
-                with torch.inference_mode(False), torch.enable_grad():
-                    scores = self.target_scores(targets, outputs)
-                    wrt = [leaf for activation in activations
-                           for leaf in output_leaves(activation)]
-                    if self.compute_input_gradient:
-                        wrt.append(input_tensor)
-                    computed = self.compute_gradients(scores, wrt)
-                    if not keep_graph:
-                        computed = [g.detach() for g in computed]
+                computed = self._column_gradients(resolved, outputs, activations, input_tensor)
                 if self.compute_input_gradient:
                     context.input_gradient = computed.pop()
                 grads: list[Any] = regroup(computed, activations)
             else:
                 grads = [None] * len(activations)
-                if targets:  # checked once here, before any perturbation pass
-                    self.target_scores(targets, outputs)
+                for column in resolved:  # checked here, before any perturbation pass
+                    if column:
+                        self.target_scores(column, outputs)
             self.outputs = outputs = detach_output(outputs)
             if not keep_graph:
                 activations = [detach_output(a) for a in activations]
                 input_tensor = input_tensor.detach()
+            targets = [column[i] for i in range(batch) for column in resolved if column]
+            if group > 1:  # from here on, row i * K + k is image i with its k-th target
+                rows = torch.arange(batch, device=input_tensor.device).repeat_interleave(group)
+                input_tensor, outputs = input_tensor[rows], repeat_rows(outputs, group)
+                activations = [map_output(lambda t: t[rows.to(t.device)], a)
+                               for a in activations]
+            context.group = group
             context.input_tensor, context.targets = input_tensor.detach(), targets
             context.outputs, context.activations = outputs, activations
             cam_per_layer = self.compute_cam_per_layer(input_tensor, targets,
                                                        activations, grads, eigen_smooth)
-            return self.aggregate_multi_layers(cam_per_layer)
+            cam = self.aggregate_multi_layers(cam_per_layer)
+            return cam if group == 1 else cam.reshape((batch, group) + tuple(cam.shape[1:]))
         finally:
             context.input_gradient = None
             context.activations = []
             context.recording = None
+            context.retain_graph = False
+
+    def _column_gradients(self, columns: list[list[Callable]], outputs: Any,
+                          activations: list[Any], input_tensor: torch.Tensor) -> list[Any]:
+        """Step 4 for K columns of targets: the gradients of each column's
+        scores with respect to the recorded outputs' tensors (and the
+        input with ``compute_input_gradient``), from the one graph of the
+        recording pass, kept for all but the last column. With K > 1 each
+        gradient has K rows per image: row ``i * K + k`` is image i's for
+        its k-th target."""
+        context = current_call()
+        wrt = [leaf for activation in activations for leaf in output_leaves(activation)]
+        if self.compute_input_gradient:
+            wrt.append(input_tensor)
+        per_column: list[list[Any]] = []
+        with torch.inference_mode(False), torch.enable_grad():
+            for index, column in enumerate(columns):
+                context.retain_graph = index < len(columns) - 1
+                computed = self.compute_gradients(self.target_scores(column, outputs), wrt)
+                if not context.differentiable:
+                    computed = [g.detach() for g in computed]
+                per_column.append(computed)
+        if len(per_column) == 1:
+            return per_column[0]
+        return [torch.stack(parts, dim=1).flatten(0, 1) for parts in zip(*per_column)]
 
     def _check_layer_shapes(self, activations: Sequence[Any],
                             input_tensor: torch.Tensor) -> None:
@@ -381,8 +421,9 @@ class BaseCAM(ReleaseOnExit, PerturbationPasses, DifferentiableMaps):
             return [torch.zeros_like(x) for x in inputs]
         context = running_call()
         create_graph = context is not None and context.differentiable
+        retain = create_graph or (context is not None and context.retain_graph)
         grads = torch.autograd.grad(scores.sum(), inputs, allow_unused=True,
-                                    create_graph=create_graph)
+                                    create_graph=create_graph, retain_graph=retain)
         return [torch.zeros_like(x) if g is None else g for x, g in zip(inputs, grads)]
 
     def _to_bchw(self, tensor: Any, index: int, what: str, batch: int,
@@ -437,11 +478,17 @@ class BaseCAM(ReleaseOnExit, PerturbationPasses, DifferentiableMaps):
         images, why, and which layer of this model to try instead."""
         if self._warned_empty:
             return
-        empty = np.flatnonzero(cam.reshape(len(cam), -1).max(axis=1) <= 0).tolist()
+        context = running_call()
+        rows = len(cam) * (context.group if context is not None else 1)  # (image, target) pairs
+        empty = np.flatnonzero(cam.reshape(rows, -1).max(axis=1) <= 0).tolist()
         if empty:
             self._warned_empty = True
-            warn_at_caller(self.empty_map_message(empty) + " (shown once per CAM object).",
-                           RuntimeWarning)
+            message = self.empty_map_message(empty)
+            if rows > len(cam):
+                group = rows // len(cam)
+                message += (f" (with {group} targets per image, map r is image r // {group}'s "
+                            f"target r % {group})")
+            warn_at_caller(message + " (shown once per CAM object).", RuntimeWarning)
 
     def empty_map_message(self, images: list[int]) -> str:
         """Why the maps of ``images`` may be all zeros and what to try

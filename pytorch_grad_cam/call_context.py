@@ -110,6 +110,16 @@ class CallContext:
         differentiable: the call keeps the autograd graph
             (``differentiable_maps``): nothing is detached and the
             gradients are taken with ``create_graph=True``.
+        group: K, the targets of every image of the pass (1 unless the
+            call gives each image a list of targets). From the weights
+            step on, the rows of ``input_tensor``, ``targets``,
+            ``outputs`` and ``activations`` are the pairs (image, target):
+            row ``i * group + k`` is image i with its k-th target, so the
+            ``group`` rows of an image share its input and activations; a
+            method with perturbation passes runs them once per image and
+            scores them for the image's ``group`` targets.
+        retain_graph: the gradients step keeps the autograd graph for
+            the next target's gradients (every target but the last).
     """
 
     options: dict[str, Any] = field(default_factory=dict)
@@ -122,6 +132,8 @@ class CallContext:
     layer_index: int = 0
     state: dict[str, Any] = field(default_factory=dict)
     differentiable: bool = False
+    group: int = 1
+    retain_graph: bool = False
 
 
 _CURRENT_CALL: ContextVar[CallContext | None] = ContextVar("pytorch_grad_cam_call",

@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from pytorch_grad_cam.base_cam import BaseCAM
+from pytorch_grad_cam.call_context import current_call
 from pytorch_grad_cam.registry import register_method
 
 _MODES = {1: "linear", 2: "bilinear", 3: "trilinear"}
@@ -71,6 +72,10 @@ class ScoreCAM(BaseCAM):
     def get_cam_weights(self, input_tensor: torch.Tensor, target_layer: torch.nn.Module,
                         targets: list[Callable], activations: torch.Tensor,
                         grads: torch.Tensor | None) -> torch.Tensor:
+        # the rows of an image explained for K targets share its input and
+        # activations: the masked passes run once per image, scored for all K
+        group = current_call().group
+        activations, input_tensor = activations[::group], input_tensor[::group]
         batch, channels = activations.shape[:2]
         size = tuple(input_tensor.shape[2:])
         device = activations.device
@@ -103,12 +108,13 @@ class ScoreCAM(BaseCAM):
             return self.perturb(input_tensor[b], masks, sample, context).to(input_tensor.dtype)
 
         scores = self.perturbed_scores(len(owners), make_inputs, owners, targets,
-                                       self.progress_label)
+                                       self.progress_label, group)  # pass x target
         if samples > 1:
-            scores = scores.reshape(-1, samples).mean(dim=1)
-        table = torch.zeros(batch, channels, dtype=torch.float32, device=device)
+            scores = scores.reshape(-1, samples, group).mean(dim=1)
+        table = torch.zeros(batch, channels, group, dtype=torch.float32, device=device)
         table[item_image, item_channel] = scores[:len(item_image)]
-        zero_mask_score = torch.zeros(batch, dtype=torch.float32, device=device)
+        zero_mask_score = torch.zeros(batch, group, dtype=torch.float32, device=device)
         zero_mask_score[constant_images] = scores[len(item_image):]
-        table = torch.where(varying, table, zero_mask_score[:, None])
-        return torch.softmax(table, dim=1)
+        table = torch.where(varying[:, :, None], table, zero_mask_score[:, None])
+        # image x channel x target -> rows (image, target) x channel
+        return torch.softmax(table.transpose(1, 2).flatten(0, 1), dim=1)

@@ -23,7 +23,8 @@ __all__ = [
     "DeviceBatchSize", "PerturbationPasses", "default_batch_size", "batch_size_or_default",
     "describe", "given", "check_positive_int", "check_seed",
     "check_non_negative", "check_model", "check_input_tensor", "prepare_input", "check_targets",
-    "resolve_targets", "check_targets_against_outputs", "select_output", "target_scores",
+    "is_target_table", "check_target_table", "target_columns", "repeat_rows", "resolve_targets",
+    "check_targets_against_outputs", "select_output", "target_scores",
     "score_ignores_input", "chunks", "chunked_scores", "model_device", "model_float_dtype",
 ]
 
@@ -216,6 +217,66 @@ def check_targets(targets: Any, batch: int) -> list[Callable] | None:
     return list(targets)
 
 
+def is_target_table(targets: Any) -> bool:
+    """Whether ``targets`` gives each image a list of targets (the many
+    targets form): a list or tuple with at least one list or tuple in it."""
+    return (isinstance(targets, (list, tuple))
+            and any(isinstance(row, (list, tuple)) for row in targets))
+
+
+def check_target_table(targets: Any, batch: int) -> list[list[Callable]]:
+    """``targets`` as ``batch`` lists of the same number K >= 1 of
+    callables (the k-th target of every image is explained in map k);
+    ValueError / TypeError naming the entry otherwise."""
+    if not isinstance(targets, (list, tuple)):
+        raise TypeError(f"targets must be a list with one list of targets per image, "
+                        f"got {given(targets)}")
+    if len(targets) != batch:
+        raise ValueError(f"targets has {len(targets)} entries but the batch has {batch} "
+                         "images; give one list of targets per image")
+    rows: list[list[Callable]] = []
+    for index, row in enumerate(targets):
+        if not isinstance(row, (list, tuple)):
+            raise TypeError(f"targets[{index}] is {describe(row)}, but other entries of targets "
+                            "are lists: give every image a list of targets (the same number K "
+                            "for each image), or every image one target")
+        if len(row) == 0:
+            raise ValueError(f"targets[{index}] is an empty list; give every image at least one "
+                             "target")
+        if rows and len(row) != len(rows[0]):
+            raise ValueError(f"targets[{index}] has {len(row)} targets but targets[0] has "
+                             f"{len(rows[0])}; every image needs the same number of targets K "
+                             "(the maps come back as B x K x H x W). Explain images with other "
+                             "numbers of targets in separate calls")
+        for position, target in enumerate(row):
+            if not callable(target):
+                raise TypeError(f"targets[{index}][{position}] must be callable (for example "
+                                f"ClassifierOutputTarget(281)), got {describe(target)}")
+        rows.append(list(row))
+    return rows
+
+
+def target_columns(targets: Any) -> list[Any]:
+    """The targets of a pass as K columns, column k holding the k-th
+    target of every image: a table (one list of K targets per image) gives
+    K columns; a flat list of one target per image, and None (each image's
+    top class), give one column."""
+    if targets is not None and is_target_table(targets):
+        return [list(column) for column in zip(*targets)]
+    return [targets]
+
+
+def repeat_rows(outputs: Any, times: int) -> Any:
+    """Every image's entry of a batch's outputs (a tensor, or a list with
+    one entry per image) ``times`` times in a row: row ``i * times + k`` is
+    image i."""
+    if times == 1:
+        return outputs
+    if isinstance(outputs, torch.Tensor):
+        return outputs.repeat_interleave(times, dim=0)
+    return [entry for entry in outputs for _ in range(times)]
+
+
 def check_targets_against_outputs(targets: Sequence[Callable], outputs: Any) -> None:
     """Let every target that can check a model output (``check_output``,
     for example a class index against the number of classes) check its
@@ -351,7 +412,7 @@ def chunked_scores(model: torch.nn.Module, count: int,
                    owners: torch.Tensor | None, targets: Sequence[Callable] | None,
                    batch_size: int, output_selector: Callable | None = None,
                    progress: bool = False, desc: str = "",
-                   ranges: Iterable[tuple[int, int]] | None = None
+                   ranges: Iterable[tuple[int, int]] | None = None, group: int = 1
                    ) -> tuple[torch.Tensor, list[Callable]]:
     """Target scores of ``count`` model inputs, a float32 tensor, and the
     target that scored each input.
@@ -364,7 +425,15 @@ def chunked_scores(model: torch.nn.Module, count: int,
     top class. Runs under
     ``torch.inference_mode``, with a progress bar. ``ranges``: the (start,
     stop) chunks to run, if not ``chunks(count, batch_size, desc,
-    progress)``."""
+    progress)``.
+
+    ``group`` > 1 scores every input by ``group`` targets at once (an
+    image explained for several targets: one pass for all of them): input
+    i is scored by ``targets[owners[i] * group + j]`` for j in ``0 ..
+    group - 1``, and the scores come back as ``count * group`` values,
+    input i's j-th at ``i * group + j``."""
+    if group > 1 and owners is None:
+        raise ValueError("chunked_scores: group > 1 needs owners")
     scores: torch.Tensor | None = None
     used: list[Callable] = []
     owner_list = owners.tolist() if owners is not None else None  # one host sync per call
@@ -372,7 +441,12 @@ def chunked_scores(model: torch.nn.Module, count: int,
         for start, stop in (ranges if ranges is not None
                             else chunks(count, batch_size, desc, progress)):
             outputs = select_output(model(make_inputs(start, stop)), output_selector)
-            if owner_list is None:
+            if group > 1:
+                assert targets is not None and owner_list is not None
+                rows = [targets[owner * group + j] for owner in owner_list[start:stop]
+                        for j in range(group)]
+                outputs = repeat_rows(outputs, group)
+            elif owner_list is None:
                 rows = resolve_targets(None if targets is None else targets[start:stop],
                                        outputs)
             else:
@@ -380,8 +454,9 @@ def chunked_scores(model: torch.nn.Module, count: int,
                 rows = [targets[i] for i in owner_list[start:stop]]
             chunk_scores = target_scores(rows, outputs).float()
             if scores is None:
-                scores = torch.empty(count, dtype=torch.float32, device=chunk_scores.device)
-            scores[start:stop] = chunk_scores
+                scores = torch.empty(count * group, dtype=torch.float32,
+                                     device=chunk_scores.device)
+            scores[start * group:stop * group] = chunk_scores
             used.extend(rows)
     if scores is None:
         device = owners.device if owners is not None else torch.device("cpu")
@@ -405,11 +480,13 @@ class PerturbationPasses(DeviceBatchSize):
 
     def perturbed_scores(self, count: int, make_inputs: Callable[[int, int], torch.Tensor],
                          owners: torch.Tensor, targets: Sequence[Callable],
-                         desc: str) -> torch.Tensor:
+                         desc: str, group: int = 1) -> torch.Tensor:
         """Target scores of ``count`` perturbed inputs, a float32 tensor
-        (``chunked_scores`` with this object's model, batch size, output
-        selector and progress bar)."""
+        ``count`` x ``group`` (``chunked_scores`` with this object's model,
+        batch size, output selector and progress bar; with ``group`` > 1
+        each owner has ``group`` targets, and each input is scored by all
+        of them from its one pass)."""
         scores, _ = chunked_scores(self.model, count, make_inputs, owners, targets,
                                    self.batch_size, self.output_selector,
-                                   ranges=self.chunks(count, desc))
-        return scores
+                                   ranges=self.chunks(count, desc), group=group)
+        return scores.reshape(count, group)

@@ -27,13 +27,16 @@ from pytorch_grad_cam.registry import get_method
 from pytorch_grad_cam.scoring import (
     DeviceBatchSize,
     check_positive_int,
+    check_target_table,
     check_targets,
     chunked_scores,
     chunks,
     given,
+    is_target_table,
     prepare_input,
     resolve_targets,
     select_output,
+    target_columns,
 )
 from pytorch_grad_cam.utils.image import bilinear_matrix, scale_cam_image
 
@@ -186,7 +189,9 @@ class SESS(ReleaseOnExit, DeviceBatchSize):
     def __call__(self, input_tensor: torch.Tensor, targets: Sequence[Callable] | None = None,
                  aug_smooth: bool = False, eigen_smooth: bool = False,
                  **options: Any) -> np.ndarray:
-        """One map per image: float32 numpy array B x H x W in [0, 1]."""
+        """One map per image: float32 numpy array B x H x W in [0, 1]; with
+        one list of K targets per image, B x K x H x W (the patches' scoring
+        passes and the base method's passes run once for all K targets)."""
         base = self.base_cam
         unknown = sorted(set(options) - set(base.call_options))
         if unknown:
@@ -197,7 +202,9 @@ class SESS(ReleaseOnExit, DeviceBatchSize):
         _check_bool("aug_smooth", aug_smooth)
         _check_bool("eigen_smooth", eigen_smooth)
         input_tensor = prepare_input(input_tensor, self.model, volumes=False)
-        checked_targets = check_targets(targets, input_tensor.shape[0])
+        checked_targets = (check_target_table(targets, input_tensor.shape[0])
+                           if is_target_table(targets)
+                           else check_targets(targets, input_tensor.shape[0]))
         layout = self._layout(*input_tensor.shape[2:])
         with model_state_guard(self.model), torch.inference_mode(False):
             cam = self._forward(input_tensor, checked_targets, layout, checked_options,
@@ -228,7 +235,7 @@ class SESS(ReleaseOnExit, DeviceBatchSize):
             levels.append((scaled_height, scaled_width, starts))
         return _Layout(height, width, window, levels)
 
-    def _forward(self, input_tensor: torch.Tensor, targets: list[Callable] | None,
+    def _forward(self, input_tensor: torch.Tensor, targets: Any,
                  layout: _Layout, options: dict[str, Any], aug_smooth: bool,
                  eigen_smooth: bool) -> torch.Tensor:
         base = self.base_cam
@@ -240,9 +247,12 @@ class SESS(ReleaseOnExit, DeviceBatchSize):
             raise ValueError("use_softmax_scores=True takes the softmax over the classes of a "
                              "model output B x classes (x ...); this model's output is "
                              f"{given(outputs)}: pass use_softmax_scores=False")
-        chosen = resolve_targets(targets, outputs, batch)
+        nested = targets is not None and is_target_table(targets)
+        columns = [resolve_targets(column, outputs, batch) for column in target_columns(targets)]
+        group = len(columns)  # K targets per image; row i * K + k: image i, target k
+        chosen = [column[i] for i in range(batch) for column in columns]
         patches = _Patches(input_tensor, layout)
-        scores = self._patch_scores(patches, chosen)
+        scores = self._patch_scores(patches, chosen, group)  # B x patches x K
 
         # step 4: pre-filtering, and the channel-wise weights of step 5
         keep = torch.ones_like(scores, dtype=torch.bool)
@@ -252,17 +262,22 @@ class SESS(ReleaseOnExit, DeviceBatchSize):
             keep.scatter_(1, lowest, False)
         best = scores.amax(dim=1, keepdim=True)
         weights = torch.where(best > 0, scores / best.clamp(min=torch.finfo(scores.dtype).tiny),
-                              torch.ones_like(scores)).flatten()
-        kept = keep.flatten().nonzero()[:, 0].tolist()  # one host sync per call
+                              torch.ones_like(scores)).flatten(0, 1)
+        keep = keep.flatten(0, 1)  # patch x target
+        # a patch runs once if any target keeps it; a target that drops it weighs it 0
+        kept = keep.any(dim=1).nonzero()[:, 0].tolist()  # one host sync per call
 
         # steps 5-7: the patch maps, pasted and fused as they come
         height, width = layout.height, layout.width
         device = input_tensor.device
-        total = torch.zeros(batch, height, width, device=device)
+        total = torch.zeros(batch, group, height, width, device=device)
         counts = torch.zeros_like(total)
         for start, stop in chunks(len(kept), self.batch_size, "SESS maps", self.progress):
             ids = kept[start:stop]
-            chunk_targets = [chosen[i // patches.per_image] for i in ids]
+            owners = [i // patches.per_image for i in ids]
+            chunk_targets: list[Any] = ([[chosen[o * group + k] for k in range(group)]
+                                         for o in owners] if nested else
+                                        [chosen[o] for o in owners])
             with open_call(CallContext(options=options)):
                 crops = patches.crop(ids)
                 if aug_smooth:
@@ -271,13 +286,15 @@ class SESS(ReleaseOnExit, DeviceBatchSize):
                 else:
                     maps = base.forward(crops, chunk_targets, eigen_smooth)
             with torch.no_grad():
+                maps = maps.float().reshape(len(ids), group, *maps.shape[-2:])
                 index = torch.tensor(ids, device=device)
-                pasted = patches.paste(maps.float() * weights[index][:, None, None], ids)
+                patch_keep = keep[index][:, :, None, None]
+                pasted = patches.paste(maps * weights[index][:, :, None, None] * patch_keep, ids)
                 if self.pool == "mean":
-                    above = pasted > self.theta
+                    above = (pasted > self.theta) & patch_keep
                     pasted = torch.where(above, pasted, 0)
                 # the chunk's patches are in image order: one reduction per image
-                for owner, first, last in _runs([i // patches.per_image for i in ids]):
+                for owner, first, last in _runs(owners):
                     if self.pool == "max":
                         total[owner] = torch.maximum(total[owner], pasted[first:last].amax(0))
                     else:
@@ -289,11 +306,14 @@ class SESS(ReleaseOnExit, DeviceBatchSize):
             if self.smooth:  # step 8
                 total = (_blur_matrix(height, device) @ total
                          @ _blur_matrix(width, device).T)
-            return scale_cam_image(total)
+            cam = scale_cam_image(total.flatten(0, 1)).reshape(total.shape)
+            return cam if nested else cam[:, 0]
 
-
-    def _patch_scores(self, patches: _Patches, targets: list[Callable]) -> torch.Tensor:
-        """Step 3: B x K, the score of every patch of every image, >= 0."""
+    def _patch_scores(self, patches: _Patches, targets: list[Callable],
+                      group: int = 1) -> torch.Tensor:
+        """Step 3: B x patches x K, the score of every patch of every image
+        for each of its ``group`` targets (``targets[i * group + k]``), >= 0;
+        each patch goes through the model once for all of them."""
         batch = patches.images.shape[0]
         count = patches.per_image * batch
         owners = torch.arange(batch, device=patches.images.device).repeat_interleave(
@@ -307,8 +327,8 @@ class SESS(ReleaseOnExit, DeviceBatchSize):
         scores, _ = chunked_scores(
             self.model, count, lambda start, stop: patches.crop(range(start, stop)), owners,
             targets, self.batch_size, selector,
-            ranges=chunks(count, self.batch_size, "SESS scores", self.progress))
-        return scores.clamp(min=0).reshape(batch, patches.per_image)
+            ranges=chunks(count, self.batch_size, "SESS scores", self.progress), group=group)
+        return scores.clamp(min=0).reshape(batch, patches.per_image, group)
 
 
 def _runs(values: Sequence[int]) -> list[tuple[int, int, int]]:
@@ -398,7 +418,8 @@ class _Patches:
 
     def paste(self, maps: torch.Tensor, ids: Sequence[int]) -> torch.Tensor:
         """Step 6: every w x w map placed at its window of a zero canvas of
-        its scaled image, resized to H x W (n x H x W). The resize is linear
+        its scaled image, resized to H x W (n x H x W; n x K x H x W for
+        maps n x K x w x w). The resize is linear
         and separable, R_rows @ canvas @ R_columns^T, so only the window's
         columns of the two interpolation matrices are needed."""
         w, layout = self.layout.window, self.layout
@@ -408,7 +429,10 @@ class _Patches:
             height, width, _ = layout.levels[level]
             rows.append(bilinear_matrix(height, layout.height, maps.device, maps.dtype)[:, y:y + w])
             columns.append(bilinear_matrix(width, layout.width, maps.device, maps.dtype)[:, x:x + w])
-        return torch.stack(rows) @ maps @ torch.stack(columns).transpose(1, 2)
+        left, right = torch.stack(rows), torch.stack(columns).transpose(1, 2)
+        if maps.dim() == 4:  # n x K x w x w: the K maps of each patch
+            left, right = left[:, None], right[:, None]
+        return left @ maps @ right
 
 
 @functools.lru_cache(maxsize=16)

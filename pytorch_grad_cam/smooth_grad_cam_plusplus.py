@@ -66,7 +66,12 @@ class SmoothGradCAMPlusPlus(BaseCAM):
                        targets: list[Callable]) -> list[list[Any]]:
         """Per target layer, the means of g, g^2 and g^3 over the noisy
         copies (raw layout of the layer's output, one row per image; a structure
-        of tensors for a layer that returns one)."""
+        of tensors for a layer that returns one). An image explained for K
+        targets (the call's ``group``) has K rows: its noisy copies run once,
+        with one gradient per target from their graph."""
+        context = current_call()
+        group = context.group
+        input_tensor = input_tensor[::group]  # the rows of an image share its input
         batch, n = input_tensor.shape[0], self.num_samples
         device, dtype = input_tensor.device, input_tensor.dtype
         flat = input_tensor.flatten(1)
@@ -87,22 +92,27 @@ class SmoothGradCAMPlusPlus(BaseCAM):
                 noisy = input_tensor[index] + noise * scale
             _, raw = self.record(noisy)
             outputs = self.select_output(raw)
-            with torch.inference_mode(False), torch.enable_grad():
-                scores = self.target_scores([targets[b] for b in images], outputs)
-                layer_grads = self.compute_gradients(scores, self.recorded_activations())
-            current_call().recording = None  # the noisy copies' activations, at once
-            # a layer's gradient may be a structure of tensors (a dict of FPN
-            # levels): its moments are accumulated tensor by tensor
-            leaves = [output_leaves(g) for g in layer_grads]
-            if sums is None:
-                templates = list(layer_grads)
-                sums = [[[torch.zeros((batch,) + tuple(leaf.shape[1:]), dtype=torch.float32,
-                                      device=leaf.device) for leaf in layer] for _ in range(3)]
-                        for layer in leaves]
-            for layer_sums, layer in zip(sums, leaves):
-                for power, totals in enumerate(layer_sums, start=1):
-                    for total, leaf in zip(totals, layer):
-                        total.index_add_(0, index.to(leaf.device), leaf.detach().float().pow(power))
+            for j in range(group):
+                with torch.inference_mode(False), torch.enable_grad():
+                    context.retain_graph = j < group - 1
+                    scores = self.target_scores([targets[b * group + j] for b in images], outputs)
+                    layer_grads = self.compute_gradients(scores, self.recorded_activations())
+                # a layer's gradient may be a structure of tensors (a dict of FPN
+                # levels): its moments are accumulated tensor by tensor
+                leaves = [output_leaves(g) for g in layer_grads]
+                if sums is None:
+                    templates = list(layer_grads)
+                    sums = [[[torch.zeros((batch * group,) + tuple(leaf.shape[1:]),
+                                          dtype=torch.float32, device=leaf.device)
+                              for leaf in layer] for _ in range(3)] for layer in leaves]
+                rows = index * group + j
+                for layer_sums, layer in zip(sums, leaves):
+                    for power, totals in enumerate(layer_sums, start=1):
+                        for total, leaf in zip(totals, layer):
+                            total.index_add_(0, rows.to(leaf.device),
+                                             leaf.detach().float().pow(power))
+            context.recording = None  # the noisy copies' activations, at once
+        context.retain_graph = False
         assert sums is not None  # at least one chunk ran
         return [[rebuild_output(template, [total / n for total in totals]) for totals in layer_sums]
                 for template, layer_sums in zip(templates, sums)]
