@@ -91,6 +91,7 @@ from pytorch_grad_cam.scoring import (
     check_targets_against_outputs,
     describe,
     given,
+    is_target_table,
     model_device,
     prepare_input,
     repeat_rows,
@@ -320,6 +321,7 @@ class BaseCAM(ReleaseOnExit, PerturbationPasses, DifferentiableMaps):
             with open_call(CallContext()):
                 return self.forward(input_tensor, targets, eigen_smooth)
         batch = input_tensor.shape[0]
+        targets_given = targets
         columns = target_columns(targets)  # K columns: the k-th target of every image
         group = len(columns)
         try:
@@ -355,7 +357,9 @@ class BaseCAM(ReleaseOnExit, PerturbationPasses, DifferentiableMaps):
             cam_per_layer = self.compute_cam_per_layer(input_tensor, targets,
                                                        activations, grads, eigen_smooth)
             cam = self.aggregate_multi_layers(cam_per_layer)
-            return cam if group == 1 else cam.reshape((batch, group) + tuple(cam.shape[1:]))
+            if not is_target_table(targets_given):
+                return cam
+            return cam.reshape((batch, group) + tuple(cam.shape[1:]))
         finally:
             context.input_gradient = None
             context.activations = []
