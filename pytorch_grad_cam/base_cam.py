@@ -72,6 +72,7 @@ from pytorch_grad_cam.call_context import (
     working_float,
 )
 from pytorch_grad_cam.differentiable import DifferentiableMaps
+from pytorch_grad_cam.empty_maps import EmptyMapWarning
 from pytorch_grad_cam.legacy import (
     LEGACY,
     check_call_targets,
@@ -103,20 +104,19 @@ from pytorch_grad_cam.scoring import (
 from pytorch_grad_cam.target_layers import (
     check_target_layers,
     choose_target_layers,
-    empty_map_reason,
     layer_output_as_bchw,
     resolve_target_layers,
 )
 from pytorch_grad_cam.utils.image import scale_cam_image
 from pytorch_grad_cam.utils.svd_on_activations import get_2d_projection
-from pytorch_grad_cam.warn import warn_at_caller
+from pytorch_grad_cam.warn import warn_at_caller  # noqa: F401  (in __all__)
 
 __all__ = ["BaseCAM", "CallContext", "current_call", "open_call", "model_state_guard",
            "check_target_layers", "resolve_target_layers", "warn_at_caller", "select_output",
            "check_input_tensor", "check_targets_against_outputs", "model_device"]
 
 
-class BaseCAM(ReleaseOnExit, PerturbationPasses, DifferentiableMaps):
+class BaseCAM(ReleaseOnExit, PerturbationPasses, DifferentiableMaps, EmptyMapWarning):
     """Base class of the class activation map methods.
 
     Args:
@@ -476,32 +476,6 @@ class BaseCAM(ReleaseOnExit, PerturbationPasses, DifferentiableMaps):
         else:
             cam = torch.relu(cam_per_layer).mean(dim=1)
         return scale_cam_image(cam)
-
-    def _warn_if_empty(self, cam: np.ndarray) -> None:
-        """Once per CAM object (the first call with an all-zero map): which
-        images, why, and which layer of this model to try instead."""
-        if self._warned_empty:
-            return
-        context = running_call()
-        rows = len(cam) * (context.group if context is not None else 1)  # (image, target) pairs
-        empty = np.flatnonzero(cam.reshape(rows, -1).max(axis=1) <= 0).tolist()
-        if empty:
-            self._warned_empty = True
-            message = self.empty_map_message(empty)
-            if rows > len(cam):
-                group = rows // len(cam)
-                message += (f" (with {group} targets per image, map r is image r // {group}'s "
-                            f"target r % {group})")
-            warn_at_caller(message + " (shown once per CAM object).", RuntimeWarning)
-
-    def empty_map_message(self, images: list[int]) -> str:
-        """Why the maps of ``images`` may be all zeros and what to try
-        (``target_layers.empty_map_reason``: a score that does not depend on
-        the input, or a layer before the target layers). A method whose maps
-        come from elsewhere than a layer's channels overrides this."""
-        return empty_map_reason(self.model, self.target_layers, images, running_call(),
-                                lambda targets, output:
-                                self.target_scores(targets, self.select_output(output)))
 
     # ------------------------------------------------------ method hooks
     def get_cam_weights(self, input_tensor: torch.Tensor, target_layer: torch.nn.Module,
