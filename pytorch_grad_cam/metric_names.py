@@ -8,7 +8,8 @@ from typing import Any
 
 from pytorch_grad_cam.messages import describe, given
 
-__all__ = ["DATASET_METRICS", "METRICS", "REGION_METRICS", "check_metrics"]
+__all__ = ["BATCH_ONLY_METRICS", "DATASET_METRICS", "METRICS", "REGION_METRICS",
+           "check_metrics"]
 
 #: every metric of ``metrics.evaluate``'s table and whether a higher or a lower
 #: value is better
@@ -20,19 +21,28 @@ METRICS = {
     "ROADCombined": "higher",
     "Deletion": "lower",
     "Insertion": "higher",
+    "FaithfulnessCorrelation": "higher",
     "Complexity": "lower",
+    "Sparseness": "higher",
     "Coherency": "higher",
     "ARCC": "higher",
     "PointingGame": "higher",
     "EnergyPointingGame": "higher",
+    "RelevanceMassAccuracy": "higher",
+    "RelevanceRankAccuracy": "higher",
 }
 #: the metrics that need ground-truth regions (a box or mask per image)
-REGION_METRICS = ("PointingGame", "EnergyPointingGame")
+REGION_METRICS = ("PointingGame", "EnergyPointingGame", "RelevanceMassAccuracy",
+                  "RelevanceRankAccuracy")
+#: the metrics of :data:`METRICS` that ``metrics.evaluate`` computes on a
+#: batch but a dataset run does not
+BATCH_ONLY_METRICS = ("FaithfulnessCorrelation", "Sparseness")
 
 #: the metrics a dataset run can compute (those of :data:`METRICS` that need
-#: no ground-truth regions), with "higher" or "lower" is better
+#: no ground-truth regions, less :data:`BATCH_ONLY_METRICS`), with "higher"
+#: or "lower" is better
 DATASET_METRICS: dict[str, str] = {name: better for name, better in METRICS.items()
-                                   if name not in REGION_METRICS}
+                                   if name not in REGION_METRICS + BATCH_ONLY_METRICS}
 
 
 def check_metrics(metrics: Any) -> list[str]:
@@ -49,8 +59,12 @@ def check_metrics(metrics: Any) -> list[str]:
     chosen = []
     for index, name in enumerate(metrics):
         if name not in DATASET_METRICS:
-            extra = (" (it needs ground-truth regions, which a dataset run does not have)"
-                     if name in METRICS else "")
+            extra = ""
+            if name in REGION_METRICS:
+                extra = " (it needs ground-truth regions, which a dataset run does not have)"
+            elif name in BATCH_ONLY_METRICS:
+                extra = (" (a dataset run does not compute it; metrics.evaluate_cam_methods "
+                         "does, on a batch)")
             raise ValueError(f"metrics[{index}] is {describe(name)}{extra}; choose from "
                              f"{', '.join(DATASET_METRICS)} or 'all'")
         if name not in chosen:

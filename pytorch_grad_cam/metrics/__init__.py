@@ -2,9 +2,11 @@
 
 Faithfulness (the model's score when the input is changed according to
 the map): ``cam_mult_image`` (Average Drop / Increase in Confidence),
-``road`` (ROAD), ``deletion_insertion`` (RISE deletion and insertion);
-map quality: ``arcc`` (Complexity, Coherency, ARCC); localisation:
-``pointing_game``. ``evaluate`` runs them all for several methods.
+``road`` (ROAD), ``deletion_insertion`` (RISE deletion and insertion),
+``faithfulness_correlation``; map quality: ``arcc`` (Complexity,
+Coherency, ARCC), ``sparseness``; localisation: ``pointing_game``,
+``relevance_accuracy`` (relevance mass and rank accuracy). ``evaluate``
+runs them all for several methods.
 """
 from pytorch_grad_cam.metrics.arcc import ARCC, Coherency, Complexity
 from pytorch_grad_cam.metrics.cam_mult_image import (
@@ -14,7 +16,9 @@ from pytorch_grad_cam.metrics.cam_mult_image import (
 )
 from pytorch_grad_cam.metrics.deletion_insertion import DeletionAUC, InsertionAUC
 from pytorch_grad_cam.metrics.evaluate import METRICS, evaluate_cam_methods, format_table
+from pytorch_grad_cam.metrics.faithfulness_correlation import FaithfulnessCorrelation
 from pytorch_grad_cam.metrics.pointing_game import EnergyPointingGame, PointingGame
+from pytorch_grad_cam.metrics.relevance_accuracy import RelevanceMassAccuracy, RelevanceRankAccuracy
 from pytorch_grad_cam.metrics.road import (
     NoisyLinearImputer,
     ROADCombined,
@@ -23,11 +27,13 @@ from pytorch_grad_cam.metrics.road import (
     ROADMostRelevantFirst,
     ROADMostRelevantFirstAverage,
 )
+from pytorch_grad_cam.metrics.sparseness import Sparseness
 
 __all__ = [
     "ARCC", "CamMultImageConfidenceChange", "Coherency", "Complexity", "DeletionAUC",
-    "DropInConfidence", "EnergyPointingGame", "IncreaseInConfidence", "InsertionAUC", "METRICS",
-    "NoisyLinearImputer", "PointingGame", "ROADCombined", "ROADLeastRelevantFirst",
-    "ROADLeastRelevantFirstAverage", "ROADMostRelevantFirst", "ROADMostRelevantFirstAverage",
-    "evaluate_cam_methods", "format_table",
+    "DropInConfidence", "EnergyPointingGame", "FaithfulnessCorrelation", "IncreaseInConfidence",
+    "InsertionAUC", "METRICS", "NoisyLinearImputer", "PointingGame", "ROADCombined",
+    "ROADLeastRelevantFirst", "ROADLeastRelevantFirstAverage", "ROADMostRelevantFirst",
+    "ROADMostRelevantFirstAverage", "RelevanceMassAccuracy", "RelevanceRankAccuracy",
+    "Sparseness", "evaluate_cam_methods", "format_table",
 ]

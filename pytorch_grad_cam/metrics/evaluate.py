@@ -21,9 +21,12 @@ from pytorch_grad_cam.metrics._common import Maps
 from pytorch_grad_cam.metrics.arcc import Coherency, Complexity, arcc_from_parts
 from pytorch_grad_cam.metrics.cam_mult_image import multiply_tensor_with_cam
 from pytorch_grad_cam.metrics.deletion_insertion import DeletionAUC, InsertionAUC
+from pytorch_grad_cam.metrics.faithfulness_correlation import FaithfulnessCorrelation
 from pytorch_grad_cam.metrics.perturbation_confidence import Percentile, original_scores, run_perturbations
 from pytorch_grad_cam.metrics.pointing_game import EnergyPointingGame, PointingGame, Regions, region_masks
+from pytorch_grad_cam.metrics.relevance_accuracy import RelevanceMassAccuracy, RelevanceRankAccuracy
 from pytorch_grad_cam.metrics.road import ROADLeastRelevantFirst, ROADMostRelevantFirst
+from pytorch_grad_cam.metrics.sparseness import Sparseness
 from pytorch_grad_cam.model_state import model_state_guard
 from pytorch_grad_cam.registry import METHODS, get_method, method_info
 from pytorch_grad_cam.scoring import (
@@ -36,6 +39,9 @@ from pytorch_grad_cam.scoring import (
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputSoftmaxTarget, ClassifierOutputTarget
 
 _NEED_REGIONS = REGION_METRICS
+#: FaithfulnessCorrelation's runs and pixels per subset (Quantus's defaults; a
+#: quarter of the pixels for images of fewer than 4 x 224 pixels)
+FAITHFULNESS_RUNS, FAITHFULNESS_SUBSET = 100, 224
 
 
 def _reads_attention(method: type) -> bool:
@@ -128,7 +134,7 @@ def evaluate_cam_methods(model: torch.nn.Module,
             that times their ``n_samples``). A row is named by the class
             name, or by the name given.
         metrics: names from ``METRICS`` (default: all; the pointing games
-            only when ``regions`` is given):
+            and the relevance accuracies only when ``regions`` is given):
 
             - DropInConfidence / IncreaseInConfidence: the input multiplied
               by the map (cam_mult_image; relative drop, as the papers);
@@ -141,12 +147,17 @@ def evaluate_cam_methods(model: torch.nn.Module,
               removes another share;
             - Deletion / Insertion: RISE areas under the curve with
               ``n_steps`` steps;
-            - Complexity, Coherency and ARCC (the harmonic mean of
-              Coherency, 1 - Complexity and ROADCombined, as
+            - FaithfulnessCorrelation: 100 random subsets of 224 pixels
+              (a quarter of the pixels for images of fewer than 896),
+              ``seed=0``, the pixels replaced by 0;
+            - Complexity, Sparseness, Coherency and ARCC (the harmonic
+              mean of Coherency, 1 - Complexity and ROADCombined, as
               ``arcc.ARCC(road_percentiles=road_percentiles)``);
-            - PointingGame / EnergyPointingGame against ``regions``.
-        regions: for the pointing games, one region per image (see
-            ``pointing_game``: boxes (x1, y1, x2, y2) or masks).
+            - PointingGame / EnergyPointingGame / RelevanceMassAccuracy /
+              RelevanceRankAccuracy against ``regions``.
+        regions: for the pointing games and the relevance accuracies, one
+            region per image (see ``pointing_game``: boxes (x1, y1, x2,
+            y2) or masks).
         reshape_transform: passed to every method.
         batch_size: images per forward pass for the methods and metrics.
         probability_targets: score the metrics on class probabilities, as
@@ -257,8 +268,16 @@ def _score(names: Sequence[str], cam: BaseCAM, model: torch.nn.Module, inputs: t
         values["Insertion"] = InsertionAUC(n_steps, batch_size=batch_size, progress=progress,
                                            desc=f"{prefix}Insertion ({n_steps} steps)")(
             inputs, maps, targets, model)
+    if "FaithfulnessCorrelation" in wanted:
+        subset = min(FAITHFULNESS_SUBSET, max(1, inputs[0, 0].numel() // 4))
+        values["FaithfulnessCorrelation"] = FaithfulnessCorrelation(
+            FAITHFULNESS_RUNS, subset, batch_size=batch_size, progress=progress,
+            desc=f"{prefix}FaithfulnessCorrelation ({FAITHFULNESS_RUNS} runs)")(
+            inputs, maps, targets, model)
     if wanted & {"Complexity", "ARCC"}:
         values["Complexity"] = Complexity()(maps)
+    if "Sparseness" in wanted:
+        values["Sparseness"] = Sparseness()(maps)
     if wanted & {"Coherency", "ARCC"}:
         values["Coherency"] = Coherency(progress=progress, desc=f"{prefix}Coherency (the map "
                                                               "of the masked input)")(
@@ -272,6 +291,12 @@ def _score(names: Sequence[str], cam: BaseCAM, model: torch.nn.Module, inputs: t
     if "EnergyPointingGame" in wanted:
         assert regions is not None  # _metric_names requires them
         values["EnergyPointingGame"] = EnergyPointingGame()(maps, regions)
+    if "RelevanceMassAccuracy" in wanted:
+        assert regions is not None  # _metric_names requires them
+        values["RelevanceMassAccuracy"] = RelevanceMassAccuracy()(maps, regions)
+    if "RelevanceRankAccuracy" in wanted:
+        assert regions is not None  # _metric_names requires them
+        values["RelevanceRankAccuracy"] = RelevanceRankAccuracy()(maps, regions)
     return {name: np.asarray(values[name], dtype=np.float32) for name in names}
 
 

@@ -32,7 +32,8 @@ from pytorch_grad_cam.metrics._common import Maps
 Regions = np.ndarray | torch.Tensor | Sequence[Any]
 
 
-def _as_maps(grayscale_cams: Maps) -> torch.Tensor:
+def as_maps(grayscale_cams: Maps) -> torch.Tensor:
+    """The maps as a float32 tensor B x H x W (on their own device)."""
     if isinstance(grayscale_cams, torch.Tensor):
         cams = grayscale_cams.detach().float()
     elif isinstance(grayscale_cams, (np.ndarray, list, tuple)):
@@ -103,7 +104,7 @@ class PointingGame:
         self.tolerance: float = float(tolerance)
 
     def __call__(self, grayscale_cams: Maps, regions: Regions) -> np.ndarray:
-        cams = _as_maps(grayscale_cams)
+        cams = as_maps(grayscale_cams)
         masks = region_masks(regions, cams)
         batch, height, width = cams.shape
         peak = cams.flatten(1).argmax(dim=1)
@@ -119,11 +120,14 @@ class EnergyPointingGame:
     sum_{region} L / sum L (in [0, 1], higher is better; 0 for an all-zero
     map)."""
 
+    #: what the error on negative maps calls the metric
+    title = "the energy-based pointing game"
+
     def __call__(self, grayscale_cams: Maps, regions: Regions) -> np.ndarray:
-        cams = _as_maps(grayscale_cams)
+        cams = as_maps(grayscale_cams)
         if bool((cams < 0).any()):
-            raise ValueError("grayscale_cams has negative values; the energy-based pointing "
-                             "game needs non-negative maps (as the CAM methods return)")
+            raise ValueError(f"grayscale_cams has negative values; {self.title} needs "
+                             "non-negative maps (as the CAM methods return)")
         masks = region_masks(regions, cams)
         total = cams.flatten(1).double().sum(dim=1)
         inside = (cams * masks).flatten(1).double().sum(dim=1)

@@ -2,6 +2,7 @@
 their progress bars.
 """
 import numpy as np
+import pytest
 import torch
 from metric_cases import logits, tqdm_lines
 
@@ -16,6 +17,16 @@ def test_complexity_is_the_mean_absolute_value(cams):
     np.testing.assert_allclose(Complexity()(cams), np.abs(cams).reshape(3, -1).mean(axis=1),
                                rtol=1e-6)
     assert Complexity()(np.ones((1, 3, 3)))[0] == 1
+
+
+def test_complexity_by_hand_bad_maps_and_the_maps_left_as_they_were():
+    cam = np.array([[[0.0, 1.0], [2.0, -3.0]]], dtype=np.float32)
+    # (|0| + |1| + |2| + |-3|) / 4 = 6 / 4 = 1.5
+    assert Complexity()(cam)[0] == 1.5
+    assert Complexity()(torch.from_numpy(cam))[0] == 1.5
+    np.testing.assert_array_equal(cam, [[[0.0, 1.0], [2.0, -3.0]]])
+    with pytest.raises(ValueError, match=r"grayscale_cams must be B x H x W, got shape \(4,\)"):
+        Complexity()(np.zeros(4))
 
 
 def test_coherency_by_hand(model, images, cams):

@@ -12,8 +12,11 @@ from pytorch_grad_cam.metrics.arcc import Coherency, Complexity
 from pytorch_grad_cam.metrics.cam_mult_image import DropInConfidence
 from pytorch_grad_cam.metrics.deletion_insertion import DeletionAUC, InsertionAUC
 from pytorch_grad_cam.metrics.evaluate import METRICS, evaluate_cam_methods, format_table
+from pytorch_grad_cam.metrics.faithfulness_correlation import FaithfulnessCorrelation
 from pytorch_grad_cam.metrics.pointing_game import EnergyPointingGame, PointingGame
+from pytorch_grad_cam.metrics.relevance_accuracy import RelevanceMassAccuracy, RelevanceRankAccuracy
 from pytorch_grad_cam.metrics.road import ROADCombined, ROADMostRelevantFirstAverage
+from pytorch_grad_cam.metrics.sparseness import Sparseness
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputSoftmaxTarget, ClassifierOutputTarget
 
 
@@ -62,6 +65,14 @@ def test_evaluate_rows_match_the_single_metrics():
     np.testing.assert_allclose(got["PointingGame"], PointingGame()(maps, regions))
     np.testing.assert_allclose(got["EnergyPointingGame"], EnergyPointingGame()(maps, regions),
                                rtol=1e-6)
+    # 100 runs of a quarter of the 144 pixels (fewer than 224), seed 0, on probabilities
+    np.testing.assert_allclose(got["FaithfulnessCorrelation"],
+                               FaithfulnessCorrelation(100, 36)(x, maps, probs, model), atol=1e-5)
+    np.testing.assert_allclose(got["Sparseness"], Sparseness()(maps), rtol=1e-6)
+    np.testing.assert_allclose(got["RelevanceMassAccuracy"],
+                               RelevanceMassAccuracy()(maps, regions), rtol=1e-6)
+    np.testing.assert_allclose(got["RelevanceRankAccuracy"],
+                               RelevanceRankAccuracy()(maps, regions), rtol=1e-6)
 
     means = evaluate_cam_methods(model, [layer], x, methods=[GradCAM], n_steps=6,
                                  metrics=["Complexity", "ROADLeRF"])
@@ -82,6 +93,9 @@ def test_evaluate_argument_errors():
     layers = [model.features[-1]]
     with pytest.raises(ValueError, match="needs regions"):
         evaluate_cam_methods(model, layers, x, methods=[GradCAM], metrics=["PointingGame"])
+    with pytest.raises(ValueError, match="'RelevanceRankAccuracy' needs regions"):
+        evaluate_cam_methods(model, layers, x, methods=[GradCAM],
+                             metrics=["RelevanceRankAccuracy"])
     with pytest.raises(ValueError, match="unknown metric"):
         evaluate_cam_methods(model, layers, x, methods=[GradCAM], metrics=["Accuracy"])
     with pytest.raises(ValueError, match="not one of"):
@@ -103,6 +117,7 @@ def test_evaluate_progress_shows_one_bar_per_metric_and_method(capsys):
     for row in ("GradCAM", "scorecam"):
         for what in ("Drop/IncreaseInConfidence", "ROADMoRF/LeRF/Combined (imputing + scoring)",
                      "Deletion (4 steps)", "Insertion (4 steps)",
+                     "FaithfulnessCorrelation (100 runs)",
                      "Coherency (the map of the masked input)"):
             assert f"{row}: {what}:" in err, (row, what)
     assert "ScoreCAM:" in err  # the method's own bar

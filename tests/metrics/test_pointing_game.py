@@ -37,3 +37,17 @@ def test_pointing_game_rejects_bad_regions():
         PointingGame()(np.zeros((2, 4, 4)), [(0, 0, 1, 1)])
     with pytest.raises(ValueError, match="x1 <= x2"):
         PointingGame()(np.zeros((1, 4, 4)), [(3, 0, 1, 1)])
+
+
+def test_energy_pointing_game_bad_maps_and_the_maps_left_as_they_were():
+    cam = np.array([[[0.0, 1.0], [0.5, 0.5]]], dtype=np.float32)
+    # box x 0..0, y 0..1: (0 + 0.5) / 2 = 0.25
+    assert EnergyPointingGame()(cam, [(0, 0, 1, 2)])[0] == pytest.approx(0.25)
+    np.testing.assert_array_equal(cam, [[[0.0, 1.0], [0.5, 0.5]]])
+    with pytest.raises(ValueError, match="grayscale_cams has negative values; the energy-based "
+                                         "pointing game needs non-negative maps"):
+        EnergyPointingGame()(-cam, [(0, 0, 1, 2)])
+    with pytest.raises(ValueError, match=r"grayscale_cams must be B x H x W, got shape \(2, 2\)"):
+        EnergyPointingGame()(cam[0], [(0, 0, 1, 2)])
+    with pytest.raises(ValueError, match="regions must give one region per map"):
+        EnergyPointingGame()(cam, [(0, 0, 1, 2), (0, 0, 1, 1)])
