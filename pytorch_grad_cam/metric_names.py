@@ -8,8 +8,8 @@ from typing import Any
 
 from pytorch_grad_cam.messages import describe, given
 
-__all__ = ["BATCH_ONLY_METRICS", "DATASET_METRICS", "METRICS", "REGION_METRICS",
-           "check_metrics"]
+__all__ = ["BATCH_ONLY_METRICS", "DATASET_METRICS", "METRICS", "OPT_IN_METRICS",
+           "REGION_METRICS", "check_metrics"]
 
 #: every metric of ``metrics.evaluate``'s table and whether a higher or a lower
 #: value is better
@@ -37,6 +37,10 @@ REGION_METRICS = ("PointingGame", "EnergyPointingGame", "RelevanceMassAccuracy",
 #: the metrics of :data:`METRICS` that ``metrics.evaluate`` computes on a
 #: batch but a dataset run does not
 BATCH_ONLY_METRICS = ("FaithfulnessCorrelation", "Sparseness")
+#: the metrics ``metrics.evaluate`` computes only when asked for by name, not
+#: by default: FaithfulnessCorrelation costs 100 forward passes per method
+#: and image, as many as all the default metrics together
+OPT_IN_METRICS = ("FaithfulnessCorrelation",)
 
 #: the metrics a dataset run can compute (those of :data:`METRICS` that need
 #: no ground-truth regions, less :data:`BATCH_ONLY_METRICS`), with "higher"

@@ -16,7 +16,7 @@ import torch
 
 from pytorch_grad_cam.attention import find_transformer
 from pytorch_grad_cam.base_cam import BaseCAM
-from pytorch_grad_cam.metric_names import METRICS, REGION_METRICS
+from pytorch_grad_cam.metric_names import METRICS, OPT_IN_METRICS, REGION_METRICS
 from pytorch_grad_cam.metrics._common import Maps
 from pytorch_grad_cam.metrics.arcc import Coherency, Complexity, arcc_from_parts
 from pytorch_grad_cam.metrics.cam_mult_image import multiply_tensor_with_cam
@@ -82,7 +82,8 @@ def _method_entries(methods: Sequence[type | str] | None,
 
 def _metric_names(metrics: Sequence[str] | None, regions: Regions | None) -> list[str]:
     if metrics is None:
-        return [m for m in METRICS if regions is not None or m not in _NEED_REGIONS]
+        return [m for m in METRICS if (regions is not None or m not in _NEED_REGIONS)
+                and m not in OPT_IN_METRICS]
     if isinstance(metrics, str) or not isinstance(metrics, (list, tuple)):
         raise TypeError(f"metrics must be a list of names from {list(METRICS)}, got {metrics!r}")
     for name in metrics:
@@ -133,8 +134,11 @@ def evaluate_cam_methods(model: torch.nn.Module,
             cost hundreds of forward passes per image, SSCAM and ISCAM
             that times their ``n_samples``). A row is named by the class
             name, or by the name given.
-        metrics: names from ``METRICS`` (default: all; the pointing games
-            and the relevance accuracies only when ``regions`` is given):
+        metrics: names from ``METRICS`` (default: all but
+            FaithfulnessCorrelation, which costs 100 forward passes per
+            method and image and is computed when named; the pointing
+            games and the relevance accuracies only when ``regions`` is
+            given):
 
             - DropInConfidence / IncreaseInConfidence: the input multiplied
               by the map (cam_mult_image; relative drop, as the papers);

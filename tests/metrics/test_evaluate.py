@@ -8,6 +8,7 @@ from metric_cases import tqdm_lines
 from torch import nn
 
 from pytorch_grad_cam import GradCAM, ScoreCAM
+from pytorch_grad_cam.metric_names import REGION_METRICS
 from pytorch_grad_cam.metrics.arcc import Coherency, Complexity
 from pytorch_grad_cam.metrics.cam_mult_image import DropInConfidence
 from pytorch_grad_cam.metrics.deletion_insertion import DeletionAUC, InsertionAUC
@@ -38,8 +39,12 @@ def test_evaluate_rows_match_the_single_metrics():
     x = torch.randn(2, 3, 12, 12)
     layer = model.features[-1]
     regions = [(0, 0, 6, 6), (6, 6, 12, 12)]
+    default = evaluate_cam_methods(model, [layer], x, methods=[GradCAM], regions=regions,
+                                   n_steps=6)
+    # every metric but the one asked for by name (100 forward passes per method)
+    assert list(default["GradCAM"]) == [m for m in METRICS if m != "FaithfulnessCorrelation"]
     rows = evaluate_cam_methods(model, [layer], x, methods=[GradCAM, "scorecam"], regions=regions,
-                                per_image=True, n_steps=6, batch_size=5)
+                                metrics=list(METRICS), per_image=True, n_steps=6, batch_size=5)
     assert list(rows) == ["GradCAM", "scorecam"]
     assert list(rows["GradCAM"]) == list(METRICS)
     maps = GradCAM(model, [layer])(x)
@@ -109,10 +114,12 @@ def test_evaluate_progress_shows_one_bar_per_metric_and_method(capsys):
     model = TinyCNN().eval()
     x = torch.randn(1, 3, 12, 12)
     layers = [model.features[-1]]
-    quiet = evaluate_cam_methods(model, layers, x, methods=[GradCAM, "scorecam"], n_steps=4)
+    every = [name for name in METRICS if name not in REGION_METRICS]
+    quiet = evaluate_cam_methods(model, layers, x, methods=[GradCAM, "scorecam"], n_steps=4,
+                                 metrics=every)
     assert capsys.readouterr().err == ""
     loud = evaluate_cam_methods(model, layers, x, methods=[GradCAM, "scorecam"], n_steps=4,
-                                progress=True)
+                                metrics=every, progress=True)
     err = tqdm_lines(capsys.readouterr().err)
     for row in ("GradCAM", "scorecam"):
         for what in ("Drop/IncreaseInConfidence", "ROADMoRF/LeRF/Combined (imputing + scoring)",

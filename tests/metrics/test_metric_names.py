@@ -7,6 +7,7 @@ from pytorch_grad_cam.metric_names import (
     BATCH_ONLY_METRICS,
     DATASET_METRICS,
     METRICS,
+    OPT_IN_METRICS,
     REGION_METRICS,
     check_metrics,
 )
@@ -25,9 +26,12 @@ def test_the_new_metrics_and_their_directions():
                                      "ROADLeRF", "ROADCombined", "Deletion", "Insertion",
                                      "Complexity", "Coherency", "ARCC"]
     assert check_metrics("all") == list(DATASET_METRICS)
-    # evaluate without regions: everything but the region metrics
-    assert _metric_names(None, None) == [m for m in METRICS if m not in REGION_METRICS]
-    assert "FaithfulnessCorrelation" in _metric_names(None, None)
+    # evaluate by default: everything but the region metrics and the one
+    # computed only when named (FaithfulnessCorrelation: 100 passes per method)
+    assert OPT_IN_METRICS == ("FaithfulnessCorrelation",)
+    assert _metric_names(None, None) == [m for m in METRICS if m not in REGION_METRICS
+                                         and m != "FaithfulnessCorrelation"]
+    assert _metric_names(["FaithfulnessCorrelation"], None) == ["FaithfulnessCorrelation"]
 
 
 @pytest.mark.parametrize("name, reason", [
