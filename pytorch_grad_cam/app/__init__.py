@@ -11,7 +11,9 @@ each other.
 - :mod:`~pytorch_grad_cam.app.methods`: method lists (``gradcam,scorecam``,
   ``all``), checked by name before torch is imported;
 - :mod:`~pytorch_grad_cam.app.classes`: ImageNet's class names, class-name
-  files, the class to explain;
+  files, the class(es) to explain, ``--top-k`` checked;
+- :mod:`~pytorch_grad_cam.app.targets`: the classes explained for each image
+  (given, top-k, top-1) and their maps from one call per method;
 - :mod:`~pytorch_grad_cam.app.layers`: the target layers, given or found,
   checked by the library;
 - :mod:`~pytorch_grad_cam.app.folders`: output folders checked before the work;

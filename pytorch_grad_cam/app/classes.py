@@ -7,7 +7,10 @@
 - :func:`read_class_names`: a ``--class-names`` file, one name a line;
 - :func:`find_class`: an index or a name (case and underscores do not
   matter) -> the class index, or a :class:`ClassError` that the front-ends
-  word their own way (:func:`resolve_category` is the command line's).
+  word their own way (:func:`resolve_category` is the command line's);
+- :func:`resolve_categories`: the command line's several classes
+  (``--target-category 281 285 tabby``), each given once;
+  :func:`check_top_k`: ``--top-k`` against the model's classes.
 """
 from __future__ import annotations
 
@@ -18,8 +21,8 @@ from pathlib import Path
 from pytorch_grad_cam.app.errors import UsageError, first_line
 from pytorch_grad_cam.utils.class_names import match_class_name
 
-__all__ = ["IMAGENET_CLASSES", "ClassError", "find_class", "is_index", "list_classes_command",
-           "read_class_names", "resolve_category"]
+__all__ = ["IMAGENET_CLASSES", "ClassError", "check_top_k", "find_class", "is_index",
+           "list_classes_command", "read_class_names", "resolve_categories", "resolve_category"]
 
 IMAGENET_CLASSES: tuple[str, ...] = tuple(
     (Path(__file__).with_name("imagenet_classes.txt")).read_text(encoding="utf-8").splitlines())
@@ -120,3 +123,36 @@ def resolve_category(text: str | None, class_names: Sequence[str] | None = IMAGE
         hint = ("; close matches: " + ", ".join(f"{i} ({names[i]})" for i in error.close)
                 if error.close else f"; {list_classes_command(prog)} prints all of them")
         raise UsageError(f"--target-category {given!r}: no class has that name{hint}") from None
+
+
+def resolve_categories(texts: Sequence[str] | str | None,
+                       class_names: Sequence[str] | None = IMAGENET_CLASSES,
+                       num_classes: int | None = None, prog: str = "grad-cam") -> list[int] | None:
+    """``--target-category`` given once or several times (``281 285
+    tabby``) -> the class indices in the order given (None when not
+    given), each checked by :func:`resolve_category`; UsageError for a
+    class named twice (``281`` and ``tabby``)."""
+    if texts is None:
+        return None
+    if isinstance(texts, str):
+        texts = [texts]
+    first: dict[int, str] = {}
+    indices = []
+    for text in texts:
+        index = resolve_category(text, class_names, num_classes, prog=prog)
+        assert index is not None  # a text is never None
+        if index in first:
+            name = f" ({class_names[index]})" if class_names else ""
+            raise UsageError(f"--target-category {first[index].strip()!r} and {text.strip()!r} "
+                             f"are the same class, {index}{name}; give each class once")
+        first[index] = text
+        indices.append(index)
+    return indices
+
+
+def check_top_k(top_k: int | None, num_classes: int | None) -> None:
+    """``--top-k K``: UsageError when the model (of ``num_classes``
+    classes, None: not known yet) has fewer than K classes."""
+    if top_k is not None and num_classes is not None and top_k > num_classes:
+        raise UsageError(f"--top-k {top_k}: more classes than the model has (allowed "
+                         f"1..{num_classes})")

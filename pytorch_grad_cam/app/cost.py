@@ -14,7 +14,10 @@ every channel of every layer):
 - Ablation-CAM: channels forward passes (of the layers after the target
   layer, where the network allows it);
 - Smooth Grad-CAM++: ``num_samples`` + 1 forward and backward passes;
-- ``--aug-smooth``: all of it once per augmented copy (6 by default).
+- ``--aug-smooth``: all of it once per augmented copy (6 by default);
+- K classes per image (``--top-k``, several ``--target-category``): the
+  same forward passes, scored for every class (one call per method), and
+  a backward pass per class where the method takes gradients.
 """
 from __future__ import annotations
 
@@ -74,14 +77,15 @@ def samples_of(info: MethodInfo, cam: Any = None) -> int:
 
 
 def method_cost(name: str, channels: Sequence[int], aug_smooth: bool = False,
-                cam: Any = None, input_size: int | None = None) -> Cost:
+                cam: Any = None, input_size: int | None = None, classes: int = 1) -> Cost:
     """The passes ``name`` makes for one image when its target layers have
-    ``channels`` channels (see the module's docstring). ``cam`` wrapped in
-    SESS (``cam.base_cam``): one pass of the whole image, then a scoring pass
+    ``channels`` channels (see the module's docstring), explaining
+    ``classes`` classes of it in one call. ``cam`` wrapped in SESS
+    (``cam.base_cam``): one pass of the whole image, then a scoring pass
     and the method's passes for each of its windows of an ``input_size``
     square image."""
     if cam is not None and hasattr(cam, "patch_count") and input_size is not None:
-        base = method_cost(name, channels, aug_smooth, cam.base_cam)
+        base = method_cost(name, channels, aug_smooth, cam.base_cam, classes=classes)
         patches = cam.patch_count(input_size, input_size)
         return Cost(1 + patches + patches * base.forward, patches * base.backward,
                     base.approximate)
@@ -104,23 +108,26 @@ def method_cost(name: str, channels: Sequence[int], aug_smooth: bool = False,
     if aug_smooth:
         copies = len(list(getattr(cam, "tta_transforms", None) or [])) or AUG_SMOOTH_COPIES
         forward, backward = forward * copies, backward * copies
-    return Cost(forward, backward, approximate)
+    return Cost(forward, backward * classes, approximate)
 
 
 def cost_report(methods: Sequence[str], channels: Sequence[int], device: torch.device,
                 aug_smooth: bool = False, cams: Mapping[str, Any] | None = None,
-                images: int = 1, input_size: int | None = None) -> str:
+                images: int = 1, input_size: int | None = None, classes: int = 1) -> str:
     """The lines printed before a run: each method's passes per image on
     ``device`` (methods of the same cost share a line), and with several
-    images the total."""
+    images the total; ``classes``: the classes explained per image."""
     cams = cams or {}
     groups: dict[str, list[str]] = {}
     forward = 0
     for name in methods:
-        cost = method_cost(name, channels, aug_smooth, cams.get(name), input_size)
+        cost = method_cost(name, channels, aug_smooth, cams.get(name), input_size, classes)
         forward += cost.forward
         groups.setdefault(cost.describe(device), []).append(name)
-    extra = f" (x{AUG_SMOOTH_COPIES} for --aug-smooth)" if aug_smooth else ""
+    notes = [f"x{AUG_SMOOTH_COPIES} for --aug-smooth"] if aug_smooth else []
+    if classes > 1:
+        notes.append(f"its {classes} classes in one call per method")
+    extra = f" ({'; '.join(notes)})" if notes else ""
     lines = [f"cost per image{extra}:"]
     lines += [f"  {', '.join(names)}: {text}" for text, names in groups.items()]
     if images > 1:

@@ -3,22 +3,26 @@
 1. :func:`prepare` checks everything the user gave (the device, then what
    :func:`pytorch_grad_cam.cli.request.check_arguments` checks without the
    model: method names, images, output folder, class names; then the
-   images decoded, the model, weights, target layer and class) and loads
-   the model; nothing is computed or written before it has passed. Every
-   problem is a :class:`~pytorch_grad_cam.app.errors.UsageError`.
+   images decoded, the model, weights, target layer, the classes and
+   ``--top-k``) and loads the model; nothing is computed or written before
+   it has passed. Every problem is a
+   :class:`~pytorch_grad_cam.app.errors.UsageError`.
 2. :func:`run` prints the run's header (model, target layer and how it was
    found, methods, their cost per image), then for every image computes
-   the predictions and the guided backpropagation (:func:`predict`), and
-   method by method the map (:func:`compute_map`), writing that method's
-   pictures as soon as it is done
+   the predictions, the classes it is explained for (those given, its
+   ``--top-k`` best, else its best) and their guided backpropagation
+   (:func:`predict_classes`: one :class:`ImageResult` per class), and
+   method by method the maps of all its classes from ONE call of the
+   method (:func:`compute_maps`), writing that method's pictures of every
+   class as soon as the call is done
    (:func:`pytorch_grad_cam.cli.outputs.write_method`), so that a long run
    that is stopped leaves the finished methods' files behind; the
-   side-by-side picture of several methods is written when the image's
-   last method is done. Every file is complete or not there at all.
-   :func:`explain_image` does all of one image at once.
+   side-by-side picture of several methods is written, per class, when the
+   image's last method is done. Every file is complete or not there at all.
+   :func:`explain_classes` does all of one image at once.
 
 Scoring the maps (``--evaluate``, :mod:`pytorch_grad_cam.metrics`) takes
-the same ``ImageResult`` (model, input tensor, class, maps).
+the same ``ImageResult`` objects (model, input tensor, class, maps).
 """
 from __future__ import annotations
 
@@ -36,7 +40,7 @@ from tqdm.auto import tqdm
 
 from pytorch_grad_cam.app.applicable import applicable_methods
 from pytorch_grad_cam.app.classes import IMAGENET_CLASSES as _IMAGENET
-from pytorch_grad_cam.app.classes import resolve_category
+from pytorch_grad_cam.app.classes import check_top_k, resolve_categories, resolve_category
 from pytorch_grad_cam.app.cost import cost_report
 from pytorch_grad_cam.app.devices import device_option as choose_device
 from pytorch_grad_cam.app.errors import UsageError
@@ -44,9 +48,10 @@ from pytorch_grad_cam.app.folders import check_output_folder
 from pytorch_grad_cam.app.layers import choose_target_layers
 from pytorch_grad_cam.app.methods import affordable, parse_methods, select_methods
 from pytorch_grad_cam.app.models import load_from_options
+from pytorch_grad_cam.app.targets import class_maps, class_targets, explained_classes
 from pytorch_grad_cam.cli import outputs
 from pytorch_grad_cam.cli.images import IMAGE_SUFFIXES, collect_images, read_checked, read_image
-from pytorch_grad_cam.cli.outputs import class_slug, model_tag, slug
+from pytorch_grad_cam.cli.outputs import class_label, class_slug, model_tag, slug
 from pytorch_grad_cam.cli.parser import PROG
 from pytorch_grad_cam.cli.records import ImageResult, Job
 from pytorch_grad_cam.cli.request import check_arguments, sess_options
@@ -54,11 +59,10 @@ from pytorch_grad_cam.guided_backprop import GuidedBackpropReLUModel
 from pytorch_grad_cam.layers import LayerError, LayerProbe, probe_target_layers
 from pytorch_grad_cam.models.loading import DEFAULT_MODEL, LoadedModel
 from pytorch_grad_cam.registry import METHODS, get_method
-from pytorch_grad_cam.scoring import select_output
+from pytorch_grad_cam.scoring import batch_size_or_default, select_output
 from pytorch_grad_cam.sess import SESS
 from pytorch_grad_cam.utils.image import preprocess_image
 from pytorch_grad_cam.utils.image_io import MAX_READ_PIXELS, bounded_copy
-from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
 __all__ = [
     "IMAGENET_CLASSES",
@@ -73,12 +77,15 @@ __all__ = [
     "class_slug",
     "collect_images",
     "compute_map",
+    "compute_maps",
+    "explain_classes",
     "explain_image",
     "header",
     "make_cams",
     "model_tag",
     "parse_methods",
     "predict",
+    "predict_classes",
     "prepare",
     "read_image",
     "resolve_category",
@@ -151,20 +158,23 @@ def prepare(args: argparse.Namespace, load: Loader | None = None,
         class_names = list(loaded.class_names)
     else:
         class_names = IMAGENET_CLASSES if num_classes == len(IMAGENET_CLASSES) else None
-    category = resolve_category(args.target_category, class_names, num_classes, prog=prog)
-    parts = [part for part in (model_tag(args, default_model),
-                               None if category is None else class_slug(category, class_names))
-             if part]
+    categories = resolve_categories(args.target_category, class_names, num_classes, prog=prog)
+    top_k = getattr(args, "top_k", None)
+    check_top_k(top_k, num_classes)
+    tag = model_tag(args, default_model)
+    parts = [tag] if tag else []
+    class_position = len(parts) if categories is not None or top_k is not None else None
     if checked.sess is not None:
         parts.append("sess")
     return Job(images=images, methods=methods, device=device, model=model,
                model_name=loaded.name, input_size=loaded.input_size, mean=loaded.mean,
                std=loaded.std, target_layers=layers, layer_names=layer_names,
-               reshape_transform=reshape, category=category, class_names=class_names,
+               reshape_transform=reshape, categories=categories, top_k=top_k,
+               class_names=class_names,
                output_dir=checked.output_dir, layer_source=source,
                channels=[shape[0] for shape in probe.map_shapes], left_out=left_out,
                not_applicable=not_applicable,
-               name_parts=parts, aug_smooth=args.aug_smooth,
+               name_parts=parts, class_position=class_position, aug_smooth=args.aug_smooth,
                eigen_smooth=args.eigen_smooth, sess=checked.sess, batch_size=args.batch_size,
                progress=not args.no_progress, guided_backprop=guided_backprop,
                evaluate=getattr(args, "evaluate", False), max_pixels=max_pixels)
@@ -188,41 +198,75 @@ def make_cams(job: Job, stack: contextlib.ExitStack) -> None:
         job.cams[name] = stack.enter_context(cam) if hasattr(cam, "__enter__") else cam
 
 
-def predict(job: Job, path: Path) -> ImageResult:
+def predict_classes(job: Job, path: Path) -> list[ImageResult]:
     """An image read, its predictions and (when the job has it) its guided
-    backpropagation; no maps yet. The model sees the image as read; the
-    pictures are made from a copy of at most ``image_io.PICTURE_PIXELS``."""
+    backpropagation, one :class:`ImageResult` per class it is explained
+    for (the classes given, else its ``--top-k`` best, else its best); no
+    maps yet. The model sees the image as read; the pictures are made from
+    a copy of at most ``image_io.PICTURE_PIXELS``. The guided
+    backpropagation of the K classes is one pass of K copies of the image
+    (of ``--batch-size`` copies at a time, when K is larger)."""
     bgr = read_checked(path, job.max_pixels)  # it was readable when checked; it may have changed since
     rgb = cv2.cvtColor(cv2.resize(bgr, (job.input_size, job.input_size)), cv2.COLOR_BGR2RGB)
     input_tensor = preprocess_image(np.float32(rgb) / 255, job.mean, job.std).to(job.device)
     with torch.inference_mode():
         scores = select_output(job.model(input_tensor))
         probabilities = torch.softmax(scores.float(), dim=-1)[0].cpu().numpy()
-    category = job.category if job.category is not None else int(np.argmax(probabilities))
-    guided = None
+    # the printed top-5 list's order: --top-k K explains its first K lines
+    categories = explained_classes(probabilities[None], job.categories, job.top_k)[0]
+    guided: list[np.ndarray | None] = [None] * len(categories)
     if job.guided_backprop:
-        guided = GuidedBackpropReLUModel(model=job.model)(
-            input_tensor, targets=[ClassifierOutputTarget(category)])
-    return ImageResult(path=path, bgr=bounded_copy(bgr), input_tensor=input_tensor,
-                       probabilities=probabilities, category=category, maps={}, guided=guided)
+        guided = []
+        targets = class_targets([categories])[0]
+        size = batch_size_or_default(job.batch_size, job.device)
+        for start in range(0, len(targets), size):
+            chunk = targets[start:start + size]
+            found = GuidedBackpropReLUModel(model=job.model)(
+                input_tensor.repeat(len(chunk), 1, 1, 1), targets=chunk)
+            guided += list(found[None] if len(chunk) == 1 else found)
+    picture = bounded_copy(bgr)
+    return [ImageResult(path=path, bgr=picture, input_tensor=input_tensor,
+                        probabilities=probabilities, category=category, maps={},
+                        guided=guided_map)
+            for category, guided_map in zip(categories, guided)]
+
+
+def predict(job: Job, path: Path) -> ImageResult:
+    """:func:`predict_classes` of a job that explains one class per image."""
+    return predict_classes(job, path)[0]
+
+
+def compute_maps(job: Job, results: Sequence[ImageResult], name: str) -> np.ndarray:
+    """Method ``name``'s maps of one image for its classes (``results``,
+    from :func:`predict_classes`), K x S x S, from ONE call of the CAM object
+    (:func:`make_cams`) with the K targets; each is also stored in its
+    result's ``maps``."""
+    maps = class_maps(job.cams[name], results[0].input_tensor,
+                      [[result.category for result in results]],
+                      aug_smooth=job.aug_smooth, eigen_smooth=job.eigen_smooth)[0]
+    for result, cam_map in zip(results, maps):
+        result.maps[name] = cam_map
+    return maps
 
 
 def compute_map(job: Job, result: ImageResult, name: str) -> np.ndarray:
-    """Method ``name``'s map of the image (also stored in ``result.maps``);
-    the CAM objects come from :func:`make_cams`."""
-    targets = [ClassifierOutputTarget(result.category)]
-    result.maps[name] = job.cams[name](input_tensor=result.input_tensor, targets=targets,
-                                       aug_smooth=job.aug_smooth,
-                                       eigen_smooth=job.eigen_smooth)[0]
-    return result.maps[name]
+    """Method ``name``'s map of the image for its class (also stored in
+    ``result.maps``)."""
+    return compute_maps(job, [result], name)[0]
+
+
+def explain_classes(job: Job, path: Path) -> list[ImageResult]:
+    """Predictions, every method's maps and the guided backpropagation of
+    one image, one result per explained class."""
+    results = predict_classes(job, path)
+    for name in job.methods:
+        compute_maps(job, results, name)
+    return results
 
 
 def explain_image(job: Job, path: Path) -> ImageResult:
-    """Predictions, every method's map and the guided backpropagation of one image."""
-    result = predict(job, path)
-    for name in job.methods:
-        compute_map(job, result, name)
-    return result
+    """:func:`explain_classes` of a job that explains one class per image."""
+    return explain_classes(job, path)[0]
 
 
 def header(job: Job) -> str:
@@ -247,7 +291,8 @@ def header(job: Job) -> str:
         lines.append("every method wrapped in SESS: its map of every window of the rescaled "
                      "copies, fused (files named <image>_sess_<method>_...)")
     lines.append(cost_report(job.methods, job.channels, job.device, job.aug_smooth, job.cams,
-                             len(job.images), input_size=job.input_size))
+                             len(job.images), input_size=job.input_size,
+                             classes=job.classes_per_image))
     return "\n".join(lines)
 
 
@@ -259,9 +304,10 @@ def _say(text: str, out: TextIO) -> None:
 
 def run(job: Job, out: TextIO | None = None) -> list[Path]:
     """Explain every image of the job: print the header and, per image, its
-    predictions; write each method's pictures as soon as the method is done
-    (and the side-by-side picture after the image's last method); with
-    ``--evaluate`` print the metrics table. Returns the files written."""
+    predictions and explained classes; write each method's pictures of
+    every class as soon as the method's one call for them is done (and the
+    side-by-side pictures after the image's last method); with
+    ``--evaluate`` print the metrics tables. Returns the files written."""
     out = out or sys.stdout
     written: list[Path] = []
     with contextlib.ExitStack() as stack:
@@ -270,19 +316,27 @@ def run(job: Job, out: TextIO | None = None) -> list[Path]:
         images = tqdm(job.images, desc="images", disable=not job.progress or len(job.images) < 2,
                       leave=False)
         for path in images:
-            result = predict(job, path)
-            _say(outputs.prediction_report(job, result), out)
+            results = predict_classes(job, path)
+            _say(outputs.prediction_report(job, results), out)
             for name in job.methods:
-                compute_map(job, result, name)
-                files = outputs.write_method(job, result, name)
-                _say(f"  {name}: wrote {', '.join(str(f) for f in files)}", out)
-                written.extend(files)
-            files = outputs.write_comparison(job, result)
-            if files:
-                _say(f"  wrote {', '.join(str(f) for f in files)}", out)
-                written.extend(files)
+                compute_maps(job, results, name)
+                for result in results:
+                    files = outputs.write_method(job, result, name)
+                    _say(f"  {name}{_for_class(job, results, result)}: wrote "
+                         f"{', '.join(str(f) for f in files)}", out)
+                    written.extend(files)
+            for result in results:
+                files = outputs.write_comparison(job, result)
+                if files:
+                    _say(f"  wrote {', '.join(str(f) for f in files)}", out)
+                    written.extend(files)
             if job.evaluate:
                 _say(f"  scoring the maps of {', '.join(job.methods)} with the metrics "
                      f"({outputs.metric_names(job)})", out)
-                _say(outputs.evaluation_report(job, result), out)
+                _say(outputs.evaluation_report(job, results), out)
     return written
+
+
+def _for_class(job: Job, results: Sequence[ImageResult], result: ImageResult) -> str:
+    """`` for 281 (tabby)`` when the image is explained for several classes."""
+    return f" for {class_label(result.category, job.class_names)}" if len(results) > 1 else ""

@@ -6,8 +6,10 @@ the photo), ``<stem>_<method>_gb.jpg`` (guided backpropagation),
 ``<stem>_methods.jpg`` (the photo and the maps side by side, labelled),
 where ``<stem>`` is the image's name followed by what distinguishes the run
 (:func:`file_stem`): the model unless it is the default, and the explained
-class when it was given (``chelsea_resnet18_tabby``); a default run writes
-``chelsea_gradcam_cam.jpg``.
+class when classes were asked for (``--target-category`` or ``--top-k``:
+``chelsea_resnet18_tabby``); a default run writes
+``chelsea_gradcam_cam.jpg``. An image explained for K classes gets K sets
+of files, one per class.
 
 :func:`method_pictures` makes one method's pictures in memory and
 :func:`write_method` writes them as soon as that method is done;
@@ -35,6 +37,7 @@ from pytorch_grad_cam.metrics.evaluate import (
     format_table,
 )
 from pytorch_grad_cam.models.loading import DEFAULT_MODEL, model_slug
+from pytorch_grad_cam.scoring import batch_size_or_default
 from pytorch_grad_cam.utils.image import deprocess_image
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from pytorch_grad_cam.utils.visualization import label_panel, overlay_cam, side_by_side
@@ -109,7 +112,7 @@ def class_label(index: int, class_names: Sequence[str] | None) -> str:
 
 def top_predictions(result: ImageResult, class_names: Sequence[str] | None, k: int = 5) -> str:
     """The ``k`` most probable classes, one indented line each."""
-    order = np.argsort(-result.probabilities)[:k]
+    order = np.argsort(-result.probabilities, kind="stable")[:k]  # as --top-k ranks them
     width = max(len(class_names[i]) for i in order) if class_names else 0
     lines = []
     for i in order:
@@ -119,9 +122,14 @@ def top_predictions(result: ImageResult, class_names: Sequence[str] | None, k: i
 
 
 def file_stem(job: Job, result: ImageResult) -> str:
-    """The start of every file name of the image: its name and the job's
-    ``name_parts`` (``chelsea``, ``chelsea_tabby``, ``chelsea_resnet18``)."""
-    return "_".join([result.path.stem, *job.name_parts])
+    """The start of every file name of the image for the result's class:
+    its name and the job's ``name_parts``, with the class after the model's
+    name when the job names classes (``chelsea``, ``chelsea_tabby``,
+    ``chelsea_resnet18``, ``chelsea_resnet18_tabby_sess``)."""
+    parts = list(job.name_parts)
+    if job.class_position is not None:
+        parts.insert(job.class_position, class_slug(result.category, job.class_names))
+    return "_".join([result.path.stem, *parts])
 
 
 def method_pictures(job: Job, result: ImageResult, name: str) -> dict[str, np.ndarray]:
@@ -201,11 +209,14 @@ def write_outputs(job: Job, result: ImageResult) -> list[Path]:
     return write_pictures(job, pictures(job, result))  # all computed before the first is written
 
 
-def prediction_report(job: Job, result: ImageResult) -> str:
+def prediction_report(job: Job, results: Sequence[ImageResult]) -> str:
     """What is printed for an image before its maps: its top-5 predictions
-    and the explained class."""
-    return (f"{result.path}: top-5 predictions\n{top_predictions(result, job.class_names)}\n"
-            f"  explained class {class_label(result.category, job.class_names)}")
+    and the explained class(es) (``results``: one per class, of one image)."""
+    first = results[0]
+    labels = ", ".join(class_label(result.category, job.class_names) for result in results)
+    explained = "explained classes" if len(results) > 1 else "explained class"
+    return (f"{first.path}: top-5 predictions\n{top_predictions(first, job.class_names)}\n"
+            f"  {explained} {labels}")
 
 
 def image_report(job: Job, result: ImageResult, files: Sequence[Path]) -> str:
@@ -222,14 +233,34 @@ def metric_names(job: Job) -> str:
                                                                 "EnergyPointingGame"))
 
 
-def evaluation_report(job: Job, result: ImageResult) -> str:
-    """The metrics of every method's map of one image, as a table (with
-    progress bars, one per metric and method, unless --no-progress)."""
-    rows = evaluate_cam_methods(job.model, job.target_layers, result.input_tensor,
-                                targets=[ClassifierOutputTarget(result.category)],
-                                methods=job.methods, reshape_transform=job.reshape_transform,
-                                batch_size=job.batch_size, progress=job.progress)
+def evaluation_report(job: Job, results: Sequence[ImageResult]) -> str:
+    """The metrics of every method's maps of one image (``results``: one
+    per explained class), as a table per class (with progress bars, one per
+    metric and method, unless --no-progress). The K classes are scored in
+    one evaluation of a batch of K copies of the image, copy k explaining
+    class k (``--batch-size`` copies at a time, when K is larger)."""
+    size = batch_size_or_default(job.batch_size, job.device)
+    rows: dict[str, dict[str, list[float]]] = {}
+    for start in range(0, len(results), size):
+        chunk = results[start:start + size]
+        copies = chunk[0].input_tensor.repeat(len(chunk), 1, 1, 1)
+        found = evaluate_cam_methods(
+            job.model, job.target_layers, copies,
+            targets=[ClassifierOutputTarget(r.category) for r in chunk], methods=job.methods,
+            reshape_transform=job.reshape_transform, batch_size=job.batch_size,
+            progress=job.progress, per_image=True)
+        for method, row in found.items():
+            for metric, values in row.items():
+                rows.setdefault(method, {}).setdefault(metric, []).extend(
+                    float(v) for v in np.asarray(values).reshape(-1))
     better = ", ".join(f"{name} {direction}" for name, direction in METRICS.items()
                        if any(name in row for row in rows.values()))
-    return (f"  metrics (better: {better})\n"
-            + "\n".join("  " + line for line in format_table(rows).splitlines()))
+    lines = [f"  metrics (better: {better})"]
+    for index, result in enumerate(results):
+        table: dict[str, dict[str, object]] = {
+            method: {metric: values[index] for metric, values in row.items()}
+            for method, row in rows.items()}
+        if len(results) > 1:
+            lines.append(f"  class {class_label(result.category, job.class_names)}:")
+        lines += ["  " + line for line in format_table(table).splitlines()]
+    return "\n".join(lines)

@@ -116,11 +116,20 @@ def add_common_arguments(parser: Parser, model_default: str | None, model_help: 
              "'features.29' (default: the model family's layer from the library's table, "
              "else the layer found by probing the model; the run's first line names it and "
              "how it was found)")
-    parser.add_argument(
-        "--target-category", metavar="CLASS", default=None,
-        help="the class to explain: an index (281) or a name ('tabby'), case-insensitive, "
-             "of ImageNet or of --class-names; the file names then carry it "
-             "(chelsea_tabby_gradcam_cam.jpg) (default: each image's top-1 class)")
+    classes = parser.add_mutually_exclusive_group()
+    classes.add_argument(
+        "--target-category", "--target-class", nargs="+", action="extend", metavar="CLASS",
+        dest="target_category", default=None,
+        help="the class(es) to explain: an index (281) or a name ('tabby'), case-insensitive, "
+             "of ImageNet or of --class-names; several (281 285 tabby, or the option "
+             "repeated) are explained by one call per method, one set of pictures each; the "
+             "file names then carry the class (chelsea_tabby_gradcam_cam.jpg) (default: each "
+             "image's top-1 class, not named in the file names)")
+    classes.add_argument(
+        "--top-k", type=positive_int, metavar="K", default=None,
+        help="explain each image's K most probable classes, by one call per method, one set "
+             "of pictures each, named by the class as with --target-category (also for "
+             "--top-k 1)")
     parser.add_argument(
         "--weights", metavar="FILE", default=None,
         help="a local checkpoint: a state_dict (also inside a dict under 'state_dict', "
@@ -207,7 +216,8 @@ def build_parser(prog: str = PROG, commands: Mapping[str, str] | None = None) ->
                     "it is done; with several methods also <image>_methods.jpg (the maps "
                     "side by side) when the image's last method is done. Runs do not "
                     "overwrite each other's pictures: the names carry the explained class "
-                    "when --target-category is given (chelsea_tabby_gradcam_cam.jpg) and "
+                    "when --target-category or --top-k is given "
+                    "(chelsea_tabby_gradcam_cam.jpg) and "
                     "the model when it is not the default (chelsea_resnet18_gradcam_cam.jpg).",
         epilog=epilog)
     add_common_arguments(

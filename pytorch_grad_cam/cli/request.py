@@ -5,9 +5,9 @@ imported.
 first: the method names, the SESS options, that every image path exists
 and is a regular file or a folder of images whose headers give at most
 ``--max-pixels`` pixels (nothing decoded), that the output folder can be
-written, the ``--class-names`` file, and a ``--target-category`` given as a
-name when the class list is known before the model is (the file's, or
-ImageNet's for the ImageNet models). :func:`check_image` and
+written, the ``--class-names`` file, and the ``--target-category`` classes
+(each given once) and ``--top-k`` when the class list is known before the
+model is (the file's, or ImageNet's for the ImageNet models). :func:`check_image` and
 :func:`check_vit` are the commands' ``check`` (see
 :mod:`pytorch_grad_cam.commands`): they parse, list the classes for
 ``--list-classes``, and report a problem as one line in a fraction of a
@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pytorch_grad_cam.app.classes import IMAGENET_CLASSES, is_index, read_class_names, resolve_category
+from pytorch_grad_cam.app.classes import IMAGENET_CLASSES, check_top_k, read_class_names, resolve_categories
 from pytorch_grad_cam.app.errors import UsageError, run_check
 from pytorch_grad_cam.app.folders import check_output_folder
 from pytorch_grad_cam.app.methods import check_method_option
@@ -81,12 +81,12 @@ def check_arguments(args: argparse.Namespace, prog: str) -> CheckedArguments:
     output_dir = check_output_folder("--output-dir", args.output_dir)
     given_names = read_class_names(args.class_names) if getattr(args, "class_names", None) \
         else None
-    text = args.target_category
-    if text is not None and not is_index(text):
-        if given_names is not None:  # a name: fail before loading a model
-            resolve_category(text, given_names, prog=prog)
-        elif imagenet_for_sure(args):
-            resolve_category(text, IMAGENET_CLASSES, prog=prog)
+    # the classes, when their list is known before the model is: fail before loading one
+    known = given_names if given_names is not None else (
+        IMAGENET_CLASSES if imagenet_for_sure(args) else None)
+    if known is not None:
+        resolve_categories(args.target_category, known, len(known), prog=prog)
+    check_top_k(getattr(args, "top_k", None), None if known is None else len(known))
     return CheckedArguments(methods, sess, image_paths, output_dir, given_names)
 
 

@@ -53,14 +53,19 @@ build_parser = build_vit_parser
 
 
 def bundled_cnn_command(args: argparse.Namespace, prog: str) -> str:
-    """The image command that explains the same images with the bundled
-    pretrained CNN, offline: ``python cam.py ... --model efficientnet_lite0``
-    for ``vit_example.py``, ``grad-cam ...`` for ``grad-cam vit``."""
+    """The image command that explains the same images (and classes) with
+    the bundled pretrained CNN, offline: ``python cam.py ... --model
+    efficientnet_lite0`` for ``vit_example.py``, ``grad-cam ...`` for
+    ``grad-cam vit``."""
     words = [prog[:-len(" vit")] if prog.endswith(" vit") else "python cam.py"]
     if args.image_path:
         words += ["--image-path", *map(shlex.quote, args.image_path)]
     if args.method != ["gradcam"]:
         words += ["--method", *map(shlex.quote, args.method)]
+    if getattr(args, "target_category", None):
+        words += ["--target-category", *map(shlex.quote, args.target_category)]
+    if getattr(args, "top_k", None):
+        words += ["--top-k", str(args.top_k)]
     return " ".join([*words, "--model", BUNDLED_MODEL])
 
 

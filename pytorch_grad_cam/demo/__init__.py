@@ -2,8 +2,8 @@
 
 ``grad-cam demo`` (or ``python -m pytorch_grad_cam.demo``) serves a page on
 http://127.0.0.1:7860 where one picks a bundled photo or uploads one,
-chooses the model, the methods, the class and the layer, and sees the
-overlays side by side, the top-5 predictions and, on request, the
+chooses the model, the methods, the class (or several) and the layer, and
+sees the overlays side by side, the top-5 predictions and, on request, the
 faithfulness metrics of each map. It works offline and serves several
 users at once.
 
@@ -11,6 +11,8 @@ users at once.
   plain function (no Gradio needed);
 - :mod:`~pytorch_grad_cam.demo.models`: the shared models, their layers
   and the :class:`DemoError` messages;
+- :mod:`~pytorch_grad_cam.demo.classes`: the Class box's entries (classes,
+  the top class, the top 3), the classes a request explains;
 - :mod:`~pytorch_grad_cam.demo.app`: the Gradio page, :func:`build_demo`
   and :func:`launch` (imported on first use: they need Gradio);
 - :mod:`~pytorch_grad_cam.demo.cli`: the command line.

@@ -22,7 +22,10 @@ promises:
 The *Explain* event is also the HTTP API ``/explain`` (see the page's "Use
 via API" link): its outputs include the maps as a ``.npz`` file (one S x S
 float32 array per method, the explained ``category`` and the ``top5``
-indices), which is how the load test checks every answer.
+indices; with several classes each method's K x S x S maps and the
+``categories``), which is how the load test checks every answer. The class
+input takes a list of entries (the page's multi-select) or, as it did
+before, one string.
 """
 from __future__ import annotations
 
@@ -53,6 +56,7 @@ if int(gr.__version__.split(".")[0]) < 6:
     raise ImportError(f"the web demo needs gradio 6 or later, found {gr.__version__} "
                       "(pip install \"grad-cam[demo]\")")
 
+from pytorch_grad_cam.demo.classes import TOP_CHOICES  # noqa: E402
 from pytorch_grad_cam.demo.models import (  # noqa: E402
     DEFAULT_MODEL,
     IMAGENET_CLASSES,
@@ -83,6 +87,8 @@ PHOTOS = ("chelsea.jpg", "coffee.jpg", "astronaut.jpg")
 _SKIMAGE_PHOTOS = {"chelsea.jpg": "chelsea", "coffee.jpg": "coffee", "astronaut.jpg": "astronaut"}
 METRIC_HEADERS = ["method", "DropInConfidence (lower is better)",
                   "IncreaseInConfidence (higher is better)"]
+#: the metrics table's headers when several classes were explained
+CLASS_METRIC_HEADERS = [METRIC_HEADERS[0], "class", *METRIC_HEADERS[1:]]
 
 
 def _supported(function: Callable[..., Any], **options: Any) -> dict[str, Any]:
@@ -124,9 +130,10 @@ def bundled_photos() -> list[Path]:
 
 
 def class_choices() -> list[tuple[str, str]]:
-    """The Class box's choices: the top class, then every ImageNet class
-    as ``"tabby (281)"`` (the box filters them as one types)."""
-    return [("top class (automatic)", AUTOMATIC)] + [
+    """The Class box's choices: the top class, the top 3 and 5 classes,
+    then every ImageNet class as ``"tabby (281)"`` (the box filters them as
+    one types)."""
+    return [("top class (automatic)", AUTOMATIC), *TOP_CHOICES] + [
         (f"{name} ({index})", str(index)) for index, name in enumerate(IMAGENET_CLASSES)]
 
 
@@ -145,11 +152,14 @@ class MapFiles:
         self._lock = threading.Lock()
 
     def write(self, result: Explanation) -> str:
-        """Save the maps of ``result``; the file's path."""
+        """Save the maps of ``result`` (with several classes each method's
+        K x S x S maps and the ``categories``); the file's path."""
         path = self.folder / f"maps-{uuid.uuid4().hex[:12]}.npz"
         arrays: dict[str, Any] = dict(result.maps.items())
         arrays["category"] = np.array(result.category)
         arrays["top5"] = np.array([p.index for p in result.predictions])
+        if len(result.categories) > 1:
+            arrays["categories"] = np.array(result.categories)
         np.savez(path, **arrays)
         self._prune()
         return str(path)
@@ -192,8 +202,9 @@ def _escape(text: str) -> str:
 
 
 def _status(result: Explanation) -> str:
-    titles = ", ".join(r.title for r in result.results)
-    lines = [f"Explained **{_escape(result.class_label)}** with {titles} on "
+    titles = ", ".join(dict.fromkeys(r.title for r in result.results))
+    classes = ", ".join(f"**{_escape(label)}**" for label in result.class_labels)
+    lines = [f"Explained {classes} with {titles} on "
              f"`{_escape(result.model)}`, layer `{_escape(', '.join(result.layers))}` "
              f"({result.seconds:.1f} s)."]
     lines += [_escape(note) for note in result.notes]
@@ -208,13 +219,16 @@ Handler = Callable[..., tuple[Any, ...]]
 def make_handler(store: ModelStore, files: MapFiles,
                  max_pixels: int = DEFAULT_MAX_PIXELS) -> Handler:
     """The function behind the *Explain* button and the ``/explain`` API:
-    (photo, model, methods, class, layer, metrics) -> (overlays, top-5,
-    metrics table, maps file, status). Raises ``gr.Error`` with the
-    problem's message."""
+    (photo, model, methods, class(es), layer, metrics) -> (overlays, top-5,
+    metrics table, maps file, status). The class is one entry or a list of
+    them (the top class, ``top 3``, names, indices: see
+    :mod:`pytorch_grad_cam.demo.classes`); the overlays are one per method
+    and class, captioned ``"GradCAM: tabby (281)"``. Raises ``gr.Error``
+    with the problem's message."""
 
     def handle(photo: Any, model: str | None, methods: Sequence[str] | str | None,
-               target_class: str | None, layer: str | None, metrics: bool | None
-               ) -> tuple[Any, ...]:
+               target_class: str | Sequence[str] | None, layer: str | None,
+               metrics: bool | None) -> tuple[Any, ...]:
         try:
             path = _photo_path(photo)
             if path is None:
@@ -229,14 +243,18 @@ def make_handler(store: ModelStore, files: MapFiles,
             raise gr.Error(_escape(f"unexpected {type(error).__name__}: {_message(error)} "
                                        "(the server's log has the details)"),
                            duration=None, title="Cannot explain", print_exception=False) from None
-        gallery = [(r.overlay, f"{r.title}: {result.class_label}") for r in result.results]
+        gallery = [(r.overlay, f"{r.title}: {r.class_label}") for r in result.results]
         top5 = {p.label: p.probability for p in result.predictions}
         if result.metrics is None:
             table = gr.Dataframe(value=None, visible=False)
         else:
-            rows = [[row.method, round(row.drop_in_confidence, 4),
-                     round(row.increase_in_confidence, 4)] for row in result.metrics]
-            table = gr.Dataframe(value=rows, headers=METRIC_HEADERS, visible=True)
+            several = len(result.categories) > 1
+            labels = dict(zip(result.categories, result.class_labels))
+            rows = [[row.method, *([labels[row.category]] if several else []),
+                     round(row.drop_in_confidence, 4), round(row.increase_in_confidence, 4)]
+                    for row in result.metrics]
+            table = gr.Dataframe(value=rows, visible=True,
+                                 headers=CLASS_METRIC_HEADERS if several else METRIC_HEADERS)
         return gallery, top5, table, files.write(result), _status(result)
 
     return handle
@@ -246,8 +264,9 @@ _INTRO = """\
 # Grad-CAM demo
 
 Which pixels made the model say *tabby cat*? Pick a bundled photo or upload one, choose the
-model, the methods, the class and the layer, and press **Explain**. The overlays show each
-method's class activation map on the photo (red: the pixels that raise the class's score most).
+model, the methods, the class (or several: the top 3, or a few by name) and the layer, and
+press **Explain**. The overlays show each method's class activation map of each class on the
+photo (red: the pixels that raise the class's score most).
 Everything runs on this machine; nothing is sent anywhere.
 """
 
@@ -300,9 +319,12 @@ def build_demo(store: ModelStore | None = None, *, device: str = "auto",
                         info="efficientnet_lite0 is bundled and works offline; or a "
                              "torchvision name, or timm:<name>")
                     class_box = gr.Dropdown(
-                        choices=class_choices(), value=AUTOMATIC, allow_custom_value=True,
-                        filterable=True, label="Class", elem_id="class",
-                        info="type to search the ImageNet classes (a name or an index)")
+                        choices=class_choices(), value=[AUTOMATIC], multiselect=True,
+                        allow_custom_value=True, filterable=True, label="Classes",
+                        elem_id="class",
+                        info="the top class, the top 3 or 5, and/or type to search the "
+                             "ImageNet classes (a name or an index): one overlay per method "
+                             "and class, side by side")
                 method_box = gr.CheckboxGroup(
                     choices=method_choices(), value=list(DEFAULT_METHODS), label="Methods",
                     elem_id="methods", info="one overlay each, side by side; slow: a forward "

@@ -19,7 +19,10 @@ with :func:`pytorch_grad_cam.utils.image.preprocess_image`; each method is
 a CAM object of :data:`pytorch_grad_cam.METHODS` on the shared model, kept
 by the model store for that model, method and layer and shared by the
 requests (:meth:`~pytorch_grad_cam.demo.models.ModelStore.explainer`),
-called with ``ClassifierOutputTarget(class)``.
+called with ``ClassifierOutputTarget(class)``. Several classes of the photo
+(``target_class=["top 3", "tabby"]``) are explained by one call of each
+method with the K targets (:func:`pytorch_grad_cam.app.targets.class_maps`):
+one result per method and class, each map the one-class call's.
 
 Every problem of the request is a :class:`~pytorch_grad_cam.demo.models.DemoError`
 with the message the page shows: a file that is not an image, an image too
@@ -30,7 +33,6 @@ resolve.
 from __future__ import annotations
 
 import os
-import re
 import threading
 import time
 from collections.abc import Sequence
@@ -42,8 +44,9 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 
-from pytorch_grad_cam.app.classes import ClassError, find_class
 from pytorch_grad_cam.app.methods import MethodError, method_error_message, method_tokens
+from pytorch_grad_cam.app.targets import class_maps
+from pytorch_grad_cam.demo.classes import AUTOMATIC, MAX_CLASSES, chosen_classes, parse_classes, resolve_class
 from pytorch_grad_cam.demo.models import DEFAULT_MODEL, DemoError, DemoModel, ModelStore, TargetLayers
 from pytorch_grad_cam.metrics.cam_mult_image import DropInConfidence, IncreaseInConfidence
 from pytorch_grad_cam.registry import MethodInfo, get_method, registered_methods
@@ -59,12 +62,13 @@ from pytorch_grad_cam.utils.image_io import (
     open_pillow,
     read_file,
 )
-from pytorch_grad_cam.utils.model_targets import ClassifierOutputSoftmaxTarget, ClassifierOutputTarget
+from pytorch_grad_cam.utils.model_targets import ClassifierOutputSoftmaxTarget
 
 __all__ = [
     "AUTOMATIC",
     "DEFAULT_MAX_PIXELS",
     "DEFAULT_METHODS",
+    "MAX_CLASSES",
     "MAX_READ_PIXELS",
     "Explanation",
     "ImageSource",
@@ -84,9 +88,6 @@ DEFAULT_MAX_PIXELS = 4_000_000
 #: the long side of the overlays
 OVERLAY_SIDE = 640
 DEFAULT_METHODS: tuple[str, ...] = ("gradcam",)
-#: what the Class box says for "the model's top class"
-AUTOMATIC = "auto"
-_AUTOMATIC_WORDS = {"", AUTOMATIC, "automatic", "top", "top class", "top class (automatic)"}
 #: the metrics of the table, both cheap: two forward passes each per map
 METRIC_NAMES = ("DropInConfidence", "IncreaseInConfidence")
 
@@ -109,7 +110,7 @@ class Prediction:
 
 @dataclass(frozen=True)
 class MethodMap:
-    """One method's result.
+    """One method's result for one class.
 
     Attributes:
         method: the registry name (``"gradcam"``).
@@ -117,12 +118,16 @@ class MethodMap:
         map: the S x S float32 map in [0, 1] the library returned.
         overlay: the map on the photo, H x W x 3 uint8 RGB (the photo's
             aspect ratio, the long side at most 640 pixels).
+        category: the class it explains.
+        class_label: its name and index, ``"tabby (281)"``.
     """
 
     method: str
     title: str
     map: np.ndarray
     overlay: np.ndarray
+    category: int
+    class_label: str
 
 
 @dataclass(frozen=True)
@@ -136,11 +141,13 @@ class MetricRow:
             the map (lower is better); ``DropInConfidence``.
         increase_in_confidence: 1.0 when O > Y, else 0.0 (higher is
             better); ``IncreaseInConfidence``.
+        category: the class of the map.
     """
 
     method: str
     drop_in_confidence: float
     increase_in_confidence: float
+    category: int
 
 
 @dataclass(frozen=True)
@@ -150,16 +157,20 @@ class Explanation:
     Attributes:
         model: the model's name.
         layers: the target layer paths explained.
-        category: the explained class index.
+        category: the (first) explained class index.
         class_label: its name and index, ``"tabby (281)"``.
         predictions: the top-5 classes, most probable first.
-        results: one entry per method that succeeded, in the order asked.
+        results: one entry per method that succeeded and class, in the
+            order asked: a method's classes one after the other.
         failures: method name -> why it failed (the other methods ran).
         metrics: one row per result when asked for, else ``None``.
         notes: what the page should say besides (a downscaled photo, ...).
         image: the photo as used, H x W x 3 uint8 RGB.
         input_tensor: the model's input, 1 x 3 x S x S on the model's device.
         seconds: the time the request took.
+        categories: every explained class index, in order (``category``
+            first).
+        class_labels: their labels.
     """
 
     model: str
@@ -174,11 +185,18 @@ class Explanation:
     image: np.ndarray
     input_tensor: torch.Tensor
     seconds: float
+    categories: tuple[int, ...]
+    class_labels: tuple[str, ...]
 
     @property
     def maps(self) -> dict[str, np.ndarray]:
-        """method name -> its S x S map."""
-        return {result.method: result.map for result in self.results}
+        """method name -> its S x S map; with several classes its K x S x S
+        maps, in the order of ``categories``."""
+        maps: dict[str, list[np.ndarray]] = {}
+        for result in self.results:
+            maps.setdefault(result.method, []).append(result.map)
+        return {method: found[0] if len(self.categories) <= 1 else np.stack(found)
+                for method, found in maps.items()}
 
 
 _DEFAULT_STORE: ModelStore | None = None
@@ -229,50 +247,6 @@ def parse_methods(names: Sequence[str] | str | None) -> list[MethodInfo]:
             error, "choose at least one method (for example gradcam)",
             "unknown method {text!r}{hint} (the methods: {methods})", "; did you mean {close}?")
         ) from None
-
-
-# ------------------------------------------------------------------ classes
-def resolve_class(text: str | int | None, class_names: Sequence[str] | None,
-                  num_classes: int) -> int | None:
-    """The Class box -> a class index, or ``None`` for the top class.
-
-    Takes an index (``"281"``), a class name (``"tabby"``, ``"Egyptian
-    cat"``; case and underscores do not matter), the page's label form
-    ``"tabby (281)"``, or empty / ``auto`` for the top class. DemoError for
-    an index out of range, an ambiguous name, or an unknown name (with the
-    close matches).
-    """
-    if text is None or isinstance(text, bool):
-        return None
-    if isinstance(text, (int, np.integer)):
-        text = str(int(text))
-    if not isinstance(text, str):
-        raise DemoError(f"the class must be a name or an index, got {text!r}")
-    stripped = text.strip()
-    if stripped.lower() in _AUTOMATIC_WORDS:
-        return None
-    labelled = re.fullmatch(r"(.*\S)\s*\((\d+)\)", stripped)
-    if labelled is not None:
-        stripped = labelled.group(2)
-    try:
-        return find_class(stripped, class_names, num_classes)
-    except ClassError as error:
-        names = class_names or ()
-        if error.kind == "out_of_range":
-            raise DemoError(f"class {int(stripped)}: out of range; this model has {num_classes} "
-                            f"classes (0 to {num_classes - 1})") from None
-        if error.kind == "no_names":
-            raise DemoError(f"class {stripped!r}: this model's classes have no names; give the "
-                            f"class index (0 to {num_classes - 1})") from None
-        if error.kind == "ambiguous":
-            listed = ", ".join(f"{names[i]} ({i})" for i in error.matches)
-            raise DemoError(f"class {stripped!r} is ambiguous: {listed}; choose one of them") \
-                from None
-        if error.close:
-            hint = "; close matches: " + ", ".join(f"{names[i]} ({i})" for i in error.close)
-        else:
-            hint = "; no class name is close (type a part of a name, such as 'cat', to search)"
-        raise DemoError(f"unknown class {stripped!r}{hint}") from None
 
 
 # ------------------------------------------------------------------- images
@@ -396,33 +370,41 @@ def _class_name(index: int, names: Sequence[str] | None) -> str:
 
 # ----------------------------------------------------------------- requests
 def _run_method(info: MethodInfo, store: ModelStore, loaded: DemoModel, layers: TargetLayers,
-                input_tensor: torch.Tensor, category: int) -> np.ndarray:
+                input_tensor: torch.Tensor, categories: Sequence[int]) -> np.ndarray:
+    """The method's K x S x S maps of the classes, from one call."""
     # the model's shared CAM object: its hooks live only inside this call, and
     # there is nothing to release after it (no ``with``, which would end it for
     # the other requests too)
     cam = store.explainer(loaded, info, layers)
-    grayscale = cam(input_tensor=input_tensor, targets=[ClassifierOutputTarget(category)])
-    return np.asarray(grayscale[0], dtype=np.float32)
+    return np.asarray(class_maps(cam, input_tensor, [list(categories)])[0], dtype=np.float32)
 
 
-def _metrics(results: Sequence[MethodMap], loaded: DemoModel, input_tensor: torch.Tensor,
-             category: int) -> tuple[MetricRow, ...]:
-    targets = [ClassifierOutputSoftmaxTarget(category)]
+def _metrics(results: Sequence[MethodMap], loaded: DemoModel,
+             input_tensor: torch.Tensor) -> tuple[MetricRow, ...]:
+    """The metrics of every result; each method's maps of its K classes are
+    scored together, on K copies of the photo."""
     rows = []
+    by_method: dict[str, list[MethodMap]] = {}
     for result in results:
-        cams = result.map[None]
-        drop = DropInConfidence(relative=True)(input_tensor, cams, targets, loaded.model)
-        increase = IncreaseInConfidence()(input_tensor, cams, targets, loaded.model)
-        rows.append(MetricRow(result.method, float(drop[0]), float(increase[0])))
+        by_method.setdefault(result.method, []).append(result)
+    for method, found in by_method.items():
+        cams = np.stack([result.map for result in found])
+        copies = input_tensor.repeat(len(found), 1, 1, 1)
+        targets = [ClassifierOutputSoftmaxTarget(result.category) for result in found]
+        drop = DropInConfidence(relative=True)(copies, cams, targets, loaded.model)
+        increase = IncreaseInConfidence()(copies, cams, targets, loaded.model)
+        rows += [MetricRow(method, float(drop[k]), float(increase[k]), result.category)
+                 for k, result in enumerate(found)]
     return tuple(rows)
 
 
 def explain(image: ImageSource, model: str | None = DEFAULT_MODEL,
             methods: Sequence[str] | str | None = DEFAULT_METHODS,
-            target_class: str | int | None = None, layer: str | None = None,
-            metrics: bool = False, *, store: ModelStore | None = None,
+            target_class: str | int | Sequence[str | int] | None = None,
+            layer: str | None = None, metrics: bool = False, *,
+            store: ModelStore | None = None,
             max_pixels: int = DEFAULT_MAX_PIXELS) -> Explanation:
-    """Explain one photo with one or more CAM methods.
+    """Explain one photo with one or more CAM methods, for one or more classes.
 
     Args:
         image: a file path, a PIL image or an RGB numpy array.
@@ -431,7 +413,11 @@ def explain(image: ImageSource, model: str | None = DEFAULT_MODEL,
         methods: names of :data:`pytorch_grad_cam.METHODS` (``"gradcam"``,
             or several, in a list or separated by commas).
         target_class: the class to explain (a name, an index, ``"tabby
-            (281)"``); empty or ``"auto"``: the model's top class.
+            (281)"``); empty or ``"auto"``: the model's top class; ``"top
+            3"``: its three best classes; or a list of these (``["top 3",
+            "tabby"]``), each class explained once, at most
+            :data:`MAX_CLASSES` (see :mod:`pytorch_grad_cam.demo.classes`).
+            Each method explains all of them in one call.
         layer: a layer path such as ``"layer4[-1]"`` (several separated by
             commas); empty: the model family's default.
         metrics: also score each map (DropInConfidence and
@@ -454,7 +440,7 @@ def explain(image: ImageSource, model: str | None = DEFAULT_MODEL,
     store = store if store is not None else default_store()
     loaded = store.get(model)
     layers = store.target_layers(loaded, layer)
-    wanted = resolve_class(target_class, layers.class_names, layers.num_classes)
+    wanted = parse_classes(target_class, layers.class_names, layers.num_classes)
     input_tensor = model_input(rgb, loaded, store.device)
     with torch.inference_mode():
         scores = select_output(loaded.model(input_tensor))
@@ -463,23 +449,25 @@ def explain(image: ImageSource, model: str | None = DEFAULT_MODEL,
     top_values, top_indices = top.values.cpu().tolist(), top.indices.cpu().tolist()
     predictions = tuple(Prediction(int(i), _class_name(int(i), layers.class_names), float(p))
                         for p, i in zip(top_values, top_indices))
-    category = wanted if wanted is not None else predictions[0].index
+    categories = chosen_classes(wanted, probabilities[None])
+    labels = [f"{_class_name(c, layers.class_names)} ({c})" for c in categories]
     results: list[MethodMap] = []
     failures: dict[str, str] = {}
     for info in chosen:
         try:
-            cam = _run_method(info, store, loaded, layers, input_tensor, category)
+            maps = _run_method(info, store, loaded, layers, input_tensor, categories)
         except (ValueError, TypeError, RuntimeError) as error:  # e.g. CAM on a model without
             # a final nn.Linear: reported in the page, the other methods still run
             failures[info.name] = " ".join(str(error).split()) or type(error).__name__
             continue
-        results.append(MethodMap(info.name, info.cls.__name__, cam, _overlay(rgb, cam)))
+        results += [MethodMap(info.name, info.cls.__name__, cam, _overlay(rgb, cam), category,
+                              label) for cam, category, label in zip(maps, categories, labels)]
     if not results:
         reasons = "; ".join(f"{name}: {reason}" for name, reason in failures.items())
         raise DemoError(f"no method could explain this model and layer ({reasons})")
-    rows = _metrics(results, loaded, input_tensor, category) if metrics else None
-    label = f"{_class_name(category, layers.class_names)} ({category})"
-    return Explanation(model=loaded.name, layers=layers.names, category=category,
-                       class_label=label, predictions=predictions, results=tuple(results),
+    rows = _metrics(results, loaded, input_tensor) if metrics else None
+    return Explanation(model=loaded.name, layers=layers.names, category=categories[0],
+                       class_label=labels[0], predictions=predictions, results=tuple(results),
                        failures=failures, metrics=rows, notes=tuple(notes), image=rgb,
-                       input_tensor=input_tensor, seconds=time.perf_counter() - started)
+                       input_tensor=input_tensor, seconds=time.perf_counter() - started,
+                       categories=tuple(categories), class_labels=tuple(labels))

@@ -6,8 +6,10 @@ import torchvision
 from pytorch_grad_cam.app.classes import (
     IMAGENET_CLASSES,
     ClassError,
+    check_top_k,
     find_class,
     read_class_names,
+    resolve_categories,
     resolve_category,
 )
 from pytorch_grad_cam.app.errors import UsageError
@@ -71,3 +73,34 @@ def test_class_name_files(tmp_path):
                                  "class (one name a line)")
     with pytest.raises(UsageError, match="missing.txt: no such file$"):
         read_class_names(str(tmp_path / "missing.txt"))
+
+
+def test_several_categories_in_the_order_given():
+    assert resolve_categories(None) is None
+    assert resolve_categories(["dog", "0", " hot_dog "], NAMES) == [1, 0, 3]
+    assert resolve_categories("tabby") == [281]  # one text, as a Namespace made by hand has it
+    assert resolve_categories(["7", "2"], None, 10) == [7, 2]
+
+
+@pytest.mark.parametrize("texts, names, count, message", [
+    (["dog", "1"], NAMES, None, "--target-category 'dog' and '1' are the same class, 1 (dog); "
+                                "give each class once"),
+    (["7", " 7"], None, 10, "--target-category '7' and '7' are the same class, 7; give each "
+                            "class once"),
+    (["dog", "cat"], NAMES, None, "--target-category 'cat': no class has that name; "
+                                  "grad-cam --list-classes prints all of them"),
+    (["1", "10"], None, 10, "--target-category 10: out of range (allowed 0..9)"),
+])
+def test_several_categories_errors(texts, names, count, message):
+    with pytest.raises(UsageError) as caught:
+        resolve_categories(texts, names, count)
+    assert str(caught.value) == message
+
+
+def test_top_k_against_the_models_classes():
+    check_top_k(None, 5)
+    check_top_k(5, 5)
+    check_top_k(50, None)  # not known yet: checked when the model is
+    with pytest.raises(UsageError) as caught:
+        check_top_k(6, 5)
+    assert str(caught.value) == "--top-k 6: more classes than the model has (allowed 1..5)"

@@ -88,3 +88,47 @@ def test_the_estimate_matches_the_images_the_model_scores(name, options):
     estimate = cost.method_cost(name, [6], cam=cam).forward
     samples = options.get("n_samples", 1)  # gradcam: its one pass is the recording pass
     assert sum(scored) == estimate + 1 - samples, (scored, estimate)
+
+
+def test_several_classes_add_backward_passes_only():
+    """K classes in one call: the same forward passes, scored for every
+    class, and one backward pass per class where the method takes gradients."""
+    assert cost.method_cost("gradcam", [8], classes=3) == cost.Cost(1, 3)
+    assert cost.method_cost("gradcam", [8], aug_smooth=True, classes=3) == cost.Cost(6, 18)
+    assert cost.method_cost("scorecam", [8], classes=3) == cost.method_cost("scorecam", [8])
+    assert cost.method_cost("eigencam", [8], classes=3) == cost.Cost(1, 0)
+    assert cost.cost_report(["gradcam", "scorecam"], [8], CPU, classes=3).splitlines() == [
+        "cost per image (its 3 classes in one call per method):",
+        "  gradcam: 1 forward + 3 backward passes on cpu",
+        "  scorecam: ~9 forward passes on cpu"]
+    assert cost.cost_report(["gradcam"], [8], CPU, aug_smooth=True, classes=2).splitlines()[0] \
+        == "cost per image (x6 for --aug-smooth; its 2 classes in one call per method):"
+
+
+@pytest.mark.parametrize("name", ["gradcam", "gradcam++", "smoothgradcam++", "scorecam"])
+def test_the_backward_estimate_of_several_classes_is_the_gradients_taken(name, monkeypatch):
+    """Count the gradients a call takes (each torch.autograd.grad call is one
+    backward pass): 3 classes per image take 3 times those of one, as the
+    estimate says; where the estimate is exact, it is the count."""
+    torch.manual_seed(0)
+    model = _Tiny().eval()
+    x = torch.randn(1, 3, 8, 8)
+    grads = []
+    real = torch.autograd.grad
+
+    def counting(*args, **kwargs):
+        grads.append(1)
+        return real(*args, **kwargs)
+
+    options = {"num_samples": 2} if name == "smoothgradcam++" else {}
+    cam = METHODS[name](model, [model.features[-1]], progress=False, **options)
+    monkeypatch.setattr(torch.autograd, "grad", counting)
+    taken = {}
+    for classes in (1, 3):
+        grads.clear()
+        cam(x, [[ClassifierOutputTarget(c) for c in range(classes)]])
+        taken[classes] = len(grads)
+    one, three = (cost.method_cost(name, [6], cam=cam, classes=k) for k in (1, 3))
+    assert taken[3] == 3 * taken[1] and three.backward == 3 * one.backward, (taken, one, three)
+    if not one.approximate:
+        assert taken[1] == one.backward, (taken, one)
