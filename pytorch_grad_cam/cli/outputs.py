@@ -31,6 +31,7 @@ import cv2
 import numpy as np
 
 from pytorch_grad_cam.cli.records import ImageResult, Job
+from pytorch_grad_cam.metric_names import OPT_IN_METRICS, REGION_METRICS
 from pytorch_grad_cam.metrics.evaluate import (
     METRICS,
     evaluate_cam_methods,
@@ -228,9 +229,10 @@ def image_report(job: Job, result: ImageResult, files: Sequence[Path]) -> str:
 
 
 def metric_names(job: Job) -> str:
-    """The metrics --evaluate computes (those that need no regions)."""
-    return ", ".join(name for name in METRICS if name not in ("PointingGame",
-                                                                "EnergyPointingGame"))
+    """The metrics --evaluate computes: evaluate_cam_methods' default ones
+    (those that need no regions, less those computed only when named)."""
+    return ", ".join(name for name in METRICS
+                     if name not in REGION_METRICS and name not in OPT_IN_METRICS)
 
 
 def evaluation_report(job: Job, results: Sequence[ImageResult]) -> str:

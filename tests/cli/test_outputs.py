@@ -13,6 +13,7 @@ from cli_helpers import EXAMPLES, LITE, heat, mean_in
 from photo_regions import CAT_BACKGROUND, CAT_HEAD
 
 from pytorch_grad_cam.cli import main, models, outputs
+from pytorch_grad_cam.metric_names import METRICS, OPT_IN_METRICS, REGION_METRICS
 from pytorch_grad_cam.models import loading
 
 pytest.importorskip("efficientnet_lite_pytorch")
@@ -215,3 +216,12 @@ def test_evaluate_shows_a_bar_per_metric_unless_no_progress(tmp_path, capsys, mo
     captured = capsys.readouterr()
     assert "DropInConfidence:" not in captured.err and "Deletion" not in captured.err
     assert "  scoring the maps of gradcam" in captured.out  # the line says what it does
+
+
+def test_the_metrics_line_names_what_evaluate_computes_by_default():
+    """Neither the region metrics (no regions on the command line) nor those
+    computed only when named."""
+    names = outputs.metric_names(None).split(", ")
+    assert names == [m for m in METRICS if m not in REGION_METRICS + OPT_IN_METRICS]
+    assert "RelevanceMassAccuracy" not in names and "FaithfulnessCorrelation" not in names
+    assert "Sparseness" in names and "ROADCombined" in names
