@@ -30,12 +30,14 @@ EfficientNet-Lite0):
   random input: at most 1.1x;
 - ``runner``: the dataset runner's command line (``explain-dataset``,
   in this process through ``pytorch_grad_cam.datasets.cli.main`` with the
-  model handed to its loader) with ``--top-k 5`` against the same command
-  without it (each image's top class): GradCAM, resnet50 at ``layer4[-1]``,
-  batch 8, over ``--images`` JPEGs of ``dataset_benchmark.py``'s folder:
-  at most 1.3x. A runner whose ``--top-k`` does not explain K classes (it
-  is refused, or the store holds no more rows than without it) is reported
-  as "the runner has no --top-k" and only this case is skipped.
+  model handed to its loader) with ``--top-classes 5`` (each image's 5
+  best classes; ``--top-k`` is the number of predictions kept) against the
+  same command without it (each image's top class): GradCAM, resnet50 at
+  ``layer4[-1]``, batch 8, over ``--images`` JPEGs of
+  ``dataset_benchmark.py``'s folder: at most 1.3x. A runner without that
+  option (it is refused, or the store gets no more rows than without it)
+  is reported as "the runner has no --top-classes" and only this case is
+  skipped.
 
 Timing: each side is called once to warm up, then the sides alternate for
 ``--repeats`` rounds (default 7; the runner 3; ``--quick`` 1), so that a
@@ -44,7 +46,8 @@ reports its median. A case whose warm-up K = 1 call takes longer than
 ``--long-call`` seconds (default 10: Score-CAM) is timed once: the warm-up
 K = 1 call is its measurement, then one table call and the 5 separate calls
 (``--quick`` leaves the separate calls of such a case out). The default run
-takes about 5 minutes on a 2-core CPU, most of it Score-CAM.
+should take 4 to 5 minutes on an idle 2-core CPU, most of it Score-CAM's 7
+calls (32 minutes on one shared with other work, load average 6 to 10).
 
     python bench/many_targets.py                          # all cases, Markdown table
     python bench/many_targets.py --quick                  # smoke run: 1 round, 8 images
@@ -95,7 +98,10 @@ CASES = {
 }
 CAM_CLASSES = {"GradCAM": GradCAM, "ScoreCAM": ScoreCAM, "AblationCAM": AblationCAM}
 RUNNER_BATCH = 8
-NO_TOP_K = "the runner has no --top-k"
+# the runner's option that explains each image's K best classes (its --top-k is
+# the number of predictions kept per image)
+TOP_CLASSES = "--top-classes"
+NO_TOP_CLASSES = f"the runner has no {TOP_CLASSES}"
 
 
 def build_model(name: str) -> torch.nn.Module:
@@ -173,25 +179,26 @@ def cam_case(name: str, repeats: int, long_call: float, quick: bool) -> dict:
 
 
 def runner_case(images: int, repeats: int, root: Path) -> dict:
-    """The runner's command line with --top-k 5 against without it."""
+    """The runner's command line with --top-classes 5 against without it."""
     _, model_name, layer_path, bound = CASES["runner"]
     seconds: dict[str, list[float]] = {}
-    row: dict[str, Any] = {"case": "runner", "method": "GradCAM", "model": model_name, "layer": layer_path,
-           "what": f"runner, GradCAM, {model_name} `{layer_path}`, {images} images, "
-                   f"batch {RUNNER_BATCH}", "bound": bound, "seconds": seconds}
+    row: dict[str, Any] = {
+        "case": "runner", "method": "GradCAM", "model": model_name, "layer": layer_path,
+        "what": f"runner, GradCAM, {model_name} `{layer_path}`, {images} images, "
+                f"batch {RUNNER_BATCH}", "bound": bound, "seconds": seconds}
     files = make_folder(root / "photos", images)
-    probe = root / "probe"  # a few images: the warm-up, and whether --top-k explains K classes
+    probe = root / "probe"  # a few images: the warm-up, and whether the option explains K classes
     probe.mkdir()
     for path in files[:RUNNER_BATCH]:
         shutil.copy(path, probe / path.name)
     model = build_model(model_name)
 
-    def run(folder: Path, top_k: int | None) -> tuple:
-        out = root / f"store-{folder.name}-{top_k}"
+    def run(folder: Path, classes: int | None) -> tuple:
+        out = root / f"store-{folder.name}-{classes}"
         argv = [str(folder), "--out", str(out), "--method", "gradcam", "--target-layer",
                 layer_path, "--batch-size", str(RUNNER_BATCH), "--no-progress", "--overwrite"]
-        if top_k is not None:
-            argv += ["--top-k", str(top_k)]
+        if classes is not None:
+            argv += [TOP_CLASSES, str(classes)]
         printed, errors = io.StringIO(), io.StringIO()
         start = time.perf_counter()
         with contextlib.redirect_stdout(printed), contextlib.redirect_stderr(errors):
@@ -201,22 +208,24 @@ def runner_case(images: int, repeats: int, root: Path) -> dict:
 
     _, status, errors, one_out = run(probe, None)
     if status != 0:
-        raise RuntimeError(f"explain-dataset without --top-k failed (status {status}): {errors}")
+        raise RuntimeError(f"explain-dataset without {TOP_CLASSES} failed (status {status}): "
+                           f"{errors}")
     _, status, errors, k_out = run(probe, K)
     if status != 0:
-        row["skipped"] = f"{NO_TOP_K}: `--top-k {K}` was refused ({errors.splitlines()[-1]})"
+        row["skipped"] = (f"{NO_TOP_CLASSES}: `{TOP_CLASSES} {K}` was refused "
+                          f"({errors.splitlines()[-1] if errors else f'status {status}'})")
         return row
     one_rows, k_rows = len(load_results(one_out)), len(load_results(k_out))
     if k_rows != K * one_rows:
-        row["skipped"] = (f"{NO_TOP_K} that explains {K} classes per image: `--top-k {K}` wrote "
-                          f"{k_rows} rows for {one_rows} images (the predictions kept per "
-                          "image, one explained class)")
+        row["skipped"] = (f"{NO_TOP_CLASSES} that explains {K} classes per image: "
+                          f"`{TOP_CLASSES} {K}` wrote {k_rows} rows where the run without it "
+                          f"wrote {one_rows}")
         return row
     for _ in range(repeats):
-        for side, top_k in (("k1", None), ("table", K)):
-            elapsed, status, errors, _ = run(root / "photos", top_k)
+        for side, classes in (("k1", None), ("table", K)):
+            elapsed, status, errors, _ = run(root / "photos", classes)
             if status != 0:
-                raise RuntimeError(f"explain-dataset --top-k {top_k} failed: {errors}")
+                raise RuntimeError(f"explain-dataset {TOP_CLASSES} {classes} failed: {errors}")
             seconds.setdefault(side, []).append(elapsed)
     return row
 
