@@ -300,7 +300,9 @@ def _looks_like_detections(outputs: Any) -> bool:
 def resolve_targets(targets: Sequence[Callable] | None, outputs: Any,
                     batch: int | None = None) -> list[Callable]:
     """Per-image target callables, checked against the outputs; None means
-    each image's top class."""
+    each image's top class. A target with a ``for_output(output)`` method
+    (``RankedClassTarget``) is replaced by the target it returns for its
+    image's output."""
     if targets is None:
         if _looks_like_detections(outputs):
             raise ValueError(
@@ -317,7 +319,11 @@ def resolve_targets(targets: Sequence[Callable] | None, outputs: Any,
     if batch is not None and len(outputs) != batch:
         raise ValueError(f"the model returned {len(outputs)} outputs for a batch of {batch}")
     check_targets_against_outputs(targets, outputs)
-    return list(targets)
+    # a target that picks what it scores from the image's output (for
+    # example RankedClassTarget: the class of a rank) is fixed here, so
+    # that the perturbed inputs are scored for what the image chose
+    return [target.for_output(output) if hasattr(target, "for_output") else target
+            for target, output in zip(targets, outputs)]
 
 
 # ----------------------------------------------------------------- scores

@@ -41,6 +41,53 @@ class ClassifierOutputTarget:
         return f"ClassifierOutputTarget({self.category})"
 
 
+class RankedClassTarget:
+    """The class of rank ``rank`` in the image's own scores (0: its top
+    class, 1: the second, ...), chosen from the output of the explainer's
+    forward pass, like ``targets=None`` chooses the top class: no separate
+    forward pass is needed to find an image's best classes. Before any
+    perturbation pass the explainers replace it by the
+    ``ClassifierOutputTarget`` of the class it chose
+    (``for_output``), so a perturbed input is scored for that class, not
+    for its own ranks. Called directly, it is the raw score of the class of
+    that rank in the output it is given.
+
+    ``[[RankedClassTarget(r) for r in range(5)]] * batch_size`` explains
+    every image's five best classes in one call
+    (``utils.target_sets.ranked_targets``)."""
+
+    def __init__(self, rank: int) -> None:
+        if isinstance(rank, bool) or not isinstance(rank, (int, np.integer)):
+            raise TypeError(f"rank must be an int (0: the top class), got {rank!r}")
+        if rank < 0:
+            raise ValueError(f"rank must be >= 0 (0: the top class), got {rank}")
+        self.rank = int(rank)
+
+    def check_output(self, model_output: Any) -> None:
+        if isinstance(model_output, torch.Tensor) and model_output.dim() >= 1:
+            classes = model_output.shape[-1]
+            if self.rank >= classes:
+                raise ValueError(f"rank {self.rank} is out of range for a model output with "
+                                 f"{classes} classes (allowed 0..{classes - 1})")
+
+    def category(self, model_output: torch.Tensor) -> int:
+        """The class of this rank in one image's output (ties in the order
+        of the class index)."""
+        scores = model_output.detach().reshape(-1, model_output.shape[-1])[0].float()
+        order = torch.argsort(scores, descending=True, stable=True)
+        return int(order[self.rank])
+
+    def for_output(self, model_output: torch.Tensor) -> ClassifierOutputTarget:
+        """The fixed target of the class this rank picks in ``model_output``."""
+        return ClassifierOutputTarget(self.category(model_output))
+
+    def __call__(self, model_output: torch.Tensor) -> torch.Tensor:
+        return _select_class(model_output, self.category(model_output))
+
+    def __repr__(self) -> str:
+        return f"RankedClassTarget({self.rank})"
+
+
 class ClassifierOutputSoftmaxTarget(ClassifierOutputTarget):
     """The softmax probability of class ``category``."""
 

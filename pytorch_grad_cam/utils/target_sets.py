@@ -9,7 +9,10 @@ the lists for the common cases::
     targets = top_k_targets(scores, 5)      # each image's 5 best classes
     maps = cam(input_tensor=x, targets=targets)   # B x 5 x H x W
 
-- :func:`top_k_targets`: the k highest-scoring classes of every image;
+- :func:`ranked_targets`: every image's k best classes, chosen from the
+  explainer's own forward pass (no pass of your own to find them);
+- :func:`top_k_targets`: the k highest-scoring classes of every image,
+  from scores you computed;
 - :func:`multilabel_targets`: every class whose probability (sigmoid of
   the score, for multi-label models) reaches a threshold; the number
   differs between images, so :func:`groups_by_count` splits a batch into
@@ -26,9 +29,13 @@ import numpy as np
 import torch
 
 from pytorch_grad_cam.scoring import check_positive_int, given, select_output
-from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget, FasterRCNNBoxScoreTarget
+from pytorch_grad_cam.utils.model_targets import (
+    ClassifierOutputTarget,
+    FasterRCNNBoxScoreTarget,
+    RankedClassTarget,
+)
 
-__all__ = ["top_k_targets", "top_k_classes", "multilabel_targets", "multilabel_classes",
+__all__ = ["ranked_targets", "top_k_targets", "top_k_classes", "multilabel_targets", "multilabel_classes",
            "groups_by_count", "box_targets"]
 
 
@@ -50,6 +57,18 @@ def _scores(scores: Any, name: str = "scores") -> torch.Tensor:
     if scores.shape[1] == 0:
         raise ValueError(f"{name} has no classes (shape {tuple(scores.shape)})")
     return scores.detach().float().cpu()
+
+
+def ranked_targets(batch_size: int, k: int) -> list[list[RankedClassTarget]]:
+    """``batch_size`` lists of ``RankedClassTarget(0) .. RankedClassTarget(k -
+    1)``: each image's k best classes, best first, chosen from the output of
+    the explainer's own forward pass (the maps are those of
+    :func:`top_k_targets` on the same scores, without a forward pass of
+    your own to compute them). The classes explained are the top k of
+    ``cam.outputs`` after the call."""
+    batch_size = check_positive_int("batch_size", batch_size)
+    k = check_positive_int("k", k)
+    return [[RankedClassTarget(rank) for rank in range(k)] for _ in range(batch_size)]
 
 
 def top_k_classes(scores: Any, k: int) -> list[list[int]]:

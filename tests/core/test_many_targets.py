@@ -26,7 +26,8 @@ from torch import nn
 from pytorch_grad_cam import GradCAM
 from pytorch_grad_cam.registry import get_method
 from pytorch_grad_cam.sess import SESS
-from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget, RankedClassTarget
+from pytorch_grad_cam.utils.target_sets import ranked_targets, top_k_classes, top_k_targets
 
 TABLE = [[2, 0, 4], [1, 3, 1], [4, 4, 0]]  # K = 3 classes for each of 3 images
 
@@ -213,3 +214,40 @@ def test_outputs_are_the_images_not_the_pairs(images):
     cam(images, table(TABLE))
     assert cam.outputs.shape == (3, 5)
     torch.testing.assert_close(cam.outputs, model(images))
+
+
+def test_ranked_targets_choose_the_classes_from_the_calls_own_pass(method_name, images):
+    """``ranked_targets`` gives the maps of ``top_k_targets`` on the model's
+    scores, with no forward pass of the caller's and no more passes than a
+    call with ``targets=None``; the perturbed inputs are scored for the
+    classes the images chose."""
+    method, model = method_and_model(method_name)
+    cam = make(method, model, batch_size=4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with torch.no_grad():
+            scores = model(images)
+        expected = cam(images, top_k_targets(scores, 3))
+        model.after.sizes.clear()
+        cam(images)  # each image's top class
+        top_class_passes = list(model.after.sizes)
+        model.after.sizes.clear()
+        maps = cam(images, ranked_targets(3, 3))
+    assert model.after.sizes == top_class_passes
+    np.testing.assert_allclose(maps, expected, atol=tolerance(method_name), rtol=0)
+    assert top_k_classes(cam.outputs, 3) == top_k_classes(scores, 3)
+
+
+def test_ranked_class_target_checks_its_rank():
+    model = SmallNet().eval()
+    cam = make(GradCAM, model)
+    x = torch.randn(1, 3, 16, 16)
+    with pytest.raises(ValueError, match=r"targets\[0\] \(RankedClassTarget\(5\)\): rank 5 is "
+                                         r"out of range for a model output with 5 classes"):
+        cam(x, [[RankedClassTarget(0), RankedClassTarget(5)]])
+    with pytest.raises(ValueError, match="rank must be >= 0"):
+        RankedClassTarget(-1)
+    # called directly: the score of the class of that rank in the output it is given
+    output = torch.tensor([0.5, 2.0, -1.0, 2.0])
+    assert float(RankedClassTarget(0)(output)) == 2.0 and RankedClassTarget(1).category(output) == 3
+    assert float(RankedClassTarget(3)(output)) == -1.0
