@@ -100,6 +100,10 @@ def earlier_layer_hint(model: torch.nn.Module,
     return "an earlier layer"
 
 
+#: the most images with an empty map whose scores ``empty_map_reason`` checks
+_DIAGNOSED = 8
+
+
 def empty_map_reason(model: torch.nn.Module, target_layers: Sequence[torch.nn.Module],
                      images: list[int], context: CallContext | None,
                      score: Callable[[list[Callable], Any], torch.Tensor]) -> str:
@@ -110,10 +114,15 @@ def empty_map_reason(model: torch.nn.Module, target_layers: Sequence[torch.nn.Mo
     try; else why a layer's map can be empty and :func:`earlier_layer_hint`
     (never a target layer)."""
     if context is not None and context.input_tensor is not None and context.targets:
-        targets = context.targets
+        # only the images with an empty map, at most a few: a diagnostic
+        # costs no more than a small batch, whatever the batch or the
+        # number of targets per image
+        chosen = [i for i in images if 0 <= i < len(context.targets)][:_DIAGNOSED]
+        targets = [context.targets[i] for i in chosen]
         try:
-            ignores = score_ignores_input(model, context.input_tensor,
-                                          lambda output: score(targets, output), images)
+            ignores = bool(chosen) and score_ignores_input(
+                model, context.input_tensor[chosen], lambda output: score(targets, output),
+                list(range(len(chosen))))
         except Exception:  # a diagnostic only: a model that cannot take the
             ignores = False  # negated or all-zero input gets the layer hint
         if ignores:

@@ -251,3 +251,17 @@ def test_ranked_class_target_checks_its_rank():
     output = torch.tensor([0.5, 2.0, -1.0, 2.0])
     assert float(RankedClassTarget(0)(output)) == 2.0 and RankedClassTarget(1).category(output) == 3
     assert float(RankedClassTarget(3)(output)) == -1.0
+
+
+def test_the_empty_map_diagnostic_of_a_table_runs_a_small_batch(images):
+    """All 3 x 20 maps are empty (the classifier's weights are zero): the
+    warning still says why, from three passes of at most 8 of those images,
+    not of all 60 (image, target) pairs."""
+    model = SmallNet().eval()
+    with torch.no_grad():
+        model.fc.weight.zero_()
+    cam = make(GradCAM, model)
+    model.after.sizes.clear()
+    with pytest.warns(RuntimeWarning, match="the target score does not depend on the input"):
+        cam(images, table([[c % 5 for c in range(20)]] * 3))
+    assert model.after.sizes == [3, 8, 8, 8]
