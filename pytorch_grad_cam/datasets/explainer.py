@@ -65,6 +65,10 @@ EMPTY_MAP_WARNING = "the class activation map is all zeros"
 Rows = list[dict[str, Any]]
 #: the classes of each image of a batch, best first
 Classes = list[list[int]]
+#: the most (image, class) maps one call may return: a batch whose images have
+#: more classes (a MultiLabel threshold that hundreds of classes pass) is
+#: explained a few images a call, so that memory stays bounded
+MAPS_PER_CALL = 512
 
 
 def _trait(cls: type, name: str) -> bool:
@@ -181,14 +185,20 @@ class Explainer:
     def _explain(self, cam: Any, inputs: torch.Tensor, classes: Classes | None
                  ) -> list[np.ndarray]:
         """Each image's maps (its classes x H x W) from ``cam``: one call, or
-        one per group of images with the same number of classes."""
+        one per group of images with the same number of classes; a group
+        whose maps would be more than :data:`MAPS_PER_CALL` is explained a
+        few images a call (at least one image, all of its classes)."""
         if classes is None:
             return list(self._call(cam, inputs, None))
         maps: list[np.ndarray] = [np.zeros(0)] * len(classes)
         for group in groups_by_count(classes):
-            part = inputs if len(group) == len(classes) else inputs[group]
-            for i, image_maps in zip(group, self._call(cam, part, [classes[i] for i in group])):
-                maps[i] = image_maps
+            step = max(1, MAPS_PER_CALL // len(classes[group[0]]))
+            for start in range(0, len(group), step):
+                part = group[start:start + step]
+                chosen = inputs if len(part) == len(classes) else inputs[part]
+                for i, image_maps in zip(part, self._call(cam, chosen,
+                                                          [classes[i] for i in part])):
+                    maps[i] = image_maps
         return maps
 
     def _logits(self, cam: Any, inputs: torch.Tensor) -> torch.Tensor:

@@ -38,7 +38,7 @@ from pytorch_grad_cam.datasets.plots import metric_plots, write_plots
 from pytorch_grad_cam.datasets.results import Results, class_names_of
 from pytorch_grad_cam.datasets.sources import BadItem, Preprocess, Source, load_picture
 from pytorch_grad_cam.datasets.store import atomic_write
-from pytorch_grad_cam.datasets.summary import compute_index
+from pytorch_grad_cam.datasets.summary import SHOWN_RANKS, compute_index
 from pytorch_grad_cam.datasets.target_modes import TargetSpec
 from pytorch_grad_cam.scoring import check_positive_int
 from pytorch_grad_cam.utils.image import show_cam_on_image
@@ -194,7 +194,8 @@ def _target_table(results: Results, folder: Path, source: Source | None,
     methods = list(results.config.get("methods", []))
     positions = {(item_id, method, int(rank)): position for position, (item_id, method, rank)
                  in enumerate(zip(frame["id"], frame["method"].astype(str), frame["rank"]))}
-    columns = max(1, int(frame["rank"].max()) + 1)
+    targets = max(1, int(frame["rank"].max()) + 1)
+    columns = min(targets, SHOWN_RANKS)
     header = ('<tr><th class="text">image</th><th class="text">method</th>'
               + "".join(f"<th>rank {r}</th>" for r in range(columns)) + "</tr>")
     body: list[str] = []
@@ -224,7 +225,9 @@ def _target_table(results: Results, folder: Path, source: Source | None,
             lines.append(f'<td class="text">{html.escape(method)}</td>' + "".join(cells))
         first = f'<td class="text" rowspan="{len(lines)}">{photo_cell}</td>'
         body.extend(f"<tr>{first if k == 0 else ''}{line}</tr>" for k, line in enumerate(lines))
-    return f'<table class="targets">{header}{"".join(body)}</table>'
+    note = (f"<p>(the first {columns} targets of each image; some have up to {targets})</p>"
+            if targets > columns else "")
+    return f'<table class="targets">{header}{"".join(body)}</table>{note}'
 
 
 def _gallery(results: Results, folder: Path, source: Source | None, preprocess: Preprocess,
@@ -344,6 +347,8 @@ def write_report(store: str | os.PathLike[str], *, source: Source | None = None,
     by_rank = {m: index["methods"][m].get("ranks", {}) for m in methods
                if m in index.get("methods", {})}
     ranks = sorted({int(r) for counts in by_rank.values() for r in counts})
+    if len(ranks) > SHOWN_RANKS:
+        ranks = [*ranks[:SHOWN_RANKS - 1], ranks[-1]]
     if len(ranks) > 1:
         sections.append("<h2>Targets explained per rank</h2><p>Rank 0 is each image's best "
                         "class; each count is of the images explained at that rank.</p>" + _table(

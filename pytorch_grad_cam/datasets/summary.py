@@ -42,6 +42,9 @@ from pytorch_grad_cam.datasets.target_modes import TargetSpec
 __all__ = ["RunStart", "RunSummary", "compute_index", "finalise", "rate_text",
            "summary_from_index"]
 
+#: the target ranks the summary and the report show (the first ones, and the last)
+SHOWN_RANKS = 10
+
 
 def finalise(store: Store, config: Mapping[str, Any]) -> dict[str, Any]:
     """Compute (:func:`compute_index`) and write the store's ``index.json``;
@@ -240,10 +243,13 @@ class RunSummary:
         for method, info in self.methods.items():
             if info.get("empty_maps"):
                 lines.append(f"{method}: {info['empty_maps']} empty map(s)")
-            by_rank = info.get("ranks", {})
+            by_rank = sorted((int(r), n) for r, n in info.get("ranks", {}).items())
             if len(by_rank) > 1:
+                shown = [f"rank {r}: {n}" for r, n in by_rank]
+                if len(shown) > SHOWN_RANKS:
+                    shown = [*shown[:SHOWN_RANKS - 1], "...", shown[-1]]
                 lines.append(f"{method}: targets explained by rank (0 = each image's best): "
-                             + ", ".join(f"rank {r}: {n}" for r, n in by_rank.items()))
+                             + ", ".join(shown))
         for method, by_metric in self.metrics.items():
             for name, s in by_metric.items():
                 better = DATASET_METRICS.get(name, "?")

@@ -19,12 +19,15 @@ from pytorch_grad_cam.datasets import (
     TopClasses,
     decode_image,
     explain_dataset,
+    explainer,
     open_results,
+    report,
     write_overlays,
 )
 from pytorch_grad_cam.datasets.cli import main
 from pytorch_grad_cam.datasets.cost import run_cost
 from pytorch_grad_cam.datasets.store import read_shard
+from pytorch_grad_cam.datasets.summary import RunSummary
 from pytorch_grad_cam.models.loading import LoadedModel
 from pytorch_grad_cam.utils.target_sets import multilabel_classes
 
@@ -370,3 +373,44 @@ def test_the_command_explains_each_images_top_classes(tmp_path, capsys):
     arguments[arguments.index("2")] = "3"
     assert main(arguments, load=lambda args: LoadedModel(TinyNet(), "tiny", input_size=32)) == 2
     assert "(targets.top_classes: 2 in the store, 3 now)" in capsys.readouterr().err
+
+
+def test_a_batch_with_too_many_maps_for_one_call_is_explained_a_few_images_a_call(
+        tmp_path, monkeypatch):
+    """MAPS_PER_CALL bounds the (image, class) maps of one call (a MultiLabel
+    threshold that hundreds of classes pass): here 4, so that 4 images of 3
+    classes go one image a call; the maps are those of one call."""
+    write_photos(tmp_path / "photos", 4)
+    explain_dataset(tmp_path / "photos", TinyNet(), "gradcam", targets=TopClasses(3),
+                    batch_size=4, out=tmp_path / "whole", **FAST)
+    monkeypatch.setattr(explainer, "MAPS_PER_CALL", 4)
+    model = TinyNet()
+    forwards = []
+    model.register_forward_hook(lambda m, args, out: forwards.append(args[0].shape[0]))
+    explain_dataset(tmp_path / "photos", model, "gradcam", targets=TopClasses(3), batch_size=4,
+                    out=tmp_path / "split", **FAST)
+    assert forwards[1:] == [4, 1, 1, 1, 1]  # the probe; choosing; one image a call
+    split, whole = open_results(tmp_path / "split"), open_results(tmp_path / "whole")
+    assert split.frame["target"].equals(whole.frame["target"])
+    for row in range(12):
+        np.testing.assert_allclose(split.map(row), whole.map(row), **F16)
+
+
+def test_many_ranks_are_shown_in_short(tmp_path, monkeypatch):
+    summary = RunSummary(out=tmp_path, items=2, skipped=0, processed=2, status_counts={"ok": 2},
+                         methods={"gradcam": {"ranks": {str(r): 2 for r in sorted(
+                             range(12), key=str)}}}, metrics={}, ranking=[], seconds=1.0)
+    assert ("gradcam: targets explained by rank (0 = each image's best): rank 0: 2, rank 1: 2, "
+            "rank 2: 2, rank 3: 2, rank 4: 2, rank 5: 2, rank 6: 2, rank 7: 2, rank 8: 2, ..., "
+            "rank 11: 2") in str(summary).splitlines()
+    write_photos(tmp_path / "photos", 2)
+    monkeypatch.setattr(report, "SHOWN_RANKS", 2)
+    explain_dataset(tmp_path / "photos", TinyNet(), "gradcam", targets=TopClasses(3),
+                    report=True, out=tmp_path / "out", **FAST)
+    page = (tmp_path / "out" / "report.html").read_text()
+    # the table of ranks: the first and the last; the gallery: the first two
+    assert ('<th class="text">method</th><th>rank 0</th><th>rank 2</th></tr>'
+            '<tr><td class="text">gradcam</td><td>2</td><td>2</td></tr>') in page
+    assert page.count("<th>rank 2</th>") == 1 and page.count("<th>rank 1</th>") == 1
+    assert "<p>(the first 2 targets of each image; some have up to 3)</p>" in page
+    assert not list((tmp_path / "out" / "report_files").glob("*rank2.jpg"))
