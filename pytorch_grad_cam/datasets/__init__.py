@@ -14,12 +14,14 @@ Modules: :mod:`~pytorch_grad_cam.datasets.runner` (``explain_dataset``),
 any work), :mod:`~pytorch_grad_cam.datasets.loop` (the DataLoader, the
 progress bar, every finished image's rows to the store),
 :mod:`~pytorch_grad_cam.datasets.explainer` (the methods, predictions and
-metrics of each item), :mod:`~pytorch_grad_cam.datasets.sources` (folders,
-lists, Datasets, decoding), :mod:`~pytorch_grad_cam.datasets.store` (the
-shards), :mod:`~pytorch_grad_cam.datasets.results` (the loader),
-:mod:`~pytorch_grad_cam.datasets.ownership` (the
-files a store owns), :mod:`~pytorch_grad_cam.datasets.identity` (the
-source and files the results come from),
+metrics of each item), :mod:`~pytorch_grad_cam.datasets.target_modes` (the
+classes explained in each image: one, ``TopClasses(k)``, ``MultiLabel``),
+:mod:`~pytorch_grad_cam.datasets.sources` (folders, lists, Datasets,
+decoding), :mod:`~pytorch_grad_cam.datasets.store` (the shards),
+:mod:`~pytorch_grad_cam.datasets.results` (the loader),
+:mod:`~pytorch_grad_cam.datasets.ownership` (the files a store owns),
+:mod:`~pytorch_grad_cam.datasets.identity` (the source and files the
+results come from),
 :mod:`~pytorch_grad_cam.datasets.atomic` (atomic writes),
 :mod:`~pytorch_grad_cam.datasets.evaluation` (metrics per image, streaming
 statistics, ranking), :mod:`~pytorch_grad_cam.datasets.summary` (the
@@ -56,10 +58,12 @@ if TYPE_CHECKING:  # what the lazy names are, for type checkers
     from pytorch_grad_cam.datasets.runner import explain_dataset, model_fingerprint
     from pytorch_grad_cam.datasets.sources import STATUSES, Preprocess, decode_image
     from pytorch_grad_cam.datasets.summary import RunStart, RunSummary
+    from pytorch_grad_cam.datasets.target_modes import MultiLabel, TopClasses
 
 __all__ = [
-    "DATASET_METRICS", "STATUSES", "BatchMetrics", "Preprocess", "Results", "RunStart",
-    "RunSummary", "RunningStats", "StoreRefused", "check_metrics", "decode_image",
+    "DATASET_METRICS", "STATUSES", "BatchMetrics", "MultiLabel", "Preprocess", "Results",
+    "RunStart", "RunSummary", "RunningStats", "StoreRefused", "TopClasses", "check_metrics",
+    "decode_image",
     "explain_dataset", "load_results", "model_fingerprint", "open_results", "rank_methods",
     "resize_map", "write_overlays", "write_report",
 ]
@@ -74,6 +78,7 @@ _HOMES = {
     **dict.fromkeys(("STATUSES", "Preprocess", "decode_image"), "sources"),
     **dict.fromkeys(("Results", "load_results", "open_results", "resize_map"), "results"),
     **dict.fromkeys(("RunStart", "RunSummary"), "summary"),
+    **dict.fromkeys(("MultiLabel", "TopClasses"), "target_modes"),
 }
 
 

@@ -6,9 +6,9 @@ read or any file written, and the run's choices that follow from them
 - :func:`resolve_target_layers` (the front-ends' one, from
   ``app.layers``): modules or layer paths of the model, or the layers the
   library finds (``layer_finder.locate_layers``);
-- :func:`check_targets`, :func:`check_map_size`, :func:`check_workers`:
-  the other arguments, each error naming the argument, the value given and
-  what is allowed;
+- :func:`check_targets` (from :mod:`~pytorch_grad_cam.datasets.target_modes`),
+  :func:`check_map_size`, :func:`check_workers`: the other arguments, each
+  error naming the argument, the value given and what is allowed;
 - :func:`choose_device`, :func:`default_workers`: where the run goes and how
   many processes decode.
 """
@@ -22,6 +22,7 @@ import torch
 
 from pytorch_grad_cam.app.layers import TargetLayers, resolve_target_layers
 from pytorch_grad_cam.base_cam import BaseCAM
+from pytorch_grad_cam.datasets.target_modes import check_targets
 from pytorch_grad_cam.registry import get_method, method_info
 from pytorch_grad_cam.scoring import describe, given, model_device
 
@@ -62,22 +63,6 @@ def resolve_methods(methods: Any) -> list[tuple[str, type]]:
         if name in names[:index]:
             raise ValueError(f"methods[{index}] repeats {name!r}")
     return entries
-
-
-def check_targets(targets: Any) -> tuple[str, int | None]:
-    """``targets`` -> ("top", None), ("label", None) or ("class", index)."""
-    if targets is None or targets == "top":
-        return "top", None
-    if isinstance(targets, str):
-        if targets == "label":
-            return "label", None
-        raise ValueError(f"targets must be None (each image's top class), 'label' (each "
-                         f"item's label), or a class index, got {targets!r}")
-    if isinstance(targets, numbers.Integral) and not isinstance(targets, bool):
-        if targets < 0:
-            raise ValueError(f"targets must be a class index >= 0, got {targets}")
-        return "class", int(targets)
-    raise TypeError(f"targets must be None, 'label' or a class index (int), got {given(targets)}")
 
 
 def check_map_size(map_size: Any) -> str | tuple[int, int]:

@@ -71,7 +71,7 @@ def main(argv: Sequence[str] | None = None, *, prog: str = PROG,
             size = args.input_size or loaded.input_size
             summary = explain_dataset(
                 checked.source, model, methods, out=out, target_layers=args.target_layer,
-                targets=checked.category, reshape_transform=reshape,
+                targets=checked.targets, reshape_transform=reshape,
                 preprocess=Preprocess(size=(size, size), mean=loaded.mean, std=loaded.std),
                 map_size=args.map_size, metrics=checked.metrics, top_k=args.top_k,
                 batch_size=args.batch_size, workers=args.workers, shard_size=args.shard_size,

@@ -14,6 +14,17 @@ total is over the images this run explains::
       scorecam: ~1,281 forward passes on cpu
       metrics, for each method's map: ROADCombined 8, Deletion 51 forward passes
       in all: ~23,494 forward passes for 17 images on cpu
+
+With several classes per image (``TopClasses(k)``, ``MultiLabel``) a line
+says what they add: one forward pass per image that chooses the classes;
+each method's forward passes once for all of an image's k classes, its
+backward passes (one gradient per class) and the metrics' passes k times::
+
+      targets: each image's 3 best classes: 1 forward pass an image chooses them; each method's
+        backward passes and the metrics' passes once per class (x3)
+
+For ``MultiLabel`` the number of classes is not known before the run: the
+totals count ``max_labels`` an image (1 without it) and are marked ``~``.
 """
 from __future__ import annotations
 
@@ -44,14 +55,28 @@ def run_cost(start: RunStart) -> str:
     lines.append(cost_report(start.methods, start.channels, device, cams=start.cams))
     costs: dict[str, Cost] = {name: method_cost(name, start.channels, cam=start.cams.get(name))
                               for name in start.methods}
-    forward = sum(cost.forward for cost in costs.values())
-    backward = sum(cost.backward for cost in costs.values())
-    approximate = any(cost.approximate for cost in costs.values())
+    targets = start.targets
+    per_image = targets.per_image
+    forward = sum(cost.forward for cost in costs.values()) + int(targets.from_scores)
+    backward = per_image * sum(cost.backward for cost in costs.values())
+    approximate = any(cost.approximate for cost in costs.values()) \
+        or targets.mode == "multilabel"
+    if targets.from_scores:
+        if targets.mode == "top_classes":
+            counted = f"x{per_image}"
+        elif targets.max_labels:
+            counted = f"the totals count {per_image} an image, the most it can get"
+        else:
+            counted = "the totals count 1 an image: how many pass the threshold is known " \
+                      "only during the run"
+        lines.append(f"  targets: {targets.describe()}: 1 forward pass an image chooses them; "
+                     "each method's backward passes and the metrics' passes once per class "
+                     f"({counted})")
     if start.metrics is not None:
         parts: dict[str, str] = {}
         for cost in costs.values():
             for metric, (f, b) in start.metrics.passes(cost.forward, cost.backward).items():
-                forward, backward = forward + f, backward + b
+                forward, backward = forward + per_image * f, backward + per_image * b
                 parts[metric] = ("Coherency (the method's passes again)" if metric == "Coherency"
                                  else f"{metric} {f:,}")
         lines.append(f"  metrics, for each method's map: {', '.join(parts.values())} forward "

@@ -32,13 +32,14 @@ from pytorch_grad_cam.app.options import (
     non_negative_int,
     positive_int,
 )
+from pytorch_grad_cam.datasets.target_modes import MultiLabel, TopClasses
 from pytorch_grad_cam.metric_names import DATASET_METRICS, check_metrics
 from pytorch_grad_cam.models.specs import BUNDLED_MODEL, DEFAULT_MODEL
 from pytorch_grad_cam.registry import method_names
 from pytorch_grad_cam.utils.image_io import MAX_READ_PIXELS
 
 __all__ = ["PROG", "CheckedArguments", "build_parser", "category", "check", "check_arguments",
-           "check_source"]
+           "check_source", "probability"]
 
 PROG = "grad-cam explain-dataset"
 
@@ -51,6 +52,18 @@ class CheckedArguments:
     source: Path                      # the input folder (its images not read yet)
     out: Path                         # the results store's folder, writable
     category: int | None              # the class to explain, None: each image's top class
+    targets: int | TopClasses | MultiLabel | None = None  # explain_dataset's targets
+
+
+def probability(text: str) -> float:
+    """argparse ``type=``: a number in (0, 1]."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"must be a probability in (0, 1], got {text!r}")
+    return value
 
 
 def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
@@ -93,9 +106,21 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
         "--target-layer", nargs="+", metavar="LAYER", default=None,
         help="the layer(s) to explain, as a path such as 'layer4[-1]' (default: chosen for "
              "the model family)")
-    parser.add_argument("--target-category", metavar="CLASS", default=None,
-                        help="explain this class (an ImageNet index or name) in every image "
-                             "(default: each image's top-1 class)")
+    targets = parser.add_mutually_exclusive_group()
+    targets.add_argument("--target-category", metavar="CLASS", default=None,
+                         help="explain this class (an ImageNet index or name) in every image "
+                              "(default: each image's top-1 class)")
+    targets.add_argument("--top-classes", type=positive_int, metavar="K", default=None,
+                         help="explain each image's K best classes, best first: K rows per "
+                              "image and method (rank 0 to K-1), each method explaining all K "
+                              "in one call (default: 1, the top class)")
+    targets.add_argument("--multilabel", type=probability, metavar="THRESHOLD", default=None,
+                         help="for multi-label models: explain every class whose "
+                              "sigmoid(score) >= THRESHOLD, in (0, 1]; an image without one "
+                              "gets a no_target row")
+    parser.add_argument("--max-labels", type=positive_int, metavar="N", default=None,
+                        help="with --multilabel: at most N classes an image, the most probable "
+                             "(default: all above the threshold)")
     parser.add_argument("--batch-size", type=positive_int, metavar="N", default=None,
                         help="images per forward pass (default: 8 on CPU, 64 on CUDA)")
     parser.add_argument("--workers", type=non_negative_int, metavar="N", default=None,
@@ -113,7 +138,9 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     parser.add_argument("--input-size", type=positive_int, metavar="N", default=None,
                         help="the side the images are resized to (default: the model's)")
     parser.add_argument("--top-k", type=positive_int, metavar="K", default=None,
-                        help="predictions kept per image (default: 5)")
+                        help="predictions (class and probability columns top1..topK) kept "
+                             "per image; to explain several classes see --top-classes "
+                             "(default: 5, or --top-classes K if larger)")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], default="auto",
                         help="where to run (default: auto: cuda, then mps, then cpu; under "
                              "torchrun each process takes cuda:LOCAL_RANK)")
@@ -162,9 +189,18 @@ def check_arguments(args: argparse.Namespace, prog: str) -> CheckedArguments:
         check_metrics(metrics)
     except ValueError as error:
         raise UsageError(f"--metrics: {error}") from None
+    if args.max_labels is not None and args.multilabel is None:
+        raise UsageError("--max-labels caps the classes --multilabel THRESHOLD finds in an "
+                         "image; give --multilabel too")
     source = check_source(args.source)
     out = check_output_folder("--out", args.out)
-    return CheckedArguments(metrics, source, out, category(args.target_category, prog))
+    fixed = category(args.target_category, prog)
+    targets: int | TopClasses | MultiLabel | None = fixed
+    if args.top_classes is not None:
+        targets = TopClasses(args.top_classes)
+    elif args.multilabel is not None:
+        targets = MultiLabel(args.multilabel, args.max_labels)
+    return CheckedArguments(metrics, source, out, fixed, targets)
 
 
 def check(argv: Sequence[str], prog: str = PROG) -> int | None:

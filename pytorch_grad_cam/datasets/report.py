@@ -15,7 +15,10 @@ interval, count, NaN and skipped, and whether higher or lower is better)
 and its plots, the ranked comparison of the methods, the items that could
 not be explained with their reasons, and a gallery of the most and the
 least confident explanations (by the softmax probability of the explained
-class).
+class). A store with several targets per image (``TopClasses``,
+``MultiLabel``) shows the targets explained per rank, and its gallery has
+one table row per image (and method), one column per target, best first,
+each map under its class name, score and probability.
 """
 from __future__ import annotations
 
@@ -28,15 +31,15 @@ from typing import Any
 
 import cv2
 import numpy as np
-import torchvision
 
 from pytorch_grad_cam.datasets.evaluation import DATASET_METRICS
 from pytorch_grad_cam.datasets.ownership import NewFiles
 from pytorch_grad_cam.datasets.plots import metric_plots, write_plots
-from pytorch_grad_cam.datasets.results import Results
+from pytorch_grad_cam.datasets.results import Results, class_names_of
 from pytorch_grad_cam.datasets.sources import BadItem, Preprocess, Source, load_picture
 from pytorch_grad_cam.datasets.store import atomic_write
-from pytorch_grad_cam.datasets.summary import compute_index
+from pytorch_grad_cam.datasets.summary import SHOWN_RANKS, compute_index
+from pytorch_grad_cam.datasets.target_modes import TargetSpec
 from pytorch_grad_cam.scoring import check_positive_int
 from pytorch_grad_cam.utils.image import show_cam_on_image
 from pytorch_grad_cam.utils.image_io import MAX_READ_PIXELS, PICTURE_PIXELS, fit_size
@@ -53,6 +56,7 @@ th, td { border: 1px solid #ccc; padding: 3px 8px; text-align: right; }
 th { background: #f3f3f3; } td.text, th.text { text-align: left; }
 figure { display: inline-block; margin: 4px; text-align: center; font-size: 0.8em; }
 figure img { display: block; }
+table.targets td { vertical-align: top; }
 .note { color: #a60; }
 """
 
@@ -71,15 +75,6 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[Any]], text_columns: i
     body = "".join("<tr>" + "".join(f"<td{cls(i)}>{_cell(v)}</td>" for i, v in enumerate(row))
                    + "</tr>" for row in rows)
     return f"<table><tr>{head}</tr>{body}</table>"
-
-
-def _imagenet_names(num_classes: int) -> list[str] | None:
-    if num_classes != 1000:
-        return None
-    try:
-        return list(torchvision.models.ResNet50_Weights.IMAGENET1K_V2.meta["categories"])
-    except (AttributeError, KeyError):
-        return None
 
 
 def _display_size(height: int, width: int, side: int = DISPLAY_SIDE) -> tuple[int, int]:
@@ -147,19 +142,23 @@ def write_overlays(store: str | os.PathLike[str], folder: str | os.PathLike[str]
     """Overlay pictures on request: ``show_cam_on_image`` of the stored map
     on the photo, one JPEG per row that has a map (all rows, or ``rows``:
     positions in ``Results.frame``, for example of a filtered DataFrame's
-    ``.index``), named ``<id>_<method>.jpg`` (characters other than letters,
-    digits, ``-_.`` replaced by ``_``). At the photo's size (shrunk to at
-    most ``image_io.PICTURE_PIXELS`` pixels), or ``side`` pixels on its
-    longer side. Returns the files written."""
+    ``.index``), named ``<id>_<method>.jpg`` (``<id>_<method>_rank<r>.jpg``
+    in a store with several targets per image; characters other than
+    letters, digits, ``-_.`` replaced by ``_``). At the photo's size (shrunk
+    to at most ``image_io.PICTURE_PIXELS`` pixels), or ``side`` pixels on
+    its longer side. Returns the files written."""
     results = Results(store)
     preprocess = preprocess or _stored_preprocess(results.config)
+    several = TargetSpec.from_config(results.config.get("targets")).from_scores
     target = Path(folder)
     target.mkdir(parents=True, exist_ok=True)
     written = []
     for row, _ in results.iter_maps(rows):
         entry = results.frame.iloc[row]
         _, overlay = _overlay(results, row, source, preprocess, side)
-        path = target / f"{_safe_name(str(entry['id']))}_{_safe_name(str(entry['method']))}.jpg"
+        rank = f"_rank{int(entry['rank'])}" if several else ""
+        path = target / (f"{_safe_name(str(entry['id']))}_{_safe_name(str(entry['method']))}"
+                         f"{rank}.jpg")
         _write_jpeg(path, overlay)
         written.append(path)
     return written
@@ -172,30 +171,94 @@ def _stored_preprocess(config: dict) -> Preprocess:
                       std=tuple(settings.get("std", (0.229, 0.224, 0.225))))
 
 
+def _class_text(target: int, class_names: Sequence[str] | None) -> str:
+    name = class_names[target] if class_names and 0 <= target < len(class_names) else ""
+    return f"class {target}{' ' + name if name else ''}"
+
+
+def _figure(file_name: str, caption: str, height: int, width: int, above: bool = False) -> str:
+    """A picture of report_files/ with its caption (below it, or above)."""
+    image = (f'<img src="{FILES}/{html.escape(file_name)}" width="{width}" height="{height}" '
+             f'alt="{html.escape(caption)}">')
+    text = f"<figcaption>{html.escape(caption)}</figcaption>"
+    return f"<figure>{text + image if above else image + text}</figure>"
+
+
+def _target_table(results: Results, folder: Path, source: Source | None,
+                  preprocess: Preprocess, kind: str, rows: Sequence[Any],
+                  class_names: Sequence[str] | None) -> str:
+    """The gallery of a store with several targets per image: one table
+    row per (image, method), the photo first, then one column per target,
+    best first, the class name, score and probability above each map."""
+    frame = results.frame
+    methods = list(results.config.get("methods", []))
+    positions = {(item_id, method, int(rank)): position for position, (item_id, method, rank)
+                 in enumerate(zip(frame["id"], frame["method"].astype(str), frame["rank"]))}
+    targets = max(1, int(frame["rank"].max()) + 1)
+    columns = min(targets, SHOWN_RANKS)
+    header = ('<tr><th class="text">image</th><th class="text">method</th>'
+              + "".join(f"<th>rank {r}</th>" for r in range(columns)) + "</tr>")
+    body: list[str] = []
+    for number, row_index in enumerate(rows):
+        entry = frame.loc[row_index]
+        height, width = _display_size(int(entry["height"]), int(entry["width"]))
+        photo_cell = html.escape(str(entry["id"]))
+        lines: list[str] = []
+        for method in methods:
+            cells: list[str] = []
+            for rank in range(columns):
+                position = positions.get((entry["id"], method, rank))
+                if position is None or int(frame["map_row"].iat[position]) < 0:
+                    cells.append("<td></td>")
+                    continue
+                photo, overlay = _overlay(results, position, source, preprocess, DISPLAY_SIDE)
+                if photo is not None and not lines and not cells:
+                    image_name = f"{kind}-{number:03d}-image.jpg"
+                    _write_jpeg(folder / image_name, np.uint8(np.clip(photo, 0, 1) * 255))
+                    photo_cell = _figure(image_name, str(entry["id"]), height, width)
+                file_name = f"{kind}-{number:03d}-{method}-rank{rank}.jpg"
+                _write_jpeg(folder / file_name, overlay)
+                found = frame.iloc[position]
+                caption = (f"{_class_text(int(found['target']), class_names)}: score "
+                           f"{float(found['score']):.3f}, p={float(found['prob']):.3f}")
+                cells.append(f"<td>{_figure(file_name, caption, height, width, above=True)}</td>")
+            lines.append(f'<td class="text">{html.escape(method)}</td>' + "".join(cells))
+        first = f'<td class="text" rowspan="{len(lines)}">{photo_cell}</td>'
+        body.extend(f"<tr>{first if k == 0 else ''}{line}</tr>" for k, line in enumerate(lines))
+    note = (f"<p>(the first {columns} targets of each image; some have up to {targets})</p>"
+            if targets > columns else "")
+    return f'<table class="targets">{header}{"".join(body)}</table>{note}'
+
+
 def _gallery(results: Results, folder: Path, source: Source | None, preprocess: Preprocess,
              size: int, class_names: Sequence[str] | None) -> str:
     frame = results.frame
     methods = list(results.config.get("methods", []))
     if not methods:
         return "<p>No methods.</p>"
-    first = frame[(frame["method"] == methods[0]) & (frame["status"] == "ok")]
+    first = frame[(frame["method"] == methods[0]) & (frame["status"] == "ok")
+                  & (frame["rank"] == 0)]
     if first.empty:
         return "<p>No explained item.</p>"
     ranked = first.sort_values(["prob", "position"], ascending=[False, True], kind="stable")
     most = list(ranked.index[:size])
     least = [i for i in list(ranked.index[::-1][:size]) if i not in most]
+    several = TargetSpec.from_config(results.config.get("targets")).from_scores
     parts = []
     for title, rows in (("Most confident", most), ("Least confident", least)):
         if not rows:
             continue
         parts.append(f"<h3>{title}</h3>")
+        if several:
+            parts.append(_target_table(results, folder, source, preprocess,
+                                       title.split()[0].lower(), rows, class_names))
+            continue
         for rank, row_index in enumerate(rows):
             row = frame.loc[row_index]
             height, width = _display_size(int(row["height"]), int(row["width"]))
             kind = title.split()[0].lower()
-            target = int(row["target"])
-            name = class_names[target] if class_names and 0 <= target < len(class_names) else ""
-            label = f"{row['id']}: class {target}{' ' + name if name else ''}, p={row['prob']:.3f}"
+            label = (f"{row['id']}: {_class_text(int(row['target']), class_names)}, "
+                     f"p={row['prob']:.3f}")
             figures: list[tuple[str, str]] = []
             for method in methods:
                 hits = frame.index[(frame["id"] == row["id"]) & (frame["method"] == method)]
@@ -212,10 +275,7 @@ def _gallery(results: Results, folder: Path, source: Source | None, preprocess: 
                 file_name = f"{kind}-{rank:03d}-{method}.jpg"
                 _write_jpeg(folder / file_name, overlay)
                 figures.append((file_name, method))
-            cells = "".join(f'<figure><img src="{FILES}/{html.escape(f)}" width="{width}" '
-                            f'height="{height}" alt="{html.escape(c)}">'
-                            f"<figcaption>{html.escape(c)}</figcaption></figure>"
-                            for f, c in figures)
+            cells = "".join(_figure(f, c, height, width) for f, c in figures)
             parts.append(f"<div><p>{html.escape(label)}</p>{cells}</div>")
     return "\n".join(parts)
 
@@ -248,8 +308,9 @@ def write_report(store: str | os.PathLike[str], *, source: Source | None = None,
         preprocess: to turn Dataset items that are model inputs back into
             photos (default: the store's normalisation).
         gallery_size: items in each of the most / least confident galleries.
-        class_names: names of the classes (default: ImageNet's for 1,000
-            classes, else none).
+        class_names: names of the classes (default: the store's, see
+            ``results.class_names_of``: the run's ``class_names``, else
+            ImageNet's for 1,000 classes, else none).
     """
     gallery_size = int(check_positive_int("gallery_size", gallery_size) or 1)
     results = Results(store)
@@ -258,7 +319,7 @@ def write_report(store: str | os.PathLike[str], *, source: Source | None = None,
         preprocess = _stored_preprocess(config)
     index = results.index if results.complete else compute_index(results.store, config)
     if class_names is None:
-        class_names = _imagenet_names(int(config.get("num_classes", 0)))
+        class_names = class_names_of(config)
     folder = results.path / FILES
     written = NewFiles(results.path, folder)  # recorded as the store's files at the end
     assert index is not None
@@ -273,7 +334,8 @@ def write_report(store: str | os.PathLike[str], *, source: Source | None = None,
         [["items", index.get("items", 0)], *[[f"status {s}", n] for s, n in statuses.items()],
          ["model", config.get("model", {}).get("class", "?")],
          ["target layers", ", ".join(config.get("target_layers", []))],
-         ["methods", ", ".join(methods)], ["targets", config.get("targets")],
+         ["methods", ", ".join(methods)],
+         ["targets", TargetSpec.from_config(config.get("targets")).describe()],
          ["input size", " x ".join(map(str, config.get("preprocess", {}).get("size", [])))],
          ["stored map size", " x ".join(map(str, config.get("map_size", [])))]]))
     sections.append("<h2>Methods</h2>" + _table(
@@ -282,6 +344,17 @@ def write_report(store: str | os.PathLike[str], *, source: Source | None = None,
         [[m, *[index["methods"][m]["status_counts"].get(s, 0)
                for s in sorted({s for x in index["methods"].values() for s in x["status_counts"]})],
           index["methods"][m]["empty_maps"]] for m in methods if m in index.get("methods", {})]))
+    by_rank = {m: index["methods"][m].get("ranks", {}) for m in methods
+               if m in index.get("methods", {})}
+    ranks = sorted({int(r) for counts in by_rank.values() for r in counts})
+    if len(ranks) > SHOWN_RANKS:
+        ranks = [*ranks[:SHOWN_RANKS - 1], ranks[-1]]
+    if len(ranks) > 1:
+        sections.append("<h2>Targets explained per rank</h2><p>Rank 0 is each image's best "
+                        "class; each count is of the images explained at that rank.</p>" + _table(
+                            ["method", *[f"rank {r}" for r in ranks]],
+                            [[m, *[counts.get(str(r), 0) for r in ranks]]
+                             for m, counts in by_rank.items()]))
     metric_rows = []
     for method, by_metric in index.get("metrics", {}).items():
         for metric, s in by_metric.items():

@@ -1,6 +1,6 @@
 """Reading a results store (:mod:`~pytorch_grad_cam.datasets.store`): the
-table of every (item, method) row as a pandas DataFrame, and the maps at
-the stored resolution or resized.
+table of every (item, method, target) row as a pandas DataFrame, and the
+maps at the stored resolution or resized.
 
 pandas is optional (the runner does not need it): it is imported when a
 store is opened for reading.
@@ -17,6 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from pytorch_grad_cam.app.classes import IMAGENET_CLASSES
 from pytorch_grad_cam.datasets.store import COLUMNS, DEFAULTS, METRIC_PREFIX, Store, read_shard
 from pytorch_grad_cam.scoring import given
 
@@ -24,6 +25,16 @@ if TYPE_CHECKING:  # pandas is optional: the results' table needs it, the runner
     import pandas as pd  # noqa: TID253
 
 __all__ = ["Results", "load_results", "open_results", "resize_map"]
+
+
+def class_names_of(config: dict[str, Any]) -> list[str] | None:
+    """The class names of a store: those the run was given
+    (``explain_dataset(class_names=...)``), else ImageNet's for a model of
+    1,000 classes, else None."""
+    names = config.get("class_names")
+    if names:
+        return [str(name) for name in names]
+    return list(IMAGENET_CLASSES) if int(config.get("num_classes", 0)) == 1000 else None
 
 
 def resize_map(cam: np.ndarray, size: tuple[int, int] | None) -> np.ndarray:
@@ -48,10 +59,13 @@ class Results:
 
     Attributes:
         path: the store folder.
-        frame: one row per (item, method): the :data:`COLUMNS`, ``shard``
-            (the file holding the row), the predictions as ``top1_class``,
+        frame: one row per (item, method, target): the :data:`COLUMNS`,
+            ``class_name`` (the explained class's name, "" when the store
+            has no names: :func:`class_names_of`), ``shard`` (the file
+            holding the row), the predictions as ``top1_class``,
             ``top1_prob``, ..., ``top{k}_prob``, and one column per metric;
-            sorted by position, id and the configuration's method order.
+            sorted by position, id, the configuration's method order and
+            rank.
         config: the configuration the store was written with.
         index: the finalised index (counts, dataset-level metrics, ranking),
             or None when the last run did not finish.
@@ -100,9 +114,14 @@ class Results:
                      *(f"top{j + 1}_{kind}" for j in range(top_k) for kind in ("class", "prob")),
                      *metrics]
             frame = pd.DataFrame({name: [] for name in names})
+        class_names = class_names_of(self.config)
+        targets = frame["target"].to_numpy(dtype=np.int64)
+        frame.insert(frame.columns.get_loc("target") + 1, "class_name",
+                     [class_names[t] if class_names and 0 <= t < len(class_names) else ""
+                      for t in targets])
         order = {name: i for i, name in enumerate(methods)}
         frame["_method_order"] = frame["method"].map(order).fillna(len(order))
-        frame = frame.sort_values(["position", "id", "_method_order"], kind="stable")
+        frame = frame.sort_values(["position", "id", "_method_order", "rank"], kind="stable")
         frame = frame.drop(columns="_method_order").reset_index(drop=True)
         for name in ("status", "method", "shard"):
             frame[name] = frame[name].astype("category")
@@ -132,14 +151,16 @@ class Results:
                              f"status is {entry['status']} ({entry['reason']})")
         return resize_map(self._shard_maps(str(self._shards[row]))[index], size)
 
-    def find(self, item_id: str, method: str | None = None) -> int:
+    def find(self, item_id: str, method: str | None = None, rank: int = 0) -> int:
         """The row of item ``item_id`` (and ``method``, default the first
-        method of the configuration)."""
+        method of the configuration; ``rank``: which of the item's targets,
+        0 its best)."""
         method = method if method is not None else self.config["methods"][0]
         hits = np.flatnonzero((self.frame["id"] == item_id).to_numpy()
-                              & (self.frame["method"] == method).to_numpy())
+                              & (self.frame["method"] == method).to_numpy()
+                              & (self.frame["rank"] == rank).to_numpy())
         if hits.size == 0:
-            raise KeyError(f"no row for id {item_id!r} and method {method!r}")
+            raise KeyError(f"no row for id {item_id!r}, method {method!r} and rank {rank}")
         return int(hits[0])
 
     def iter_maps(self, rows: Sequence[int] | None = None,

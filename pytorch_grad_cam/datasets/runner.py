@@ -53,7 +53,6 @@ from pytorch_grad_cam.base_cam import model_state_guard
 from pytorch_grad_cam.datasets.checks import (
     TargetLayers,
     check_map_size,
-    check_targets,
     check_workers,
     choose_device,
     default_workers,
@@ -70,6 +69,7 @@ from pytorch_grad_cam.datasets.report import write_report
 from pytorch_grad_cam.datasets.sources import PathSource, Preprocess, Source, make_source, model_input_size
 from pytorch_grad_cam.datasets.store import STORE_VERSION, ShardWriter, Store, config_differences
 from pytorch_grad_cam.datasets.summary import RunStart, RunSummary, finalise, summary_from_index
+from pytorch_grad_cam.datasets.target_modes import MultiLabel, TargetSpec, TopClasses, check_targets
 from pytorch_grad_cam.layers import LayerProbe, probe_target_layers
 from pytorch_grad_cam.scoring import (
     batch_size_or_default,
@@ -80,7 +80,7 @@ from pytorch_grad_cam.scoring import (
 )
 from pytorch_grad_cam.utils.image_io import MAX_READ_PIXELS
 
-__all__ = ["RunStart", "default_workers", "explain_dataset", "model_fingerprint",
+__all__ = ["MultiLabel", "RunStart", "TopClasses", "default_workers", "explain_dataset", "model_fingerprint",
            "resolve_methods", "resolve_target_layers"]
 
 
@@ -125,8 +125,8 @@ class _Request:
     layers: list[torch.nn.Module]
     layer_names: list[str]
     reshape_transform: Callable | None
-    target_mode: str
-    fixed_class: int | None
+    targets: TargetSpec
+    class_names: list[str] | None
     map_spec: str | tuple[int, int]
     metric_names: list[str]
     batch_metrics: BatchMetrics | None
@@ -168,7 +168,7 @@ def _config(request: _Request, probe: LayerProbe, top_k: int,
         "method_classes": [f"{cls.__module__}.{cls.__qualname__}" for _, cls in request.entries],
         "method_options": {name: {k: repr(v) for k, v in sorted(opts.items())}
                            for name, opts in sorted(request.options.items())},
-        "targets": request.target_mode if request.fixed_class is None else request.fixed_class,
+        "targets": request.targets.config(),
         "preprocess": request.preprocess.config(),
         "min_image_size": request.min_image_size,
         "map_size": list(map_shape),
@@ -178,6 +178,8 @@ def _config(request: _Request, probe: LayerProbe, top_k: int,
         "metric_settings": (request.batch_metrics.config()
                             if request.batch_metrics is not None else {}),
         "num_classes": probe.num_classes,
+        # only when given: the configurations (and fingerprints) of older stores stay the same
+        **({"class_names": request.class_names} if request.class_names is not None else {}),
     }
 
 
@@ -188,7 +190,8 @@ def explain_dataset(source: Any,
                     *,
                     out: str | os.PathLike[str],
                     target_layers: TargetLayers = None,
-                    targets: None | str | int = None,
+                    targets: None | str | int | TopClasses | MultiLabel = None,
+                    class_names: Sequence[str] | None = None,
                     reshape_transform: Callable | None = None,
                     preprocess: Preprocess | None = None,
                     map_size: str | tuple[int, int] = "layer",
@@ -229,8 +232,16 @@ def explain_dataset(source: Any,
             (``"layer4[-1]"``); None: the default of the model's family
             (``pytorch_grad_cam.layers.default_target_layers``).
         targets: None (each image's top class), a class index for every
-            image, or ``"label"`` (each item's label: a Dataset's, or the
-            label of (path, label) pairs).
+            image, ``"label"`` (each item's label: a Dataset's, or the
+            label of (path, label) pairs), ``TopClasses(k)`` (each image's
+            k best classes) or ``MultiLabel(threshold, max_labels=None)``
+            (every class whose sigmoid(score) >= threshold); the last two
+            give one row per (image, method, class), ``rank`` 0 the best,
+            each method explaining all of an image's classes in one call
+            (see ``target_modes``).
+        class_names: the names of the model's classes (one per class), for
+            the ``class_name`` column and the report; default: ImageNet's
+            for a model of 1,000 classes, else none.
         reshape_transform: for token layouts (Vision Transformers).
         preprocess: resizing and normalisation (:class:`Preprocess`);
             default: the model's input size if it declares one (timm), else
@@ -240,7 +251,8 @@ def explain_dataset(source: Any,
         metrics: None, "all", or names from ``evaluation.DATASET_METRICS``
             (faithfulness metrics of ``pytorch_grad_cam.metrics``), scored
             per image and accumulated per method.
-        top_k: predictions kept per image (default min(5, classes)).
+        top_k: predictions kept per image (default min(5, classes), or
+            the ``TopClasses`` k when it is larger).
         batch_size: images per forward pass (default
             ``scoring.default_batch_size``: 8 on a CPU, 64 on a GPU).
         workers: DataLoader worker processes that decode (default:
@@ -286,7 +298,13 @@ def explain_dataset(source: Any,
     check_model(model)
     entries = resolve_methods(methods)
     metric_names = check_metrics(metrics)
-    target_mode, fixed_class = check_targets(targets)
+    target_spec = check_targets(targets)
+    if class_names is not None:
+        if isinstance(class_names, (str, bytes)) or not isinstance(class_names, Sequence) \
+                or not all(isinstance(name, str) for name in class_names):
+            raise TypeError(f"class_names must be a list of str (one per class), got "
+                            f"{given(class_names)}")
+        class_names = list(class_names)
     map_spec = check_map_size(map_size)
     shard_size = int(check_positive_int("shard_size", shard_size) or 1)
     batch_size = check_positive_int("batch_size", batch_size, allow_none=True)
@@ -315,7 +333,7 @@ def explain_dataset(source: Any,
     store = Store(out)
     read_marker(store.root)  # a folder that is not a results store: refused before any work
     items, loader_settings = make_source(source, recursive)
-    if target_mode == "label" and isinstance(items, PathSource) and items.labels is None:
+    if target_spec.mode == "label" and isinstance(items, PathSource) and items.labels is None:
         raise ValueError("targets='label' needs labels: a folder or a list of paths has none; "
                          "pass a list of (path, label) pairs or a Dataset that returns labels")
     layers, layer_names, reshape_transform = resolve_target_layers(model, target_layers,
@@ -329,7 +347,7 @@ def explain_dataset(source: Any,
     request = _Request(
         items=items, loader_settings=loader_settings, model=model, entries=entries,
         store=store, layers=layers, layer_names=layer_names, reshape_transform=reshape_transform,
-        target_mode=target_mode, fixed_class=fixed_class, map_spec=map_spec,
+        targets=target_spec, class_names=class_names, map_spec=map_spec,
         metric_names=metric_names, batch_metrics=batch_metrics, top_k=top_k,
         batch_size=batch_size, workers=workers, shard_size=shard_size, preprocess=preprocess,
         progress=progress, report=report, overwrite=overwrite, min_image_size=min_image_size,
@@ -355,12 +373,19 @@ def _run(request: _Request, context: Context, device: torch.device) -> RunSummar
         probe = probe_target_layers(model, request.layers, request.layer_names,
                                     request.reshape_transform, request.preprocess.size, device)
     num_classes = probe.num_classes
-    if request.fixed_class is not None and request.fixed_class >= num_classes:
-        raise ValueError(f"targets={request.fixed_class} is out of range: the model has "
+    spec = request.targets
+    if spec.fixed_class is not None and spec.fixed_class >= num_classes:
+        raise ValueError(f"targets={spec.fixed_class} is out of range: the model has "
+                         f"{num_classes} classes")
+    if spec.mode == "top_classes" and spec.k > num_classes:
+        raise ValueError(f"targets=TopClasses({spec.k}) asks for more classes than the model's "
+                         f"{num_classes}")
+    if request.class_names is not None and len(request.class_names) != num_classes:
+        raise ValueError(f"class_names has {len(request.class_names)} names but the model has "
                          f"{num_classes} classes")
     top_k = request.top_k
     if top_k is None:
-        top_k = min(5, num_classes)
+        top_k = min(max(5, spec.k), num_classes)
     elif top_k > num_classes:
         raise ValueError(f"top_k={top_k} is more than the model's {num_classes} classes")
     map_shape = _map_shape(request, probe)
@@ -400,9 +425,9 @@ def _run(request: _Request, context: Context, device: torch.device) -> RunSummar
                 channels=[int(shape[0]) for shape in probe.map_shapes],
                 input_size=request.preprocess.size, device=device, batch_size=batch,
                 workers=workers, world_size=context.world_size,
-                metrics=request.batch_metrics))
-        explainer = Explainer(model, cams, device, request.target_mode, request.fixed_class,
-                              num_classes, top_k, map_shape, request.batch_metrics)
+                metrics=request.batch_metrics, targets=spec))
+        explainer = Explainer(model, cams, device, spec, num_classes, top_k, map_shape,
+                              request.batch_metrics)
         bar = stack.enter_context(progress_bar(len(mine), skipped, context.world_size,
                                                request.progress and context.is_main))
         started = time.perf_counter()

@@ -75,6 +75,7 @@ STATUSES = {
                  "decoding), or its file is larger than image_io.MAX_FILE_BYTES",
     "too_small": "the image is smaller than min_image_size on a side",
     "no_label": "targets='label' but the item has no usable class label",
+    "no_target": "targets=MultiLabel(threshold): no class of the image reaches the threshold",
     "model_error": "the model (or the CAM method) raised on this item",
 }
 

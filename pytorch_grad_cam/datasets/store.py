@@ -16,7 +16,7 @@ Layout of a store folder::
 
 No file per image: a shard is one uncompressed ``.npz`` (numpy's zip of
 ``.npy`` arrays, read with ``numpy.load(path, allow_pickle=False)``)
-holding, for every (item, method) row, the columns of :data:`COLUMNS`, the
+holding, for every (item, method, target) row, the columns of :data:`COLUMNS`, the
 top-k predictions (``pred_classes``, ``pred_probs``: rows x k), the metric
 values (``metric__<name>``) and the maps of the rows that have one
 (``maps``: float16, maps x H x W; ``map_row`` is a row's index into it, -1
@@ -108,20 +108,22 @@ COLUMNS: dict[str, str] = {
     "path": "U",           # its file, or ""
     "label": "int64",      # its class label, -1 when none
     "method": "U",         # the CAM method of this row
+    "rank": "int32",       # the target's rank among the image's targets (0: the best)
     "status": "U",         # ok, unreadable, too_small, no_label, model_error
     "reason": "U",         # why not ok (or a metric that failed), else ""
     "height": "int32",     # the image's size as decoded (0 when unreadable)
     "width": "int32",
     "target": "int64",     # the explained class (-1 when not explained)
     "score": "float32",    # the model's score (logit) of the explained class
-    "prob": "float32",     # its softmax probability
+    "prob": "float32",     # its softmax probability (sigmoid of the score: multi-label runs)
     "empty_map": "bool",   # the map is all zeros
     "map_row": "int64",    # index into the shard's maps, -1 for none
     "file_size": "int64",      # the item's file when the run started: its size in bytes,
     "file_mtime_ns": "int64",  # its modification time (ns); -1 for none or an unreadable one
 }
-#: what a row without them gets (the rows of a Dataset item without a file, older shards)
-DEFAULTS = {"file_size": -1, "file_mtime_ns": -1}
+#: what a row without them gets (the rows of a Dataset item without a file, older shards;
+#: shards written before several targets per image have one row per (item, method): rank 0)
+DEFAULTS = {"file_size": -1, "file_mtime_ns": -1, "rank": 0}
 
 
 # ------------------------------------------------------------ fingerprint
@@ -349,7 +351,9 @@ class ShardWriter:
         self.items = 0
 
     def add(self, rows: Sequence[Mapping[str, Any]]) -> None:
-        """The rows of one item (one per method): the :data:`COLUMNS`
+        """The rows of one item (one per method and target; all of an item's
+        rows are in one shard, so a resumed run never finds half an item
+        done): the :data:`COLUMNS`
         except ``map_row``, plus ``pred_classes`` / ``pred_probs`` (k
         values, or None), ``metrics`` ({name: value}) and ``map`` (H x W
         float16, or None). Writes a shard when ``shard_size`` items are

@@ -5,7 +5,10 @@
 the whole store in memory), and writes ``index.json``: the shards, the
 items by status (an item is ``ok`` when every method explained it, else it
 takes its first other status), per method the statuses and the number of
-empty maps, the dataset-level metric statistics
+empty maps (of its rows: one per image and target), the targets it
+explained per rank (``ranks``: {"0": rows, "1": rows, ...}; rank 0 is each
+image's best class), the dataset-level metric statistics (over the
+(image, target) rows)
 (:class:`~pytorch_grad_cam.datasets.evaluation.RunningStats`) and the ranked
 comparison of the methods. It is computed from the store, not from one
 run's memory, so a resumed run, or one made of several processes, gets the
@@ -26,6 +29,7 @@ import torch
 
 from pytorch_grad_cam.datasets.evaluation import DATASET_METRICS, BatchMetrics, RunningStats, rank_methods
 from pytorch_grad_cam.datasets.store import (
+    DEFAULTS,
     METRIC_PREFIX,
     STORE_FORMAT,
     STORE_VERSION,
@@ -33,9 +37,13 @@ from pytorch_grad_cam.datasets.store import (
     fingerprint,
     read_shard,
 )
+from pytorch_grad_cam.datasets.target_modes import TargetSpec
 
 __all__ = ["RunStart", "RunSummary", "compute_index", "finalise", "rate_text",
            "summary_from_index"]
+
+#: the target ranks the summary and the report show (the first ones, and the last)
+SHOWN_RANKS = 10
 
 
 def finalise(store: Store, config: Mapping[str, Any]) -> dict[str, Any]:
@@ -57,14 +65,16 @@ def compute_index(store: Store, config: Mapping[str, Any]) -> dict[str, Any]:
     item_status: Counter = Counter()
     method_status: dict[str, Counter] = {m: Counter() for m in methods}
     empty: Counter = Counter()
+    ranks: dict[str, Counter] = {m: Counter() for m in methods}
     stats = {m: {name: RunningStats() for name in metrics} for m in methods}
     seen: set[str] = set()
     duplicates: list[str] = []
     rows_total = 0
     for path in store.committed_shards():
-        data = read_shard(path, ["id", "method", "status", "empty_map",
+        data = read_shard(path, ["id", "method", "status", "empty_map", "rank",
                                  *(METRIC_PREFIX + name for name in metrics)])
         ids, row_methods, statuses = data["id"], data["method"], data["status"]
+        row_ranks = data.get("rank", np.full(len(ids), DEFAULTS["rank"], np.int32))
         first: dict[str, str] = {}
         for item_id, status in zip(ids.tolist(), statuses.tolist()):
             if item_id not in first or (first[item_id] == "ok" and status != "ok"):
@@ -80,6 +90,8 @@ def compute_index(store: Store, config: Mapping[str, Any]) -> dict[str, Any]:
             for status, count in zip(*np.unique(statuses[mine], return_counts=True)):
                 method_status[method][str(status)] += int(count)
             empty[method] += int((data["empty_map"] & mine).sum())
+            for rank, count in zip(*np.unique(row_ranks[mine & ok], return_counts=True)):
+                ranks[method][int(rank)] += int(count)
             for name in metrics:
                 column = data.get(METRIC_PREFIX + name)
                 if column is None:
@@ -100,7 +112,9 @@ def compute_index(store: Store, config: Mapping[str, Any]) -> dict[str, Any]:
         "shards": shards, "items": len(seen), "rows": rows_total,
         "status_counts": dict(sorted(item_status.items())),
         "methods": {m: {"status_counts": dict(sorted(method_status[m].items())),
-                        "empty_maps": int(empty[m])} for m in methods},
+                        "empty_maps": int(empty[m]),
+                        "ranks": {str(r): n for r, n in sorted(ranks[m].items())}}
+                    for m in methods},
         "metrics": results,
         "ranking": rank_methods(results, metrics) if metrics and len(methods) > 1 else [],
     }
@@ -142,6 +156,8 @@ class RunStart:
         input_size: the model input's (height, width).
         device, batch_size, workers, world_size: where and how the run goes.
         metrics: the metrics scored for every map, or None.
+        targets: the classes explained in every image (several:
+            ``TopClasses``, ``MultiLabel``).
     """
 
     out: Path
@@ -159,6 +175,7 @@ class RunStart:
     workers: int
     world_size: int = 1
     metrics: BatchMetrics | None = None
+    targets: TargetSpec = TargetSpec()
 
 
 @dataclass
@@ -174,7 +191,8 @@ class RunSummary:
             since (another size or modification time): explained again.
         status_counts: the store's items by status (``ok``, ``unreadable``,
             ``too_small``, ``no_label``, ``model_error``).
-        methods: per method ``status_counts`` (rows) and ``empty_maps``.
+        methods: per method ``status_counts`` (rows), ``empty_maps`` and
+            ``ranks`` (its explained rows per target rank, as str keys).
         metrics: ``{method: {metric: statistics}}`` over the store (count,
             mean, std, ci95_low, ci95_high, min, max, nan, skipped).
         ranking: the methods, most faithful first (``rank_methods``).
@@ -225,6 +243,13 @@ class RunSummary:
         for method, info in self.methods.items():
             if info.get("empty_maps"):
                 lines.append(f"{method}: {info['empty_maps']} empty map(s)")
+            by_rank = sorted((int(r), n) for r, n in info.get("ranks", {}).items())
+            if len(by_rank) > 1:
+                shown = [f"rank {r}: {n}" for r, n in by_rank]
+                if len(shown) > SHOWN_RANKS:
+                    shown = [*shown[:SHOWN_RANKS - 1], "...", shown[-1]]
+                lines.append(f"{method}: targets explained by rank (0 = each image's best): "
+                             + ", ".join(shown))
         for method, by_metric in self.metrics.items():
             for name, s in by_metric.items():
                 better = DATASET_METRICS.get(name, "?")

@@ -14,7 +14,7 @@ import pytest
 import torch
 from dataset_helpers import LAYER, SMALL, TinyNet, environment, write_photos
 
-from pytorch_grad_cam.datasets import explain_dataset, open_results
+from pytorch_grad_cam.datasets import TopClasses, explain_dataset, open_results
 from pytorch_grad_cam.datasets.ownership import read_marker
 
 TORCHRUN = Path(sys.executable).with_name("torchrun")
@@ -134,3 +134,47 @@ def test_torchrun_resumes_a_store_explaining_the_changed_files_again(tmp_path):
     ranks = sorted(again["shard"].astype(str).str.split("-").str[1].unique())
     assert ranks == ["r0000", "r0001"]  # each rank explained one, into its own shard
     assert len(read_marker(out)["series"]) == 3  # the first run's writer and the two ranks'
+
+
+TARGETS_SCRIPT = textwrap.dedent("""
+    import sys
+    from dataset_helpers import LAYER, SMALL, TinyNet
+    from pytorch_grad_cam.datasets import TopClasses, explain_dataset
+
+    folder, out = sys.argv[1:3]
+    explain_dataset(folder, TinyNet(), ["gradcam", "scorecam"], out=out, targets=TopClasses(2),
+                    target_layers=[LAYER], preprocess=SMALL, workers=0, batch_size=3,
+                    shard_size=2, progress=False)
+""")
+
+
+def test_torchrun_shares_images_not_rows_with_several_targets(tmp_path):
+    """TopClasses(2): each rank explains every other image, all of its
+    classes; the store equals one process's, each image's rows in one
+    rank's shard."""
+    folder = tmp_path / "photos"
+    write_photos(folder, 6)
+    script = tmp_path / "run.py"
+    script.write_text(TARGETS_SCRIPT)
+    completed = subprocess.run(
+        [str(TORCHRUN), "--standalone", "--nproc_per_node=2", str(script), str(folder),
+         str(tmp_path / "two")], env=environment(), capture_output=True, text=True, timeout=180)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        explain_dataset(folder, TinyNet(), ["gradcam", "scorecam"], out=tmp_path / "one",
+                        targets=TopClasses(2), **dict(OPTIONS, metrics=None, shard_size=2))
+    finally:
+        torch.set_num_threads(threads)
+    two, one = open_results(tmp_path / "two"), open_results(tmp_path / "one")
+    assert two.complete and len(two.frame) == 6 * 2 * 2
+    by_image = two.frame.groupby("id", observed=True)["shard"].nunique()
+    assert (by_image == 1).all()  # an image's rows are never split between shards
+    rank_of = two.frame["shard"].astype(str).str.split("-").str[1]
+    assert sorted(two.frame["id"][rank_of == "r0001"].unique()) == [
+        "img_001.png", "img_003.png", "img_005.png"]
+    columns = [c for c in one.frame.columns if c not in ("shard", "map_row")]
+    assert two.frame[columns].equals(one.frame[columns])
+    for row in range(len(two.frame)):
+        np.testing.assert_array_equal(two.map(row), one.map(row))

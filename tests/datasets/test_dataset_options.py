@@ -10,7 +10,7 @@ from dataset_helpers import environment
 
 from pytorch_grad_cam import METHODS
 from pytorch_grad_cam.app.errors import UsageError
-from pytorch_grad_cam.datasets import options
+from pytorch_grad_cam.datasets import MultiLabel, TopClasses, options
 from pytorch_grad_cam.datasets.cli import main
 from pytorch_grad_cam.metric_names import DATASET_METRICS
 
@@ -56,6 +56,16 @@ def folder(tmp_path):
     (["--workers", "-1"], "argument --workers: must be an integer >= 0, got '-1'"),
     (["--shard-size", "many"], "argument --shard-size: must be a positive integer, got 'many'"),
     (["--out", "file.txt"], "--out file.txt: exists and is not a folder"),
+    (["--top-classes", "3", "--multilabel", "0.5"],
+     "argument --multilabel: not allowed with argument --top-classes"),
+    (["--target-category", "tabby", "--top-classes", "3"],
+     "argument --top-classes: not allowed with argument --target-category"),
+    (["--multilabel", "0.5", "--target-category", "3"],
+     "argument --target-category: not allowed with argument --multilabel"),
+    (["--max-labels", "2"], "--max-labels caps the classes --multilabel THRESHOLD finds in an "
+                            "image; give --multilabel too"),
+    (["--multilabel", "1.5"], "argument --multilabel: must be a probability in (0, 1], got '1.5'"),
+    (["--top-classes", "0"], "argument --top-classes: must be a positive integer, got '0'"),
 ])
 def test_a_typo_is_one_line_before_torch_is_imported(argv, message, folder, tmp_path):
     (tmp_path / "file.txt").write_text("a file")
@@ -114,3 +124,15 @@ def test_the_checks_pass_a_good_request_on():
     assert options.check(["."], PROG) is None
     assert options.category("tabby", PROG) == 281 and options.category("7", PROG) == 7
     assert options.category(None, PROG) is None
+
+
+@pytest.mark.parametrize("argv, targets", [
+    ([], None),
+    (["--target-category", "tabby"], 281),
+    (["--top-classes", "3"], TopClasses(3)),
+    (["--multilabel", "0.3"], MultiLabel(0.3)),
+    (["--multilabel", "1", "--max-labels", "2"], MultiLabel(1.0, 2)),
+])
+def test_the_targets_options(argv, targets, folder, tmp_path):
+    args = options.build_parser().parse_args([str(folder), "--out", str(tmp_path / "out"), *argv])
+    assert options.check_arguments(args, PROG).targets == targets
