@@ -57,7 +57,7 @@ def run_cost(start: RunStart) -> str:
                               for name in start.methods}
     targets = start.targets
     per_image = targets.per_image
-    forward = sum(cost.forward for cost in costs.values()) + int(targets.from_scores)
+    forward = sum(cost.forward for cost in costs.values()) + int(targets.choosing_pass)
     backward = per_image * sum(cost.backward for cost in costs.values())
     approximate = any(cost.approximate for cost in costs.values()) \
         or targets.mode == "multilabel"
@@ -69,7 +69,9 @@ def run_cost(start: RunStart) -> str:
         else:
             counted = "the totals count 1 an image: how many pass the threshold is known " \
                       "only during the run"
-        lines.append(f"  targets: {targets.describe()}: 1 forward pass an image chooses them; "
+        chosen = ("1 forward pass an image chooses them" if targets.choosing_pass else
+                  "the first method's forward pass chooses them")
+        lines.append(f"  targets: {targets.describe()}: {chosen}; "
                      "each method's backward passes and the metrics' passes once per class "
                      f"({counted})")
     if start.metrics is not None:

@@ -8,9 +8,12 @@ targets=[ClassifierOutputTarget(c), ...])``, the predictions from
 metrics from :mod:`pytorch_grad_cam.metrics`.
 
 Several classes per image (``TopClasses``, ``MultiLabel``: see
-:mod:`~pytorch_grad_cam.datasets.target_modes`): one forward pass over the
-batch chooses every image's classes (and gives the predictions); then each
-method explains them in ONE call with the target table
+:mod:`~pytorch_grad_cam.datasets.target_modes`): for ``TopClasses(k)`` the
+first method's call chooses every image's k best classes from its own
+forward pass (``target_sets.ranked_targets``) and gives the predictions,
+and the other methods explain the same classes; for ``MultiLabel`` one
+forward pass over the batch chooses them first. Each method explains them
+in ONE call with the target table
 (``targets=[[t1, ..., tK], ...]``, maps B x K x H x W), one call per group
 of images with the same number of classes for ``MultiLabel``
 (``target_sets.groups_by_count``). An image gets one row per (method,
@@ -52,7 +55,12 @@ from pytorch_grad_cam.registry import method_info
 from pytorch_grad_cam.scoring import select_output
 from pytorch_grad_cam.utils.image_io import first_line
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
-from pytorch_grad_cam.utils.target_sets import groups_by_count, multilabel_classes, top_k_classes
+from pytorch_grad_cam.utils.target_sets import (
+    groups_by_count,
+    multilabel_classes,
+    ranked_targets,
+    top_k_classes,
+)
 
 __all__ = ["EMPTY_MAP_WARNING", "Explainer", "Rows", "has_extra_passes", "make_cams",
            "reads_attention"]
@@ -171,8 +179,9 @@ class Explainer:
         """One call of ``cam``: maps B x K x H x W for the K classes of every
         image (the same K; a flat target list when K is 1)."""
         targets: list | None
-        if classes is None:
-            targets = None
+        if classes is None:  # chosen by the call: the top class, or the top k
+            k = self.targets.k if self.targets.mode == "top_classes" else 1
+            targets = None if k == 1 else ranked_targets(inputs.shape[0], k)
         elif all(len(row) == 1 for row in classes):
             targets = [ClassifierOutputTarget(row[0]) for row in classes]
         else:
@@ -183,13 +192,21 @@ class Explainer:
         return maps if maps.ndim == 4 else maps[:, None]
 
     def _explain(self, cam: Any, inputs: torch.Tensor, classes: Classes | None
-                 ) -> list[np.ndarray]:
+                 ) -> tuple[list[np.ndarray], torch.Tensor | None]:
         """Each image's maps (its classes x H x W) from ``cam``: one call, or
         one per group of images with the same number of classes; a group
         whose maps would be more than :data:`MAPS_PER_CALL` is explained a
-        few images a call (at least one image, all of its classes)."""
-        if classes is None:
-            return list(self._call(cam, inputs, None))
+        few images a call (at least one image, all of its classes). Also the
+        logits of the calls' own forward passes when they chose the classes
+        (``classes`` None), else None."""
+        if classes is None:  # the call chooses each image's top class(es)
+            step = max(1, MAPS_PER_CALL // self.targets.per_image)
+            parts: list[np.ndarray] = []
+            outputs: list[torch.Tensor] = []
+            for start in range(0, inputs.shape[0], step):
+                parts.extend(self._call(cam, inputs[start:start + step], None))
+                outputs.append(self._logits(cam, inputs[start:start + step]))
+            return parts, torch.cat(outputs)
         maps: list[np.ndarray] = [np.zeros(0)] * len(classes)
         for group in groups_by_count(classes):
             step = max(1, MAPS_PER_CALL // len(classes[group[0]]))
@@ -199,7 +216,7 @@ class Explainer:
                 for i, image_maps in zip(part, self._call(cam, chosen,
                                                           [classes[i] for i in part])):
                     maps[i] = image_maps
-        return maps
+        return maps, None
 
     def _logits(self, cam: Any, inputs: torch.Tensor) -> torch.Tensor:
         outputs = getattr(cam, "outputs", None)
@@ -229,11 +246,12 @@ class Explainer:
         result = done if done is not None else _Maps()
         for name, cam in cams:
             if classes is None and result.logits is not None:
-                classes = [[c] for c in result.logits.argmax(dim=1).tolist()]
+                # the classes the first method's call chose, for the others
+                classes = choose_classes(self.targets, result.logits)
             try:
-                result.maps[name] = self._explain(cam, inputs, classes)
+                result.maps[name], logits = self._explain(cam, inputs, classes)
                 if result.logits is None:
-                    result.logits = self._logits(cam, inputs)
+                    result.logits = logits if logits is not None else self._logits(cam, inputs)
             except Exception as error:  # noqa: BLE001  (the user's model may raise anything)
                 if inputs.shape[0] > 1:
                     raise _SplitBatch() from error
@@ -264,7 +282,7 @@ class Explainer:
                 return self._bad_rows(record, "model_error",
                                       f"the model raised {first_line(error)}")
         logits = result.logits
-        mine = [int(logits.argmax(dim=1)[0])] if classes is None else list(classes[0])
+        mine = choose_classes(self.targets, logits)[0] if classes is None else list(classes[0])
         index = torch.tensor(mine, device=logits.device)
         scores = logits[0, index].tolist()
         probs = self._probabilities(logits)[0, index].tolist()
@@ -384,7 +402,7 @@ class Explainer:
                 classes = [[records[i].label] for i in good]
             elif self.targets.mode == "class":
                 classes = [[int(self.targets.fixed_class or 0)]] * len(good)
-            elif self.targets.from_scores:
+            elif self.targets.choosing_pass:
                 good, inputs, classes, logits = self._chosen(inputs, records, good, ready)
         if good:
             assert inputs is not None

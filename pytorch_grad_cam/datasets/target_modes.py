@@ -99,6 +99,15 @@ class TargetSpec:
         return self.mode in ("top_classes", "multilabel")
 
     @property
+    def choosing_pass(self) -> bool:
+        """Whether a forward pass over the batch chooses the classes before
+        the methods run: for "multilabel", whose number of classes per
+        image the scores decide. "top_classes" needs none: the first
+        method's call chooses them from its own forward pass
+        (``RankedClassTarget``), and the others explain the same classes."""
+        return self.mode == "multilabel"
+
+    @property
     def sigmoid(self) -> bool:
         """Whether the rows' probabilities are sigmoid(score) (multi-label),
         not the softmax over the classes."""

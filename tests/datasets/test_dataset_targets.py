@@ -75,9 +75,10 @@ def test_top_classes_gives_k_rows_per_image_best_first(tmp_path):
 
 
 def test_k_targets_cost_one_forward_pass_per_method_not_one_per_class(tmp_path):
-    """One pass chooses the 3 classes, then each method makes its own passes
-    once for all three: per image 1 + 1 (gradcam) + 1 (gradcam++) + 9
-    (scorecam), where a call per class would make 1 + 3 x 11."""
+    """No pass of its own chooses the 3 classes; each method makes its passes
+    once for all three: per image 1 (gradcam, whose forward pass chooses the
+    classes) + 1 (gradcam++) + 9 (scorecam), where a call per class would
+    make 1 + 3 x 11."""
     write_photos(tmp_path / "photos", 4)
     model = TinyNet()
     calls, images, starts = [], [], []
@@ -97,18 +98,19 @@ def test_k_targets_cost_one_forward_pass_per_method_not_one_per_class(tmp_path):
                     targets=TopClasses(3), batch_size=4, on_start=on_start,
                     method_options={"scorecam": {"constant_channel_shortcut": False}},
                     out=tmp_path / "out", **FAST)
-    assert sum(images) == 4 * 12
-    # the batch of 4: the choosing pass, gradcam, gradcam++; then scorecam per image: its
-    # recording pass and its 8 masked inputs in one chunk of batch_size 4... (8 / 4 = 2)
-    assert len(calls) == 3 + 4 * (1 + 2)
+    assert sum(images) == 4 * 11
+    # the batch of 4: gradcam (its forward pass chooses the classes), gradcam++; then
+    # scorecam per image: its recording pass and its 8 masked inputs in chunks of
+    # batch_size 4 (8 / 4 = 2)
+    assert len(calls) == 2 + 4 * (1 + 2)
     assert run_cost(starts[0]).splitlines() == [
         "explaining 4 of 4 images with gradcam, gradcam++, scorecam at features[-1] on cpu",
         "cost per image:",
         "  gradcam, gradcam++: 1 forward + 1 backward pass on cpu",
         "  scorecam: ~9 forward passes on cpu",
-        "  targets: each image's 3 best classes: 1 forward pass an image chooses them; each "
-        "method's backward passes and the metrics' passes once per class (x3)",
-        "  in all: ~48 forward + 24 backward passes for 4 images on cpu"]
+        "  targets: each image's 3 best classes: the first method's forward pass chooses "
+        "them; each method's backward passes and the metrics' passes once per class (x3)",
+        "  in all: ~44 forward + 24 backward passes for 4 images on cpu"]
 
 
 class StopAtThirdImage(ScoreCAM):
@@ -362,8 +364,8 @@ def test_the_command_explains_each_images_top_classes(tmp_path, capsys):
                  "--device", "cpu"]
     assert main(arguments, load=lambda args: LoadedModel(TinyNet(), "tiny", input_size=32)) == 0
     printed = capsys.readouterr().out.splitlines()
-    assert printed[3] == ("  targets: each image's 2 best classes: 1 forward pass an image "
-                          "chooses them; each method's backward passes and the metrics' "
+    assert printed[3] == ("  targets: each image's 2 best classes: the first method's forward "
+                          "pass chooses them; each method's backward passes and the metrics' "
                           "passes once per class (x2)")
     assert "gradcam: targets explained by rank (0 = each image's best): rank 0: 2, rank 1: 2" \
         in printed
@@ -389,7 +391,7 @@ def test_a_batch_with_too_many_maps_for_one_call_is_explained_a_few_images_a_cal
     model.register_forward_hook(lambda m, args, out: forwards.append(args[0].shape[0]))
     explain_dataset(tmp_path / "photos", model, "gradcam", targets=TopClasses(3), batch_size=4,
                     out=tmp_path / "split", **FAST)
-    assert forwards[1:] == [4, 1, 1, 1, 1]  # the probe; choosing; one image a call
+    assert forwards[1:] == [1, 1, 1, 1]  # after the probe: one image a call, choosing its classes
     split, whole = open_results(tmp_path / "split"), open_results(tmp_path / "whole")
     assert split.frame["target"].equals(whole.frame["target"])
     for row in range(12):
