@@ -9,7 +9,7 @@ from typing import Any
 from pytorch_grad_cam.messages import describe, given
 
 __all__ = ["BATCH_ONLY_METRICS", "DATASET_METRICS", "METRICS", "OPT_IN_METRICS",
-           "REGION_METRICS", "check_metrics"]
+           "REGION_METRICS", "SANITY_CHECKS", "check_metrics"]
 
 #: every metric of ``metrics.evaluate``'s table and whether a higher or a lower
 #: value is better
@@ -30,17 +30,27 @@ METRICS = {
     "EnergyPointingGame": "higher",
     "RelevanceMassAccuracy": "higher",
     "RelevanceRankAccuracy": "higher",
+    "MPRT": "lower",
+    "sMPRT": "lower",
+    "eMPRT": "higher",
+    "RandomLogit": "lower",
 }
 #: the metrics that need ground-truth regions (a box or mask per image)
 REGION_METRICS = ("PointingGame", "EnergyPointingGame", "RelevanceMassAccuracy",
                   "RelevanceRankAccuracy")
+#: the sanity checks (``metrics.sanity``): the similarity of the map after
+#: the model's full randomisation (MPRT, sMPRT: lower is better), the rise of
+#: its complexity (eMPRT: higher), the similarity of the maps of two classes
+#: (RandomLogit: lower); a method passes or fails each
+SANITY_CHECKS = ("MPRT", "sMPRT", "eMPRT", "RandomLogit")
 #: the metrics of :data:`METRICS` that ``metrics.evaluate`` computes on a
 #: batch but a dataset run does not
-BATCH_ONLY_METRICS = ("FaithfulnessCorrelation", "Sparseness")
+BATCH_ONLY_METRICS = ("FaithfulnessCorrelation", "Sparseness") + SANITY_CHECKS
 #: the metrics ``metrics.evaluate`` computes only when asked for by name, not
 #: by default: FaithfulnessCorrelation costs 100 forward passes per method
-#: and image, as many as all the default metrics together
-OPT_IN_METRICS = ("FaithfulnessCorrelation",)
+#: and image, as many as all the default metrics together; the sanity checks
+#: a copy of the model and a map per re-initialised layer (sMPRT 100 maps)
+OPT_IN_METRICS = ("FaithfulnessCorrelation",) + SANITY_CHECKS
 
 #: the metrics a dataset run can compute (those of :data:`METRICS` that need
 #: no ground-truth regions, less :data:`BATCH_ONLY_METRICS`), with "higher"

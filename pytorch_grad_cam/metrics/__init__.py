@@ -5,8 +5,10 @@ the map): ``cam_mult_image`` (Average Drop / Increase in Confidence),
 ``road`` (ROAD), ``deletion_insertion`` (RISE deletion and insertion),
 ``faithfulness_correlation``; map quality: ``arcc`` (Complexity,
 Coherency, ARCC), ``sparseness``; localisation: ``pointing_game``,
-``relevance_accuracy`` (relevance mass and rank accuracy). ``evaluate``
-runs them all for several methods.
+``relevance_accuracy`` (relevance mass and rank accuracy); sanity checks
+of a method: ``sanity`` (MPRT, sMPRT, eMPRT, the random logit test; their
+measures in ``similarity``). ``evaluate`` runs them all for several
+methods.
 """
 from pytorch_grad_cam.metrics.arcc import ARCC, Coherency, Complexity
 from pytorch_grad_cam.metrics.cam_mult_image import (
@@ -27,13 +29,22 @@ from pytorch_grad_cam.metrics.road import (
     ROADMostRelevantFirst,
     ROADMostRelevantFirstAverage,
 )
+from pytorch_grad_cam.metrics.sanity import (
+    MPRT,
+    EfficientMPRT,
+    RandomLogitTest,
+    SanityResult,
+    SmoothMPRT,
+)
 from pytorch_grad_cam.metrics.sparseness import Sparseness
 
 __all__ = [
     "ARCC", "CamMultImageConfidenceChange", "Coherency", "Complexity", "DeletionAUC",
-    "DropInConfidence", "EnergyPointingGame", "FaithfulnessCorrelation", "IncreaseInConfidence",
-    "InsertionAUC", "METRICS", "NoisyLinearImputer", "PointingGame", "ROADCombined",
+    "DropInConfidence", "EfficientMPRT", "EnergyPointingGame", "FaithfulnessCorrelation",
+    "IncreaseInConfidence", "InsertionAUC", "METRICS", "MPRT", "NoisyLinearImputer",
+    "PointingGame", "ROADCombined",
     "ROADLeastRelevantFirst", "ROADLeastRelevantFirstAverage", "ROADMostRelevantFirst",
-    "ROADMostRelevantFirstAverage", "RelevanceMassAccuracy", "RelevanceRankAccuracy",
-    "Sparseness", "evaluate_cam_methods", "format_table",
+    "ROADMostRelevantFirstAverage", "RandomLogitTest", "RelevanceMassAccuracy",
+    "RelevanceRankAccuracy", "SanityResult", "SmoothMPRT", "Sparseness", "evaluate_cam_methods",
+    "format_table",
 ]

@@ -16,7 +16,7 @@ import torch
 
 from pytorch_grad_cam.attention import find_transformer
 from pytorch_grad_cam.base_cam import BaseCAM
-from pytorch_grad_cam.metric_names import METRICS, OPT_IN_METRICS, REGION_METRICS
+from pytorch_grad_cam.metric_names import METRICS, OPT_IN_METRICS, REGION_METRICS, SANITY_CHECKS
 from pytorch_grad_cam.metrics._common import Maps
 from pytorch_grad_cam.metrics.arcc import Coherency, Complexity, arcc_from_parts
 from pytorch_grad_cam.metrics.cam_mult_image import multiply_tensor_with_cam
@@ -26,6 +26,7 @@ from pytorch_grad_cam.metrics.perturbation_confidence import Percentile, origina
 from pytorch_grad_cam.metrics.pointing_game import EnergyPointingGame, PointingGame, Regions, region_masks
 from pytorch_grad_cam.metrics.relevance_accuracy import RelevanceMassAccuracy, RelevanceRankAccuracy
 from pytorch_grad_cam.metrics.road import ROADLeastRelevantFirst, ROADMostRelevantFirst
+from pytorch_grad_cam.metrics.sanity import SANITY_THRESHOLDS, passes, sanity_values
 from pytorch_grad_cam.metrics.sparseness import Sparseness
 from pytorch_grad_cam.model_state import model_state_guard
 from pytorch_grad_cam.registry import METHODS, get_method, method_info
@@ -136,7 +137,8 @@ def evaluate_cam_methods(model: torch.nn.Module,
             name, or by the name given.
         metrics: names from ``METRICS`` (default: all but
             FaithfulnessCorrelation, which costs 100 forward passes per
-            method and image and is computed when named; the pointing
+            method and image, and the sanity checks, which are computed
+            when named; the pointing
             games and the relevance accuracies only when ``regions`` is
             given):
 
@@ -158,7 +160,17 @@ def evaluate_cam_methods(model: torch.nn.Module,
               mean of Coherency, 1 - Complexity and ROADCombined, as
               ``arcc.ARCC(road_percentiles=road_percentiles)``);
             - PointingGame / EnergyPointingGame / RelevanceMassAccuracy /
-              RelevanceRankAccuracy against ``regions``.
+              RelevanceRankAccuracy against ``regions``;
+            - the sanity checks, computed only when named (each re-runs the
+              method on a re-initialised copy of the model, layer after
+              layer; the model itself is not changed), with the defaults
+              of ``metrics.sanity``: MPRT (Spearman correlation of the map
+              with the map after full cascading randomisation), sMPRT (the
+              same on maps averaged over 50 noisy inputs), eMPRT (the
+              ratio of the map's histogram entropy after and before) and
+              RandomLogit (SSIM of the maps of the target class and of a
+              random other class; needs class targets). ``format_table``
+              marks a method that fails one with "FAIL".
         regions: for the pointing games and the relevance accuracies, one
             region per image (see ``pointing_game``: boxes (x1, y1, x2,
             y2) or masks).
@@ -218,8 +230,11 @@ def evaluate_cam_methods(model: torch.nn.Module,
         with method(model=model, target_layers=layers, reshape_transform=reshape,
                     progress=progress, **kwargs) as cam:
             maps = cam(input_tensor=inputs, targets=targets)
-            values = _score(names, cam, model, inputs, maps, targets, metric_targets, regions,
-                            batch_size, road_percentiles, n_steps, progress, name)
+            values = _score([m for m in names if m not in SANITY_CHECKS], cam, model, inputs,
+                            maps, targets, metric_targets, regions, batch_size,
+                            road_percentiles, n_steps, progress, name)
+        values.update(sanity_values([m for m in names if m in SANITY_CHECKS], inputs, targets,
+                                    model, method, layers, kwargs, reshape))
         rows[name] = {metric: (values[metric] if per_image else float(np.mean(values[metric])))
                       for metric in names}
     return rows
@@ -307,14 +322,20 @@ def _score(names: Sequence[str], cam: BaseCAM, model: torch.nn.Module, inputs: t
 def format_table(rows: dict[str, dict[str, object]], precision: int = 4) -> str:
     """``evaluate_cam_methods``' result as a plain-text table: one line per
     method, one column per metric, and under the header whether higher or
-    lower is better. Per-image results are shown as their means."""
+    lower is better. Per-image results are shown as their means. A sanity
+    check's value that fails its pass mark (``metrics.sanity.SANITY_THRESHOLDS``)
+    is followed by "FAIL", and a last line says what a pass needs."""
     if not rows:
         raise ValueError("rows is empty: nothing to format")
     metrics = list(next(iter(rows.values())))
     header = ["method"] + metrics
     better = [""] + [f"({METRICS.get(m, '?')})" for m in metrics]
-    lines = [[name] + [f"{float(np.mean(np.asarray(values[m]))):.{precision}f}" for m in metrics]
-             for name, values in rows.items()]
+    def cell(metric: str, value: object) -> str:
+        mean = float(np.mean(np.asarray(value)))
+        failed = metric in SANITY_CHECKS and not passes(metric, mean)
+        return f"{mean:.{precision}f}" + (" FAIL" if failed else "")
+
+    lines = [[name] + [cell(m, values[m]) for m in metrics] for name, values in rows.items()]
     widths = [max(len(row[i]) for row in [header, better] + lines) for i in range(len(header))]
 
     def render(row: list[str]) -> str:
@@ -322,4 +343,9 @@ def format_table(rows: dict[str, dict[str, object]], precision: int = 4) -> str:
                          [cell.rjust(width) for cell, width in zip(row[1:], widths[1:])]).rstrip()
 
     rule = "  ".join("-" * width for width in widths)
-    return "\n".join([render(header), render(better), rule] + [render(r) for r in lines])
+    table = [render(header), render(better), rule] + [render(r) for r in lines]
+    if any(c.endswith(" FAIL") for row in lines for c in row[1:]):
+        marks = ", ".join(f"{m} {'<' if METRICS[m] == 'lower' else '>'} {SANITY_THRESHOLDS[m]:g}"
+                          for m in SANITY_CHECKS if m in metrics)
+        table.append(f"FAIL: the method fails that sanity check (a pass needs {marks})")
+    return "\n".join(table)

@@ -8,7 +8,7 @@ from metric_cases import tqdm_lines
 from torch import nn
 
 from pytorch_grad_cam import GradCAM, ScoreCAM
-from pytorch_grad_cam.metric_names import REGION_METRICS
+from pytorch_grad_cam.metric_names import OPT_IN_METRICS, REGION_METRICS, SANITY_CHECKS
 from pytorch_grad_cam.metrics.arcc import Coherency, Complexity
 from pytorch_grad_cam.metrics.cam_mult_image import DropInConfidence
 from pytorch_grad_cam.metrics.deletion_insertion import DeletionAUC, InsertionAUC
@@ -41,12 +41,14 @@ def test_evaluate_rows_match_the_single_metrics():
     regions = [(0, 0, 6, 6), (6, 6, 12, 12)]
     default = evaluate_cam_methods(model, [layer], x, methods=[GradCAM], regions=regions,
                                    n_steps=6)
-    # every metric but the one asked for by name (100 forward passes per method)
-    assert list(default["GradCAM"]) == [m for m in METRICS if m != "FaithfulnessCorrelation"]
+    # every metric but those asked for by name (FaithfulnessCorrelation: 100
+    # forward passes per method; the sanity checks, tests/metrics/test_sanity.py)
+    assert list(default["GradCAM"]) == [m for m in METRICS if m not in OPT_IN_METRICS]
+    scored = [m for m in METRICS if m not in SANITY_CHECKS]
     rows = evaluate_cam_methods(model, [layer], x, methods=[GradCAM, "scorecam"], regions=regions,
-                                metrics=list(METRICS), per_image=True, n_steps=6, batch_size=5)
+                                metrics=scored, per_image=True, n_steps=6, batch_size=5)
     assert list(rows) == ["GradCAM", "scorecam"]
-    assert list(rows["GradCAM"]) == list(METRICS)
+    assert list(rows["GradCAM"]) == scored
     maps = GradCAM(model, [layer])(x)
     top = model(x).argmax(dim=1).tolist()
     probs = [ClassifierOutputSoftmaxTarget(c) for c in top]
@@ -114,7 +116,7 @@ def test_evaluate_progress_shows_one_bar_per_metric_and_method(capsys):
     model = TinyCNN().eval()
     x = torch.randn(1, 3, 12, 12)
     layers = [model.features[-1]]
-    every = [name for name in METRICS if name not in REGION_METRICS]
+    every = [name for name in METRICS if name not in REGION_METRICS + SANITY_CHECKS]
     quiet = evaluate_cam_methods(model, layers, x, methods=[GradCAM, "scorecam"], n_steps=4,
                                  metrics=every)
     assert capsys.readouterr().err == ""

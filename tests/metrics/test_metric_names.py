@@ -20,18 +20,22 @@ def test_the_new_metrics_and_their_directions():
         assert METRICS[name] == "higher"
     assert REGION_METRICS == ("PointingGame", "EnergyPointingGame", "RelevanceMassAccuracy",
                               "RelevanceRankAccuracy")
-    assert BATCH_ONLY_METRICS == ("FaithfulnessCorrelation", "Sparseness")
+    assert BATCH_ONLY_METRICS == ("FaithfulnessCorrelation", "Sparseness", "MPRT", "sMPRT",
+                                  "eMPRT", "RandomLogit")
     # the dataset runner's metrics are the ones it computes, as before
     assert list(DATASET_METRICS) == ["DropInConfidence", "IncreaseInConfidence", "ROADMoRF",
                                      "ROADLeRF", "ROADCombined", "Deletion", "Insertion",
                                      "Complexity", "Coherency", "ARCC"]
     assert check_metrics("all") == list(DATASET_METRICS)
-    # evaluate by default: everything but the region metrics and the one
-    # computed only when named (FaithfulnessCorrelation: 100 passes per method)
-    assert OPT_IN_METRICS == ("FaithfulnessCorrelation",)
+    # evaluate by default: everything but the region metrics and those
+    # computed only when named (FaithfulnessCorrelation: 100 passes per method;
+    # the sanity checks: a copy of the model and a map per re-initialised layer)
+    assert OPT_IN_METRICS == ("FaithfulnessCorrelation", "MPRT", "sMPRT", "eMPRT",
+                              "RandomLogit")
     assert _metric_names(None, None) == [m for m in METRICS if m not in REGION_METRICS
-                                         and m != "FaithfulnessCorrelation"]
+                                         and m not in OPT_IN_METRICS]
     assert _metric_names(["FaithfulnessCorrelation"], None) == ["FaithfulnessCorrelation"]
+    assert _metric_names(["MPRT", "RandomLogit"], None) == ["MPRT", "RandomLogit"]
 
 
 @pytest.mark.parametrize("name, reason", [
