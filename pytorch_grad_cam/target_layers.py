@@ -114,15 +114,18 @@ def empty_map_reason(model: torch.nn.Module, target_layers: Sequence[torch.nn.Mo
     try; else why a layer's map can be empty and :func:`earlier_layer_hint`
     (never a target layer)."""
     if context is not None and context.input_tensor is not None and context.targets:
-        # only the images with an empty map, at most a few: a diagnostic
-        # costs no more than a small batch, whatever the batch or the
-        # number of targets per image
-        chosen = [i for i in images if 0 <= i < len(context.targets)][:_DIAGNOSED]
+        # a small batch as it is; of a larger one (or of many targets per
+        # image) only a few of the images with an empty map: a diagnostic
+        # costs no more than a small batch
+        rows = len(context.targets)
+        chosen = (list(range(rows)) if rows <= _DIAGNOSED
+                  else [i for i in images if 0 <= i < rows][:_DIAGNOSED])
+        positions = [chosen.index(i) for i in images if i in chosen]
         targets = [context.targets[i] for i in chosen]
         try:
-            ignores = bool(chosen) and score_ignores_input(
+            ignores = bool(positions) and score_ignores_input(
                 model, context.input_tensor[chosen], lambda output: score(targets, output),
-                list(range(len(chosen))))
+                positions)
         except Exception:  # a diagnostic only: a model that cannot take the
             ignores = False  # negated or all-zero input gets the layer hint
         if ignores:
