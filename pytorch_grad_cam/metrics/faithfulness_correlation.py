@@ -3,7 +3,7 @@ model's score?
 
 Bhatt, Weller, Moura, "Evaluating and Aggregating Feature-based Model
 Explanations", IJCAI 2020, https://arxiv.org/abs/2005.00631: for random
-subsets S of |S| pixels, the Pearson correlation between the sum of the
+subsets S of ``|S|`` pixels, the Pearson correlation between the sum of the
 map over S and the drop of the target score when the pixels of S are
 replaced by a baseline,
 

@@ -7,8 +7,8 @@ https://arxiv.org/abs/2003.07258:
 
 - relevance mass accuracy = R_within / R_total, the share of the map's sum
   that lies inside the ground truth GT;
-- relevance rank accuracy = |P_top-K intersect GT| / K, with K = |GT| and
-  P_top-K the K pixels of highest relevance.
+- relevance rank accuracy = ``|P_top-K intersect GT| / K``, with
+  ``K = |GT|`` and P_top-K the K pixels of highest relevance.
 
 Both are in [0, 1], higher is better. The ground truth is given as in
 :mod:`pytorch_grad_cam.metrics.pointing_game`: per image a box ``(x1, y1,
@@ -33,8 +33,8 @@ class RelevanceMassAccuracy(EnergyPointingGame):
 
 
 class RelevanceRankAccuracy:
-    """Per image: the share of the K = |GT| pixels of highest relevance
-    that lie in the ground truth, |P_top-K intersect GT| / K.
+    """Per image: the share of the ``K = |GT|`` pixels of highest
+    relevance that lie in the ground truth, ``|P_top-K intersect GT| / K``.
 
     Pixels tied with the K-th highest value share the places left among
     the top K: if ``m`` places are left for ``n`` tied pixels of which
