@@ -304,18 +304,13 @@ def _score(names: Sequence[str], cam: BaseCAM, model: torch.nn.Module, inputs: t
     if "ARCC" in wanted:
         values["ARCC"] = arcc_from_parts(values["Coherency"], values["Complexity"],
                                          values["ROADCombined"])
-    if "PointingGame" in wanted:
-        assert regions is not None  # _metric_names requires them
-        values["PointingGame"] = PointingGame()(maps, regions)
-    if "EnergyPointingGame" in wanted:
-        assert regions is not None  # _metric_names requires them
-        values["EnergyPointingGame"] = EnergyPointingGame()(maps, regions)
-    if "RelevanceMassAccuracy" in wanted:
-        assert regions is not None  # _metric_names requires them
-        values["RelevanceMassAccuracy"] = RelevanceMassAccuracy()(maps, regions)
-    if "RelevanceRankAccuracy" in wanted:
-        assert regions is not None  # _metric_names requires them
-        values["RelevanceRankAccuracy"] = RelevanceRankAccuracy()(maps, regions)
+    region_metrics = {"PointingGame": PointingGame, "EnergyPointingGame": EnergyPointingGame,
+                      "RelevanceMassAccuracy": RelevanceMassAccuracy,
+                      "RelevanceRankAccuracy": RelevanceRankAccuracy}
+    for name, region_metric in region_metrics.items():
+        if name in wanted:
+            assert regions is not None  # _metric_names requires them
+            values[name] = region_metric()(maps, regions)
     return {name: np.asarray(values[name], dtype=np.float32) for name in names}
 
 

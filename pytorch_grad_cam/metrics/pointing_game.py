@@ -32,17 +32,23 @@ from pytorch_grad_cam.metrics._common import Maps
 Regions = np.ndarray | torch.Tensor | Sequence[Any]
 
 
-def as_maps(grayscale_cams: Maps) -> torch.Tensor:
-    """The maps as a float32 tensor B x H x W (on their own device)."""
+def as_maps(grayscale_cams: Maps, name: str = "grayscale_cams",
+            dtype: torch.dtype = torch.float32, finite: bool = False) -> torch.Tensor:
+    """The maps as a tensor B x H x W of ``dtype`` (on their own device);
+    with ``finite``, a ValueError for NaN or inf values. Errors name the
+    argument ``name``."""
     if isinstance(grayscale_cams, torch.Tensor):
-        cams = grayscale_cams.detach().float()
+        cams = grayscale_cams.detach().to(dtype)
     elif isinstance(grayscale_cams, (np.ndarray, list, tuple)):
-        cams = torch.as_tensor(np.asarray(grayscale_cams, dtype=np.float32))
+        cams = torch.as_tensor(np.asarray(grayscale_cams,
+                                          dtype=torch.empty(0, dtype=dtype).numpy().dtype))
     else:
-        raise TypeError(f"grayscale_cams must be a numpy array or tensor B x H x W, "
+        raise TypeError(f"{name} must be a numpy array or tensor B x H x W, "
                         f"got {type(grayscale_cams).__name__}")
     if cams.dim() != 3:
-        raise ValueError(f"grayscale_cams must be B x H x W, got shape {tuple(cams.shape)}")
+        raise ValueError(f"{name} must be B x H x W, got shape {tuple(cams.shape)}")
+    if finite and not bool(torch.isfinite(cams).all()):
+        raise ValueError(f"{name} contains NaN or inf values")
     return cams
 
 

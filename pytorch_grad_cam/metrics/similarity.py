@@ -17,13 +17,12 @@ one value per pair of maps (B x H x W each).
 """
 from __future__ import annotations
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
-from pytorch_grad_cam.messages import given
 from pytorch_grad_cam.metrics._common import Maps
 from pytorch_grad_cam.metrics.arcc import batch_pearson_coherency
+from pytorch_grad_cam.metrics.pointing_game import as_maps
 
 __all__ = ["SSIM_C1", "SSIM_C2", "SSIM_SIGMA", "SSIM_WINDOW", "average_ranks", "histogram_entropy",
            "minmax_scaled", "ssim", "spearman", "top_k_intersection"]
@@ -37,19 +36,9 @@ SSIM_C1, SSIM_C2 = 0.01 ** 2, 0.03 ** 2
 
 
 def _maps(value: Maps, name: str) -> torch.Tensor:
-    """A batch of maps (B x H x W, numpy or torch) as a float64 tensor."""
-    if isinstance(value, torch.Tensor):
-        maps = value.detach().double()
-    elif isinstance(value, (np.ndarray, list, tuple)):
-        maps = torch.as_tensor(np.asarray(value, dtype=np.float64))
-    else:
-        raise TypeError(f"{name} must be a numpy array or a torch tensor (B x H x W), "
-                        f"got {given(value)}")
-    if maps.dim() != 3:
-        raise ValueError(f"{name} must be B x H x W, got shape {tuple(maps.shape)}")
-    if not bool(torch.isfinite(maps).all()):
-        raise ValueError(f"{name} contains NaN or inf values")
-    return maps
+    """A batch of maps (B x H x W, numpy or torch) as a float64 tensor,
+    finite (``pointing_game.as_maps``)."""
+    return as_maps(value, name, torch.float64, finite=True)
 
 
 def _pair(a: Maps, b: Maps) -> tuple[torch.Tensor, torch.Tensor]:
