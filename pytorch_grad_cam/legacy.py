@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from pytorch_grad_cam.scoring import check_target_table, check_targets, describe, is_target_table
+from pytorch_grad_cam.scoring import check_targets_or_table, describe
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from pytorch_grad_cam.warn import warn_at_caller
 
@@ -115,14 +115,12 @@ def legacy_call_targets(targets: Any, target_category: Any) -> Any:
 
 
 def check_call_targets(targets: Any, batch: int) -> Any:
-    """``scoring.check_targets``, letting a :class:`RepeatTarget` through;
-    one list of targets per image (``scoring.check_target_table``) for
-    several targets at once."""
+    """``scoring.check_targets_or_table`` (one target per image, None, or
+    one list of targets per image), letting a :class:`RepeatTarget`
+    through."""
     if isinstance(targets, RepeatTarget):
         return targets
-    if is_target_table(targets):
-        return check_target_table(targets, batch)
-    return check_targets(targets, batch)
+    return check_targets_or_table(targets, batch)
 
 
 def repeated_targets(targets: Any, batch: int) -> Any:

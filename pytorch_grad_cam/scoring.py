@@ -23,7 +23,8 @@ __all__ = [
     "DeviceBatchSize", "PerturbationPasses", "default_batch_size", "batch_size_or_default",
     "describe", "given", "check_positive_int", "check_seed",
     "check_non_negative", "check_model", "check_input_tensor", "prepare_input", "check_targets",
-    "is_target_table", "check_target_table", "target_columns", "repeat_rows", "resolve_targets",
+    "is_target_table", "check_target_table", "check_targets_or_table", "target_columns",
+    "repeat_rows", "resolve_targets",
     "check_targets_against_outputs", "select_output", "target_scores",
     "score_ignores_input", "chunks", "chunked_scores", "model_device", "model_float_dtype",
 ]
@@ -256,12 +257,21 @@ def check_target_table(targets: Any, batch: int) -> list[list[Callable]]:
     return rows
 
 
+def check_targets_or_table(targets: Any, batch: int) -> list[Any] | None:
+    """The targets of a call, checked: one list of targets per image
+    (:func:`check_target_table`), else one target per image or None
+    (:func:`check_targets`)."""
+    if is_target_table(targets):
+        return check_target_table(targets, batch)
+    return check_targets(targets, batch)
+
+
 def target_columns(targets: Any) -> list[Any]:
     """The targets of a pass as K columns, column k holding the k-th
     target of every image: a table (one list of K targets per image) gives
     K columns; a flat list of one target per image, and None (each image's
     top class), give one column."""
-    if targets is not None and is_target_table(targets):
+    if is_target_table(targets):
         return [list(column) for column in zip(*targets)]
     return [targets]
 

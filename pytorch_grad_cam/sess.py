@@ -27,8 +27,7 @@ from pytorch_grad_cam.registry import get_method
 from pytorch_grad_cam.scoring import (
     DeviceBatchSize,
     check_positive_int,
-    check_target_table,
-    check_targets,
+    check_targets_or_table,
     chunked_scores,
     chunks,
     given,
@@ -202,9 +201,7 @@ class SESS(ReleaseOnExit, DeviceBatchSize):
         _check_bool("aug_smooth", aug_smooth)
         _check_bool("eigen_smooth", eigen_smooth)
         input_tensor = prepare_input(input_tensor, self.model, volumes=False)
-        checked_targets = (check_target_table(targets, input_tensor.shape[0])
-                           if is_target_table(targets)
-                           else check_targets(targets, input_tensor.shape[0]))
+        checked_targets = check_targets_or_table(targets, input_tensor.shape[0])
         layout = self._layout(*input_tensor.shape[2:])
         with model_state_guard(self.model), torch.inference_mode(False):
             cam = self._forward(input_tensor, checked_targets, layout, checked_options,
@@ -247,7 +244,7 @@ class SESS(ReleaseOnExit, DeviceBatchSize):
             raise ValueError("use_softmax_scores=True takes the softmax over the classes of a "
                              "model output B x classes (x ...); this model's output is "
                              f"{given(outputs)}: pass use_softmax_scores=False")
-        nested = targets is not None and is_target_table(targets)
+        nested = is_target_table(targets)
         columns = [resolve_targets(column, outputs, batch) for column in target_columns(targets)]
         group = len(columns)  # K targets per image; row i * K + k: image i, target k
         chosen = [column[i] for i in range(batch) for column in columns]
