@@ -24,11 +24,12 @@ IMAGE_TOKEN = WORDS.index("<image>")
 PROMPT = "USER: <image> what is this? ASSISTANT:"
 
 
-def tiny_llava(feature_layer=-2, strategy="default", seed=0):
+def tiny_llava(feature_layer=-2, strategy="default", seed=0, tower="clip"):
     torch.manual_seed(seed)
-    vision = transformers.CLIPVisionConfig(hidden_size=16, intermediate_size=32,
-                                           num_hidden_layers=2, num_attention_heads=2,
-                                           image_size=32, patch_size=8)
+    tower_config = {"clip": transformers.CLIPVisionConfig,
+                    "siglip": transformers.SiglipVisionConfig}[tower]
+    vision = tower_config(hidden_size=16, intermediate_size=32, num_hidden_layers=2,
+                          num_attention_heads=2, image_size=32, patch_size=8)
     text = transformers.LlamaConfig(hidden_size=16, intermediate_size=32, num_hidden_layers=1,
                                     num_attention_heads=2, num_key_value_heads=2,
                                     vocab_size=len(WORDS))
@@ -119,6 +120,40 @@ def test_the_wrapper_gives_the_model_s_own_logits(model, processor, image):
         own = model(input_ids=setup.input_ids, pixel_values=setup.input_tensor).logits
         wrapped = setup.model(setup.input_tensor)
     torch.testing.assert_close(wrapped, own)
+
+
+@pytest.mark.parametrize(("tower", "feature_layer", "strategy", "tokens", "prefixes"), [
+    ("clip", -2, "full", 17, (1, 1)),
+    ("clip", [0, -1], "default", 16, (0, 1)),
+    ("siglip", -1, "full", 16, (0, 0)),
+    ("siglip", [0, -2], "full", 16, (0, 0))])
+def test_feature_layers_and_strategies_follow_the_model(tower, feature_layer, strategy, tokens,
+                                                        prefixes):
+    """The wrapper's forward pass reads the hidden states and keeps the
+    class token as the model does (the same logits), and the grids drop
+    the class token where it is kept."""
+    model = tiny_llava(feature_layer, strategy, tower=tower)
+    llava = find_llava(model)
+    assert llava.image_tokens == tokens
+    ids = torch.tensor([[4] + [IMAGE_TOKEN] * tokens + [6, 7]])
+    pixels = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        own = model(input_ids=ids.expand(2, -1), pixel_values=pixels).logits
+        wrapped = LlavaImageModel(model, ids)(pixels)
+    torch.testing.assert_close(wrapped, own)
+    assert (llava.reshape_transform("projector").prefix,
+            llava.reshape_transform("vision").prefix) == prefixes
+    for layer in ("projector", "vision"):
+        maps = explain(llava_answer_from_ids(model, ids, pixels, [12], layer=layer), LayerCAM)
+        assert maps.shape == (2, 32, 32) and maps.std(axis=(1, 2)).min() > 0.05
+
+
+def test_a_strategy_that_drops_a_patch_is_refused():
+    with pytest.raises(ValueError, match=re.escape(
+            "LlavaForConditionalGeneration: vision_feature_select_strategy='default' drops the "
+            "first token, but the vision tower (SiglipVisionModel) has no class token, so the "
+            "image tokens are no patch grid")):
+        find_llava(tiny_llava(-1, "default", tower="siglip"))
 
 
 def test_the_log_prob_target_is_the_hand_computed_sum(model, processor, image):
