@@ -198,10 +198,20 @@ def llava_answer_from_ids(model: torch.nn.Module, input_ids: torch.Tensor,
                          f"{llava.strategy!r}): give one image per prompt, its '<image>' expanded "
                          "by the model's processor")
     answer = check_token_ids("answer_ids", answer_ids)
-    if not isinstance(pixel_values, torch.Tensor) or pixel_values.dim() != 4:
-        raise ValueError(f"pixel_values must be a B x 3 x H x W tensor, got {given(pixel_values)}")
+    vocabulary = int(llava.config.text_config.vocab_size)
+    if max(answer) >= vocabulary:
+        raise ValueError(f"answer_ids hold token id {max(answer)}, out of range for the model's "
+                         f"vocabulary of {vocabulary} (allowed 0..{vocabulary - 1})")
+    size = int(llava.config.vision_config.image_size)
+    if not isinstance(pixel_values, torch.Tensor) or pixel_values.dim() != 4 or \
+            tuple(pixel_values.shape[1:]) != (3, size, size):
+        raise ValueError(f"pixel_values must be a B x 3 x {size} x {size} tensor (the vision "
+                         f"tower's image_size), got {given(pixel_values)}")
     mask = torch.ones_like(prompt) if attention_mask is None else _row("attention_mask",
                                                                        attention_mask)
+    if mask.shape != prompt.shape:
+        raise ValueError(f"attention_mask has shape {tuple(mask.shape)}, input_ids "
+                         f"{tuple(prompt.shape)}; they must match")
     answer_tensor = torch.tensor([answer], dtype=torch.long, device=prompt.device)
     ids = torch.cat([prompt, answer_tensor], dim=1)
     full_mask = torch.cat([mask.to(prompt.device), torch.ones_like(answer_tensor)], dim=1)
@@ -229,7 +239,8 @@ def llava_answer(model: torch.nn.Module, processor: Any, image: Any, prompt: str
             ``"USER: <image>\\nWhat is this? ASSISTANT:"``).
         answer: the answer to explain, a string (tokenized without special
             tokens and appended to the prompt's ids, as ``generate`` appends
-            what it generates) or its token ids.
+            what it generates) or its token ids (a sequence of ints or a
+            1-D tensor).
         layer, score: as for :func:`llava_answer_from_ids`.
     """
     find_llava(model)
@@ -247,8 +258,12 @@ def llava_answer(model: torch.nn.Module, processor: Any, image: Any, prompt: str
             raise ValueError(f"answer is empty ({answer!r}): give the answer's text or token ids")
         tokenizer = getattr(processor, "tokenizer", processor)
         answer_ids = tokenizer(answer, add_special_tokens=False)["input_ids"]
+        if not answer_ids:
+            raise ValueError(f"answer {answer!r} tokenizes to no tokens")
+    elif isinstance(answer, (Sequence, torch.Tensor)):
+        answer_ids = check_token_ids("answer", answer)
     else:
-        answer_ids = answer
+        raise TypeError(f"answer must be a string or token ids, got {given(answer)}")
     inputs = processor(images=image, text=prompt, return_tensors="pt")
     return llava_answer_from_ids(model, inputs["input_ids"], inputs["pixel_values"], answer_ids,
                                  attention_mask=inputs.get("attention_mask"), layer=layer,

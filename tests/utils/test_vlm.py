@@ -269,8 +269,38 @@ def test_an_empty_answer_is_refused(model, processor, image):
                 f"answer is empty ({answer!r}): give the answer's text or token ids")):
             llava_answer(model, processor, image, PROMPT, answer)
     with pytest.raises(ValueError, match=re.escape(
-            "answer_ids is empty: an answer needs at least one token")):
+            "answer is empty: an answer needs at least one token")):
         llava_answer(model, processor, image, PROMPT, [])
+    ids = processor(images=image, text=PROMPT, return_tensors="pt")["input_ids"]
+    with pytest.raises(ValueError, match=re.escape(
+            "answer_ids is empty: an answer needs at least one token")):
+        llava_answer_from_ids(model, ids, torch.zeros(1, 3, 32, 32), torch.tensor([]).long())
+
+
+def test_bad_answer_ids_pixel_values_and_masks_are_refused(model, processor, image):
+    ids = processor(images=image, text=PROMPT, return_tensors="pt")["input_ids"]
+    pixels = torch.zeros(1, 3, 32, 32)
+    with pytest.raises(TypeError, match=re.escape(
+            "answer must be a string or token ids, got None (NoneType)")):
+        llava_answer(model, processor, image, PROMPT, None)
+    with pytest.raises(TypeError, match=re.escape(
+            "answer must hold non-negative int token ids, got 1.5 (float)")):
+        llava_answer(model, processor, image, PROMPT, [9, 1.5])
+    with pytest.raises(ValueError, match=re.escape(
+            "answer_ids hold token id 15, out of range for the model's vocabulary of 15 "
+            "(allowed 0..14)")):
+        llava_answer_from_ids(model, ids, pixels, [9, 15])
+    with pytest.raises(ValueError, match=re.escape(
+            "pixel_values must be a B x 3 x 32 x 32 tensor (the vision tower's image_size), got "
+            "Tensor of shape (1, 3, 64, 64)")):
+        llava_answer_from_ids(model, ids, torch.zeros(1, 3, 64, 64), [9])
+    with pytest.raises(ValueError, match=re.escape(
+            "attention_mask has shape (1, 3), input_ids (1, 21); they must match")):
+        llava_answer_from_ids(model, ids, pixels, [9], attention_mask=torch.ones(3, dtype=torch.long))
+    with pytest.raises(ValueError, match=re.escape(
+            "input_ids must be the token ids of one sequence, an int tensor of shape T or 1 x T, "
+            "got Tensor of shape (2, 21)")):
+        llava_answer_from_ids(model, ids.expand(2, -1), pixels, [9])
 
 
 def test_a_prompt_without_the_image_token_is_refused(model, processor, image):
