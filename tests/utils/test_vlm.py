@@ -356,7 +356,7 @@ def test_the_user_s_model_is_left_as_it_was(processor, image):
               pixel_values=torch.zeros(1, 3, 32, 32), output_hidden_states=True)
     before = snapshot(model)
     for layer in ("projector", "vision"):
-        setup = llava_answer(model, processor, image, PROMPT, "a cat", layer=layer)
-        explain(setup)
-        explain(setup, ScoreCAM, progress=False)
+        explain(llava_answer(model, processor, image, PROMPT, "a cat", layer=layer))
+    explain(llava_answer(model, processor, image, PROMPT, "a cat"), ScoreCAM, progress=False,
+            batch_size=16)
     assert_same_state(before, snapshot(model))
