@@ -105,8 +105,8 @@ def _reusable(previous: Mapping[str, Any] | None, head: Mapping[str, Any], metho
     if previous is None or any(previous.get(key) != head[key] for key in
                                ("format", "version", "fingerprint", "sample", "targets")):
         return None
-    rows = previous.get("rows", {}).get(method, [])
-    by_check = {row.get("check"): row for row in rows}
+    by_check = {row.get("check"): row for row in previous.get("rows", [])
+                if row.get("method") == method}
     if not all(check in by_check for check in checks):
         return None
     return [by_check[check] for check in checks]
@@ -133,7 +133,7 @@ def run_sanity_checks(store: Store, items: Source, preprocess: Preprocess,
         "thresholds": {check: SANITY_THRESHOLDS[check] for check in checks}}
     previous = read_sanity(store.root)
     record(store.root, files=[SANITY_NAME])  # --overwrite deletes it with the store's files
-    stored: dict[str, Any] = {**head, "rows": {}}
+    stored: dict[str, Any] = {**head, "rows": []}
     inputs: torch.Tensor | None = None
     if sample:
         loaded = WorkItems(items, [position for position, _, _ in sample], preprocess,
@@ -149,7 +149,7 @@ def run_sanity_checks(store: Store, items: Source, preprocess: Preprocess,
     for name, cls in entries:
         reused = _reusable(previous, head, name, checks)
         if reused is not None or inputs is None:
-            stored["rows"][name] = reused or []
+            stored["rows"] += reused or []
             continue
         if say is not None:
             say(f"sanity checks of {name} on {len(sample)} image(s): "
@@ -168,7 +168,7 @@ def run_sanity_checks(store: Store, items: Source, preprocess: Preprocess,
             except Exception as error:  # noqa: BLE001  (shown as ERROR with its message)
                 rows.append({"method": name, "check": check, "error": first_line(error),
                              "threshold": SANITY_THRESHOLDS[check], "images": len(sample)})
-        stored["rows"][name] = rows
+        stored["rows"] += rows
         stored["written"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         write_json(store.root / SANITY_NAME, stored)
     stored["written"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
@@ -177,7 +177,7 @@ def run_sanity_checks(store: Store, items: Source, preprocess: Preprocess,
 
 
 def _rows(sanity: Mapping[str, Any]) -> list[dict[str, Any]]:
-    return [row for rows in sanity.get("rows", {}).values() for row in rows]
+    return list(sanity.get("rows", []))
 
 
 def sanity_lines(sanity: Mapping[str, Any]) -> list[str]:
