@@ -9,7 +9,7 @@ import json
 
 import pytest
 import torch
-from dataset_helpers import LAYER, TinyNet, write_photos
+from dataset_helpers import LAYER, SMALL, TinyNet, write_photos
 from sanity_cases import edge_method_registered  # tests/sanity_cases.py
 
 from pytorch_grad_cam.datasets import explain_dataset, load_results, options
@@ -144,7 +144,7 @@ def test_resume_with_sanity_checks(photos, tmp_path, monkeypatch):
     model = TinyNet()
     state = {k: v.clone() for k, v in model.state_dict().items()}
     settings = {"methods": ["gradcam", "xgradcam"], "target_layers": [LAYER], "out": out,
-                "progress": False, "workers": 0, "sanity_images": 3}
+                "progress": False, "workers": 0, "sanity_images": 3, "preprocess": SMALL}
     # a store made without the checks (as before they existed): no sanity.json
     first = explain_dataset(photos, model, **settings)
     assert first.sanity is None and not (out / "sanity.json").exists()
