@@ -91,7 +91,11 @@ def read_sanity(root: str | Path) -> dict[str, Any] | None:
     path = Path(root) / SANITY_NAME
     if not path.exists():
         return None
-    stored = read_json(path)
+    try:
+        stored = read_json(path)
+    except (OSError, ValueError) as error:
+        raise ValueError(f"{str(path)!r} cannot be read ({error}); delete it to run the sanity "
+                         "checks again") from None
     if not isinstance(stored, dict) or stored.get("format") != SANITY_FORMAT:
         raise ValueError(f"{str(path)!r} is not the sanity checks of a results store; delete "
                          "it to run them again")

@@ -14,6 +14,7 @@ import pytest
 import torch
 from cli_helpers import EXAMPLES, ROOT, _environment
 from sanity_cases import edge_method_registered, trained_shapes_cnn  # tests/sanity_cases.py
+from torchvision.models.vision_transformer import VisionTransformer
 
 from pytorch_grad_cam.cli import image_parser, models
 from pytorch_grad_cam.cli.app import run_command
@@ -144,3 +145,25 @@ def test_without_the_option_no_check_runs(shape_image, tmp_path, capsys, monkeyp
                           str(tmp_path / "out")], image_parser("cam.py"), load=_load(model))
     out = capsys.readouterr().out
     assert status == 0 and "sanity checks" not in out and not _rows(out)
+
+
+def test_vit_with_an_attention_method_and_two_classes(tmp_path, capsys):
+    """``vit`` shares the option: a table per explained class (``--top-k 2``),
+    the attention method checked on every block."""
+    torch.manual_seed(0)
+    model = VisionTransformer(image_size=32, patch_size=8, num_layers=2, num_heads=2,
+                              hidden_dim=16, mlp_dim=32, num_classes=5).eval()
+    torch.nn.init.normal_(model.heads.head.weight)  # torchvision starts it at zero
+    status = run_command(["--image-path", str(EXAMPLES / "chelsea.jpg"), "--no-progress",
+                          "--top-k", "2", "--method", "gradcam", "attentionrollout",
+                          "--output-dir", str(tmp_path / "out"), "--sanity-checks",
+                          "RandomLogit"], build_vit_parser("vit_example.py"),
+                         load=lambda args: models.LoadedModel(model, "vit_b_16", 32),
+                         guided_backprop=False, default_model=None)
+    out, err = capsys.readouterr()
+    assert status == 0, err
+    lines = out.splitlines()
+    classes = [line for line in lines if line.startswith("  class ")]
+    assert len(classes) == 2 and classes[0] != classes[1]
+    checked = [line.split()[:2] for line in lines if line.split()[1:2] == ["RandomLogit"]]
+    assert checked == [["gradcam", "RandomLogit"], ["attentionrollout", "RandomLogit"]] * 2

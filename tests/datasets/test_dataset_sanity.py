@@ -176,3 +176,18 @@ def test_resume_with_sanity_checks(photos, tmp_path, monkeypatch):
     assert [(r["method"], r["check"]) for r in more.sanity["rows"]] == [
         ("gradcam", "RandomLogit"), ("xgradcam", "RandomLogit")]
     assert all(torch.equal(state[k], v) for k, v in model.state_dict().items())
+
+
+def test_a_damaged_sanity_file_is_named(photos, tmp_path):
+    out = tmp_path / "out"
+    settings = {"target_layers": [LAYER], "out": out, "progress": False, "workers": 0,
+                "preprocess": SMALL, "sanity_checks": ["RandomLogit"], "sanity_images": 1}
+    explain_dataset(photos, TinyNet(), **settings)
+    (out / "sanity.json").write_text("{not json")
+    with pytest.raises(ValueError, match=r"sanity.json' cannot be read \(.*\); delete it to "
+                                         "run the sanity checks again"):
+        explain_dataset(photos, TinyNet(), **settings)
+    (out / "sanity.json").write_text('{"format": "something else"}')
+    with pytest.raises(ValueError, match="sanity.json' is not the sanity checks of a results "
+                                         "store; delete it to run them again"):
+        explain_dataset(photos, TinyNet(), **settings)
