@@ -4,12 +4,13 @@ command checks ``--metrics`` with them before torch and the metrics
 (:mod:`pytorch_grad_cam.metrics`) are imported."""
 from __future__ import annotations
 
+import difflib
 from typing import Any
 
 from pytorch_grad_cam.messages import describe, given
 
 __all__ = ["BATCH_ONLY_METRICS", "DATASET_METRICS", "METRICS", "OPT_IN_METRICS",
-           "REGION_METRICS", "SANITY_CHECKS", "check_metrics"]
+           "REGION_METRICS", "SANITY_CHECKS", "check_metrics", "check_sanity_checks"]
 
 #: every metric of ``metrics.evaluate``'s table and whether a higher or a lower
 #: value is better
@@ -83,4 +84,38 @@ def check_metrics(metrics: Any) -> list[str]:
                              f"{', '.join(DATASET_METRICS)} or 'all'")
         if name not in chosen:
             chosen.append(name)
+    return chosen
+
+
+def check_sanity_checks(names: Any, argument: str = "sanity_checks") -> list[str]:
+    """The command lines' ``--sanity-checks`` and ``explain_dataset``'s
+    ``sanity_checks``: None (none), ``"all"`` or a list of names of
+    :data:`SANITY_CHECKS`, case-insensitive (an empty list or ``["all"]``:
+    all of them) -> the names as :data:`SANITY_CHECKS` spells them, in the
+    order given, without repeats. ValueError naming ``argument``, the
+    entry, the close names and every valid one."""
+    if names is None:
+        return []
+    if isinstance(names, str):
+        names = [names]
+    if not isinstance(names, (list, tuple)):
+        raise TypeError(f"{argument} must be None, 'all' or a list of names, got "
+                        f"{given(names)}")
+    if not names or [str(n).lower() for n in names] == ["all"]:
+        return list(SANITY_CHECKS)
+    spelled = {name.lower(): name for name in SANITY_CHECKS}
+    chosen: list[str] = []
+    for name in names:
+        if not isinstance(name, str):
+            raise TypeError(f"{argument}: a check must be a name, got {given(name)}")
+        found = spelled.get(name.strip().lower())
+        if found is None:
+            close = difflib.get_close_matches(name.strip().lower(), list(spelled), n=2,
+                                              cutoff=0.5)
+            hint = (f" (did you mean {' or '.join(spelled[c] for c in close)}?)"
+                    if close else "")
+            raise ValueError(f"{argument}: {describe(name)} is not a sanity check{hint}; "
+                             f"choose from {', '.join(SANITY_CHECKS)} or 'all'")
+        if found not in chosen:
+            chosen.append(found)
     return chosen

@@ -21,6 +21,7 @@ Modules:
 - :mod:`~pytorch_grad_cam.app.cost` (re-exported as ``cli.cost``): the forward passes a run will make,
   printed before it;
 - :mod:`~pytorch_grad_cam.cli.outputs`: the file names, pictures and reports;
+- :mod:`~pytorch_grad_cam.cli.sanity`: the ``--sanity-checks`` tables;
 - :mod:`~pytorch_grad_cam.cli.app`: running a command (errors, warnings);
 - :mod:`~pytorch_grad_cam.cli.vit`: the ``vit`` command.
 

@@ -21,8 +21,9 @@
    image's last method is done. Every file is complete or not there at all.
    :func:`explain_classes` does all of one image at once.
 
-Scoring the maps (``--evaluate``, :mod:`pytorch_grad_cam.metrics`) takes
-the same ``ImageResult`` objects (model, input tensor, class, maps).
+Scoring the maps (``--evaluate``, :mod:`pytorch_grad_cam.metrics`) and the sanity checks
+(``--sanity-checks``, :mod:`pytorch_grad_cam.cli.sanity`) take the same
+``ImageResult`` objects (model, input tensor, class, maps).
 """
 from __future__ import annotations
 
@@ -49,7 +50,7 @@ from pytorch_grad_cam.app.layers import choose_target_layers
 from pytorch_grad_cam.app.methods import affordable, parse_methods, select_methods
 from pytorch_grad_cam.app.models import load_from_options
 from pytorch_grad_cam.app.targets import class_maps, class_targets, explained_classes
-from pytorch_grad_cam.cli import outputs
+from pytorch_grad_cam.cli import outputs, sanity
 from pytorch_grad_cam.cli.images import IMAGE_SUFFIXES, collect_images, read_checked, read_image
 from pytorch_grad_cam.cli.outputs import class_label, class_slug, model_tag, slug
 from pytorch_grad_cam.cli.parser import PROG
@@ -177,7 +178,8 @@ def prepare(args: argparse.Namespace, load: Loader | None = None,
                name_parts=parts, class_position=class_position, aug_smooth=args.aug_smooth,
                eigen_smooth=args.eigen_smooth, sess=checked.sess, batch_size=args.batch_size,
                progress=not args.no_progress, guided_backprop=guided_backprop,
-               evaluate=getattr(args, "evaluate", False), max_pixels=max_pixels)
+               evaluate=getattr(args, "evaluate", False), max_pixels=max_pixels,
+               sanity_checks=checked.sanity_checks)
 
 
 # -------------------------------------------------------------- computing
@@ -293,6 +295,8 @@ def header(job: Job) -> str:
     lines.append(cost_report(job.methods, job.channels, job.device, job.aug_smooth, job.cams,
                              len(job.images), input_size=job.input_size,
                              classes=job.classes_per_image))
+    if job.sanity_checks:
+        lines.append(sanity.sanity_header(job))
     return "\n".join(lines)
 
 
@@ -334,6 +338,10 @@ def run(job: Job, out: TextIO | None = None) -> list[Path]:
                 _say(f"  scoring the maps of {', '.join(job.methods)} with the metrics "
                      f"({outputs.metric_names(job)})", out)
                 _say(outputs.evaluation_report(job, results), out)
+            if job.sanity_checks:
+                _say(f"  sanity checks of {', '.join(job.methods)}: "
+                     f"{', '.join(job.sanity_checks)}", out)
+                _say(sanity.sanity_report(job, results), out)
     return written
 
 

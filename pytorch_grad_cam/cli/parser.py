@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 from pytorch_grad_cam.app.errors import UsageError
 from pytorch_grad_cam.app.options import HELP_WIDTH, TRUST_CHECKPOINT_HELP, Parser, formatter, positive_int
 from pytorch_grad_cam.commands import COMMANDS, PROG
+from pytorch_grad_cam.metric_names import SANITY_CHECKS
 from pytorch_grad_cam.models.specs import BUNDLED_MODEL, DEFAULT_MODEL, HF_PREFIX, TIMM_PREFIX
 from pytorch_grad_cam.registry import method_names, registered_methods
 from pytorch_grad_cam.utils.image_io import MAX_READ_PIXELS
@@ -194,6 +195,20 @@ def add_common_arguments(parser: Parser, model_default: str | None, model_help: 
                       "per image, to pick the method most faithful to the model; each metric "
                       "shows a progress bar",
     })
+    parser.add_argument(
+        "--sanity-checks", nargs="*", metavar="NAME", default=None,
+        help="also run the sanity checks of pytorch_grad_cam.metrics.sanity on every method "
+             "and image, and print a table per image: each check's value, threshold, PASS or "
+             "FAIL, and its Spearman / SSIM / top-k similarities; a method whose map survives "
+             "the model's randomisation (an edge detector would) is flagged FAIL. NAME: "
+             f"{', '.join(SANITY_CHECKS)}, in any letter case; no NAME or 'all': all four. "
+             "Cost per image, class and method, in maps (each one call of the method): MPRT "
+             "1 + one per layer with parameters (resnet50: 108), on a copy of the model "
+             "re-initialised layer by layer from the output down; sMPRT 100 (50 noisy copies "
+             "of the image, on the trained and on a fully re-initialised copy); eMPRT 2; "
+             "RandomLogit 2 (the class and a random other class). The copy holds the model "
+             "a second time in memory; the model itself is not changed. Works with or "
+             "without --evaluate")
 
 
 def build_parser(prog: str = PROG, commands: Mapping[str, str] | None = None) -> Parser:

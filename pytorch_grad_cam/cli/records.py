@@ -62,6 +62,8 @@ class Job:
     progress: bool = True
     guided_backprop: bool = True
     evaluate: bool = False
+    #: --sanity-checks: the checks run on every method and image (SANITY_CHECKS names)
+    sanity_checks: list[str] = field(default_factory=list)
     #: --max-pixels: images with more pixels (by their header) are refused
     max_pixels: int = MAX_READ_PIXELS
     cams: dict[str, Any] = field(default_factory=dict)

@@ -2,7 +2,8 @@
 imported.
 
 :func:`check_arguments` checks everything that needs no model, cheapest
-first: the method names, the SESS options, that every image path exists
+first: the method names, the SESS options, the ``--sanity-checks`` names,
+that every image path exists
 and is a regular file or a folder of images whose headers give at most
 ``--max-pixels`` pixels (nothing decoded), that the output folder can be
 written, the ``--class-names`` file, and the ``--target-category`` classes
@@ -18,7 +19,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ from pytorch_grad_cam.app.folders import check_output_folder
 from pytorch_grad_cam.app.methods import check_method_option
 from pytorch_grad_cam.cli.images import check_image_sizes, find_image_paths
 from pytorch_grad_cam.cli.parser import Parser, build_vit_parser, image_parser
+from pytorch_grad_cam.metric_names import check_sanity_checks
 from pytorch_grad_cam.models.specs import HF_PREFIX, TIMM_PREFIX
 
 __all__ = ["SESS_OPTIONS", "CheckedArguments", "check_arguments", "check_image", "check_vit",
@@ -47,6 +49,7 @@ class CheckedArguments:
     image_paths: list[Path]         # the image files (not read yet)
     output_dir: Path
     class_names: list[str] | None   # the --class-names file's
+    sanity_checks: list[str] = field(default_factory=list)  # --sanity-checks, as SANITY_CHECKS
 
 
 def sess_options(args: argparse.Namespace) -> dict[str, Any] | None:
@@ -76,6 +79,11 @@ def check_arguments(args: argparse.Namespace, prog: str) -> CheckedArguments:
     docstring); UsageError for the first problem."""
     methods = check_method_option(args.method)
     sess = sess_options(args)
+    try:
+        sanity_checks = check_sanity_checks(getattr(args, "sanity_checks", None),
+                                            "--sanity-checks")
+    except ValueError as error:
+        raise UsageError(str(error)) from None
     image_paths = find_image_paths(args.image_path)
     check_image_sizes(image_paths, args.max_pixels)
     output_dir = check_output_folder("--output-dir", args.output_dir)
@@ -87,7 +95,7 @@ def check_arguments(args: argparse.Namespace, prog: str) -> CheckedArguments:
     if known is not None:
         resolve_categories(args.target_category, known, len(known), prog=prog)
     check_top_k(getattr(args, "top_k", None), None if known is None else len(known))
-    return CheckedArguments(methods, sess, image_paths, output_dir, given_names)
+    return CheckedArguments(methods, sess, image_paths, output_dir, given_names, sanity_checks)
 
 
 def list_classes(args: argparse.Namespace) -> None:

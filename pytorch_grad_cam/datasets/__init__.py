@@ -24,7 +24,9 @@ decoding), :mod:`~pytorch_grad_cam.datasets.store` (the shards),
 results come from),
 :mod:`~pytorch_grad_cam.datasets.atomic` (atomic writes),
 :mod:`~pytorch_grad_cam.datasets.evaluation` (metrics per image, streaming
-statistics, ranking), :mod:`~pytorch_grad_cam.datasets.summary` (the
+statistics, ranking), :mod:`~pytorch_grad_cam.datasets.sanity` (the sanity
+checks on a sample of the run, ``sanity.json``),
+:mod:`~pytorch_grad_cam.datasets.summary` (the
 finalised index, what a run will do and what it did),
 :mod:`~pytorch_grad_cam.datasets.report` and
 :mod:`~pytorch_grad_cam.datasets.plots` (HTML, the metrics' plots),

@@ -35,7 +35,7 @@ from pytorch_grad_cam.app.layers import family_reshape
 from pytorch_grad_cam.app.methods import parse_methods
 from pytorch_grad_cam.app.models import load_from_options
 from pytorch_grad_cam.datasets.cost import run_cost
-from pytorch_grad_cam.datasets.options import PROG, build_parser, check_arguments
+from pytorch_grad_cam.datasets.options import DEFAULT_SANITY_IMAGES, PROG, build_parser, check_arguments
 from pytorch_grad_cam.datasets.ownership import StoreRefused
 from pytorch_grad_cam.datasets.runner import explain_dataset
 from pytorch_grad_cam.datasets.sources import Preprocess
@@ -77,6 +77,8 @@ def main(argv: Sequence[str] | None = None, *, prog: str = PROG,
                 batch_size=args.batch_size, workers=args.workers, shard_size=args.shard_size,
                 device=device, progress=not args.no_progress, report=args.report,
                 overwrite=args.overwrite, max_pixels=args.max_pixels,
+                sanity_checks=checked.sanity_checks,
+                sanity_images=args.sanity_images or DEFAULT_SANITY_IMAGES,
                 on_start=lambda start: print(run_cost(start), flush=True))
         except UsageError as error:
             print(f"{prog}: error: {error}", file=sys.stderr)

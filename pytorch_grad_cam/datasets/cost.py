@@ -25,6 +25,8 @@ backward passes (one gradient per class) and the metrics' passes k times::
 
 For ``MultiLabel`` the number of classes is not known before the run: the
 totals count ``max_labels`` an image (1 without it) and are marked ``~``.
+With sanity checks a last line says what they add after the run
+(:attr:`~pytorch_grad_cam.datasets.summary.RunStart.sanity`).
 """
 from __future__ import annotations
 
@@ -51,7 +53,7 @@ def run_cost(start: RunStart) -> str:
              f"{device.type}{processes}"]
     images = start.to_explain
     if not images:
-        return lines[0]
+        return "\n".join(lines[:1] + ([f"  {start.sanity}"] if start.sanity else []))
     lines.append(cost_report(start.methods, start.channels, device, cams=start.cams))
     costs: dict[str, Cost] = {name: method_cost(name, start.channels, cam=start.cams.get(name))
                               for name in start.methods}
@@ -86,4 +88,6 @@ def run_cost(start: RunStart) -> str:
     approx = "~" if approximate else ""
     lines.append(f"  in all: {approx}{_passes(forward * images, backward * images)} passes for "
                  f"{images} image{'s' if images != 1 else ''} on {device.type}")
+    if start.sanity:
+        lines.append(f"  {start.sanity}")
     return "\n".join(lines)

@@ -4,7 +4,7 @@ no model, run before torch is imported.
 :func:`check` is the command's ``check`` (see :mod:`pytorch_grad_cam.commands`):
 it parses the arguments and runs :func:`check_arguments`, cheapest first:
 the numbers (``--batch-size 0``), the method names (close matches offered),
-the metric names, that the input folder exists and can be read, that the
+the metric and sanity check names, that the input folder exists and can be read, that the
 output folder can be written, and a ``--target-category`` given as an
 ImageNet class name. A problem is one line, ``<prog>: error: ...``, exit
 status 2, in a fraction of a second instead of after torch and the model
@@ -33,7 +33,7 @@ from pytorch_grad_cam.app.options import (
     positive_int,
 )
 from pytorch_grad_cam.datasets.target_modes import MultiLabel, TopClasses
-from pytorch_grad_cam.metric_names import DATASET_METRICS, check_metrics
+from pytorch_grad_cam.metric_names import DATASET_METRICS, SANITY_CHECKS, check_metrics, check_sanity_checks
 from pytorch_grad_cam.models.specs import BUNDLED_MODEL, DEFAULT_MODEL
 from pytorch_grad_cam.registry import method_names
 from pytorch_grad_cam.utils.image_io import MAX_READ_PIXELS
@@ -42,6 +42,9 @@ __all__ = ["PROG", "CheckedArguments", "build_parser", "category", "check", "che
            "check_source", "probability"]
 
 PROG = "grad-cam explain-dataset"
+#: --sanity-images' default (``datasets.sanity.DEFAULT_SANITY_IMAGES``, which a
+#: test keeps equal; that module imports torch, this one must not)
+DEFAULT_SANITY_IMAGES = 8
 
 
 @dataclass(frozen=True)
@@ -53,6 +56,7 @@ class CheckedArguments:
     out: Path                         # the results store's folder, writable
     category: int | None              # the class to explain, None: each image's top class
     targets: int | TopClasses | MultiLabel | None = None  # explain_dataset's targets
+    sanity_checks: list[str] | None = None  # --sanity-checks, as SANITY_CHECKS names (None: none)
 
 
 def probability(text: str) -> float:
@@ -89,6 +93,20 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
         "--metrics", nargs="*", metavar="NAME", default=None,
         help="score every map with these faithfulness metrics and accumulate them per method: "
              + ", ".join(DATASET_METRICS) + "; no name or 'all': all of them (default: none)")
+    parser.add_argument(
+        "--sanity-checks", nargs="*", metavar="NAME", default=None,
+        help="after the run, run these sanity checks for every method on the first "
+             "--sanity-images images every method explained, store them (sanity.json) and "
+             "show them in the summary and the report with each value, its threshold and "
+             f"PASS or FAIL: {', '.join(SANITY_CHECKS)}, case-insensitive; no name or 'all': "
+             "all four. Cost per method, in maps of a batch of the sample: MPRT 1 + one per "
+             "layer with parameters (resnet50: 108), sMPRT 100, eMPRT 2, RandomLogit 2; on a "
+             "copy of the model (the model itself is not changed). A resumed run reuses the "
+             "stored checks of the same sample (default: none)")
+    parser.add_argument(
+        "--sanity-images", type=positive_int, metavar="N", default=None,
+        help="with --sanity-checks: the size of their sample, the first N images (in the "
+             f"order of the run) that every method explained (default: {DEFAULT_SANITY_IMAGES})")
     parser.add_argument("--report", action="store_true",
                         help="also write report.html in --out: summary, metrics, ranking, gallery")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
@@ -189,6 +207,14 @@ def check_arguments(args: argparse.Namespace, prog: str) -> CheckedArguments:
         check_metrics(metrics)
     except ValueError as error:
         raise UsageError(f"--metrics: {error}") from None
+    try:
+        sanity_checks = None if args.sanity_checks is None else check_sanity_checks(
+            args.sanity_checks, "--sanity-checks")
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    if args.sanity_images is not None and sanity_checks is None:
+        raise UsageError("--sanity-images is the sample of --sanity-checks; give "
+                         "--sanity-checks too")
     if args.max_labels is not None and args.multilabel is None:
         raise UsageError("--max-labels caps the classes --multilabel THRESHOLD finds in an "
                          "image; give --multilabel too")
@@ -200,7 +226,7 @@ def check_arguments(args: argparse.Namespace, prog: str) -> CheckedArguments:
         targets = TopClasses(args.top_classes)
     elif args.multilabel is not None:
         targets = MultiLabel(args.multilabel, args.max_labels)
-    return CheckedArguments(metrics, source, out, fixed, targets)
+    return CheckedArguments(metrics, source, out, fixed, targets, sanity_checks)
 
 
 def check(argv: Sequence[str], prog: str = PROG) -> int | None:

@@ -12,7 +12,9 @@ says so and leaves the plots out). Every file is recorded as the store's
 The report shows the run's summary (items by status, per method the
 statuses and empty maps), the metrics table (mean, std, 95% confidence
 interval, count, NaN and skipped, and whether higher or lower is better)
-and its plots, the ranked comparison of the methods, the items that could
+and its plots, the ranked comparison of the methods, the sanity checks
+when the store has them (``sanity.json``, :mod:`~pytorch_grad_cam.datasets.
+sanity`: each method's value, threshold and a visible FAIL), the items that could
 not be explained with their reasons, and a gallery of the most and the
 least confident explanations (by the softmax probability of the explained
 class). A store with several targets per image (``TopClasses``,
@@ -36,6 +38,7 @@ from pytorch_grad_cam.datasets.evaluation import DATASET_METRICS
 from pytorch_grad_cam.datasets.ownership import NewFiles
 from pytorch_grad_cam.datasets.plots import metric_plots, write_plots
 from pytorch_grad_cam.datasets.results import Results, class_names_of
+from pytorch_grad_cam.datasets.sanity import read_sanity, sanity_html
 from pytorch_grad_cam.datasets.sources import BadItem, Preprocess, Source, load_picture
 from pytorch_grad_cam.datasets.store import atomic_write
 from pytorch_grad_cam.datasets.summary import SHOWN_RANKS, compute_index
@@ -58,6 +61,8 @@ figure { display: inline-block; margin: 4px; text-align: center; font-size: 0.8e
 figure img { display: block; }
 table.targets td { vertical-align: top; }
 .note { color: #a60; }
+.fail, strong.fail, strong.error { color: #c00; } strong.pass { color: #070; }
+table.sanity td:nth-child(-n+2) { text-align: left; }
 """
 
 
@@ -375,6 +380,9 @@ def write_report(store: str | os.PathLike[str], *, source: Source | None = None,
             [[row["method"], row["mean_rank"], *[row["ranks"].get(m, math.nan) for m in metrics],
               ", ".join(f"{m}{' (clear)' if row['clear'].get(m) else ''}" for m in row["wins"])]
              for row in ranking]))
+    sanity = read_sanity(results.path)
+    if sanity is not None:
+        sections.append(sanity_html(sanity))
     frame = results.frame
     bad = frame[(frame["status"] != "ok") & (frame["method"] == (methods[0] if methods else ""))]
     if len(bad):

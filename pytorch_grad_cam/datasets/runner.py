@@ -47,6 +47,7 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
+from tqdm.auto import tqdm
 
 from pytorch_grad_cam.attention import find_transformer
 from pytorch_grad_cam.base_cam import model_state_guard
@@ -66,11 +67,14 @@ from pytorch_grad_cam.datasets.identity import FileStats, prepare
 from pytorch_grad_cam.datasets.loop import explain_items, make_loader, opencv_threads, progress_bar
 from pytorch_grad_cam.datasets.ownership import read_marker
 from pytorch_grad_cam.datasets.report import write_report
+from pytorch_grad_cam.datasets.sanity import DEFAULT_SANITY_IMAGES, read_sanity, run_sanity_checks
 from pytorch_grad_cam.datasets.sources import PathSource, Preprocess, Source, make_source, model_input_size
-from pytorch_grad_cam.datasets.store import STORE_VERSION, ShardWriter, Store, config_differences
+from pytorch_grad_cam.datasets.store import STORE_VERSION, ShardWriter, Store, config_differences, fingerprint
 from pytorch_grad_cam.datasets.summary import RunStart, RunSummary, finalise, summary_from_index
 from pytorch_grad_cam.datasets.target_modes import MultiLabel, TargetSpec, TopClasses, check_targets
 from pytorch_grad_cam.layers import LayerProbe, probe_target_layers
+from pytorch_grad_cam.metric_names import check_sanity_checks
+from pytorch_grad_cam.metrics.sanity_table import sanity_cost_text
 from pytorch_grad_cam.scoring import (
     batch_size_or_default,
     check_model,
@@ -142,6 +146,8 @@ class _Request:
     max_pixels: int
     options: dict[str, Any]
     on_start: Callable[[RunStart], None] | None
+    sanity_checks: list[str]
+    sanity_images: int
 
 
 def _map_shape(request: _Request, probe: LayerProbe) -> tuple[int, int]:
@@ -210,7 +216,9 @@ def explain_dataset(source: Any,
                     method_options: Mapping[str, Mapping[str, Any]] | None = None,
                     road_percentiles: Sequence[float] = (20, 40, 60, 80),
                     n_steps: int = 50,
-                    on_start: Callable[[RunStart], None] | None = None) -> RunSummary:
+                    on_start: Callable[[RunStart], None] | None = None,
+                    sanity_checks: None | str | Sequence[str] = None,
+                    sanity_images: int = DEFAULT_SANITY_IMAGES) -> RunSummary:
     """Explain every item of ``source`` with every method into the results
     store ``out``; returns a :class:`RunSummary`.
 
@@ -285,6 +293,16 @@ def explain_dataset(source: Any,
             first image, with a :class:`RunStart`: what the run is about to
             do (items, methods, the target layers' channels, metrics), from
             which ``datasets.cost.run_cost`` tells its passes per image.
+        sanity_checks: None, "all" or names of
+            ``metric_names.SANITY_CHECKS`` (MPRT, sMPRT, eMPRT,
+            RandomLogit): run them for every method on the first
+            ``sanity_images`` images every method explained, after the
+            run, into ``out/sanity.json``; the summary and the report show
+            them with PASS / FAIL (see ``datasets.sanity``). Per method
+            and check, in maps of a batch of ``sanity_images`` images:
+            MPRT 1 + one per layer with parameters, sMPRT 100, eMPRT 2,
+            RandomLogit 2.
+        sanity_images: the size of that sample (default 8).
 
     Raises:
         FileNotFoundError: the folder does not exist.
@@ -298,6 +316,8 @@ def explain_dataset(source: Any,
     check_model(model)
     entries = resolve_methods(methods)
     metric_names = check_metrics(metrics)
+    sanity_names = check_sanity_checks(sanity_checks)
+    sanity_images = int(check_positive_int("sanity_images", sanity_images) or 1)
     target_spec = check_targets(targets)
     if class_names is not None:
         if isinstance(class_names, (str, bytes)) or not isinstance(class_names, Sequence) \
@@ -351,7 +371,8 @@ def explain_dataset(source: Any,
         metric_names=metric_names, batch_metrics=batch_metrics, top_k=top_k,
         batch_size=batch_size, workers=workers, shard_size=shard_size, preprocess=preprocess,
         progress=progress, report=report, overwrite=overwrite, min_image_size=min_image_size,
-        max_pixels=max_pixels, options=options, on_start=on_start)
+        max_pixels=max_pixels, options=options, on_start=on_start,
+        sanity_checks=sanity_names, sanity_images=sanity_images)
 
     distributed = (dist.is_available() and dist.is_initialized()) or \
         int(os.environ.get("WORLD_SIZE", "1") or 1) > 1
@@ -362,6 +383,20 @@ def explain_dataset(source: Any,
         return _run(request, context, run_device)
     finally:
         context.close()
+
+
+def _sanity_cost(request: _Request, model: torch.nn.Module) -> str:
+    """What the sanity checks will cost after the run, or ""."""
+    if not request.sanity_checks:
+        return ""
+    return (f"sanity checks after the run, on the first {request.sanity_images} image(s) every "
+            f"method explained, per method: "
+            f"{sanity_cost_text(request.sanity_checks, model)}")
+
+
+def _say(text: str) -> None:
+    """A line about the run, above any progress bar."""
+    tqdm.write(text)
 
 
 def _run(request: _Request, context: Context, device: torch.device) -> RunSummary:
@@ -425,7 +460,8 @@ def _run(request: _Request, context: Context, device: torch.device) -> RunSummar
                 channels=[int(shape[0]) for shape in probe.map_shapes],
                 input_size=request.preprocess.size, device=device, batch_size=batch,
                 workers=workers, world_size=context.world_size,
-                metrics=request.batch_metrics, targets=spec))
+                metrics=request.batch_metrics, targets=spec,
+                sanity=_sanity_cost(request, model)))
         explainer = Explainer(model, cams, device, spec, num_classes, top_k, map_shape,
                               request.batch_metrics)
         bar = stack.enter_context(progress_bar(len(mine), skipped, context.world_size,
@@ -439,12 +475,22 @@ def _run(request: _Request, context: Context, device: torch.device) -> RunSummar
     context.barrier()
     if context.is_main:
         finalise(store, config)
+        if request.sanity_checks:
+            with model_state_guard(model):
+                run_sanity_checks(
+                    store, items, request.preprocess, request.min_image_size,
+                    request.max_pixels, model, request.entries, request.layers,
+                    request.reshape_transform, request.options, request.batch_size,
+                    request.sanity_checks, request.sanity_images, fingerprint(config), device,
+                    reads_attention, say=_say if request.progress else None)
         if request.report:
             write_report(store.root, source=items, preprocess=request.preprocess)
     context.barrier()
     index = store.index() or {}
     report_path: Path | None = store.root / "report.html" if request.report else None
+    sanity = read_sanity(store.root) if request.sanity_checks else None
     return summary_from_index(index, store.root, items=len(items), skipped=skipped,
                               processed=len(remaining), seconds=seconds,
                               world_size=context.world_size, workers=workers, batch_size=batch,
-                              device=str(device), report=report_path, changed=len(plan.changed))
+                              device=str(device), report=report_path, changed=len(plan.changed),
+                              sanity=sanity)

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from pytorch_grad_cam.datasets.evaluation import DATASET_METRICS, BatchMetrics, RunningStats, rank_methods
+from pytorch_grad_cam.datasets.sanity import sanity_lines
 from pytorch_grad_cam.datasets.store import (
     DEFAULTS,
     METRIC_PREFIX,
@@ -158,6 +159,8 @@ class RunStart:
         metrics: the metrics scored for every map, or None.
         targets: the classes explained in every image (several:
             ``TopClasses``, ``MultiLabel``).
+        sanity: with sanity checks, what they cost after the run (the
+            sample, the maps per method), else "".
     """
 
     out: Path
@@ -176,6 +179,7 @@ class RunStart:
     world_size: int = 1
     metrics: BatchMetrics | None = None
     targets: TargetSpec = TargetSpec()
+    sanity: str = ""
 
 
 @dataclass
@@ -202,6 +206,9 @@ class RunSummary:
         world_size: processes of the run; workers: DataLoader workers per
             process; batch_size: images per batch.
         report: the HTML report, when asked for.
+        sanity: with ``sanity_checks``, what ``out/sanity.json`` holds
+            (``datasets.sanity``: the sample, and a row per method and
+            check with its value, threshold and verdict), else None.
     """
 
     out: Path
@@ -220,6 +227,7 @@ class RunSummary:
     report: Path | None = None
     changed: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
+    sanity: dict[str, Any] | None = None
 
     @property
     def images_per_second(self) -> float:
@@ -261,6 +269,8 @@ class RunSummary:
             order = ", ".join(f"{row['method']} (mean rank {row['mean_rank']:.2f})"
                               for row in self.ranking)
             lines.append(f"ranking, most faithful first: {order}")
+        if self.sanity is not None:
+            lines += sanity_lines(self.sanity)
         if self.report is not None:
             lines.append(f"report: {self.report}")
         return "\n".join(lines)

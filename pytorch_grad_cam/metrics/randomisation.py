@@ -172,11 +172,19 @@ class CamRunner:
         self.reshape_transform = reshape_transform
 
     def maps(self, model: torch.nn.Module, inputs: torch.Tensor,
-             targets: Sequence[Callable] | None) -> torch.Tensor:
+             targets: Sequence[Callable] | None, randomised: bool = False) -> torch.Tensor:
         """The method's maps of ``inputs`` on ``model`` (the user's or a
-        copy), its target layers looked up in ``model`` by path."""
+        copy), its target layers looked up in ``model`` by path.
+
+        ``randomised``: ``model`` is a re-initialised copy. Its maps are
+        often all zero, and the library's warning for an all-zero map
+        (which suggests an earlier target layer for the user's model) does
+        not apply to it: that CAM object does not give it. The maps of the
+        user's model warn as usual; other warnings are not touched."""
         layers = None if self.paths is None else [resolve_layer(model, p) for p in self.paths]
         with self.method(model=model, target_layers=layers,
                          reshape_transform=self.reshape_transform, **self.kwargs) as cam:
+            if randomised:
+                cam._warned_empty = True  # the once-per-object warning, as if given already
             maps = cam(input_tensor=inputs, targets=targets)
         return torch.as_tensor(maps, dtype=torch.float32)

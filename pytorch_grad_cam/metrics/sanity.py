@@ -72,7 +72,7 @@ from pytorch_grad_cam.scoring import (
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
 __all__ = ["EfficientMPRT", "MPRT", "RandomLogitTest", "SANITY_THRESHOLDS", "SanityResult",
-           "SmoothMPRT", "passes", "sanity_values"]
+           "SmoothMPRT", "passes", "sanity_results", "sanity_values"]
 
 #: each check's pass mark (see the module docstring); ``METRICS`` says
 #: whether the value must lie below it ("lower") or above it ("higher")
@@ -266,7 +266,8 @@ class MPRT(_Check):
             for layer in steps(duplicate, self.seed):
                 if order == "cascading":
                     layers.append(layer)
-                scores = _similarities(original, runner.maps(duplicate, inputs, targets),
+                scores = _similarities(original,
+                                       runner.maps(duplicate, inputs, targets, randomised=True),
                                        self.top_k_share)
                 for measure, value in scores.items():
                     details.setdefault(f"{order}/{measure}", []).append(value)
@@ -315,8 +316,10 @@ class SmoothMPRT(_Check):
         self.top_k_share = _share(top_k_share)
 
     def smoothed_maps(self, runner: CamRunner, model: torch.nn.Module, inputs: torch.Tensor,
-                      targets: Sequence[Callable] | None) -> torch.Tensor:
-        """The mean map over the noisy copies of the inputs."""
+                      targets: Sequence[Callable] | None,
+                      randomised: bool = False) -> torch.Tensor:
+        """The mean map over the noisy copies of the inputs (``randomised``:
+        ``model`` is the re-initialised copy, see ``CamRunner.maps``)."""
         std = noisy_copies_std(inputs, self.noise_magnitude)
         total: torch.Tensor | None = None
         for sample in range(self.n_samples):
@@ -326,7 +329,7 @@ class SmoothMPRT(_Check):
                 generator = torch.Generator().manual_seed(self.seed + sample)
                 noise = torch.randn((1,) + tuple(inputs.shape[1:]), generator=generator)
                 noisy = inputs + std * noise.to(device=inputs.device, dtype=inputs.dtype)
-            maps = runner.maps(model, noisy, targets)
+            maps = runner.maps(model, noisy, targets, randomised)
             total = maps if total is None else total + maps
         assert total is not None
         return total / self.n_samples
@@ -336,7 +339,7 @@ class SmoothMPRT(_Check):
         duplicate = model_copy(model)
         original = self.smoothed_maps(runner, model, inputs, targets)
         layers = list(cascading(duplicate, self.seed))
-        randomised = self.smoothed_maps(runner, duplicate, inputs, targets)
+        randomised = self.smoothed_maps(runner, duplicate, inputs, targets, randomised=True)
         scores = {k: v.cpu().numpy()
                   for k, v in _similarities(original, randomised, self.top_k_share).items()}
         return SanityResult(self.name, "Spearman rank correlation of the smoothed maps after "
@@ -383,7 +386,8 @@ class EfficientMPRT(_Check):
         duplicate = model_copy(model)
         before = histogram_entropy(runner.maps(model, inputs, targets), self.n_bins).double()
         layers = list(cascading(duplicate, self.seed))
-        after = histogram_entropy(runner.maps(duplicate, inputs, targets), self.n_bins).double()
+        after = histogram_entropy(runner.maps(duplicate, inputs, targets, randomised=True),
+                                  self.n_bins).double()
         ratio = torch.where(before > 0, after / before.clamp_min(1e-300),
                             torch.where(after > 0, torch.full_like(after, math.inf),
                                         torch.ones_like(after)))
@@ -459,17 +463,24 @@ _EVALUATE_CHECKS: dict[str, Callable[[], _Check]] = {
     "RandomLogit": RandomLogitTest}
 
 
+def sanity_results(names: Sequence[str], inputs: torch.Tensor,
+                   targets: Sequence[Callable] | None, model: torch.nn.Module, method: Any,
+                   target_layers: Sequence[Any] | None, method_kwargs: dict[str, Any] | None,
+                   reshape_transform: Callable | None) -> dict[str, SanityResult]:
+    """The checks ``names`` (of ``SANITY_CHECKS``) of one method, each with
+    its default settings (MPRT without its independent steps: only the
+    cascade decides the verdict), by name."""
+    return {name: _EVALUATE_CHECKS[name]()(inputs, targets, model, method, target_layers,
+                                           method_kwargs=method_kwargs,
+                                           reshape_transform=reshape_transform)
+            for name in names}
+
+
 def sanity_values(names: Sequence[str], inputs: torch.Tensor, targets: Sequence[Callable],
                   model: torch.nn.Module, method: type, target_layers: Sequence[Any] | None,
                   method_kwargs: dict[str, Any], reshape_transform: Callable | None
                   ) -> dict[str, np.ndarray]:
-    """Per-image values of the checks ``names`` (of ``SANITY_CHECKS``)
-    for one method, with each check's default settings (MPRT without its
-    independent steps: only the cascade decides the verdict)."""
-    values = {}
-    for name in names:
-        result = _EVALUATE_CHECKS[name]()(inputs, targets, model, method, target_layers,
-                                         method_kwargs=method_kwargs,
-                                         reshape_transform=reshape_transform)
-        values[name] = result.values
-    return values
+    """Per-image values of :func:`sanity_results`."""
+    return {name: result.values for name, result in sanity_results(
+        names, inputs, targets, model, method, target_layers, method_kwargs,
+        reshape_transform).items()}

@@ -4,9 +4,8 @@ them; the similarity measures by hand; the user's model is never changed;
 ``evaluate_cam_methods`` computes them when named and its table flags a
 failing method.
 
-The CNN is ``synthetic_shapes.train_cnn``'s (test_quality's recipe) with
-100 steps instead of 250 (about 6 s on two idle cores); its held-out
-accuracy is asserted. ``pytest -s`` prints the similarities of every
+The CNN and the edge detector are tests/sanity_cases.py's (the CNN
+trained once per session, its held-out accuracy asserted). ``pytest -s`` prints the similarities of every
 randomisation step.
 """
 import math
@@ -17,12 +16,11 @@ import numpy as np
 import pytest
 import scipy.stats
 import torch
-import torch.nn.functional as F
 from core.test_model_state import assert_same_state, snapshot, user_model  # tests/core/
+from sanity_cases import EdgeCAM, trained_shapes_cnn  # tests/sanity_cases.py
 from skimage.metrics import structural_similarity
 
 from pytorch_grad_cam import GradCAM
-from pytorch_grad_cam.base_cam import BaseCAM
 from pytorch_grad_cam.metric_names import (
     BATCH_ONLY_METRICS,
     METRICS,
@@ -42,39 +40,18 @@ from pytorch_grad_cam.metrics.sanity import (
 )
 from pytorch_grad_cam.metrics.similarity import histogram_entropy, spearman, ssim, top_k_intersection
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
-from pytorch_grad_cam.utils.synthetic_shapes import make_shapes, model_input, train_cnn
+from pytorch_grad_cam.utils.synthetic_shapes import model_input
 
-#: held-out images: the accuracy check, and the first N_CHECKED for the checks
-HELD_OUT, HELD_OUT_SEED, N_CHECKED = 64, 20_251, 6
-TRAIN_STEPS = 100
-
-
-class EdgeCAM(BaseCAM):
-    """Not a method: the Sobel edge map of the input's grey levels
-    (scaled to [0, 1]), whatever the model and the target."""
-
-    uses_gradients = False
-
-    def forward(self, input_tensor, targets, eigen_smooth=False):
-        grey = input_tensor.float().mean(dim=1, keepdim=True)
-        kernel = torch.tensor([[-1.0, 0, 1], [-2, 0, 2], [-1, 0, 1]])[None, None]
-        edges = (F.conv2d(grey, kernel, padding=1).abs()
-                 + F.conv2d(grey, kernel.transpose(2, 3), padding=1).abs())[:, 0]
-        return edges / edges.flatten(1).amax(dim=1).clamp_min(1e-12)[:, None, None]
+#: the first N_CHECKED held-out images are checked
+N_CHECKED = 6
 
 
 @pytest.fixture(scope="module")
 def shapes_cnn():
     """The trained SmallCNN and N_CHECKED held-out inputs."""
-    with torch.random.fork_rng():
-        model, seconds = train_cnn(seed=1, steps=TRAIN_STEPS)
-    data = make_shapes(HELD_OUT, seed=HELD_OUT_SEED)
-    inputs = model_input(data.images)
-    with torch.no_grad():
-        accuracy = float((model(inputs).argmax(dim=1) == data.labels).float().mean())
-    print(f"\n[sanity] trained the CNN in {seconds:.1f} s, held-out accuracy {accuracy:.3f}")
-    assert accuracy >= 0.9, f"the CNN reaches only {accuracy:.3f}: its maps mean nothing"
-    return model, inputs[:N_CHECKED]
+    model, data, accuracy = trained_shapes_cnn()
+    print(f"\n[sanity] held-out accuracy {accuracy:.3f}")
+    return model, model_input(data.images)[:N_CHECKED]
 
 
 def run(check, method, shapes_cnn):
