@@ -3,7 +3,7 @@
 on models trained here, with sanity checks, confidence intervals and the
 same scores for grad-cam 1.5.7's and torchcam 0.5.0's implementations.
 
-    python bench/quality_benchmark.py            # full: 3 seeds, 48 images per seed
+    python bench/quality_benchmark.py            # full: 3 seeds, 24 images per seed
     python bench/quality_benchmark.py --quick    # smoke run: 1 seed, 12 images, short training
 
 Data and models (``pytorch_grad_cam.utils.synthetic_shapes``): 48 x 48
@@ -24,8 +24,11 @@ raises on the model (a method that needs a text prompt, a method whose
 layer the ViT lacks) is listed as n/a with the reason. Variants:
 ``aug_smooth`` and ``eigen_smooth`` for the methods chosen by
 ``--variant-methods`` (default: the gradient methods without extra passes;
-quick: gradcam), SESS for ``--sess-methods`` (default gradcam; SESS calls
-its method on about a hundred windows per image).
+quick: gradcam), SESS for ``--sess-methods`` (default gradcam, with
+``--sess-scales`` scales; SESS calls its method on every window of every
+scale). The sampling methods (SSCAM, ISCAM) run with ``n_samples`` =
+``--sampling-samples`` (8; their defaults, 35 and 10, made SSCAM alone
+take most of a run), which their row's name says (``sscam + n_samples=8``).
 
 Columns, per image (see docs/quality.md):
 
@@ -62,7 +65,9 @@ per-image value's summary, the sizes and timings), ``--markdown`` (the
 tables and the "Which method?" lines that docs/quality.md includes) and
 ``--recommended`` (``pytorch_grad_cam/app/recommended_table.py``: the method
 ``--method recommended`` picks per model family). Run it on an idle
-machine; ``--threads`` sets torch's threads in every process.
+machine; ``--threads`` sets torch's threads in every process (default 1:
+with 2 on a busy 2-core machine, the quick run's training took 7 CPU
+minutes instead of under 1, its threads waiting for each other).
 """
 from __future__ import annotations
 
@@ -145,14 +150,16 @@ class Sizes(NamedTuple):
     variant_methods: str
     sess_methods: str
     sess_scales: int
+    sampling_samples: int
 
 
 #: the size knobs of each mode (each can be set on the command line)
-MODES = {"full": Sizes(seeds=3, images=48, cnn_steps=250, vit_steps=1000, n_steps=20, batch=16,
+MODES = {"full": Sizes(seeds=3, images=24, cnn_steps=250, vit_steps=1000, n_steps=20, batch=8,
                        variant_methods="gradient", sess_methods="gradcam",
-                       sess_scales=6),
+                       sess_scales=6, sampling_samples=8),
          "quick": Sizes(seeds=1, images=12, cnn_steps=150, vit_steps=300, n_steps=10, batch=12,
-                        variant_methods="gradcam", sess_methods="gradcam", sess_scales=3)}
+                        variant_methods="gradcam", sess_methods="gradcam", sess_scales=3,
+                        sampling_samples=8)}
 
 
 class Case(NamedTuple):
@@ -174,6 +181,13 @@ def variant_names(spec: str) -> set[str]:
     return {name.strip() for name in spec.split(",") if name.strip()}
 
 
+def plain_variant(info: MethodInfo, sizes: Sizes) -> str:
+    """The variant of a method's own row: ``n_samples=K`` for the sampling
+    methods (SSCAM, ISCAM: K noisy copies per channel instead of their
+    default 10 or 35, ``--sampling-samples``), else none."""
+    return f"n_samples={sizes.sampling_samples}" if info.sampling else ""
+
+
 def cases(models: list[str], methods: list[MethodInfo], sizes: Sizes) -> list[Case]:
     smooth, sess = variant_names(sizes.variant_methods), variant_names(sizes.sess_methods)
     found = []
@@ -182,7 +196,7 @@ def cases(models: list[str], methods: list[MethodInfo], sizes: Sizes) -> list[Ca
             reason = ""
             if model == "cnn" and info.attention:
                 reason = "it reads a Vision Transformer's attention; the CNN has none"
-            found.append(Case(model, info, "", reason))
+            found.append(Case(model, info, plain_variant(info, sizes), reason))
             if reason:
                 continue
             found.extend(Case(model, info, v, "") for v in ("aug_smooth", "eigen_smooth")
@@ -203,16 +217,18 @@ def layers_of(case: Case) -> tuple[Callable[[torch.nn.Module], list | None], Cal
 
 
 def our_maps(case: Case, model: torch.nn.Module, inputs: torch.Tensor,
-             classes: list[int], sess_scales: int) -> np.ndarray:
+             classes: list[int], sizes: Sizes) -> np.ndarray:
     """The maps of this library's method of ``case`` on ``model``."""
     layers, reshape = layers_of(case)
     options: dict[str, Any] = {"progress": False}
     if case.info.extra_passes:
         options["batch_size"] = 256
+    if case.variant.startswith("n_samples="):
+        options["n_samples"] = sizes.sampling_samples
     targets = [ClassifierOutputTarget(c) for c in classes]
     if case.variant == "sess":
         with SESS(model, layers(model), reshape, base_method=case.info.cls,
-                  num_scales=sess_scales, **options) as cam:
+                  num_scales=sizes.sess_scales, **options) as cam:
             return np.asarray(cam(inputs, targets), dtype=np.float32)
     call = {"aug_smooth": {"aug_smooth": True},
             "eigen_smooth": {"eigen_smooth": True}}.get(case.variant, {})
@@ -271,6 +287,11 @@ def timed_maps(run: Callable[[torch.Tensor, list[int]], np.ndarray], s: Seed,
     return np.concatenate(parts), np.asarray(seconds)
 
 
+def call_sizes(images: int, batch: int) -> np.ndarray:
+    """The images of each timed call: ``batch`` at a time, the last call the rest."""
+    return np.asarray([min(batch, images - start) for start in range(0, images, batch)])
+
+
 def score_maps(maps: np.ndarray, other: np.ndarray, random: np.ndarray, seconds: np.ndarray,
                s: Seed, model: torch.nn.Module, sizes: Sizes) -> dict[str, np.ndarray]:
     """Per-image values of every column for one method's maps on one seed."""
@@ -288,7 +309,7 @@ def score_maps(maps: np.ndarray, other: np.ndarray, random: np.ndarray, seconds:
                                          removal="rank")(s.inputs, maps, probs, model),
             "MPRT": spearman(maps_t.abs(), torch.as_tensor(random).abs()).numpy(),
             "RandomLogit": ssim(maps_t, torch.as_tensor(other)).numpy(),
-            "ms": 1000 * seconds / np.minimum(sizes.batch, len(s.labels)),
+            "ms": 1000 * seconds / call_sizes(len(s.labels), sizes.batch),
         }
 
 
@@ -312,10 +333,10 @@ def run_ours(all_cases: list[Case], seeds: list[Seed], sizes: Sizes,
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", RuntimeWarning)  # all-zero maps score as such
                     maps, seconds = timed_maps(lambda x, c, m=model, k=case: our_maps(
-                        k, m, x, c, sizes.sess_scales), s, sizes.batch)
-                    other = our_maps(case, model, s.inputs, s.others, sizes.sess_scales)
+                        k, m, x, c, sizes), s, sizes.batch)
+                    other = our_maps(case, model, s.inputs, s.others, sizes)
                     random = our_maps(case, s.randomised[case.model], s.inputs, s.labels,
-                                      sizes.sess_scales)
+                                      sizes)
             except Exception as error:  # the row is listed as n/a with this reason
                 reasons[key] = error_reason(error)
                 print(f"  seed {s.seed} {case.model} {case.info.name} {case.variant}: n/a, "
@@ -329,7 +350,7 @@ def run_ours(all_cases: list[Case], seeds: list[Seed], sizes: Sizes,
 
 
 def run_peer(library: str, python: Path, seeds: list[Seed], sizes: Sizes, models: list[str],
-             methods: dict[str, dict[str, str]], threads: int,
+             methods: dict[str, dict[str, str]], threads: int, variants: dict[str, str],
              values: dict[tuple, list]) -> dict[tuple, str]:
     """One peer's rows (its maps made in its own Python, scored here)."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -343,7 +364,8 @@ def run_peer(library: str, python: Path, seeds: list[Seed], sizes: Sizes, models
             torch.save(data, folder / f"seed{s.seed}.pt")
         job = {"library": library, "threads": threads, "batch": sizes.batch,
                "shapes_file": synthetic_shapes.__file__, "seeds": [s.seed for s in seeds],
-               "methods": {m: methods[m] for m in models}}
+               "methods": {m: methods[m] for m in models},
+               "samples": sizes.sampling_samples}
         (folder / "job.json").write_text(json.dumps(job))
         env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
         env["TQDM_DISABLE"] = "1"  # 1.5.7's perturbation methods show bars that cannot be hidden
@@ -357,7 +379,7 @@ def run_peer(library: str, python: Path, seeds: list[Seed], sizes: Sizes, models
     reasons: dict[tuple, str] = {}
     for model in models:
         for name in methods[model]:
-            key = (model, name, "", library)
+            key = (model, name, variants.get(name, ""), library)
             if f"{model}|{name}" in errors:
                 reasons[key] = errors[f"{model}|{name}"]
                 continue
@@ -398,9 +420,9 @@ def check_mprt_shortcut(s: Seed) -> float:
     case = Case("cnn", get_method("gradcam"), "", "")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        ours = spearman(torch.as_tensor(our_maps(case, model, s.inputs, s.labels, 1)).abs(),
+        ours = spearman(torch.as_tensor(our_maps(case, model, s.inputs, s.labels, MODES["quick"])).abs(),
                         torch.as_tensor(our_maps(case, s.randomised["cnn"], s.inputs,
-                                                 s.labels, 1)).abs()).numpy()
+                                                 s.labels, MODES["quick"])).abs()).numpy()
         library = MPRT(independent=False)(s.inputs, [ClassifierOutputTarget(c) for c in s.labels],
                                           model, "gradcam", [model.features[-1]]).values
     return float(np.abs(ours - library).max())
@@ -414,7 +436,8 @@ def write_whole(path: Path, text: str) -> None:
 
 def markdown(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
     sizes = meta["sizes"]
-    mode = "QUICK RUN (smoke test, not the published numbers)" if meta["quick"] else "full run"
+    mode = ("QUICK RUN (smoke test, not the published numbers)" if meta["quick"] else
+            "full run" if sizes == MODES["full"]._asdict() else "run with its own sizes")
     lines = ["<!-- written by bench/quality_benchmark.py; do not edit by hand -->",
              "",
              f"**{mode}**: `{meta['command']}`, {sizes['seeds']} seed(s) x "
@@ -440,7 +463,9 @@ def main(argv: list[str] | None = None) -> int:
                             f"quick {getattr(MODES['quick'], knob)}")
     parser.add_argument("--models", nargs="+", choices=list(FAMILIES), default=list(FAMILIES))
     parser.add_argument("--methods", nargs="+", default=None, help="registry names (default: all)")
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads in every process (default 1: on a shared CPU two "
+                             "threads that wait for each other made a run several times slower)")
     parser.add_argument("--reference-python", default="/work/venv-ref/bin/python",
                         help="grad-cam 1.5.7's Python ('none': leave it out)")
     parser.add_argument("--torchcam-venv", default=str(ROOT / "bench" / ".cache" / "torchcam-0.5.0"),
@@ -480,13 +505,14 @@ def main(argv: list[str] | None = None) -> int:
     for library, python, shared in peers:
         per_model = {m: {n: c for n, c in shared.items()
                          if not (m == "cnn" and n == "legrad")} for m in args.models}
+        variants = {n: plain_variant(get_method(n), sizes) for n in shared}
         reasons.update(run_peer(library, python, seeds, sizes, args.models, per_model,
-                                args.threads, values))
-        order += [(m, n, "", library) for m in args.models for n in per_model[m]]
+                                args.threads, variants, values))
+        order += [(m, n, variants[n], library) for m in args.models for n in per_model[m]]
     # each peer row right after our row of the same method
     rank = {key: index for index, key in enumerate(order)}
-    order.sort(key=lambda k: (k[0], rank[(k[0], k[1], "", "ours")] if (k[0], k[1], "", "ours")
-                              in rank else rank[k], k[3] != "ours", rank[k]))
+    order.sort(key=lambda k: (k[0], rank.get((k[0], k[1], k[2], "ours"), rank[k]),
+                              k[3] != "ours", rank[k]))
     rows = summarise(values, reasons, order)
     shortcut = check_mprt_shortcut(seeds[0]) if "cnn" in args.models else None
     meta = {"quick": args.quick, "sizes": sizes._asdict(), "threads": args.threads,

@@ -13,10 +13,11 @@ come from ``pytorch_grad_cam/utils/synthetic_shapes.py`` loaded by its path
 says what to run::
 
     {"library": "grad-cam 1.5.7" or "torchcam 0.5.0", "shapes_file": PATH,
-     "threads": 2, "batch": 16, "seeds": [0, 1],
+     "threads": 1, "batch": 16, "seeds": [0, 1], "samples": 8,
      "methods": {"cnn": {"gradcam": "GradCAM", ...}, "vit": {...}}}
 
-(our method name -> the peer's class name), and ``JOB_FOLDER/seed<S>.pt``
+(our method name -> the peer's class name; ``samples``: the sampling
+methods' noisy copies, torchcam's ``num_samples``), and ``JOB_FOLDER/seed<S>.pt``
 holds, per seed, the state dicts of the trained models (``cnn``, ``vit``),
 of their fully randomised copies (``cnn_random``, ``vit_random``), the
 held-out ``inputs``, their ``labels`` and each image's random ``other`` class.
@@ -57,8 +58,8 @@ def vit_tokens_to_grid(tokens: torch.Tensor) -> torch.Tensor:
     return patches.reshape(patches.shape[0], side, side, -1).permute(0, 3, 1, 2)
 
 
-def gradcam157_maker(model_kind: str, model: torch.nn.Module, class_name: str, batch: int
-                     ) -> Callable[[torch.Tensor, list[int]], np.ndarray]:
+def gradcam157_maker(model_kind: str, model: torch.nn.Module, class_name: str, batch: int,
+                     samples: int) -> Callable[[torch.Tensor, list[int]], np.ndarray]:
     import pytorch_grad_cam as reference
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
@@ -77,8 +78,8 @@ def gradcam157_maker(model_kind: str, model: torch.nn.Module, class_name: str, b
     return maps
 
 
-def torchcam_maker(model_kind: str, model: torch.nn.Module, class_name: str, batch: int
-                   ) -> Callable[[torch.Tensor, list[int]], np.ndarray]:
+def torchcam_maker(model_kind: str, model: torch.nn.Module, class_name: str, batch: int,
+                   samples: int) -> Callable[[torch.Tensor, list[int]], np.ndarray]:
     import torchcam.methods as methods
 
     cls = getattr(methods, class_name)
@@ -90,6 +91,8 @@ def torchcam_maker(model_kind: str, model: torch.nn.Module, class_name: str, bat
     else:
         layer = model.features[-1]
     options: dict = {"fc_layer": model.fc} if class_name == "CAM" else {}
+    if class_name in ("SSCAM", "ISCAM"):
+        options["num_samples"] = samples
 
     def maps(x: torch.Tensor, classes: list[int]) -> np.ndarray:
         if class_name != "LeGrad":  # LeGrad reads the token grid of the model instead
@@ -114,7 +117,7 @@ def main(folder: Path) -> None:
     shapes = load_shapes(job["shapes_file"])
     builders = {"cnn": shapes.SmallCNN, "vit": shapes.small_vit}
     maker = gradcam157_maker if job["library"].startswith("grad-cam") else torchcam_maker
-    batch = int(job["batch"])
+    batch, samples = int(job["batch"]), int(job["samples"])
     result: dict[str, np.ndarray] = {}
     errors: dict[str, str] = {}
     for seed in job["seeds"]:
@@ -122,17 +125,19 @@ def main(folder: Path) -> None:
         inputs, labels = data["inputs"], [int(c) for c in data["labels"]]
         others = [int(c) for c in data["other"]]
         for model_kind, methods in job["methods"].items():
-            trained, randomised = builders[model_kind](), builders[model_kind]()
-            trained.load_state_dict(data[model_kind])
-            randomised.load_state_dict(data[f"{model_kind}_random"])
-            trained.eval()
-            randomised.eval()
             for name, class_name in methods.items():
                 key = f"{model_kind}|{name}"
                 if key in errors:
                     continue
+                # fresh models for every method: grad-cam 1.5.7's AblationCAM swaps a layer
+                # of the model and leaves it swapped when it fails (on the ViT)
+                trained, randomised = builders[model_kind](), builders[model_kind]()
+                trained.load_state_dict(data[model_kind])
+                randomised.load_state_dict(data[f"{model_kind}_random"])
+                trained.eval()
+                randomised.eval()
                 try:
-                    run = maker(model_kind, trained, class_name, batch)
+                    run = maker(model_kind, trained, class_name, batch, samples)
                     run(inputs[:1], labels[:1])  # warm-up, untimed
                     parts, seconds = [], []
                     for start in range(0, len(labels), batch):
@@ -144,7 +149,7 @@ def main(folder: Path) -> None:
                     result[f"{prefix}|seconds"] = np.asarray(seconds)
                     result[f"{prefix}|other"] = run(inputs, others)
                     result[f"{prefix}|random"] = maker(model_kind, randomised, class_name,
-                                                       batch)(inputs, labels)
+                                                       batch, samples)(inputs, labels)
                 except Exception as error:  # reported as the row's n/a reason
                     last = traceback.extract_tb(error.__traceback__)[-1]
                     errors[key] = (f"{type(error).__name__}: {' '.join(str(error).split())[:200]} "

@@ -16,7 +16,9 @@ A *row* (one method, variant and implementation on one model) is a dict::
 """
 from __future__ import annotations
 
+import json
 import math
+import textwrap
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -40,9 +42,9 @@ SANITY_COLUMNS = ("MPRT", "RandomLogit")
 RANKED_BY = ("PointingGame", "RelevanceMassAccuracy")
 #: the model families of the benchmark and of ``--method recommended``
 FAMILIES = {"cnn": "CNN", "vit": "ViT"}
-#: the speed recommendation: the fastest method whose score lies within this
-#: of the best score
-SPEED_SLACK = 0.05
+#: the "several objects" and "speed budget" lines choose among the methods
+#: whose score lies within this of the best score
+SLACK = 0.05
 #: bootstrap resamples of the confidence intervals
 RESAMPLES = 2000
 
@@ -144,13 +146,13 @@ def candidates(rows: Sequence[Mapping[str, Any]], model: str) -> list[Mapping[st
 
 def choose(rows: Sequence[Mapping[str, Any]], model: str) -> dict[str, Any] | None:
     """The recommended method for ``model``: the candidate with the best
-    :func:`score` (rounded to 3 decimals), the faster one on a tie; None
-    when no row qualifies."""
+    :func:`score` (rounded to 3 decimals), on a tie the one listed first
+    (the registry's order: the established methods come first; times are
+    too noisy to break ties); None when no row qualifies."""
     found = candidates(rows, model)
     if not found:
         return None
-    best = min(found, key=lambda r: (-round(score(r), 3), r["metrics"].get(
-        "ms", {"mean": math.inf})["mean"]))
+    best = min(enumerate(found), key=lambda item: (-round(score(item[1]), 3), item[0]))[1]
     names = " / ".join(key for key in RANKED_BY)
     return {"method": best["method"], "score": round(score(best), 3),
             "reason": f"best mean of {names} ({score(best):.3f}) among the methods that pass "
@@ -180,36 +182,49 @@ def situations(rows: Sequence[Mapping[str, Any]]) -> list[str]:
                      f"{title} table: the best mean of pointing game and relevance mass, "
                      f"{best['score']:.3f}, among the methods that pass both sanity checks); "
                      f"`--method recommended` picks it for a {title}.")
-        specific = min(found, key=lambda r: (r["metrics"]["RandomLogit"]["mean"], -score(r)))
+        close = [r for r in found if score(r) >= best["score"] - SLACK]
+        specific = min(close, key=lambda r: r["metrics"]["RandomLogit"]["mean"])
         lines.append(f"- **Several objects, {title}**: `{specific['method']}`, whose maps "
                      "change most with the class asked for (row "
-                     f"`{specific['method']}`: the lowest random-logit SSIM among the methods "
-                     f"that pass, {specific['metrics']['RandomLogit']['mean']:.3f}); explain "
-                     "each object's class in its own call.")
-        timed = [r for r in found if "ms" in r["metrics"]
-                 and score(r) >= best["score"] - SPEED_SLACK]
+                     f"`{specific['method']}`: the lowest random-logit SSIM, "
+                     f"{specific['metrics']['RandomLogit']['mean']:.3f}, among the passing "
+                     f"methods within {SLACK} of the best score); explain each object's class "
+                     "in its own call.")
+        timed = [r for r in close if "ms" in r["metrics"]]
         if timed:
             fast = min(timed, key=lambda r: r["metrics"]["ms"]["mean"])
             lines.append(f"- **Speed budget, {title}**: `{fast['method']}` (row "
                          f"`{fast['method']}`: {_number(fast['metrics']['ms']['mean'])} ms per "
-                         f"image, the fastest method within {SPEED_SLACK} of the best score, "
+                         f"image, the fastest passing method within {SLACK} of the best score, "
                          f"scoring {score(fast):.3f}).")
     return lines
+
+
+def _python_string(text: str, indent: int) -> str:
+    """``text`` as a Python literal of lines under 100 characters (adjacent
+    string literals in parentheses when it is long)."""
+    parts = textwrap.wrap(text, 76, drop_whitespace=False)
+    if len(parts) <= 1:
+        return json.dumps(text)
+    return "(" + ("\n" + " " * (indent + 1)).join(json.dumps(part) for part in parts) + ")"
 
 
 def recommended_module(choices: Mapping[str, Mapping[str, Any]], source: str) -> str:
     """The text of ``pytorch_grad_cam/app/recommended_table.py`` for
     ``choices`` (family -> ``{"method", "score", "reason"}``)."""
     entries = "".join(
-        f"    {family!r}: {{\"method\": {choice['method']!r}, \"reason\": {choice['reason']!r}}},\n"
+        f"    {json.dumps(family)}: {{\n"
+        f"        \"method\": {json.dumps(choice['method'])},\n"
+        f"        \"reason\": {_python_string(choice['reason'], 18)},\n"
+        "    },\n"
         for family, choice in choices.items())
     return (
         '"""The method ``--method recommended`` picks for each model family, as\n'
         "measured by ``bench/quality_benchmark.py`` (written by that script; do not\n"
         'edit by hand). See docs/quality.md."""\n'
         "from __future__ import annotations\n\n"
-        f"#: the benchmark run these choices come from\n"
-        f"SOURCE = {source!r}\n"
+        "#: the benchmark run these choices come from\n"
+        f"SOURCE = {_python_string(source, 9)}\n"
         "#: model family -> the method and why it was chosen\n"
         "RECOMMENDED: dict[str, dict[str, str]] = {\n"
         f"{entries}"

@@ -46,9 +46,11 @@ class MethodError(ValueError):
         self.note = note
 
 
-def close_methods(text: str) -> list[str]:
-    """Up to three method names close to ``text``."""
-    return difflib.get_close_matches(text.strip().lower(), method_names(), n=3, cutoff=0.5)
+def close_methods(text: str, words: Sequence[str] = ()) -> list[str]:
+    """Up to three method names (or of ``words``, the group words allowed)
+    close to ``text``."""
+    return difflib.get_close_matches(text.strip().lower(), method_names() + list(words), n=3,
+                                     cutoff=0.5)
 
 
 def method_tokens(names: Iterable[Any], groups: Sequence[str] = ()) -> list[str]:
@@ -71,7 +73,7 @@ def method_tokens(names: Iterable[Any], groups: Sequence[str] = ()) -> list[str]
                                   "the model's family on the command line (grad-cam --method "
                                   f"{RECOMMENDED_WORD}); here, name a method such as gradcam")
             if name is None:
-                raise MethodError(part.strip(), close_methods(word))
+                raise MethodError(part.strip(), close_methods(word, groups))
             chosen.append(name)
     if not chosen:
         raise MethodError(None)

@@ -92,6 +92,9 @@ def test_resolving_replaces_the_word_without_repeats(monkeypatch):
 
 def test_the_command_words_take_it_and_keep_it_until_the_model_is_known():
     assert "recommended" in GROUPS
+    with pytest.raises(MethodError) as typo:
+        method_tokens(["recomended"], GROUPS)
+    assert typo.value.close == ["recommended"]
     assert check_method_option(["Recommended"]) == ["recommended"]
     assert select_methods(["gradcam,recommended"], "cpu") == (["gradcam", "recommended"], [])
 

@@ -81,16 +81,16 @@ def test_markdown_table_flags_failures_and_lists_rows_that_do_not_apply():
     assert len(table) == 4 + 4  # no ViT row
 
 
-def test_the_choice_passes_the_sanity_checks_is_plain_ours_and_breaks_ties_by_time():
-    rows = [_row("fast", 0.8, 0.6, 1.0),
+def test_the_choice_passes_the_sanity_checks_is_plain_ours_and_breaks_ties_by_order():
+    rows = [_row("first", 0.8, 0.6, 9.0),
             _row("best_but_fails", 1.0, 1.0, 1.0, mprt=0.9),
             _row("peer", 1.0, 1.0, 1.0, implementation="grad-cam 1.5.7"),
             _row("variant", 1.0, 1.0, 1.0, variant="aug_smooth"),
             _row("random", 1.0, 1.0, 1.0, randomised=True),
-            _row("slow_tie", 0.8, 0.6, 5.0),
+            _row("later_tie", 0.8, 0.6, 1.0),
             _row("vit_best", 0.7, 0.5, 9.0, model="vit")]
     assert stats.choose(rows, "cnn") == {
-        "method": "fast", "score": 0.7,
+        "method": "first", "score": 0.7,
         "reason": "best mean of PointingGame / RelevanceMassAccuracy (0.700) among the methods "
                   "that pass the MPRT and RandomLogit sanity checks on the quality benchmark, "
                   "docs/quality.md"}
@@ -101,14 +101,19 @@ def test_the_choice_passes_the_sanity_checks_is_plain_ours_and_breaks_ties_by_ti
 
 def test_the_situations_cite_their_rows():
     rows = [_row("gradcam", 0.9, 0.7, 4.0, logit=0.3), _row("layercam", 0.88, 0.7, 2.0, logit=0.1),
-            _row("scorecam", 0.95, 0.75, 50.0, logit=0.6)]
+            _row("scorecam", 0.95, 0.75, 50.0, logit=0.6),
+            _row("weak", 0.2, 0.1, 0.5, logit=0.01)]  # the most specific and fastest, but far off
     lines = stats.situations(rows)
     assert lines[0] == ("- **CNN**: `gradcam` (row `gradcam` of the CNN table: the best mean of "
                         "pointing game and relevance mass, 0.800, among the methods that pass "
                         "both sanity checks); `--method recommended` picks it for a CNN.")
-    assert lines[1].startswith("- **Several objects, CNN**: `layercam`, ")
+    assert lines[1] == ("- **Several objects, CNN**: `layercam`, whose maps change most with the "
+                        "class asked for (row `layercam`: the lowest random-logit SSIM, 0.100, "
+                        "among the passing methods within 0.05 of the best score); explain each "
+                        "object's class in its own call.")
     assert lines[2] == ("- **Speed budget, CNN**: `layercam` (row `layercam`: 2.00 ms per image, "
-                        "the fastest method within 0.05 of the best score, scoring 0.790).")
+                        "the fastest passing method within 0.05 of the best score, scoring "
+                        "0.790).")
     assert lines[3] == ("- **ViT**: no method of this library passed both sanity checks on this "
                         "run; see the table.")
 
