@@ -10,6 +10,10 @@ each other.
 - :mod:`~pytorch_grad_cam.app.devices`: choosing the device;
 - :mod:`~pytorch_grad_cam.app.methods`: method lists (``gradcam,scorecam``,
   ``all``), checked by name before torch is imported;
+- :mod:`~pytorch_grad_cam.app.recommended`: ``--method recommended``, the
+  method the quality benchmark measured best for the model's family (its
+  choice, written by ``bench/quality_benchmark.py``, in
+  :mod:`~pytorch_grad_cam.app.recommended_table`);
 - :mod:`~pytorch_grad_cam.app.classes`: ImageNet's class names, class-name
   files, the class(es) to explain, ``--top-k`` checked;
 - :mod:`~pytorch_grad_cam.app.targets`: the classes explained for each image

@@ -1,7 +1,9 @@
 """Method lists as the front-ends take them: names of the registry or class
 names, case-insensitive, several in one string separated by commas
-(``"gradcam, GradCAMPlusPlus"``), and on the command line ``all`` and
-``everything``.
+(``"gradcam, GradCAMPlusPlus"``), and on the command line ``all``,
+``everything`` and ``recommended`` (the method the quality benchmark
+measured best for the model's family; it stays in the list as that word
+until the model is loaded, :func:`pytorch_grad_cam.app.recommended.resolve_recommended`).
 
 :func:`method_tokens` checks the names without importing any method (nor
 torch): the command line reports a typo before it loads anything. The
@@ -17,11 +19,13 @@ from pytorch_grad_cam.app.errors import UsageError
 from pytorch_grad_cam.messages import describe
 from pytorch_grad_cam.registry import find_method_name, get_method, method_names
 
-__all__ = ["GROUPS", "MethodError", "affordable", "check_method_option", "close_methods",
+__all__ = ["GROUPS", "MethodError", "RECOMMENDED_WORD", "affordable", "check_method_option", "close_methods",
            "method_error_message", "method_tokens", "parse_methods", "select_methods"]
 
-#: the command line's names for groups of methods
-GROUPS = ("all", "everything")
+#: the word of ``--method recommended`` (see :mod:`pytorch_grad_cam.app.recommended`)
+RECOMMENDED_WORD = "recommended"
+#: the command line's names for groups of methods, and ``recommended``
+GROUPS = ("all", "everything", RECOMMENDED_WORD)
 
 
 class MethodError(ValueError):
@@ -30,18 +34,23 @@ class MethodError(ValueError):
     Attributes:
         text: the name as given (None: no method was given).
         close: the methods whose names are close to it.
+        note: the whole message, for a method-list word where it is not
+            allowed (``recommended`` in the demo); empty for an unknown name.
     """
 
-    def __init__(self, text: str | None, close: Sequence[str] = ()) -> None:
-        super().__init__("no method given" if text is None else
-                         f"unknown method {describe(text)}")
+    def __init__(self, text: str | None, close: Sequence[str] = (), note: str = "") -> None:
+        super().__init__(note or ("no method given" if text is None else
+                                  f"unknown method {describe(text)}"))
         self.text = text
         self.close = list(close)
+        self.note = note
 
 
-def close_methods(text: str) -> list[str]:
-    """Up to three method names close to ``text``."""
-    return difflib.get_close_matches(text.strip().lower(), method_names(), n=3, cutoff=0.5)
+def close_methods(text: str, words: Sequence[str] = ()) -> list[str]:
+    """Up to three method names (or of ``words``, the group words allowed)
+    close to ``text``."""
+    return difflib.get_close_matches(text.strip().lower(), method_names() + list(words), n=3,
+                                     cutoff=0.5)
 
 
 def method_tokens(names: Iterable[Any], groups: Sequence[str] = ()) -> list[str]:
@@ -59,8 +68,12 @@ def method_tokens(names: Iterable[Any], groups: Sequence[str] = ()) -> list[str]
             if not word:
                 continue
             name = word if word in groups else find_method_name(word)
+            if name is None and word == RECOMMENDED_WORD:
+                raise MethodError(part.strip(), note=f"{RECOMMENDED_WORD!r} picks a method for "
+                                  "the model's family on the command line (grad-cam --method "
+                                  f"{RECOMMENDED_WORD}); here, name a method such as gradcam")
             if name is None:
-                raise MethodError(part.strip(), close_methods(word))
+                raise MethodError(part.strip(), close_methods(word, groups))
             chosen.append(name)
     if not chosen:
         raise MethodError(None)
@@ -72,7 +85,10 @@ def method_error_message(error: MethodError, none: str, unknown: str, hint: str)
     else the template ``unknown`` filled with ``text`` (the name as given),
     ``name`` (its repr, shortened), ``methods`` (the registered methods,
     comma-separated) and ``hint``: the template ``hint`` filled with
-    ``close`` (the close method names) when there are any, else empty."""
+    ``close`` (the close method names) when there are any, else empty.
+    An error with a ``note`` is that note."""
+    if error.note:
+        return error.note
     if error.text is None:
         return none
     close = hint.format(close=", ".join(error.close)) if error.close else ""
@@ -88,7 +104,8 @@ def check_method_option(names: Sequence[str]) -> list[str]:
     except MethodError as error:
         raise UsageError(method_error_message(
             error, "--method: give at least one method",
-            "--method: unknown method {name}{hint}; choose from {methods}, all or everything",
+            "--method: unknown method {name}{hint}; choose from {methods}, all, everything or "
+            "recommended",
             " (did you mean {close}?)")) from None
 
 
@@ -113,7 +130,8 @@ def select_methods(names: Sequence[str], device: Any = None) -> tuple[list[str],
     """Registered method names (keys of ``pytorch_grad_cam.METHODS``),
     case-insensitive; class names (GradCAMPlusPlus) work too, 'everything'
     is every method and 'all' the methods affordable on ``device``
-    (:func:`affordable`). Returns (the methods, those 'all' left out and
+    (:func:`affordable`); 'recommended' stays as that word (resolved when
+    the model is known). Returns (the methods, those 'all' left out and
     no other name asked for). UsageError for an unknown name."""
     chosen: list[str] = []
     by_all = False

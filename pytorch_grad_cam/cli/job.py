@@ -49,6 +49,7 @@ from pytorch_grad_cam.app.folders import check_output_folder
 from pytorch_grad_cam.app.layers import choose_target_layers
 from pytorch_grad_cam.app.methods import affordable, parse_methods, select_methods
 from pytorch_grad_cam.app.models import load_from_options
+from pytorch_grad_cam.app.recommended import resolve_recommended
 from pytorch_grad_cam.app.targets import class_maps, class_targets, explained_classes
 from pytorch_grad_cam.cli import outputs, sanity
 from pytorch_grad_cam.cli.images import IMAGE_SUFFIXES, collect_images, read_checked, read_image
@@ -142,6 +143,7 @@ def prepare(args: argparse.Namespace, load: Loader | None = None,
     images = collect_images(args.image_path, max_pixels=max_pixels)  # after the cheaper checks
     loaded = load_from_options(args) if load is None else load(args)
     model = loaded.model.to(device).eval()
+    methods, recommended = resolve_recommended(methods, model)
     methods, not_applicable = applicable_methods(methods, model, args.method, loaded.name)
     if not methods:
         raise UsageError(f"--method: none of {', '.join(not_applicable)} applies to "
@@ -174,7 +176,7 @@ def prepare(args: argparse.Namespace, load: Loader | None = None,
                class_names=class_names,
                output_dir=checked.output_dir, layer_source=source,
                channels=[shape[0] for shape in probe.map_shapes], left_out=left_out,
-               not_applicable=not_applicable,
+               not_applicable=not_applicable, recommended=recommended,
                name_parts=parts, class_position=class_position, aug_smooth=args.aug_smooth,
                eigen_smooth=args.eigen_smooth, sess=checked.sess, batch_size=args.batch_size,
                progress=not args.no_progress, guided_backprop=guided_backprop,
@@ -278,6 +280,8 @@ def header(job: Job) -> str:
     how = f" (found by {job.layer_source})" if job.layer_source else ""
     lines = [f"model {job.model_name} on {job.device}, target layer {layers}{how}, "
              f"methods {', '.join(job.methods)}"]
+    if job.recommended:
+        lines.append(job.recommended)
     attention = [name for name in job.methods if get_method(name).attention]
     if attention:
         lines.append(f"{', '.join(attention)}: the attention of every transformer block "

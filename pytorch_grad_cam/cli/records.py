@@ -48,6 +48,8 @@ class Job:
     not_applicable: list[str] = field(default_factory=list)
     #: --top-k: each image's K best classes (None: not given)
     top_k: int | None = None
+    #: --method recommended: the line that says which method it chose and why
+    recommended: str | None = None
     #: the parts of the file names after the image's name: the model (unless it is
     #: the default), and "sess" with --sess
     name_parts: list[str] = field(default_factory=list)

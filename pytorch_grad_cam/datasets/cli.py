@@ -34,6 +34,7 @@ from pytorch_grad_cam.app.errors import UsageError, one_line_warnings, os_error_
 from pytorch_grad_cam.app.layers import family_reshape
 from pytorch_grad_cam.app.methods import parse_methods
 from pytorch_grad_cam.app.models import load_from_options
+from pytorch_grad_cam.app.recommended import resolve_recommended
 from pytorch_grad_cam.datasets.cost import run_cost
 from pytorch_grad_cam.datasets.options import DEFAULT_SANITY_IMAGES, PROG, build_parser, check_arguments
 from pytorch_grad_cam.datasets.ownership import StoreRefused
@@ -66,6 +67,9 @@ def main(argv: Sequence[str] | None = None, *, prog: str = PROG,
             device = device_option(args.device)
             loaded = load_from_options(args) if load is None else load(args)
             model = loaded.model.to(device).eval()
+            methods, recommended = resolve_recommended(methods, model)
+            if recommended:
+                print(recommended, flush=True)
             methods, _ = applicable_methods(methods, model, args.method, loaded.name)
             reshape = family_reshape(model) if args.target_layer else None
             size = args.input_size or loaded.input_size

@@ -45,7 +45,7 @@ def test_the_command_line_words():
         check_method_option(["gradcm"])
     assert str(caught.value) == (f"--method: unknown method 'gradcm' (did you mean gradcam, xgradcam, "
                                  f"gradcam++?); "
-                                 f"choose from {', '.join(METHODS)}, all or everything")
+                                 f"choose from {', '.join(METHODS)}, all, everything or recommended")
     with pytest.raises(UsageError, match="^--method: give at least one method$"):
         check_method_option([""])
 

@@ -31,7 +31,7 @@ def test_error_exits_2_with_one_line_and_writes_nothing(tmp_path):
     assert result.returncode == 2
     assert result.stderr.splitlines() == [
         f"cam.py: error: --method: unknown method 'xyz'; choose from "
-        f"{', '.join(METHODS)}, all or everything"]
+        f"{', '.join(METHODS)}, all, everything or recommended"]
     assert result.stdout == "" and list(tmp_path.iterdir()) == []
 
 

@@ -69,6 +69,9 @@ def test_method_help_lists_every_registered_method_and_all_and_everything():
             "CUDA every method, elsewhere every method but the sampling methods "
             f"({', '.join(sampling)}: ") in text
     assert "(default: gradcam)" in text
+    assert ("'recommended' is the method the quality benchmark measured best for the model's "
+            "family (CNN or Vision Transformer; docs/quality.md), named with the reason before "
+            "the run.") in text
 
 
 def test_help_documents_the_file_names_and_the_model_specs():

@@ -33,7 +33,7 @@ def _probe(*args, cwd):
     (["--image-path", "nosuch.jpg"], "--image-path nosuch.jpg: no such file or folder"),
     (["--method", "gradcm"], "--method: unknown method 'gradcm' (did you mean gradcam"),
     (["--method", "nosuchmethod"], f"--method: unknown method 'nosuchmethod'; choose from "
-                                   f"{', '.join(METHODS)}, all or everything"),
+                                   f"{', '.join(METHODS)}, all, everything or recommended"),
     (["--target-category", "tabbby"], "--target-category 'tabbby': no class has that name; "
                                       "close matches: 281 (tabby)"),
     (["--sess-scales", "3"], "--sess-scales only work with --sess (give --sess too)"),

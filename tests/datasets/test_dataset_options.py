@@ -45,9 +45,9 @@ def folder(tmp_path):
 @pytest.mark.parametrize("argv, message", [
     (["--method", "gradcm"], "--method: unknown method 'gradcm' (did you mean gradcam, "
                              "xgradcam, gradcam++?); choose from "
-                             f"{', '.join(METHODS)}, all or everything"),
+                             f"{', '.join(METHODS)}, all, everything or recommended"),
     (["--method", "gradcam", "nosuch"], "--method: unknown method 'nosuch'; choose from "
-                                        f"{', '.join(METHODS)}, all or everything"),
+                                        f"{', '.join(METHODS)}, all, everything or recommended"),
     (["--metrics", "Speed"], "--metrics: metrics[0] is 'Speed'; choose from "
                              f"{', '.join(DATASET_METRICS)} or 'all'"),
     (["--target-category", "tabbby"], "--target-category 'tabbby': no class has that name; "
