@@ -283,10 +283,6 @@ def header(job: Job) -> str:
     if attention:
         lines.append(f"{', '.join(attention)}: the attention of every transformer block "
                      "(not the target layer)")
-    black_box = [name for name in job.methods if get_method(name).black_box]
-    if black_box:
-        lines.append(f"{', '.join(black_box)}: the whole model as a black box, from forward "
-                     "passes of randomly masked copies of the image (not the target layer)")
     if job.not_applicable:
         lines.append(f"--method all leaves out {', '.join(job.not_applicable)}: they read a "
                      f"Vision Transformer's attention, and {job.model_name} is not one")
@@ -294,6 +290,10 @@ def header(job: Job) -> str:
         lines.append(f"--method all leaves out {', '.join(job.left_out)} on {job.device.type} "
                      "(sampling methods: tens of thousands of forward passes per image); "
                      "--method everything takes them too")
+    black_box = [name for name in job.methods if get_method(name).black_box]
+    if black_box:
+        lines.append(f"{', '.join(black_box)}: the whole model as a black box, from forward "
+                     "passes of randomly masked copies of the image (not the target layer)")
     if job.sess is not None:
         lines.append("every method wrapped in SESS: its map of every window of the rescaled "
                      "copies, fused (files named <image>_sess_<method>_...)")
