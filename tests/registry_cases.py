@@ -59,9 +59,12 @@ REGISTRY_PARAMS: dict[str, list[str]] = {
     # trained classifier: class-specific and not random by design; the
     # sampling methods (SSCAM, ISCAM: a Score-CAM pass over every channel per
     # sample) are left out for time, tests/methods/test_sscam_iscam.py
-    # checks them on a smaller photo
-    "localising_method": method_names(class_specific=True, randomised=False, sampling=False,
-                                      attention=False),
+    # checks them on a smaller photo; the black-box methods (RISE: 1000
+    # masked copies of each photo) are checked on the trained shapes CNN
+    # instead (tests/quality/test_quality.py)
+    "localising_method": feature_map_names_where(
+        lambda info: info.class_specific and not info.randomised and not info.sampling
+        and not info.black_box),
     # the localising methods that run no perturbation passes (one forward
     # pass, or a few noisy copies): cheap enough for more photos and layers
     "localising_single_pass_method": method_names(class_specific=True, randomised=False,
