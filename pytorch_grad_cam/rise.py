@@ -18,6 +18,7 @@ from pytorch_grad_cam.activations_and_gradients import detach_output
 from pytorch_grad_cam.base_cam import BaseCAM
 from pytorch_grad_cam.call_context import CallContext, open_call, running_call
 from pytorch_grad_cam.legacy import LEGACY
+from pytorch_grad_cam.models.compiled import is_exported_module
 from pytorch_grad_cam.registry import register_method
 from pytorch_grad_cam.scoring import (
     check_positive_int,
@@ -58,7 +59,9 @@ def black_box_module(model: Any) -> torch.nn.Module:
     ``module()``; any other callable in a :class:`FunctionModel`. TypeError
     for anything else."""
     if isinstance(model, torch.export.ExportedProgram):
-        return model.module()
+        model = model.module()
+    if is_exported_module(model):
+        _check_dynamic_batch(model)
     if isinstance(model, torch.nn.Module):
         return model
     if callable(model):
@@ -66,6 +69,23 @@ def black_box_module(model: Any) -> torch.nn.Module:
     raise TypeError(f"model must be a torch.nn.Module or a callable that maps an image batch "
                     f"to scores (a function, a TorchScript module, a torch.export program), "
                     f"got {given(model)}")
+
+
+def _check_dynamic_batch(module: torch.nn.Module) -> None:
+    """ValueError for a ``torch.export`` program's module whose input has a
+    fixed batch size: RISE runs ``batch_size`` masked copies at a time."""
+    graph: Any = getattr(module, "graph", None)
+    for node in graph.nodes if graph is not None else ():
+        value = node.meta.get("val") if node.op == "placeholder" else None
+        if isinstance(value, torch.Tensor) and value.dim() > 0:
+            if isinstance(value.shape[0], int):
+                raise ValueError(
+                    f"model: this torch.export program takes a fixed batch of "
+                    f"{value.shape[0]} image(s), and RISE runs batch_size masked copies at a "
+                    "time; export it with a dynamic batch dimension, from an example batch of "
+                    "2 or more: torch.export.export(model, (x,), dynamic_shapes=({0: "
+                    "torch.export.Dim('batch')},))")
+            return
 
 
 def check_keep_probability(value: Any) -> float:

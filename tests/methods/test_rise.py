@@ -208,6 +208,18 @@ def test_torch_export_module_keeps_its_mode_and_is_left_as_it_was():
     assert [p.requires_grad for p in exported.parameters()] == requires
 
 
+def test_torch_export_with_a_fixed_batch_is_refused_before_any_pass():
+    model, x = SmallNet().eval(), images(2)
+    for given in (torch.export.export(model, (x,)), torch.export.export(model, (x,)).module()):
+        with pytest.raises(ValueError) as excinfo:
+            RISE(given)
+        assert str(excinfo.value) == (
+            "model: this torch.export program takes a fixed batch of 2 image(s), and RISE runs "
+            "batch_size masked copies at a time; export it with a dynamic batch dimension, "
+            "from an example batch of 2 or more: torch.export.export(model, (x,), "
+            "dynamic_shapes=({0: torch.export.Dim('batch')},))")
+
+
 def test_a_function_model_is_wrapped_without_parameters():
     cam = rise(lambda batch: batch.mean(dim=(2, 3)), num_masks=8)
     assert isinstance(cam.model, FunctionModel) and list(cam.model.parameters()) == []
