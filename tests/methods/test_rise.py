@@ -198,6 +198,15 @@ def test_models_that_cannot_be_hooked_give_the_map_of_the_module(kind):
     np.testing.assert_allclose(cam(x), rise(model, num_masks=20)(x), atol=1e-5)  # top class
 
 
+@pytest.mark.slow  # torch.compile compiles for each new batch shape: tens of seconds on a CPU
+def test_a_compiled_model_runs_compiled_and_gives_the_map_of_the_module():
+    model, x = SmallNet().eval(), images(2)
+    compiled = torch.compile(model)
+    cam = rise(compiled, num_masks=16, batch_size=8)
+    assert cam.model is compiled  # run as compiled, not unwrapped
+    np.testing.assert_allclose(cam(x), rise(model, num_masks=16, batch_size=8)(x), atol=1e-5)
+
+
 def test_torch_export_module_keeps_its_mode_and_is_left_as_it_was():
     model, x = SmallNet().eval(), images(2)
     exported = _exported(model, x).module()
