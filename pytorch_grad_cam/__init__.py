@@ -52,6 +52,7 @@ if TYPE_CHECKING:  # what the lazy names are, for type checkers
     from pytorch_grad_cam.original_cam import CAM
     from pytorch_grad_cam.random_cam import RandomCAM
     from pytorch_grad_cam.refine_cam import RefineCAM
+    from pytorch_grad_cam.rise import RISE
     from pytorch_grad_cam.score_cam import ScoreCAM
     from pytorch_grad_cam.seg_eigen_cam import SegEigenCAM
     from pytorch_grad_cam.sess import SESS
@@ -85,6 +86,7 @@ __all__ = [
     "run_dff_on_image", "ScoreCAM", "SegEigenCAM", "ShapleyCAM", "SmoothGradCAMPlusPlus",
     "SSCAM", "XGradCAM",
     "AttentionRollout", "GradientWeightedAttention", "LeGrad", "SESS",
+    "RISE",
 ]
 
 

@@ -85,6 +85,7 @@ from pytorch_grad_cam.legacy import (
 # its name here, where it was defined before it moved to model_state.py
 from pytorch_grad_cam.model_state import all_modules as _all_modules  # noqa: F401
 from pytorch_grad_cam.model_state import model_state_guard
+from pytorch_grad_cam.models.compiled import check_hookable
 from pytorch_grad_cam.registry import is_class_specific
 from pytorch_grad_cam.scoring import (
     PerturbationPasses,
@@ -162,6 +163,9 @@ class BaseCAM(ReleaseOnExit, PerturbationPasses, DifferentiableMaps, EmptyMapWar
     #: activations and their gradients, so that ``differentiable_maps``
     #: can return it with its autograd graph
     differentiable = False
+    #: True for a method that runs the model only as a function of its input
+    #: (RISE): the model need not be hookable
+    black_box = False
     #: the model's outputs (score tensor) of the calling thread's last call,
     #: detached (None in a thread that has made no call)
     outputs: PerThread[Any] = PerThread(None)
@@ -179,8 +183,8 @@ class BaseCAM(ReleaseOnExit, PerturbationPasses, DifferentiableMaps, EmptyMapWar
                  *,
                  target_layer: torch.nn.Module | None = None,
                  use_cuda: bool | None = None) -> None:
-        if not isinstance(model, torch.nn.Module):
-            raise TypeError(f"model must be a torch.nn.Module, got {given(model)}")
+        if not self.black_box:  # TorchScript, a function, ...: an error that points to RISE
+            check_hookable(model)
         target_layers, reshape_transform, use_cuda = legacy_constructor_args(
             target_layers, reshape_transform, target_layer, use_cuda)
         #: how the target layers were chosen: "given", or "table" / "probe"

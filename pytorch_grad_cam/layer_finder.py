@@ -38,7 +38,7 @@ from typing import Any
 
 import torch
 
-from pytorch_grad_cam.models.compiled import check_not_torchscript, unwrap_compiled
+from pytorch_grad_cam.models.compiled import check_hookable, check_not_torchscript, unwrap_compiled
 from pytorch_grad_cam.models.families import default_layers_row, reshape_transform_for
 from pytorch_grad_cam.models.paths import LayerError, resolve_layers
 from pytorch_grad_cam.models.probe import Probe, ProbeFailure, Seen, probe, probe_input_size
@@ -71,13 +71,6 @@ class FoundLayers:
     reshape_transform: Callable[[torch.Tensor], torch.Tensor] | None
     source: str
     candidates: tuple[tuple[str, tuple[int, ...], bool], ...] = ()
-
-
-def check_hookable(model: Any) -> None:
-    """TypeError for models whose modules cannot take forward hooks."""
-    check_not_torchscript(model)
-    if not isinstance(model, torch.nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
 
 
 def _top_score(output_selector: Callable | None) -> Callable[[Any], torch.Tensor]:

@@ -10,6 +10,8 @@ from contextlib import contextmanager
 
 import torch
 
+from pytorch_grad_cam.models.compiled import is_exported_module
+
 __all__ = ["model_state_guard", "all_modules"]
 
 
@@ -43,6 +45,9 @@ class _SharedGuard:
         self.users = 0
         self.eval_mode = False
         self.frozen = False
+        # a torch.export program's module runs in the mode it was exported in,
+        # and its train() / eval() raise: its flags are left as they are
+        self.fixed_mode = is_exported_module(model)
 
     def apply(self, model: torch.nn.Module, eval_mode: bool, freeze: bool) -> None:
         # only what differs is touched (model.eval() only when some module is
@@ -50,7 +55,7 @@ class _SharedGuard:
         # costs as much as a forward pass of one image
         if eval_mode and not self.eval_mode:
             self.eval_mode = True
-            if any(self.training):
+            if any(self.training) and not self.fixed_mode:
                 model.eval()
         if freeze and not self.frozen:
             self.frozen = True
@@ -76,7 +81,9 @@ def model_state_guard(model: torch.nn.Module, eval_mode: bool = True,
                       freeze: bool = True) -> Iterator[None]:
     """Put the model in eval mode with frozen parameters for the duration of
     the block and restore every training flag and ``requires_grad`` exactly,
-    whatever happens inside.
+    whatever happens inside. (The module of a ``torch.export`` program keeps
+    the mode it was exported in: torch.export fixed it, and refuses
+    ``eval()``.)
 
     Calls that use one model at once, from several threads (or nested in
     one thread), share one guard: the first saves the user's flags, the

@@ -64,6 +64,10 @@ class MethodInfo:
             (LeGrad, attention rollout, ...): its target layers are the
             transformer blocks, found by the model's family when left out
             (``pytorch_grad_cam.attention``); it does not apply to CNNs.
+        black_box: it runs the model only as a function of its input
+            (RISE): no hooks, no gradients, no target layers, so it also
+            explains models whose layers cannot be hooked (TorchScript,
+            ``torch.export``, a function); taken from the class.
     """
 
     name: str
@@ -77,6 +81,7 @@ class MethodInfo:
     uses_target_layers: bool = True
     randomised: bool = False
     attention: bool = False
+    black_box: bool = False
 
     @property
     def summary(self) -> str:
@@ -115,6 +120,8 @@ LIBRARY_METHODS: tuple[tuple[str, str, str], ...] = (
     ("legrad", "pytorch_grad_cam.legrad", "LeGrad"),
     ("attentionrollout", "pytorch_grad_cam.attention_rollout", "AttentionRollout"),
     ("gradattention", "pytorch_grad_cam.gradient_attention", "GradientWeightedAttention"),
+    # black-box methods: forward passes of the model alone (trait ``black_box``)
+    ("rise", "pytorch_grad_cam.rise", "RISE"),
 )
 _ORDER = {name: index for index, (name, _, _) in enumerate(LIBRARY_METHODS)}
 
@@ -201,8 +208,8 @@ def register_method(name: str, *, class_specific: bool = True, perturbation: boo
                     needs_linear_head: bool = False, randomised: bool = False,
                     attention: bool = False) -> Callable[[T], T]:
     """Class decorator: register a CAM method under ``name`` with its traits
-    (see :class:`MethodInfo`; ``uses_gradients`` and ``uses_target_layers``
-    are read from the class's attributes of those names)."""
+    (see :class:`MethodInfo`; ``uses_gradients``, ``uses_target_layers`` and
+    ``black_box`` are read from the class's attributes of those names)."""
     if not isinstance(name, str) or not name or name != name.strip().lower():
         raise ValueError(f"a method name must be a non-empty lower-case string, got {name!r}")
 
@@ -216,7 +223,8 @@ def register_method(name: str, *, class_specific: bool = True, perturbation: boo
             sampling=sampling, extra_passes=extra_passes or perturbation or sampling,
             needs_linear_head=needs_linear_head,
             uses_target_layers=bool(getattr(cls, "uses_target_layers", True)),
-            randomised=randomised, attention=attention)
+            randomised=randomised, attention=attention,
+            black_box=bool(getattr(cls, "black_box", False)))
         return cls
 
     return decorate

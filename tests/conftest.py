@@ -5,7 +5,28 @@ import torch
 from photo_regions import load_photo  # tests/photo_regions.py
 from registry_cases import REGISTRY_PARAMS  # tests/registry_cases.py
 
+from pytorch_grad_cam.registry import registered_methods
 from pytorch_grad_cam.utils.image import preprocess_image
+
+#: the masks per image of the black-box methods (RISE: one forward pass per
+#: mask, 1000 by default) in the quick tests
+QUICK_MASKS = 24
+#: the black-box methods' own defaults, read before any test runs
+_DEFAULT_MASKS = {info.cls: info.cls.default_num_masks
+                  for info in registered_methods() if info.black_box}
+
+
+def pytest_runtest_setup(item):
+    """The quick tests run the black-box methods (registry trait
+    ``black_box``: RISE) with ``QUICK_MASKS`` masks when they give none:
+    the guarantees every method owes are about the call, whatever the
+    number of masks, and 1000 masks cost seconds per call. The tests
+    marked ``slow`` (the maps of trained models) get the default. Set
+    before the test's fixtures are made, so that a module's shared
+    fixtures see the same count as its tests."""
+    slow = item.get_closest_marker("slow") is not None
+    for cls, default in _DEFAULT_MASKS.items():
+        cls.default_num_masks = default if slow else QUICK_MASKS
 
 
 @pytest.fixture(autouse=True)

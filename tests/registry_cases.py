@@ -12,7 +12,7 @@ methods of its own.
 """
 from collections.abc import Callable
 
-from pytorch_grad_cam.registry import MethodInfo, registered_methods
+from pytorch_grad_cam.registry import MethodInfo, get_method, registered_methods
 
 
 def method_names(**traits: bool) -> list[str]:
@@ -26,6 +26,18 @@ def feature_map_names_where(predicate: Callable[[MethodInfo], bool]) -> list[str
     return [info.name for info in registered_methods(attention=False) if predicate(info)]
 
 
+def refuses_eigen_smooth(name: str) -> bool:
+    """Whether the method's map has no channels for ``eigen_smooth`` to
+    project, so that ``eigen_smooth=True`` raises ValueError: the
+    black-box methods (RISE) and the attention methods."""
+    info = get_method(name)
+    return info.black_box or info.attention
+
+
+#: the start of the ValueError of a method that refuses eigen_smooth
+EIGEN_REFUSED = r"^eigen_smooth=True: .* no channels to project"
+
+
 REGISTRY_PARAMS: dict[str, list[str]] = {
     # the methods that explain any network with feature maps (the tests run
     # them on small CNNs)
@@ -37,6 +49,8 @@ REGISTRY_PARAMS: dict[str, list[str]] = {
     # the methods with a batch loop (``BaseCAM.chunks``): perturbation passes
     # or noisy copies
     "batch_loop_method": method_names(extra_passes=True),
+    # the methods that explain the whole network, not the target layers
+    # (FullGrad: every bias; RISE: the model as a black box)
     "whole_network_method": feature_map_names_where(lambda info: not info.uses_target_layers),
     # maps a loss can be taken of (cam.differentiable_maps), and the rest
     "differentiable_method": feature_map_names_where(lambda info: info.cls.differentiable),
@@ -45,9 +59,12 @@ REGISTRY_PARAMS: dict[str, list[str]] = {
     # trained classifier: class-specific and not random by design; the
     # sampling methods (SSCAM, ISCAM: a Score-CAM pass over every channel per
     # sample) are left out for time, tests/methods/test_sscam_iscam.py
-    # checks them on a smaller photo
-    "localising_method": method_names(class_specific=True, randomised=False, sampling=False,
-                                      attention=False),
+    # checks them on a smaller photo; the black-box methods (RISE: 1000
+    # masked copies of each photo) are checked on the trained shapes CNN
+    # instead (tests/quality/test_quality.py)
+    "localising_method": feature_map_names_where(
+        lambda info: info.class_specific and not info.randomised and not info.sampling
+        and not info.black_box),
     # the localising methods that run no perturbation passes (one forward
     # pass, or a few noisy copies): cheap enough for more photos and layers
     "localising_single_pass_method": method_names(class_specific=True, randomised=False,

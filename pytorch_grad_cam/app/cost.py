@@ -14,6 +14,8 @@ every channel of every layer):
 - Ablation-CAM: channels forward passes (of the layers after the target
   layer, where the network allows it);
 - Smooth Grad-CAM++: ``num_samples`` + 1 forward and backward passes;
+- RISE (a black box): ``num_masks`` + 1 forward passes (one per mask, one
+  of the unmasked image), whatever the layers;
 - ``--aug-smooth``: all of it once per augmented copy (6 by default);
 - K classes per image (``--top-k``, several ``--target-category``): the
   same forward passes, scored for every class (one call per method), and
@@ -30,7 +32,7 @@ import torch
 
 from pytorch_grad_cam.registry import MethodInfo, get_method
 
-__all__ = ["AUG_SMOOTH_COPIES", "Cost", "cost_report", "method_cost", "samples_of"]
+__all__ = ["AUG_SMOOTH_COPIES", "Cost", "cost_report", "masks_of", "method_cost", "samples_of"]
 
 #: the augmented copies of BaseCAM's default ``tta_transforms`` (flip x 3 factors)
 AUG_SMOOTH_COPIES = 6
@@ -76,6 +78,15 @@ def samples_of(info: MethodInfo, cam: Any = None) -> int:
     return value if isinstance(value, int) else 1
 
 
+def masks_of(info: MethodInfo, cam: Any = None) -> int:
+    """A black-box method's masks per image (``num_masks``): the CAM
+    object's, else the class's default (``default_num_masks``)."""
+    value = getattr(cam, "num_masks", None) if cam is not None else None
+    if isinstance(value, int):
+        return value
+    return int(getattr(info.cls, "default_num_masks", 1))
+
+
 def method_cost(name: str, channels: Sequence[int], aug_smooth: bool = False,
                 cam: Any = None, input_size: int | None = None, classes: int = 1) -> Cost:
     """The passes ``name`` makes for one image when its target layers have
@@ -92,7 +103,9 @@ def method_cost(name: str, channels: Sequence[int], aug_smooth: bool = False,
     info = get_method(name)
     total = sum(int(c) for c in channels)
     approximate = False
-    if info.perturbation:
+    if info.black_box:  # RISE: one pass per mask, and one of the unmasked image
+        forward, backward = masks_of(info, cam) + 1, 0
+    elif info.perturbation:
         samples = samples_of(info, cam)
         if info.sampling or hasattr(info.cls, "n_samples"):  # Score-CAM and its samplers
             forward, approximate = samples * (total + 1), True

@@ -191,7 +191,10 @@ def make_cams(job: Job, stack: contextlib.ExitStack) -> None:
         options: dict[str, Any] = {
             "model": job.model, "target_layers": job.target_layers,
             "reshape_transform": job.reshape_transform, "progress": job.progress}
-        if get_method(name).attention:  # every block of the transformer, its own layout
+        info = get_method(name)
+        # attention: every block of the transformer, its own layout; a black
+        # box (RISE): no layer at all
+        if info.attention or info.black_box:
             options.update(target_layers=None, reshape_transform=None)
         if job.batch_size is not None:
             options["batch_size"] = job.batch_size
@@ -293,6 +296,10 @@ def header(job: Job) -> str:
         lines.append(f"--method all leaves out {', '.join(job.left_out)} on {job.device.type} "
                      "(sampling methods: tens of thousands of forward passes per image); "
                      "--method everything takes them too")
+    black_box = [name for name in job.methods if get_method(name).black_box]
+    if black_box:
+        lines.append(f"{', '.join(black_box)}: the whole model as a black box, from forward "
+                     "passes of randomly masked copies of the image (not the target layer)")
     if job.sess is not None:
         lines.append("every method wrapped in SESS: its map of every window of the rescaled "
                      "copies, fused (files named <image>_sess_<method>_...)")

@@ -11,6 +11,7 @@ the methods' traits are computed when ``--help`` shows them.
 from __future__ import annotations
 
 import argparse
+import inspect
 import textwrap
 from collections.abc import Mapping, Sequence
 
@@ -70,6 +71,23 @@ def batch_size_help() -> str:
             f"of --aug-smooth and of --evaluate; default: {cpu} on CPU, {cuda} on CUDA")
 
 
+def black_box_help() -> str:
+    """What --method's help says of the black-box methods (registry trait
+    ``black_box``: RISE), with their default number of masks."""
+    parts = []
+    for info in registered_methods():
+        if info.black_box:
+            # the module's constant: the class attribute may be changed at run time
+            masks = int(getattr(inspect.getmodule(info.cls), "DEFAULT_NUM_MASKS",
+                                getattr(info.cls, "default_num_masks", 1)))
+            parts.append(f"{info.name}: {masks} masks, {masks + 1} forward passes per image")
+    if not parts:
+        return ""
+    return (f"The black-box methods ({'; '.join(parts)}; scorecam makes 2049 on resnet50's "
+            "last layer) explain the whole model from randomly masked copies of the image "
+            "and take no --target-layer. ")
+
+
 def method_help() -> str:
     """--method's help: every registered method, and what 'all' and
     'everything' mean (derived from the registry's ``sampling`` trait)."""
@@ -84,6 +102,7 @@ def method_help() -> str:
               "reason before the run. "
               f"The attention methods ({attention}) read every block of a Vision Transformer "
               "and are left out for other models. "
+            + black_box_help() +
               "Before the run the forward passes of each method are printed "
               "(default: gradcam)")
 

@@ -372,7 +372,7 @@ class ModelStore:
         the least recently used dropped first); a model that is no longer
         kept (dropped while a request still uses it) gets a new object that
         is not kept."""
-        if info.attention:  # the attention of every block, its own layout
+        if info.attention or info.black_box:  # every block / no layer: not the chosen layers
             key: _ExplainerKey = (info.name, (), id(None))
             options: dict[str, Any] = {"target_layers": None, "reshape_transform": None}
         else:

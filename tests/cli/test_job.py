@@ -132,12 +132,17 @@ def test_header_of_all_on_a_cpu_names_what_it_leaves_out_and_the_cost(bundled_on
     assert lines[2] == ("--method all leaves out sscam, iscam on cpu (sampling methods: tens "
                         "of thousands of forward passes per image); --method everything takes "
                         "them too")
-    assert lines[3] == "cost per image:"
+    assert lines[3] == ("rise: the whole model as a black box, from forward passes of randomly "
+                        "masked copies of the image (not the target layer)")
+    assert lines[4] == "cost per image:"
+    masks = prepared.cams["rise"].num_masks
+    assert prepared.cams["rise"].target_layers == []
+    assert f"  rise: {masks + 1:,} forward passes on cpu" in lines
     assert prepared.not_applicable == ["legrad", "attentionrollout", "gradattention"]
     assert not set(prepared.not_applicable) & set(prepared.methods)
     assert "  scorecam: ~1,281 forward passes on cpu" in lines
     assert "  ablationcam: 1,280 forward passes on cpu" in lines
-    assert not any("sscam" in line or "iscam" in line for line in lines[3:])
+    assert not any("sscam" in line or "iscam" in line for line in lines[4:])
 
 
 def test_each_method_is_written_as_soon_as_it_is_done(bundled_once, tmp_path, monkeypatch,

@@ -22,6 +22,8 @@ from torch import nn
 
 from pytorch_grad_cam import METHODS, GuidedBackpropReLUModel
 from pytorch_grad_cam.layers import LayerError
+from pytorch_grad_cam.registry import get_method
+from pytorch_grad_cam.rise import FunctionModel
 from pytorch_grad_cam.scoring import describe
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
@@ -99,7 +101,7 @@ CASES = {
         LayerError, ["'cnov'", "did you mean conv"], 0,  # a ValueError
         lambda cls, m: cam(cls, m, target_layers=["cnov"])),
     "model not a module": (
-        TypeError, ["model", "function", "torch.nn.Module"], 0,
+        TypeError, ["model", "function", "torch.nn.Module", "RISE(model) (--method rise)"], 0,
         lambda cls, m: cls(model=lambda t: t, target_layers=[m.conv])),
     "reshape_transform not callable": (
         TypeError, ["reshape_transform", "'vit'", "callable"], 0,
@@ -183,6 +185,15 @@ RECORDED_LAYER_CASES = ["reshape_transform returning the wrong rank",
                         "layer whose output is not a tensor",
                         "target layer never called in the forward pass"]
 
+# Cases about the layers, which a black-box method (registry trait
+# ``black_box``: RISE, forward passes of the model alone) never looks at:
+# it ignores target_layers and reshape_transform with a warning, and the
+# call works. Its model may be any callable; one that is not is refused.
+LAYER_ARGUMENT_CASES = RECORDED_LAYER_CASES + [
+    "target layer not inside the model", "empty target_layers", "target_layers not a list",
+    "target_layers entry not a module", "target layer path with a typo",
+    "reshape_transform not callable"]
+
 
 def check_raised(excinfo, expected_type, fragments, counter, max_forwards):
     assert excinfo.type is expected_type, f"{excinfo.type.__name__}: {excinfo.value}"
@@ -197,7 +208,22 @@ def check_raised(excinfo, expected_type, fragments, counter, max_forwards):
 def test_bad_input(method_name, case, monkeypatch):
     expected_type, fragments, max_forwards, action = CASES[case]
     model = Net().eval()
-    if case in RECORDED_LAYER_CASES and not METHODS[method_name].uses_target_layers:
+    info = get_method(method_name)
+    if info.black_box and case in LAYER_ARGUMENT_CASES:
+        with pytest.warns(UserWarning, match="ignores target_layers and reshape_transform"):
+            result = action(info.cls, model)
+        maps = result if isinstance(result, np.ndarray) else call(info.cls, model)
+        assert maps.shape == (2, 16, 16) and np.isfinite(maps).all()
+        return
+    if info.black_box and case == "model not a module":  # any callable is a model
+        assert isinstance(action(info.cls, model).model, FunctionModel)
+        with pytest.raises(TypeError) as excinfo:
+            info.cls(model=3)
+        assert str(excinfo.value) == (
+            "model must be a torch.nn.Module or a callable that maps an image batch to scores "
+            "(a function, a TorchScript module, a torch.export program), got 3 (int)")
+        return
+    if case in RECORDED_LAYER_CASES and not info.uses_target_layers:
         with pytest.warns(UserWarning, match="ignores target_layers and reshape_transform"):
             maps = action(METHODS[method_name], model)
         assert maps.shape == (2, 16, 16) and np.isfinite(maps).all()
@@ -230,8 +256,9 @@ def test_every_case_fails_with_a_good_call_instead(monkeypatch):
 
 
 ADVICE = ("whose layers cannot be hooked, so no CAM can record them; pass the original "
-          "torch.nn.Module (before torch.jit.script/trace), for example by rebuilding it and "
-          "loading its state_dict")
+          "torch.nn.Module (before torch.jit.script/trace or torch.export), for example by "
+          "rebuilding it and loading its state_dict, or explain the model as a black box with "
+          "RISE(model) (--method rise), which needs only its forward passes")
 
 
 def _resnet18():
@@ -318,9 +345,18 @@ def test_a_plain_layer_next_to_a_scripted_part_is_explained(torchscript_cases):
 
 
 def test_every_method_names_torchscript(torchscript_cases, method_name):
+    """Every method that hooks the model refuses TorchScript and points to
+    RISE; a black-box method (trait ``black_box``) explains it."""
     model, layer, subject = torchscript_cases["script of a small CNN"]
+    if get_method(method_name).black_box:
+        with pytest.warns(UserWarning, match="ignores target_layers"):
+            cam = METHODS[method_name](model=model, target_layers=[layer], progress=False)
+        maps = cam(x(), targets=two_targets())
+        assert maps.shape == (2, 16, 16) and maps.max() == pytest.approx(1.0, abs=1e-4)
+        return
     with pytest.raises(TypeError, match="^the model is a TorchScript RecursiveScriptModule, "
-                                        "whose layers cannot be hooked"):
+                                        r"whose layers cannot be hooked.*RISE\(model\) "
+                                        r"\(--method rise\)"):
         METHODS[method_name](model=model, target_layers=[layer], progress=False)
 
 

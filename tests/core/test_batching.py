@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 import ttach as tta
-from registry_cases import REGISTRY_PARAMS  # tests/registry_cases.py
+from registry_cases import EIGEN_REFUSED, REGISTRY_PARAMS, refuses_eigen_smooth  # tests/registry_cases.py
 from torch import nn
 
 from pytorch_grad_cam import AblationCAM, GradCAM, ScoreCAM
@@ -101,6 +101,10 @@ def test_batch_equals_single_calls(method_name, eigen_smooth, images):
     method, model = method_and_model(method_name)
     categories = [1, 4, 1]
     cam = make(method, model)
+    if eigen_smooth and refuses_eigen_smooth(method_name):  # no channels to project
+        with pytest.raises(ValueError, match=EIGEN_REFUSED):
+            cam(images, targets_for(categories), eigen_smooth=True)
+        return
     batched = cam(images, targets_for(categories), eigen_smooth=eigen_smooth)
     single = np.concatenate([cam(images[i:i + 1], targets_for([c]), eigen_smooth=eigen_smooth)
                              for i, c in enumerate(categories)])

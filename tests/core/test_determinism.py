@@ -3,6 +3,7 @@ object after object, for every method (perturbation methods included)."""
 import numpy as np
 import pytest
 import torch
+from registry_cases import EIGEN_REFUSED, refuses_eigen_smooth  # tests/registry_cases.py
 from torch import nn
 
 from pytorch_grad_cam import METHODS, GuidedBackpropReLUModel
@@ -34,6 +35,10 @@ TARGETS = [ClassifierOutputTarget(0), ClassifierOutputTarget(2), ClassifierOutpu
 def test_bit_identical_maps(method_name, options):
     model = small_cnn()
     cam = METHODS[method_name](model=model, target_layers=[model[3]], progress=False, batch_size=3)
+    if options.get("eigen_smooth") and refuses_eigen_smooth(method_name):  # no channels
+        with pytest.raises(ValueError, match=EIGEN_REFUSED):
+            cam(input_tensor=X, targets=TARGETS, **options)
+        return
     first = cam(input_tensor=X, targets=TARGETS, **options)
     second = cam(input_tensor=X, targets=TARGETS, **options)
     other = METHODS[method_name](model=model, target_layers=[model[3]], progress=False,

@@ -19,6 +19,7 @@ import warnings
 import numpy as np
 import pytest
 import torch
+from registry_cases import EIGEN_REFUSED, refuses_eigen_smooth  # tests/registry_cases.py
 from test_batching import SmallNet, make, method_and_model  # tests/core/test_batching.py
 from test_model_state import assert_same_state, snapshot  # tests/core/test_model_state.py
 from torch import nn
@@ -47,14 +48,19 @@ def column(rows, k):
 
 def tolerance(method_name):
     """0 (exactly equal maps), except for the methods that average random
-    samples, whose sums may round differently."""
-    return 1e-5 if get_method(method_name).sampling else 0.0
+    samples or masks (RISE), whose sums may round differently."""
+    info = get_method(method_name)
+    return 1e-5 if info.sampling or info.black_box else 0.0
 
 
 @pytest.mark.parametrize("eigen_smooth", [False, True], ids=["plain", "eigen"])
 def test_table_equals_the_single_target_calls(method_name, eigen_smooth, images):
     method, model = method_and_model(method_name)
     cam = make(method, model)
+    if eigen_smooth and refuses_eigen_smooth(method_name):  # no channels to project
+        with pytest.raises(ValueError, match=EIGEN_REFUSED):
+            cam(images, table(TABLE), eigen_smooth=True)
+        return
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         maps = cam(images, table(TABLE), eigen_smooth=eigen_smooth)

@@ -19,17 +19,17 @@ def test_every_public_method_class_is_registered_once():
               if inspect.isclass(obj) and issubclass(obj, BaseCAM) and obj is not BaseCAM}
     registered = {info.cls for info in registered_methods()}
     assert public == registered
-    assert len(METHODS) == len(registered) == 25
+    assert len(METHODS) == len(registered) == 26
     assert list(METHODS)[:6] == ["gradcam", "hirescam", "gradcam++", "xgradcam",
                                  "ablationcam", "scorecam"]
-    assert list(METHODS)[-3:] == ["legrad", "attentionrollout", "gradattention"]
+    assert list(METHODS)[-4:] == ["legrad", "attentionrollout", "gradattention", "rise"]
 
 
 def test_traits_match_what_the_methods_do():
     assert {i.name for i in registered_methods(uses_gradients=False)} == {
         n for n, cls in METHODS.items() if not cls.uses_gradients}
     assert {i.name for i in registered_methods(perturbation=True)} == {
-        "ablationcam", "scorecam", "sscam", "iscam"}
+        "ablationcam", "scorecam", "sscam", "iscam", "rise"}
     assert {i.name for i in registered_methods(sampling=True)} == {"sscam", "iscam"}
     assert {i.name for i in registered_methods(class_specific=False)} == {
         "eigencam", "kpcacam", "fem", "randomcam", "attentionrollout"}
@@ -37,12 +37,14 @@ def test_traits_match_what_the_methods_do():
         "legrad", "attentionrollout", "gradattention"}
     assert {i.name for i in registered_methods(attention=True, uses_gradients=False)} == {
         "attentionrollout"}
-    assert len(registered_methods(attention=False)) == 22
+    assert len(registered_methods(attention=False)) == 23
     assert get_method("legrad").attention and not get_method("gradcam").attention
     assert {i.name for i in registered_methods(extra_passes=True)} == {
-        "ablationcam", "scorecam", "sscam", "iscam", "smoothgradcam++"}
+        "ablationcam", "scorecam", "sscam", "iscam", "smoothgradcam++", "rise"}
     assert get_method("cam").needs_linear_head and not get_method("gradcam").needs_linear_head
     assert not get_method("fullgrad").uses_target_layers
+    assert [i.name for i in registered_methods() if i.black_box] == ["rise"]
+    assert not get_method("rise").uses_target_layers and not get_method("rise").uses_gradients
     assert get_method("randomcam").randomised
     assert get_method("GradCAM").cls is GradCAM  # case-insensitive
     assert get_method("gradcam").summary.startswith("Grad-CAM")

@@ -13,9 +13,11 @@ that are not random by design. Left out by trait: the class-agnostic ones
 (EigenCAM, KPCA-CAM, FEM map what the layer responds to most, whatever the
 target: tests/quality/test_pretrained_methods.py checks that they find the
 cat), RandomCAM (``randomised``), the attention methods (no attention in a
-CNN) and the sampling methods (SSCAM, ISCAM: a Score-CAM pass over the 1280
+CNN), the sampling methods (SSCAM, ISCAM: a Score-CAM pass over the 1280
 channels per sample, checked on a 128 x 128 chelsea in
-tests/quality/test_pretrained_methods.py). The method that reads a linear
+tests/quality/test_pretrained_methods.py) and the black-box methods (RISE:
+1000 masked copies of each photo; checked on the trained shapes CNN in
+tests/quality/test_quality.py). The method that reads a linear
 head (CAM, ``needs_linear_head``) finds the model's classifier itself; the
 one that picks its own layers (FullGrad, not ``uses_target_layers``) gets
 none.
