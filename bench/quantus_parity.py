@@ -30,10 +30,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import site
-import subprocess
 import sys
-import venv
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -44,6 +41,9 @@ import torch
 import torchvision
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this repository's library
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # peer_env beside this script
+from peer_env import ensure_environment  # noqa: E402
+
 from pytorch_grad_cam import GradCAM  # noqa: E402
 from pytorch_grad_cam.metrics import (  # noqa: E402
     Complexity,
@@ -69,27 +69,8 @@ def quantus_version() -> str | None:
     return str(quantus.__version__)
 
 
-def ensure_environment(path: Path) -> Path:
-    """The Python of a virtual environment with Quantus ``VERSION``, made
-    (or completed) at ``path``."""
-    python = path / "bin" / "python"
-    if not python.exists():
-        print(f"making {path} (once)", flush=True)
-        venv.EnvBuilder(with_pip=True).create(path)
-    purelib = subprocess.run([str(python), "-c", "import sysconfig; "
-                              "print(sysconfig.get_paths()['purelib'])"],
-                             check=True, capture_output=True, text=True).stdout.strip()
-    Path(purelib, "parent_packages.pth").write_text("\n".join(site.getsitepackages()) + "\n")
-    found = subprocess.run([str(python), "-c", "import quantus; print(quantus.__version__)"],
-                           capture_output=True, text=True, cwd="/")
-    if found.returncode != 0 or found.stdout.strip() != VERSION:
-        subprocess.run([str(python), "-m", "pip", "install", "--quiet",
-                        f"quantus=={VERSION}"], check=True)
-    return python
-
-
 def relaunch_in_environment(path: Path) -> None:
-    python = ensure_environment(path)
+    python = ensure_environment(path, "quantus", VERSION)
     env = dict(os.environ)
     env[CHILD] = "1"
     os.execve(str(python), [str(python), str(Path(__file__).resolve())] + sys.argv[1:], env)
