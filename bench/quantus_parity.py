@@ -48,6 +48,7 @@ from pytorch_grad_cam import GradCAM  # noqa: E402
 from pytorch_grad_cam.metrics import (  # noqa: E402
     Complexity,
     EnergyPointingGame,
+    EntropyComplexity,
     FaithfulnessCorrelation,
     RelevanceMassAccuracy,
     RelevanceRankAccuracy,
@@ -215,11 +216,15 @@ def run(images: int, size: int, seeds: int, threads: int) -> None:
     rows.append(Row("Sparseness, Quantus's offset", Sparseness()(scaled.astype(np.float32)),
                     call(quantus.Sparseness(**quiet)),
                     "ours given |map| / max|map| + 1e-7, as Quantus preprocesses the map"))
+    rows.append(Row("EntropyComplexity vs Complexity", EntropyComplexity()(maps),
+                    call(quantus.Complexity(**quiet)),
+                    "Bhatt et al.'s entropy of |map| / sum |map|; Quantus adds 1e-12 inside the "
+                    "logarithm"))
     rows.append(Row("Complexity (ours) vs Complexity (Quantus)", Complexity()(maps),
                     call(quantus.Complexity(**quiet)),
                     "different metrics under one name: ours is Poppi et al.'s mean |map|, "
-                    "Quantus's Bhatt et al.'s entropy of |map| / sum |map|; Quantus has no "
-                    "metric for ours, so no setting makes them equal"))
+                    "Quantus's Bhatt et al.'s entropy of |map| / sum |map| (ours: "
+                    "EntropyComplexity, the row above); Quantus has no metric for Poppi et al.'s"))
     print(f"quantus {quantus.__version__}, torch {torch.__version__}, resnet18 "
           f"(weights=None, seed 0), {images} images {size} x {size}, GradCAM layer4[-1]")
     print("| metric | ours | Quantus | max abs difference | note |")

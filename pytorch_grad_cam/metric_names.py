@@ -25,6 +25,7 @@ METRICS = {
     "FaithfulnessCorrelation": "higher",
     "Complexity": "lower",
     "Sparseness": "higher",
+    "EntropyComplexity": "lower",
     "Coherency": "higher",
     "ARCC": "higher",
     "PointingGame": "higher",
@@ -46,7 +47,7 @@ REGION_METRICS = ("PointingGame", "EnergyPointingGame", "RelevanceMassAccuracy",
 SANITY_CHECKS = ("MPRT", "sMPRT", "eMPRT", "RandomLogit")
 #: the metrics of :data:`METRICS` that ``metrics.evaluate`` computes on a
 #: batch but a dataset run does not
-BATCH_ONLY_METRICS = ("FaithfulnessCorrelation", "Sparseness") + SANITY_CHECKS
+BATCH_ONLY_METRICS = ("FaithfulnessCorrelation", "Sparseness", "EntropyComplexity") + SANITY_CHECKS
 #: the metrics ``metrics.evaluate`` computes only when asked for by name, not
 #: by default: FaithfulnessCorrelation costs 100 forward passes per method
 #: and image, as many as all the default metrics together; the sanity checks

@@ -36,11 +36,11 @@ from pytorch_grad_cam.metrics.sanity import (
     SanityResult,
     SmoothMPRT,
 )
-from pytorch_grad_cam.metrics.sparseness import Sparseness
+from pytorch_grad_cam.metrics.sparseness import EntropyComplexity, Sparseness
 
 __all__ = [
     "ARCC", "CamMultImageConfidenceChange", "Coherency", "Complexity", "DeletionAUC",
-    "DropInConfidence", "EfficientMPRT", "EnergyPointingGame", "FaithfulnessCorrelation",
+    "DropInConfidence", "EfficientMPRT", "EnergyPointingGame", "EntropyComplexity", "FaithfulnessCorrelation",
     "IncreaseInConfidence", "InsertionAUC", "METRICS", "MPRT", "NoisyLinearImputer",
     "PointingGame", "ROADCombined",
     "ROADLeastRelevantFirst", "ROADLeastRelevantFirstAverage", "ROADMostRelevantFirst",

@@ -27,7 +27,7 @@ from pytorch_grad_cam.metrics.pointing_game import EnergyPointingGame, PointingG
 from pytorch_grad_cam.metrics.relevance_accuracy import RelevanceMassAccuracy, RelevanceRankAccuracy
 from pytorch_grad_cam.metrics.road import ROADLeastRelevantFirst, ROADMostRelevantFirst
 from pytorch_grad_cam.metrics.sanity import SANITY_THRESHOLDS, passes, sanity_values
-from pytorch_grad_cam.metrics.sparseness import Sparseness
+from pytorch_grad_cam.metrics.sparseness import EntropyComplexity, Sparseness
 from pytorch_grad_cam.model_state import model_state_guard
 from pytorch_grad_cam.registry import METHODS, get_method, method_info
 from pytorch_grad_cam.scoring import (
@@ -156,7 +156,8 @@ def evaluate_cam_methods(model: torch.nn.Module,
             - FaithfulnessCorrelation: 100 random subsets of 224 pixels
               (a quarter of the pixels for images of fewer than 896),
               ``seed=0``, the pixels replaced by 0;
-            - Complexity, Sparseness, Coherency and ARCC (the harmonic
+            - Complexity, Sparseness, EntropyComplexity (Bhatt et al.
+              2020), Coherency and ARCC (the harmonic
               mean of Coherency, 1 - Complexity and ROADCombined, as
               ``arcc.ARCC(road_percentiles=road_percentiles)``);
             - PointingGame / EnergyPointingGame / RelevanceMassAccuracy /
@@ -297,6 +298,8 @@ def _score(names: Sequence[str], cam: BaseCAM, model: torch.nn.Module, inputs: t
         values["Complexity"] = Complexity()(maps)
     if "Sparseness" in wanted:
         values["Sparseness"] = Sparseness()(maps)
+    if "EntropyComplexity" in wanted:
+        values["EntropyComplexity"] = EntropyComplexity()(maps)
     if wanted & {"Coherency", "ARCC"}:
         values["Coherency"] = Coherency(progress=progress, desc=f"{prefix}Coherency (the map "
                                                               "of the masked input)")(

@@ -17,7 +17,7 @@ from pytorch_grad_cam.metrics.faithfulness_correlation import FaithfulnessCorrel
 from pytorch_grad_cam.metrics.pointing_game import EnergyPointingGame, PointingGame
 from pytorch_grad_cam.metrics.relevance_accuracy import RelevanceMassAccuracy, RelevanceRankAccuracy
 from pytorch_grad_cam.metrics.road import ROADCombined, ROADMostRelevantFirstAverage
-from pytorch_grad_cam.metrics.sparseness import Sparseness
+from pytorch_grad_cam.metrics.sparseness import EntropyComplexity, Sparseness
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputSoftmaxTarget, ClassifierOutputTarget
 
 
@@ -76,6 +76,7 @@ def test_evaluate_rows_match_the_single_metrics():
     np.testing.assert_allclose(got["FaithfulnessCorrelation"],
                                FaithfulnessCorrelation(100, 36)(x, maps, probs, model), atol=1e-5)
     np.testing.assert_allclose(got["Sparseness"], Sparseness()(maps), rtol=1e-6)
+    np.testing.assert_allclose(got["EntropyComplexity"], EntropyComplexity()(maps), rtol=1e-6)
     np.testing.assert_allclose(got["RelevanceMassAccuracy"],
                                RelevanceMassAccuracy()(maps, regions), rtol=1e-6)
     np.testing.assert_allclose(got["RelevanceRankAccuracy"],

@@ -18,10 +18,11 @@ def test_the_new_metrics_and_their_directions():
     for name in ("FaithfulnessCorrelation", "Sparseness", "RelevanceMassAccuracy",
                  "RelevanceRankAccuracy"):
         assert METRICS[name] == "higher"
+    assert METRICS["EntropyComplexity"] == "lower"
     assert REGION_METRICS == ("PointingGame", "EnergyPointingGame", "RelevanceMassAccuracy",
                               "RelevanceRankAccuracy")
-    assert BATCH_ONLY_METRICS == ("FaithfulnessCorrelation", "Sparseness", "MPRT", "sMPRT",
-                                  "eMPRT", "RandomLogit")
+    assert BATCH_ONLY_METRICS == ("FaithfulnessCorrelation", "Sparseness", "EntropyComplexity",
+                                  "MPRT", "sMPRT", "eMPRT", "RandomLogit")
     # the dataset runner's metrics are the ones it computes, as before
     assert list(DATASET_METRICS) == ["DropInConfidence", "IncreaseInConfidence", "ROADMoRF",
                                      "ROADLeRF", "ROADCombined", "Deletion", "Insertion",
