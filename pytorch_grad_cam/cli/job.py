@@ -187,7 +187,7 @@ def make_cams(job: Job, stack: contextlib.ExitStack) -> None:
         options: dict[str, Any] = {
             "model": job.model, "target_layers": job.target_layers,
             "reshape_transform": job.reshape_transform, "progress": job.progress}
-        if get_method(name).attention:  # every block of the transformer, its own layout
+        if get_method(name).attention:  # the method's default blocks, its own layout
             options.update(target_layers=None, reshape_transform=None)
         if job.batch_size is not None:
             options["batch_size"] = job.batch_size
@@ -277,9 +277,13 @@ def header(job: Job) -> str:
     lines = [f"model {job.model_name} on {job.device}, target layer {layers}{how}, "
              f"methods {', '.join(job.methods)}"]
     attention = [name for name in job.methods if get_method(name).attention]
-    if attention:
-        lines.append(f"{', '.join(attention)}: the attention of every transformer block "
-                     "(not the target layer)")
+    # the blocks each takes by default (AttentionCAM.default_blocks)
+    last = [name for name in attention
+            if getattr(get_method(name).cls, "default_blocks", "all") == "last"]
+    every = [name for name in attention if name not in last]
+    for names, blocks in ((every, "every transformer block"), (last, "the last transformer block")):
+        if names:
+            lines.append(f"{', '.join(names)}: the attention of {blocks} (not the target layer)")
     if job.not_applicable:
         lines.append(f"--method all leaves out {', '.join(job.not_applicable)}: they read a "
                      f"Vision Transformer's attention, and {job.model_name} is not one")

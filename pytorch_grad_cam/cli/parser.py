@@ -78,7 +78,7 @@ def method_help() -> str:
             + "; 'everything' runs every method, 'all' the methods affordable on the device: "
               "on CUDA every method, elsewhere every method but the sampling methods "
               f"({sampling}: tens of thousands of forward passes per image on a CPU). "
-              f"The attention methods ({attention}) read every block of a Vision Transformer "
+              f"The attention methods ({attention}) read the blocks of a Vision Transformer "
               "and are left out for other models. "
               "Before the run the forward passes of each method are printed "
               "(default: gradcam)")
