@@ -268,6 +268,9 @@ def clip_word_relevance(model: torch.nn.Module, image: torch.Tensor,
     if ids.shape[0] != 1:
         raise ValueError(f"text must be one prompt, got {ids.shape[0]} token sequences")
     end = int(towers.end_positions(ids)[0])
+    if end < 2:
+        raise ValueError(f"text has no tokens between its start and end-of-text tokens (the "
+                         f"end-of-text token is at position {end}), got {given(text)}")
     chosen = list(range(max(0, len(towers.text.blocks) - blocks), len(towers.text.blocks)))
     with model_state_guard(model):
         image_embedding = _embedding(towers.encode_image, single)

@@ -259,5 +259,9 @@ def test_bad_arguments_are_named():
     with pytest.raises(TypeError, match=r"text must be one prompt \(a str\) or its token ids "
                                         r"\(a tensor\), got \['a dog'\] \(list\)"):
         clip_word_relevance(model, X, ["a dog"], tokenizer=tokenizer())
+    with pytest.raises(ValueError, match=r"text has no tokens between its start and end-of-text "
+                                         r"tokens \(the end-of-text token is at position 1\), "
+                                         r"got '' \(str\)"):
+        clip_word_relevance(model, X, "", tokenizer=tokenizer())
     with pytest.raises(ValueError, match="text must be one prompt, got 2 token sequences"):
         clip_word_relevance(model, X, torch.ones(2, 16, dtype=torch.long))
