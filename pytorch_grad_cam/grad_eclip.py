@@ -112,7 +112,8 @@ class GradECLIP(AttentionCAM):
     the paper applied to the values (see ``pytorch_grad_cam.grad_eclip``).
 
     Zhao, Wang, Zeng, Zhao, Chan, "Gradient-based Visual Explanation for
-    Transformer-based CLIP", ICML 2024, https://arxiv.org/abs/2312.10028
+    Transformer-based CLIP", ICML 2024; the authors' code:
+    https://github.com/Cyang-Zhao/Grad-Eclip
 
     For CLIP, the target is the cosine similarity of the image embedding
     with a prompt's text embedding (``SimilarityToConceptTarget``; or use
