@@ -42,6 +42,7 @@ if TYPE_CHECKING:  # what the lazy names are, for type checkers
     from pytorch_grad_cam.grad_cam import GradCAM
     from pytorch_grad_cam.grad_cam_elementwise import GradCAMElementWise
     from pytorch_grad_cam.grad_cam_plusplus import GradCAMPlusPlus
+    from pytorch_grad_cam.grad_eclip import GradECLIP
     from pytorch_grad_cam.gradient_attention import GradientWeightedAttention
     from pytorch_grad_cam.guided_backprop import GuidedBackpropReLUModel
     from pytorch_grad_cam.hirescam import HiResCAM
@@ -86,7 +87,7 @@ __all__ = [
     "run_dff_on_image", "ScoreCAM", "SegEigenCAM", "ShapleyCAM", "SmoothGradCAMPlusPlus",
     "SSCAM", "XGradCAM",
     "AttentionRollout", "GradientWeightedAttention", "LeGrad", "SESS",
-    "RISE",
+    "GradECLIP", "RISE",
 ]
 
 

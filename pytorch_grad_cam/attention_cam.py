@@ -69,6 +69,9 @@ class AttentionCAM(BaseCAM):
     #: the capture's options (see ``attention.capture_attention``)
     detach_block_inputs = False
     keep_block_outputs = False
+    #: the target blocks when ``target_layers`` is left out: ``"all"`` of
+    #: them, or only the ``"last"``
+    default_blocks = "all"
 
     def __init__(self, model: torch.nn.Module, target_layers: Sequence[Any] | None = None,
                  reshape_transform: Callable | None = None, **kwargs: Any) -> None:
@@ -81,7 +84,8 @@ class AttentionCAM(BaseCAM):
                              "leave uses_gradients out")
         defaulted = target_layers is None and kwargs.get("target_layer") is None
         if defaulted:
-            target_layers = list(self.transformer.blocks)
+            target_layers = list(self.transformer.blocks) if self.default_blocks == "all" \
+                else [self.transformer.blocks[-1]]
         super().__init__(model, target_layers, None, **kwargs)
         if reshape_transform is not None:
             warn_at_caller(f"{type(self).__name__} ignores reshape_transform: it reads the "
@@ -97,6 +101,8 @@ class AttentionCAM(BaseCAM):
     def _block_indices(self, layers: Sequence[torch.nn.Module]) -> list[int]:
         names = {id(module): name for name, module in self.model.named_modules()}
         blocks = ", ".join(names.get(id(b), "?") for b in self.transformer.blocks[:2])
+        default = (f"all {len(self.transformer.blocks)}" if self.default_blocks == "all"
+                   else "the last")
         indices: dict[int, int] = {}
         for position, layer in enumerate(layers):
             index = self.transformer.block_index(layer)
@@ -105,8 +111,7 @@ class AttentionCAM(BaseCAM):
                     f"target_layers[{position}] ({names.get(id(layer), describe(layer))}, a "
                     f"{type(layer).__name__}) is not a transformer block of "
                     f"{self.transformer.name}; {type(self).__name__} explains whole blocks: "
-                    f"give blocks ({blocks}, ...) or leave target_layers out to use all "
-                    f"{len(self.transformer.blocks)}")
+                    f"give blocks ({blocks}, ...) or leave target_layers out to use {default}")
             if index in indices:
                 raise ValueError(f"target_layers[{position}] repeats target_layers"
                                  f"[{indices[index]}] (block {index}); give each block once")

@@ -120,6 +120,8 @@ LIBRARY_METHODS: tuple[tuple[str, str, str], ...] = (
     ("legrad", "pytorch_grad_cam.legrad", "LeGrad"),
     ("attentionrollout", "pytorch_grad_cam.attention_rollout", "AttentionRollout"),
     ("gradattention", "pytorch_grad_cam.gradient_attention", "GradientWeightedAttention"),
+    # Grad-ECLIP (trait ``attention``): CLIP's image side, any Vision Transformer
+    ("gradeclip", "pytorch_grad_cam.grad_eclip", "GradECLIP"),
     # black-box methods: forward passes of the model alone (trait ``black_box``)
     ("rise", "pytorch_grad_cam.rise", "RISE"),
 )

@@ -99,6 +99,13 @@ def _hf(kind, implementation, dropout=0.0):
     return transformers.DeiTForImageClassificationWithTeacher(config)
 
 
+def _open_clip_vit(dropout=0.0):
+    from open_clip.transformer import VisionTransformer
+
+    return VisionTransformer(image_size=32, patch_size=8, width=16, layers=2, heads=2,
+                             mlp_ratio=2.0, output_dim=5)
+
+
 def _seeded(make):
     def build(dropout=0.0):
         torch.manual_seed(0)
@@ -144,4 +151,6 @@ MORE_VIT_CASES = {
     "hf-clip-projection": ViTCase(
         "hf-clip-projection", _seeded(lambda p: _hf("clip-projection", "eager", p)),
         _image_embeds, 8, 1),
+    # open_clip's image tower (no dropout in its blocks: ``dropout`` is ignored)
+    "open_clip-vision": ViTCase("open_clip-vision", _seeded(_open_clip_vit), None, 5, 1),
 }

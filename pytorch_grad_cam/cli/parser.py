@@ -100,7 +100,7 @@ def method_help() -> str:
               "'recommended' is the method the quality benchmark measured best for the "
               "model's family (CNN or Vision Transformer; docs/quality.md), named with the "
               "reason before the run. "
-              f"The attention methods ({attention}) read every block of a Vision Transformer "
+              f"The attention methods ({attention}) read the blocks of a Vision Transformer "
               "and are left out for other models. "
             + black_box_help() +
               "Before the run the forward passes of each method are printed "

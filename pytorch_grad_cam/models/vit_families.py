@@ -17,7 +17,9 @@ register tokens, any ``global_pool``) whose blocks use timm's
 ``ViTForImageClassification``, ``DeiTModel``,
 ``DeiTForImageClassification(WithTeacher)``, ``CLIPVisionModel``,
 ``CLIPVisionModelWithProjection`` and ``CLIPModel`` (its vision tower),
-with ``config._attn_implementation`` ``"eager"`` or ``"sdpa"``. Each may
+with ``config._attn_implementation`` ``"eager"`` or ``"sdpa"``; open_clip's
+``VisionTransformer`` (the image tower ``visual`` of its ``CLIP`` models)
+with the standard ``ResidualAttentionBlock``. Each may
 be the model itself or inside a wrapper module (for example a CLIP
 wrapper whose output is an image embedding). A family is recognised only
 if its library is already imported: nothing is imported here.
@@ -39,7 +41,8 @@ SUPPORTED_FAMILIES = (
     "torchvision VisionTransformer; timm VisionTransformer (ViT, DeiT, distilled DeiT, "
     "register tokens); Hugging Face ViTModel, ViTForImageClassification, DeiTModel, "
     "DeiTForImageClassification(WithTeacher), CLIPVisionModel, CLIPVisionModelWithProjection "
-    "and CLIPModel; each also inside a wrapper module")
+    "and CLIPModel; open_clip VisionTransformer (CLIP's visual tower); each also inside a "
+    "wrapper module")
 
 #: Hugging Face attention implementations whose probabilities can be captured
 HF_IMPLEMENTATIONS = ("eager", "sdpa")
@@ -50,8 +53,8 @@ class Transformer:
     """A Vision Transformer found in a model (:func:`find_transformer`).
 
     Attributes:
-        family: where the model comes from: ``"torchvision"``, ``"timm"``
-            or ``"transformers"``.
+        family: where the model comes from: ``"torchvision"``, ``"timm"``,
+            ``"transformers"`` or ``"open_clip"``.
         module: the Vision Transformer (the model itself, or a module
             inside the user's wrapper).
         path: its name inside the model (``""`` for the model itself).
@@ -59,7 +62,7 @@ class Transformer:
             them.
         attentions: the attention module of each block.
         kind: how the attention is captured: ``"mha"`` (torchvision's
-            ``nn.MultiheadAttention``), ``"timm"`` or ``"hf"``.
+            and open_clip's ``nn.MultiheadAttention``), ``"timm"`` or ``"hf"``.
         num_prefix_tokens: the tokens before the patch tokens (class,
             distillation, register tokens).
         class_token: whether the first token is a class token.
@@ -319,7 +322,37 @@ def _hf_clip(module: torch.nn.Module, path: str) -> Transformer | None:
                        head, text, tower.config)
 
 
-_FINDERS = (_torchvision, _timm, _hf_vit, _hf_clip)
+def _open_clip(module: torch.nn.Module, path: str) -> Transformer | None:
+    if not _is(module, "open_clip.transformer", "VisionTransformer"):
+        return None
+    vit: Any = module
+    name = type(vit).__name__
+    block_class = _class("open_clip.transformer", "ResidualAttentionBlock")
+    if not getattr(vit.transformer, "batch_first", False):
+        raise ValueError(f"{name} runs its blocks with batch_first=False; the attention of "
+                         f"these blocks cannot be captured (supported: {SUPPORTED_FAMILIES})")
+    blocks = tuple(vit.transformer.resblocks)
+    attentions = []
+    for index, block in enumerate(blocks):
+        mha = getattr(block, "attn", None)
+        if block_class is None or type(block) is not block_class \
+                or not isinstance(mha, torch.nn.MultiheadAttention):
+            raise _unsupported_block(name, index, block, "is not open_clip's "
+                                                         "ResidualAttentionBlock with an "
+                                                         "nn.MultiheadAttention")
+        attentions.append(mha)
+
+    def head(tokens: torch.Tensor) -> Any:
+        pooled, pooled_tokens = vit._pool(tokens)
+        if vit.proj is not None:
+            pooled = pooled @ vit.proj
+        return (pooled, pooled_tokens) if vit.output_tokens else pooled
+
+    return Transformer("open_clip", vit, path, blocks, tuple(attentions), "mha", 1, True, head,
+                       "ln_post, the pooling and proj (the image embedding)")
+
+
+_FINDERS = (_torchvision, _timm, _hf_vit, _hf_clip, _open_clip)
 
 
 def find_transformer(model: torch.nn.Module) -> Transformer:

@@ -1,6 +1,7 @@
 """The attention methods (LeGrad, attention rollout, gradient-weighted
-attention) on the command line: they run on Vision Transformers with every
-block, and are refused (named) or left out (--method all) for other models."""
+attention, Grad-ECLIP) on the command line: they run on Vision Transformers
+with their default blocks (every block; Grad-ECLIP the last), and are
+refused (named) or left out (--method all) for other models."""
 import argparse
 import contextlib
 
@@ -14,6 +15,10 @@ from pytorch_grad_cam.cli import UsageError, image_parser, job, models
 from pytorch_grad_cam.registry import registered_methods
 
 ATTENTION = [info.name for info in registered_methods(attention=True)]
+#: those that take the last block by default (``default_blocks``), not every block
+LAST_BLOCK = [info.name for info in registered_methods(attention=True)
+              if getattr(info.cls, "default_blocks", "all") == "last"]
+EVERY_BLOCK = [name for name in ATTENTION if name not in LAST_BLOCK]
 
 
 def _args(*argv: str) -> argparse.Namespace:
@@ -37,7 +42,7 @@ def _tiny_cnn() -> models.LoadedModel:
 
 
 def test_the_registry_has_the_attention_methods():
-    assert ATTENTION == ["legrad", "attentionrollout", "gradattention"]
+    assert ATTENTION == ["legrad", "attentionrollout", "gradattention", "gradeclip"]
 
 
 def _prepare(tmp_path, load, *methods):
@@ -70,11 +75,15 @@ def test_on_a_vit_they_use_every_block_and_write_their_maps(tmp_path):
         for name in ATTENTION:
             cam = prepared.cams[name]
             assert type(cam) is METHODS[name]
-            assert cam.target_layers == list(vit.encoder.layers)  # every block, not ln_1
+            blocks = list(vit.encoder.layers)  # every block (or the last), not ln_1
+            assert cam.target_layers == (blocks[-1:] if name in LAST_BLOCK else blocks)
         assert prepared.cams["gradcam"].target_layers == [vit.encoder.layers[-1].ln_1]
         header = job.header(prepared)
-        assert (f"{', '.join(ATTENTION)}: the attention of every transformer block (not the "
+        assert (f"{', '.join(EVERY_BLOCK)}: the attention of every transformer block (not the "
                 "target layer)") in header.splitlines()
+        assert LAST_BLOCK == ["gradeclip"]
+        assert ("gradeclip: the attention of the last transformer block (not the target "
+                "layer)") in header.splitlines()
         result = job.explain_image(prepared, EXAMPLES / "chelsea.jpg")
     for name in ATTENTION:
         cam_map = result.maps[name]

@@ -364,14 +364,17 @@ def test_the_seeds_target_layer_argument_names_one_block():
 def test_target_layers_must_be_blocks(attention_method):
     method = METHODS[attention_method]
     model = tiny_vit()
+    # every block by default, or the last (the method's ``default_blocks``)
+    every = method.default_blocks == "all"
     with pytest.raises(ValueError, match=r"target_layers\[0\] \(encoder.layers.encoder_layer_1"
                                          r".ln_1, a LayerNorm\) is not a transformer block of "
-                                         r"VisionTransformer.*leave target_layers out to use all 2"):
+                                         r"VisionTransformer.*leave target_layers out to use "
+                                         + ("all 2" if every else "the last")):
         method(model, target_layers=[model.encoder.layers[1].ln_1])
     with pytest.raises(ValueError, match=r"target_layers\[1\] repeats target_layers\[0\]"):
         method(model, target_layers=[model.encoder.layers[1], "encoder.layers[-1]"])
     cam = method(model)
-    assert cam.target_layers == list(model.encoder.layers)
+    assert cam.target_layers == list(model.encoder.layers)[0 if every else -1:]
     assert cam.target_layers_source == "table"
     with pytest.raises(ValueError, match="eigen_smooth=True: .* no channels to project"):
         cam(images(), eigen_smooth=True)

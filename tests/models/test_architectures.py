@@ -137,8 +137,9 @@ def test_method_runs_on_architecture(name, info):
         warnings.simplefilter("ignore", UserWarning)  # FullGrad: the target layer is ignored
         cam = method(model=model, target_layers=layers,
                      **{"reshape_transform": arch.reshape_transform, **kwargs})
-    if info.attention:
-        assert cam.target_layers == list(model.encoder.layers)
+    if info.attention:  # every block, or the last (the method's ``default_blocks``)
+        blocks = list(model.encoder.layers)
+        assert cam.target_layers == (blocks if method.default_blocks == "all" else blocks[-1:])
     with cam:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")

@@ -4,7 +4,7 @@ supported family, captured without changing the model.
 For each tiny Vision Transformer of tests/conftest.py (torchvision; timm
 fused, eager, with register tokens, distilled DeiT, without class token;
 Hugging Face ViT eager and sdpa, ViTModel, DeiT with teacher, CLIP's
-vision tower with and without projection):
+vision tower with and without projection; open_clip's image tower):
 - the model's outputs with the capture equal those without it;
 - the captured probabilities equal softmax(Q K^T * scale) computed here
   from the attention module's input and its own weights;
