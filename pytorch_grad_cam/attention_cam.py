@@ -22,7 +22,6 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import numpy as np
 import torch
 
 from pytorch_grad_cam.attention import (
@@ -34,7 +33,6 @@ from pytorch_grad_cam.attention import (
 )
 from pytorch_grad_cam.base_cam import BaseCAM
 from pytorch_grad_cam.call_context import current_call
-from pytorch_grad_cam.legacy import LEGACY
 from pytorch_grad_cam.scoring import describe
 from pytorch_grad_cam.utils.image import scale_cam_image
 from pytorch_grad_cam.warn import warn_at_caller
@@ -72,6 +70,7 @@ class AttentionCAM(BaseCAM):
     #: the target blocks when ``target_layers`` is left out: ``"all"`` of
     #: them, or only the ``"last"``
     default_blocks = "all"
+    made_without_channels = "makes its map from attention probabilities"
 
     def __init__(self, model: torch.nn.Module, target_layers: Sequence[Any] | None = None,
                  reshape_transform: Callable | None = None, **kwargs: Any) -> None:
@@ -119,16 +118,6 @@ class AttentionCAM(BaseCAM):
         return sorted(indices)
 
     # ------------------------------------------------------------- steps
-    def __call__(self, input_tensor: torch.Tensor, targets: Sequence[Callable] | None = None,
-                 aug_smooth: bool = False, eigen_smooth: bool = False,
-                 target_category: Any = LEGACY, **options: Any) -> np.ndarray:
-        if eigen_smooth:
-            raise ValueError(f"eigen_smooth={eigen_smooth!r}: {type(self).__name__} makes its map "
-                             "from attention probabilities, it has no channels to project; "
-                             "leave eigen_smooth out (aug_smooth=True works)")
-        return super().__call__(input_tensor, targets, aug_smooth, False, target_category,
-                                **options)
-
     def capture_options(self) -> dict[str, Any]:
         """The options of this method's attention capture."""
         return {"detach_inputs": self.detach_block_inputs,

@@ -166,6 +166,9 @@ class BaseCAM(ReleaseOnExit, PerturbationPasses, DifferentiableMaps, EmptyMapWar
     #: True for a method that runs the model only as a function of its input
     #: (RISE): the model need not be hookable
     black_box = False
+    #: for a map made without channels, how it is made ("makes its map from
+    #: attention probabilities"): ``eigen_smooth=True`` is then refused
+    made_without_channels: str | None = None
     #: the model's outputs (score tensor) of the calling thread's last call,
     #: detached (None in a thread that has made no call)
     outputs: PerThread[Any] = PerThread(None)
@@ -232,6 +235,10 @@ class BaseCAM(ReleaseOnExit, PerturbationPasses, DifferentiableMaps, EmptyMapWar
 
         ``options``: the method's per-call options (``call_options``), for
         example FinerCAM's ``alpha``."""
+        if eigen_smooth and self.made_without_channels:
+            raise ValueError(f"eigen_smooth={eigen_smooth!r}: {type(self).__name__} "
+                             f"{self.made_without_channels}, it has no channels to project; "
+                             "leave eigen_smooth out (aug_smooth=True works)")
         context, input_tensor, targets = self._start_call(input_tensor, targets, aug_smooth,
                                                           target_category, options)
         with model_state_guard(self.model), open_call(context):

@@ -10,14 +10,12 @@ import numbers
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
 from pytorch_grad_cam.activations_and_gradients import detach_output
 from pytorch_grad_cam.base_cam import BaseCAM
 from pytorch_grad_cam.call_context import CallContext, open_call, running_call
-from pytorch_grad_cam.legacy import LEGACY
 from pytorch_grad_cam.models.compiled import is_exported_module
 from pytorch_grad_cam.registry import register_method
 from pytorch_grad_cam.scoring import (
@@ -210,6 +208,7 @@ class RISE(BaseCAM):
     uses_gradients = False
     uses_target_layers = False
     black_box = True
+    made_without_channels = "makes its map as an average of masks"
     #: used in the progress bar
     progress_label = "RISE"
     #: the masks per image when ``num_masks`` is left out
@@ -236,16 +235,6 @@ class RISE(BaseCAM):
             warn_at_caller("RISE ignores target_layers and reshape_transform: it explains the "
                            "model as a black box, from forward passes of masked inputs",
                            UserWarning)
-
-    def __call__(self, input_tensor: torch.Tensor, targets: Sequence[Any] | None = None,
-                 aug_smooth: bool = False, eigen_smooth: bool = False,
-                 target_category: Any = LEGACY, **options: Any) -> np.ndarray:
-        if eigen_smooth:
-            raise ValueError(f"eigen_smooth={eigen_smooth!r}: RISE's map is an average of "
-                             "masks, it has no channels to project; leave eigen_smooth out "
-                             "(aug_smooth=True works)")
-        return super().__call__(input_tensor, targets, aug_smooth, False, target_category,
-                                **options)
 
     def forward(self, input_tensor: torch.Tensor, targets: Any,
                 eigen_smooth: bool = False) -> torch.Tensor:

@@ -293,7 +293,7 @@ def test_eigen_smooth_does_not_apply():
     with pytest.raises(ValueError) as excinfo:
         rise(SmallNet().eval(), num_masks=4)(images(1), eigen_smooth=True)
     assert str(excinfo.value) == (
-        "eigen_smooth=True: RISE's map is an average of masks, it has no channels to project; "
+        "eigen_smooth=True: RISE makes its map as an average of masks, it has no channels to project; "
         "leave eigen_smooth out (aug_smooth=True works)")
 
 
