@@ -115,6 +115,8 @@ LIBRARY_METHODS: tuple[tuple[str, str, str], ...] = (
     ("legrad", "pytorch_grad_cam.legrad", "LeGrad"),
     ("attentionrollout", "pytorch_grad_cam.attention_rollout", "AttentionRollout"),
     ("gradattention", "pytorch_grad_cam.gradient_attention", "GradientWeightedAttention"),
+    # relevance propagation through a Vision Transformer (trait ``attention``)
+    ("attnlrp", "pytorch_grad_cam.attnlrp", "AttnLRP"),
 )
 _ORDER = {name: index for index, (name, _, _) in enumerate(LIBRARY_METHODS)}
 

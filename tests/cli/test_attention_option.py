@@ -37,7 +37,7 @@ def _tiny_cnn() -> models.LoadedModel:
 
 
 def test_the_registry_has_the_attention_methods():
-    assert ATTENTION == ["legrad", "attentionrollout", "gradattention"]
+    assert ATTENTION == ["legrad", "attentionrollout", "gradattention", "attnlrp"]
 
 
 def _prepare(tmp_path, load, *methods):

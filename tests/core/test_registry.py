@@ -19,10 +19,11 @@ def test_every_public_method_class_is_registered_once():
               if inspect.isclass(obj) and issubclass(obj, BaseCAM) and obj is not BaseCAM}
     registered = {info.cls for info in registered_methods()}
     assert public == registered
-    assert len(METHODS) == len(registered) == 25
+    assert len(METHODS) == len(registered) == 26
     assert list(METHODS)[:6] == ["gradcam", "hirescam", "gradcam++", "xgradcam",
                                  "ablationcam", "scorecam"]
-    assert list(METHODS)[-3:] == ["legrad", "attentionrollout", "gradattention"]
+    assert list(METHODS)[22:25] == ["legrad", "attentionrollout", "gradattention"]
+    assert "attnlrp" in list(METHODS)[25:]
 
 
 def test_traits_match_what_the_methods_do():
@@ -34,7 +35,7 @@ def test_traits_match_what_the_methods_do():
     assert {i.name for i in registered_methods(class_specific=False)} == {
         "eigencam", "kpcacam", "fem", "randomcam", "attentionrollout"}
     assert {i.name for i in registered_methods(attention=True)} == {
-        "legrad", "attentionrollout", "gradattention"}
+        "legrad", "attentionrollout", "gradattention", "attnlrp"}
     assert {i.name for i in registered_methods(attention=True, uses_gradients=False)} == {
         "attentionrollout"}
     assert len(registered_methods(attention=False)) == 22
