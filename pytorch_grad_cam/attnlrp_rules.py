@@ -25,11 +25,12 @@ in the "Gradient x Input" form of the authors' package ``lxt`` 2.1
 - softmax: the rule of the paper (Proposition 3.1),
   ``R(x_i) = x_i (R_i - s_i sum_j R_j)`` with ``R_j = s_j dS/ds_j``, which
   is exactly ``x_i`` times the plain gradient of the softmax: left as it is;
-- matrix products of two activations (``Q K^T`` and ``A V``, explicit or
-  inside ``F.scaled_dot_product_attention``, which is computed
-  explicitly): the uniform rule, each factor gets half the relevance of
-  the product: the gradient of each factor is multiplied by 0.5 (``lxt``
-  divides the gradients of Q and K by 4 and of V by 2, the same thing).
+- matrix products of two activations (``Q K^T`` and ``A V``): the uniform
+  rule, each factor gets half the relevance of the product: the gradient
+  of each factor is multiplied by 0.5; inside
+  ``F.scaled_dot_product_attention`` (whose kernel is kept) the gradients
+  of Q and K are multiplied by 0.25 and of V by 0.5, the same thing, as
+  ``lxt`` divides them.
   A matrix product with a parameter (a frozen weight) is a linear layer.
 
 Everything happens in :class:`LRPRules`, a ``torch.overrides.TorchFunctionMode``
@@ -51,7 +52,7 @@ import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 
 from pytorch_grad_cam.activations_and_gradients import hook_handles, owned_hooks
-from pytorch_grad_cam.attention import AttentionCapture, _Capture, _masked, _softmax
+from pytorch_grad_cam.attention import AttentionCapture, _Capture
 
 __all__ = ["IDENTITY_RULE_EPSILON", "COMPOSITE_ACTIVATIONS", "LRPRules", "identity_rule",
            "uniform", "layer_norm", "rms_norm", "lrp_rules"]
@@ -179,21 +180,14 @@ def _both_activations(a: Any, b: Any) -> bool:
 
 
 def _sdpa(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
-          attn_mask: torch.Tensor | None = None, dropout_p: float = 0.0,
-          is_causal: bool = False, scale: float | None = None,
-          enable_gqa: bool = False) -> torch.Tensor:
-    """``F.scaled_dot_product_attention``, explicitly, with the uniform rule
-    on ``Q K^T`` and on ``A V`` (the softmax keeps its gradient)."""
-    if enable_gqa and key.shape[-3] != query.shape[-3]:
-        repeat = query.shape[-3] // key.shape[-3]
-        key = key.repeat_interleave(repeat, dim=-3)
-        value = value.repeat_interleave(repeat, dim=-3)
-    scale = query.shape[-1] ** -0.5 if scale is None else scale
-    scores = torch.matmul(uniform(query), uniform(key).transpose(-2, -1)) * scale
-    probs = _softmax(_masked(scores, attn_mask, is_causal))
-    if dropout_p > 0:
-        probs = F.dropout(probs, p=dropout_p, training=True)
-    return torch.matmul(uniform(probs), uniform(value))
+          *args: Any, **kwargs: Any) -> torch.Tensor:
+    """``F.scaled_dot_product_attention`` (the kernel itself) with the uniform
+    rule on ``Q K^T`` and on ``A V``: the softmax between them keeps its
+    plain gradient, which is linear in the gradient it receives, so halving
+    the gradient of A and then of Q and K is the same as a quarter at Q and
+    K, and V gets half (as lxt's attention wrapper divides them)."""
+    return F.scaled_dot_product_attention(uniform(query, 0.25), uniform(key, 0.25),
+                                          uniform(value, 0.5), *args, **kwargs)
 
 
 def _mha(*args: Any, **kwargs: Any) -> Any:
@@ -214,11 +208,11 @@ _ELEMENTWISE_RULED = frozenset({F.gelu, F.silu, F.mish})
 class LRPRules(TorchFunctionMode):
     """The function mode of :func:`lrp_rules`: sees the torch functions the
     forward pass calls (in this thread only) and gives the ones with an
-    AttnLRP rule their rule's backward pass. Functions that compute
-    attention in one kernel are computed explicitly
-    (``F.scaled_dot_product_attention``) or run again under the rules
-    (``F.multi_head_attention_forward``, as the attention capture of
-    ``pytorch_grad_cam.attention`` computes it)."""
+    AttnLRP rule their rule's backward pass. ``F.scaled_dot_product_attention``
+    keeps its kernel, its inputs' gradients scaled;
+    ``F.multi_head_attention_forward`` is computed explicitly, as the
+    attention capture of ``pytorch_grad_cam.attention`` computes it, under
+    the rules."""
 
     def __torch_function__(self, func: Any, types: Any, args: Sequence[Any] = (),
                            kwargs: dict[str, Any] | None = None) -> Any:

@@ -122,14 +122,20 @@ def test_identity_rule_on_a_composite_activation_module():
     assert not module._forward_hooks  # removed with the rules
 
 
-def test_scaled_dot_product_attention_is_computed_explicitly_with_the_uniform_rule():
+def test_scaled_dot_product_attention_gets_the_uniform_rule():
     """Q K^T and A V: the gradients of Q and K are a quarter of the plain
     ones (half at A V, half again at Q K^T), V's half, as lxt divides them;
-    the values are those of the kernel."""
+    the values are the kernel's."""
     q, k, v = leaf(1, 2, 5, 4, seed=4), leaf(1, 2, 5, 4, seed=5), leaf(1, 2, 5, 4, seed=6)
     output, grads = ruled_grads(F.scaled_dot_product_attention, q, k, v)
     plain = F.scaled_dot_product_attention(q, k, v)
-    torch.testing.assert_close(output, plain)
+    assert torch.equal(output, plain)
+    # the same as the explicit softmax(Q K^T / sqrt(d)) V with both products halved
+    with lrp_rules(nn.Identity()):
+        explicit = torch.softmax(q @ k.transpose(-2, -1) / 2.0, dim=-1) @ v
+    torch.testing.assert_close(explicit, plain)
+    for grad, other in zip(grads, torch.autograd.grad(explicit.sum(), (q, k, v))):
+        torch.testing.assert_close(grad, other)
     for grad, factor, expected in zip(grads, (0.25, 0.25, 0.5),
                                       torch.autograd.grad(plain.sum(), (q, k, v))):
         torch.testing.assert_close(grad, factor * expected)
