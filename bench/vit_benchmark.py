@@ -1,6 +1,7 @@
 #!/usr/bin/env python
 """The Vision Transformer methods: agreement with torchcam 0.5.0's LeGrad and
-the cost of each method against its floor.
+the cost of each method (LeGrad, gradient-weighted attention, attention
+rollout, AttnLRP) against its floor.
 
     python -m venv .venv-bench && .venv-bench/bin/pip install -e . torchcam==0.5.0
     .venv-bench/bin/python bench/vit_benchmark.py [--repeats 7] [--batches 1 8]
@@ -23,7 +24,9 @@ random inputs (seed 1), the class 3 as the target of every image. Rows:
   LeGrad and gradient-weighted attention against one forward pass plus one
   backward pass of the class score to the input of the first block (frozen
   parameters, so no parameter gradients: what any gradient method must at
-  least pay).
+  least pay); AttnLRP against one forward pass plus one backward pass of
+  the class score to the input pixels, times the pixels (plain gradient x
+  input, frozen parameters): the same passes without AttnLRP's rules.
 
 Every timing is the median of ``--repeats`` calls after one warm-up call, in
 one process, one case after another. Run it on an otherwise idle machine.
@@ -39,7 +42,7 @@ import numpy as np
 import torch
 import torchvision
 
-from pytorch_grad_cam import AttentionRollout, GradientWeightedAttention, LeGrad
+from pytorch_grad_cam import AttentionRollout, AttnLRP, GradientWeightedAttention, LeGrad
 from pytorch_grad_cam.utils.image import scale_cam_image
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
@@ -97,7 +100,15 @@ def floors(model: torch.nn.Module, x: torch.Tensor) -> dict[str, Callable[[], ob
                 return torch.autograd.grad(score, saved)
         finally:
             handle.remove()
-    return {"forward": forward, "forward+backward": forward_backward}
+    def to_pixels() -> object:
+        pixels = x.detach().requires_grad_(True)
+        with torch.enable_grad():
+            score = model(pixels)[:, CLASS].sum()
+            (grad,) = torch.autograd.grad(score, pixels)
+        return (pixels * grad).sum(dim=1)  # plain gradient x input
+
+    return {"forward": forward, "forward+backward": forward_backward,
+            "forward+backward to the pixels": to_pixels}
 
 
 def main() -> None:
@@ -135,7 +146,8 @@ def main() -> None:
                     for name, call in floor_calls.items()}
         cams = {"legrad": (LeGrad(model=model), "forward+backward"),
                 "gradattention": (GradientWeightedAttention(model=model), "forward+backward"),
-                "attentionrollout": (AttentionRollout(model=model), "forward")}
+                "attentionrollout": (AttentionRollout(model=model), "forward"),
+                "attnlrp": (AttnLRP(model=model), "forward+backward to the pixels")}
         for name, (cam, floor) in cams.items():
             ms = 1000 * median_seconds(lambda cam=cam, x=x, targets=targets: cam(x, targets),
                                        args.repeats)

@@ -29,6 +29,7 @@ if TYPE_CHECKING:  # what the lazy names are, for type checkers
     from pytorch_grad_cam.ablation_layer import AblationLayer, AblationLayerFasterRCNN, AblationLayerVit
     from pytorch_grad_cam.activations_and_gradients import ActivationsAndGradients
     from pytorch_grad_cam.attention_rollout import AttentionRollout
+    from pytorch_grad_cam.attnlrp import AttnLRP
     from pytorch_grad_cam.base_cam import BaseCAM
     from pytorch_grad_cam.eigen_cam import EigenCAM
     from pytorch_grad_cam.eigen_grad_cam import EigenGradCAM
@@ -87,7 +88,7 @@ __all__ = [
     "run_dff_on_image", "ScoreCAM", "SegEigenCAM", "ShapleyCAM", "SmoothGradCAMPlusPlus",
     "SSCAM", "XGradCAM",
     "AttentionRollout", "GradientWeightedAttention", "LeGrad", "SESS",
-    "GradECLIP", "RISE",
+    "GradECLIP", "AttnLRP", "RISE",
 ]
 
 

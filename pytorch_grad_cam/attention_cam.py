@@ -71,6 +71,8 @@ class AttentionCAM(BaseCAM):
     #: them, or only the ``"last"``
     default_blocks = "all"
     made_without_channels = "makes its map from attention probabilities"
+    #: what the map is made from, for the command line's header
+    reads = "the attention of every transformer block"
 
     def __init__(self, model: torch.nn.Module, target_layers: Sequence[Any] | None = None,
                  reshape_transform: Callable | None = None, **kwargs: Any) -> None:

@@ -128,6 +128,7 @@ class GradECLIP(AttentionCAM):
     """
 
     default_blocks = "last"
+    reads = "the attention of the last transformer block"
 
     def record(self, input_tensor: torch.Tensor) -> tuple[torch.Tensor, Any]:
         """Step 2: AttentionCAM's forward pass, with the target blocks'

@@ -122,6 +122,8 @@ LIBRARY_METHODS: tuple[tuple[str, str, str], ...] = (
     ("gradattention", "pytorch_grad_cam.gradient_attention", "GradientWeightedAttention"),
     # Grad-ECLIP (trait ``attention``): CLIP's image side, any Vision Transformer
     ("gradeclip", "pytorch_grad_cam.grad_eclip", "GradECLIP"),
+    # relevance propagation through a Vision Transformer (trait ``attention``)
+    ("attnlrp", "pytorch_grad_cam.attnlrp", "AttnLRP"),
     # black-box methods: forward passes of the model alone (trait ``black_box``)
     ("rise", "pytorch_grad_cam.rise", "RISE"),
 )

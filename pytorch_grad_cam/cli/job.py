@@ -286,13 +286,13 @@ def header(job: Job) -> str:
     if job.recommended:
         lines.append(job.recommended)
     attention = [name for name in job.methods if get_method(name).attention]
-    # the blocks each takes by default (AttentionCAM.default_blocks)
-    last = [name for name in attention
-            if getattr(get_method(name).cls, "default_blocks", "all") == "last"]
-    every = [name for name in attention if name not in last]
-    for names, blocks in ((every, "every transformer block"), (last, "the last transformer block")):
-        if names:
-            lines.append(f"{', '.join(names)}: the attention of {blocks} (not the target layer)")
+    # what each reads by default (AttentionCAM.reads), in the methods' order
+    reads: dict[str, list[str]] = {}
+    for name in attention:
+        what = getattr(get_method(name).cls, "reads", "the attention of every transformer block")
+        reads.setdefault(what, []).append(name)
+    for what, names in reads.items():
+        lines.append(f"{', '.join(names)}: {what} (not the target layer)")
     if job.not_applicable:
         lines.append(f"--method all leaves out {', '.join(job.not_applicable)}: they read a "
                      f"Vision Transformer's attention, and {job.model_name} is not one")

@@ -18,7 +18,6 @@ ATTENTION = [info.name for info in registered_methods(attention=True)]
 #: those that take the last block by default (``default_blocks``), not every block
 LAST_BLOCK = [info.name for info in registered_methods(attention=True)
               if getattr(info.cls, "default_blocks", "all") == "last"]
-EVERY_BLOCK = [name for name in ATTENTION if name not in LAST_BLOCK]
 
 
 def _args(*argv: str) -> argparse.Namespace:
@@ -42,7 +41,7 @@ def _tiny_cnn() -> models.LoadedModel:
 
 
 def test_the_registry_has_the_attention_methods():
-    assert ATTENTION == ["legrad", "attentionrollout", "gradattention", "gradeclip"]
+    assert ATTENTION == ["legrad", "attentionrollout", "gradattention", "gradeclip", "attnlrp"]
 
 
 def _prepare(tmp_path, load, *methods):
@@ -79,8 +78,10 @@ def test_on_a_vit_they_use_every_block_and_write_their_maps(tmp_path):
             assert cam.target_layers == (blocks[-1:] if name in LAST_BLOCK else blocks)
         assert prepared.cams["gradcam"].target_layers == [vit.encoder.layers[-1].ln_1]
         header = job.header(prepared)
-        assert (f"{', '.join(EVERY_BLOCK)}: the attention of every transformer block (not the "
-                "target layer)") in header.splitlines()
+        assert ("legrad, attentionrollout, gradattention: the attention of every transformer "
+                "block (not the target layer)") in header.splitlines()
+        assert ("attnlrp: the relevance of the input pixels, propagated through every "
+                "transformer block (not the target layer)") in header.splitlines()
         assert LAST_BLOCK == ["gradeclip"]
         assert ("gradeclip: the attention of the last transformer block (not the target "
                 "layer)") in header.splitlines()

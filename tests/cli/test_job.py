@@ -127,7 +127,7 @@ def test_header_of_all_on_a_cpu_names_what_it_leaves_out_and_the_cost(bundled_on
     assert lines[0].startswith("model efficientnet_lite0 on cpu, target layer head_activation "
                                "(found by table), methods gradcam, hirescam,")
     assert lines[1] == ("--method all leaves out legrad, attentionrollout, gradattention, "
-                        "gradeclip: they read a Vision Transformer's attention, and "
+                        "gradeclip, attnlrp: they read a Vision Transformer's attention, and "
                         "efficientnet_lite0 is not one")
     assert lines[2] == ("--method all leaves out sscam, iscam on cpu (sampling methods: tens "
                         "of thousands of forward passes per image); --method everything takes "
@@ -139,7 +139,7 @@ def test_header_of_all_on_a_cpu_names_what_it_leaves_out_and_the_cost(bundled_on
     assert prepared.cams["rise"].target_layers == []
     assert f"  rise: {masks + 1:,} forward passes on cpu" in lines
     assert prepared.not_applicable == ["legrad", "attentionrollout", "gradattention",
-                                       "gradeclip"]
+                                       "gradeclip", "attnlrp"]
     assert not set(prepared.not_applicable) & set(prepared.methods)
     assert "  scorecam: ~1,281 forward passes on cpu" in lines
     assert "  ablationcam: 1,280 forward passes on cpu" in lines

@@ -32,7 +32,7 @@ def test_the_package_and_the_registry_import_no_torch():
         print("torch" in sys.modules, "GradCAMPlusPlus" in vars(pytorch_grad_cam),
               "metrics" in vars(pytorch_grad_cam))
     """)
-    assert out.splitlines() == ["False gradcam++ None 27", "True True True"]
+    assert out.splitlines() == ["False gradcam++ None 28", "True True True"]
 
 
 def test_methods_keep_their_order_whichever_module_comes_first():

@@ -19,11 +19,11 @@ def test_every_public_method_class_is_registered_once():
               if inspect.isclass(obj) and issubclass(obj, BaseCAM) and obj is not BaseCAM}
     registered = {info.cls for info in registered_methods()}
     assert public == registered
-    assert len(METHODS) == len(registered) == 27
+    assert len(METHODS) == len(registered) == 28
     assert list(METHODS)[:6] == ["gradcam", "hirescam", "gradcam++", "xgradcam",
                                  "ablationcam", "scorecam"]
-    assert list(METHODS)[-5:] == ["legrad", "attentionrollout", "gradattention", "gradeclip",
-                                  "rise"]
+    assert list(METHODS)[-6:] == ["legrad", "attentionrollout", "gradattention", "gradeclip",
+                                  "attnlrp", "rise"]
 
 
 def test_traits_match_what_the_methods_do():
@@ -35,7 +35,7 @@ def test_traits_match_what_the_methods_do():
     assert {i.name for i in registered_methods(class_specific=False)} == {
         "eigencam", "kpcacam", "fem", "randomcam", "attentionrollout"}
     assert {i.name for i in registered_methods(attention=True)} == {
-        "legrad", "attentionrollout", "gradattention", "gradeclip"}
+        "legrad", "attentionrollout", "gradattention", "gradeclip", "attnlrp"}
     assert {i.name for i in registered_methods(attention=True, uses_gradients=False)} == {
         "attentionrollout"}
     assert len(registered_methods(attention=False)) == 23

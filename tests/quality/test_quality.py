@@ -34,6 +34,10 @@ to the attention paid to it, not weighted by that attention, and a small
 ViT can gain score from attention to background that it does not pay. The
 methods that weight the gradient by the attention, or follow the attention
 itself, do not depend on that.
+AttnLRP (``attnlrp``, the relevance of the input pixels, a map at pixel
+resolution) runs here like the attention methods, on every block, and
+scores 0.98 on this file's held-out images (63 of 64; LeGrad 1.00 in the
+same run).
 
 Grad-ECLIP (``gradeclip``, the class logit in the part of CLIP's
 similarity) runs on its default target, the last block, like the other
