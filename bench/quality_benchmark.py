@@ -454,6 +454,25 @@ def markdown(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+#: options that say where things are, not what is measured: left out of the
+#: command that the results record
+_PLACES = ("--reference-python", "--torchcam-venv", "--json", "--markdown", "--recommended")
+
+
+def sizes_given(argv: list[str]) -> list[str]:
+    """``argv`` without the options of :data:`_PLACES` (and their values)."""
+    kept: list[str] = []
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg in _PLACES:
+            skip = True
+        elif not arg.startswith(tuple(f"{place}=" for place in _PLACES)):
+            kept.append(arg)
+    return kept
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="the smoke-run sizes")
@@ -516,7 +535,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = summarise(values, reasons, order)
     shortcut = check_mprt_shortcut(seeds[0]) if "cnn" in args.models else None
     meta = {"quick": args.quick, "sizes": sizes._asdict(), "threads": args.threads,
-            "command": " ".join(["python bench/quality_benchmark.py", *given]),
+            "command": " ".join(["python bench/quality_benchmark.py", *sizes_given(given)]),
             "machine": f"{os.cpu_count()} CPU cores, torch {torch.__version__}",
             "minutes": (time.perf_counter() - started) / 60,
             "accuracy": {m: float(np.mean([s.accuracy[m] for s in seeds])) for m in args.models},

@@ -11,6 +11,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "bench"))
+import quality_benchmark  # noqa: E402
 import quality_stats as stats  # noqa: E402
 
 from pytorch_grad_cam.app import recommended_table  # noqa: E402
@@ -140,3 +141,11 @@ def test_the_checked_in_choice_is_what_the_benchmark_wrote():
     assert written == stats.recommended_module(choices, results["meta"]["command"])
     assert set(choices) == {"cnn", "vit"}, "the checked-in run has no choice for a family"
     assert np.isfinite([c["score"] for c in choices.values()]).all()
+
+
+def test_the_recorded_command_leaves_out_where_things_are():
+    # the benchmark's options that name places (environments, output files)
+    # are not part of what was measured, so the results do not record them
+    argv = ["--seeds", "3", "--torchcam-venv", "/somewhere/venv", "--json=/tmp/x.json",
+            "--reference-python", "none", "--images", "24", "--markdown", "t.md"]
+    assert quality_benchmark.sizes_given(argv) == ["--seeds", "3", "--images", "24"]
