@@ -1,16 +1,36 @@
 """What the tests of the guarantees on exception paths share: an exception
 nothing may catch, a layer and a target that raise it on purpose, and a
 counter of the forward and backward passes a call made
-(``from fault_helpers import Boom, Counter, FailingTarget, Trap``); and the
+(``from fault_helpers import Boom, Counter, FailingTarget, Trap``), a
+``Gate`` that holds one thread's call inside the model; and the
 injection sites of the fault-injection tests: a ``Site`` that raises on its
 ``fire_at``-th call, a ``Bomb`` layer and a ``SiteTarget`` that tick one.
 
 Not in conftest.py: a test file's ``from conftest import`` may find
 tests/demo/conftest.py instead."""
+import threading
+
 import torch
 from torch import nn
 
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+
+class Gate(nn.Module):
+    """Identity; in the thread named in ``hold``, waits for ``release``
+    (a call held inside the model while another thread runs)."""
+
+    def __init__(self):
+        super().__init__()
+        self.hold = None
+        self.reached, self.release = threading.Event(), threading.Event()
+
+    def forward(self, x):
+        if threading.current_thread().name == self.hold:
+            self.hold = None
+            self.reached.set()
+            assert self.release.wait(30)
+        return x
 
 
 class Boom(Exception):

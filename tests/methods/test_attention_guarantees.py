@@ -41,6 +41,7 @@ from fault_helpers import (  # tests/fault_helpers.py
     Boom,
     Counter,
     FailingTarget,
+    Gate,
     Injected,
     Site,
     SiteTarget,
@@ -492,22 +493,6 @@ def test_threads_sharing_a_model_get_their_own_maps(vit):
             np.testing.assert_allclose(m, expected[i], atol=1e-5, err_msg=str(jobs[i]))
     assert all(differ(expected[2 * k], expected[2 * k + 1]) for k in range(len(methods)))
     assert_same_state(before, snapshot(model))
-
-
-class Gate(nn.Module):
-    """Identity; in the thread named in ``hold``, waits for ``release``."""
-
-    def __init__(self):
-        super().__init__()
-        self.hold = None
-        self.reached, self.release = threading.Event(), threading.Event()
-
-    def forward(self, x):
-        if threading.current_thread().name == self.hold:
-            self.hold = None
-            self.reached.set()
-            assert self.release.wait(30)
-        return x
 
 
 class Gated(nn.Module):

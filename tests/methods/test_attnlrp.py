@@ -12,7 +12,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 import torchvision
-from fault_helpers import Counter  # tests/fault_helpers.py
+from fault_helpers import Counter, Gate  # tests/fault_helpers.py
 from torch import nn
 from vit_cases import MORE_VIT_CASES, VIT_CASES  # tests/vit_cases.py
 
@@ -303,22 +303,6 @@ def test_nothing_is_patched_during_or_after_the_call(family):
         assert state[0] == before[0]
         assert all(state[1][name] is FUNCTIONS[name] for name in FUNCTIONS)
     assert torch._C._len_torch_function_stack() == 0
-
-
-class Gate(nn.Module):
-    """Identity; in the thread named in ``hold``, waits for ``release``."""
-
-    def __init__(self):
-        super().__init__()
-        self.hold = None
-        self.reached, self.release = threading.Event(), threading.Event()
-
-    def forward(self, x):
-        if threading.current_thread().name == self.hold:
-            self.hold = None
-            self.reached.set()
-            assert self.release.wait(30)
-        return x
 
 
 class Gated(nn.Module):
